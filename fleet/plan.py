@@ -1,0 +1,79 @@
+"""The plan format (``contracts/plan.md``, v1): what will move, where, in which order, and why.
+
+A plan is reviewed, approved, then executed exactly as written, so its JSON form is deterministic:
+the same snapshot and policy give the same bytes. Keys follow the contract; ``from`` is a Python
+keyword, hence the alias.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Method = Literal["live", "restart", "dump"]
+GoalKind = Literal["evacuate", "drain", "rebalance", "place"]
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class Goal(_Part):
+    kind: GoalKind
+    nodes: list[str] = Field(default_factory=list)
+
+
+class Predicted(_Part):
+    duration_s: float = 0.0
+    downtime_s: float = 0.0
+    bytes: int = 0
+
+
+class Move(_Part):
+    ct: str
+    from_node: str = Field(alias="from")
+    to: str
+    method: Method = "restart"
+    wave: int = 0
+    after: list[str] = Field(default_factory=list)
+    predicted: Predicted = Field(default_factory=Predicted)
+    reason: str = ""
+
+
+class Unplaced(_Part):
+    ct: str
+    reason: str
+
+
+class Usage(_Part):
+    memory: float = 0.0
+    cpu: float = 0.0
+    disk: float = 0.0
+
+
+class Score(_Part):
+    peak_memory: float = 0.0
+    spread: float = 0.0
+    lower_bound_peak_memory: float = 0.0
+    moves: int = 0
+    bytes: int = 0
+    predicted_makespan_s: float = 0.0
+
+
+class Plan(_Part):
+    version: Literal[1] = 1
+    goal: Goal
+    inventory_digest: str
+    moves: list[Move] = Field(default_factory=list)
+    unplaced: list[Unplaced] = Field(default_factory=list)
+    before: dict[str, Usage] = Field(default_factory=dict)
+    after: dict[str, Usage] = Field(default_factory=dict)
+    score: Score = Field(default_factory=Score)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"

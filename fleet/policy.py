@@ -1,0 +1,45 @@
+"""Policy: the operator's knobs that planners and the engine obey (capacity, limits, cost model).
+
+Policy comes from the ``[policy]`` table of ferry's config file; every field has a default that is
+safe for a production fleet. Planners take a Policy as an argument and never read config
+themselves.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Policy(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Capacity (contracts/inventory.md): sum of configured sizes within node size x overcommit,
+    # less a headroom fraction kept free on receiving nodes.
+    memory_overcommit: float = Field(default=1.0, gt=0)
+    cpu_overcommit: float = Field(default=4.0, gt=0)
+    memory_headroom: float = Field(default=0.0, ge=0, lt=1)
+    disk_headroom: float = Field(default=0.0, ge=0, lt=1)
+
+    # Concurrency: moves that may run at once (plan waves and the engine both obey these).
+    max_parallel: int = Field(default=8, ge=1)
+    max_outgoing_per_node: int = Field(default=2, ge=1)
+    max_incoming_per_node: int = Field(default=2, ge=1)
+
+    # Cost model. Link bandwidth in MB/s (10 GbE carries ~1100 MB/s of rsync payload); per-link
+    # figures as {"src->dst": MB/s} override the default and are later learned from finished moves.
+    default_link_mb_s: float = Field(default=1000.0, gt=0)
+    link_mb_s: dict[str, float] = Field(default_factory=dict)
+    prefer_live: bool = True
+    stop_s: float = Field(default=5.0, ge=0)
+    start_s: float = Field(default=3.0, ge=0)
+    live_switch_s: float = Field(default=1.0, ge=0)
+
+    # Rebalancing.
+    aggressiveness: int = Field(default=3, ge=1, le=5)
+    min_gain: float = Field(default=0.01, ge=0)
+    max_moves: int | None = Field(default=None, ge=0)
+    cooldown_hours: float = Field(default=24.0, ge=0)
+
+    def link_speed(self, src: str, dst: str) -> float:
+        """MB/s expected on the link src -> dst."""
+        return self.link_mb_s.get(f"{src}->{dst}", self.default_link_mb_s)
