@@ -1,0 +1,12 @@
+"""An HTTPS double of the Proxmox VE API, for tests of ferry's proxmox adapter.
+
+    ferry snapshot (Inventory) --World.from_inventory--> World (nodes, CTs, HA, replication, tasks)
+                                                            ^ tick(): tasks end in scaled time
+    proxmoxer --HTTPS, PVEAPIToken--> server.py --routes.py (real paths, params.py validation)-->
+        guests.py (LXC: migrate, status, config, destroy) / backups.py (vzdump, restore) /
+        cluster.py (HA, replication, nextid) --> World --snapshot()--> Inventory (for comparisons)
+
+Faults a test can inject through ``world.faults`` (model.Faults) or the world itself: HTTP 5xx on
+the next N requests, a task ending with an error text or with warnings, slow tasks, a container
+locked for some simulated time (``Guest.lock`` / ``lock_until``).
+"""
