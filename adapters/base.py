@@ -24,6 +24,7 @@ fall back, e.g. live -> dump) or :class:`PermanentError` (roll back; the message
 from __future__ import annotations
 
 import abc
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -60,6 +61,10 @@ class RefusedError(BackendError):
 
 class PermanentError(BackendError):
     """Will fail again the same way (no space, bad config); roll back and tell the operator."""
+
+
+class Cancelled(BackendError):
+    """The operator cancelled the move while a long step ran (``StepContext.cancelled``)."""
 
 
 @dataclass(frozen=True)
@@ -151,6 +156,8 @@ class Check:
     name: str
     ok: bool
     detail: str = ""
+    #: "move": a failure stops the move; "live": it only rules out the live method (fall back).
+    blocks: Literal["move", "live"] = "move"
 
 
 class Backend(abc.ABC):
@@ -193,6 +200,10 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def rollback(self, spec: MoveSpec, ctx: StepContext) -> None:
         """Compensate: the source runs again with its addresses, the destination is removed."""
+
+    def now(self) -> float:
+        """Seconds on the world's clock (wall time for real clusters; simulated time for sim)."""
+        return time.time()
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

@@ -1,0 +1,133 @@
+"""The simulated world's state: one JSON file, changed only inside locked transactions.
+
+The world outlives any ferry process, exactly as a real cluster would: kill ferry mid-move and the
+file says where every copy of every container is. Each transaction takes an exclusive ``flock``
+(which also serialises threads, since every transaction opens its own descriptor), reads the
+file, lets the caller change the dict, and replaces the file atomically (write, fsync, rename).
+
+Layout (version 1)::
+
+    {"version": 1, "seed": 7, "speedup": 200.0, "clock": {"wall": 1.7e9, "sim": 0.0},
+     "nodes": {"n1": {<snapshot node fields>, "nic_mb_s": 1250.0}},
+     "containers": {"101": {<snapshot container fields but "node">, "checksum": "…"}},
+     "copies": {"101": {"n1": {"status": "running", "bytes": 4294967296, "checksum": "…"}}},
+     "home": {"101": "n1"},            # which copy is the container (discover reports it)
+     "rules": {…}, "locks": {"101": "job-3"},
+     "faults": [{"kind": "fail", "step": "cutover", "ct": "101", "remaining": 1}],
+     "fault_rate": 0.0, "link_factor": {"n1->n2": 0.1}}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from fleet.model import Inventory
+
+WORLD_VERSION = 1
+DEFAULT_NIC_MB_S = 1250.0  # 10 GbE
+
+
+def data_checksum(ct: str, seed: int) -> str:
+    """A container's data identity; a copy is complete when its checksum equals the source's."""
+    return hashlib.sha256(f"{seed}:{ct}".encode()).hexdigest()[:16]
+
+
+def world_from_inventory(
+    inv: Inventory, *, seed: int = 7, speedup: float = 200.0, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Build a fresh world from a snapshot. Sim-only node keys (``nic_mb_s``) ride along as the
+    snapshot's extra keys; ``extra`` adds top-level keys (faults, fault_rate, link_factor)."""
+    nodes = {}
+    for node in inv.nodes:
+        data = node.model_dump(mode="json")
+        data.setdefault("nic_mb_s", DEFAULT_NIC_MB_S)
+        for sid, info in data["storage"].items():
+            # The snapshot's used_gb includes the containers' disks; the world counts them itself.
+            mine = sum(c.disk_gb for c in inv.on_node(node.name) if c.storage == sid)
+            info["base_used_gb"] = 0.0 if info["shared"] else max(0.0, info["used_gb"] - mine)
+        nodes[node.name] = data
+    containers, copies, home = {}, {}, {}
+    for ct in inv.containers:
+        data = ct.model_dump(mode="json")
+        node = data.pop("node")
+        data["checksum"] = data_checksum(ct.id, seed)
+        containers[ct.id] = data
+        copies[ct.id] = {
+            node: {
+                "status": ct.status if ct.status in ("running", "stopped") else "stopped",
+                "bytes": int(ct.disk_gb * 1024**3),
+                "checksum": data["checksum"],
+            }
+        }
+        home[ct.id] = node
+    world = {
+        "version": WORLD_VERSION, "seed": seed, "speedup": speedup,
+        "clock": {"wall": time.time(), "sim": 0.0},
+        "nodes": nodes, "containers": containers, "copies": copies, "home": home,
+        "rules": inv.rules.model_dump(mode="json"), "locks": {},
+        "faults": [], "fault_rate": 0.0, "link_factor": {},
+    }
+    world.update(extra or {})
+    return world
+
+
+class WorldFile:
+    """Locked, atomic access to the world file."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._lock_path = self.path.with_name(self.path.name + ".lock")
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def create(self, world: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._locked():
+            self._write(world)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self._lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self._lock_path, os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
+
+    def _write(self, world: dict[str, Any]) -> None:
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(world, fh, separators=(",", ":"))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
+
+    def read(self) -> dict[str, Any]:
+        with self._locked():
+            return json.loads(self.path.read_text(encoding="utf-8"))
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[dict[str, Any]]:
+        """Yield the world for changing; it is written back only if the block ends normally."""
+        with self._locked():
+            world = json.loads(self.path.read_text(encoding="utf-8"))
+            before = json.dumps(world, sort_keys=True)
+            yield world
+            if json.dumps(world, sort_keys=True) != before:
+                self._write(world)
+
+
+def sim_now(world: dict[str, Any]) -> float:
+    """Simulated seconds since the world began: accelerated wall time."""
+    clock = world["clock"]
+    return clock["sim"] + (time.time() - clock["wall"]) * world["speedup"]

@@ -1,0 +1,8 @@
+"""The running system: job store, migration engine, CLI (and later REST API, scheduler, metrics).
+
+    CLI / API --plan--> planners --Plan--> jobs.create_job (store, locks)
+                                               |
+                          Engine.run_job --> MoveSaga per move --> adapters (Backend steps)
+                                               |                         |
+                                          store: moves, journal <--------+
+"""

@@ -1,0 +1,270 @@
+"""The ``ferry`` command line (Typer + Rich). Tables for people, ``--format json`` for scripts.
+
+Every user mistake ends as one line on stderr, ``ferry: error: KEY=VALUE: what is wrong``, and
+exit status 2; nothing is changed when that happens.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from rich.console import Console
+
+from fleet.errors import InputError
+from fleet.model import Inventory
+from fleet.plan import Plan
+from fleet.snapshot import dump_inventory, load_inventory, read_document, validate_model
+from planners import place, plan_drain, plan_evacuate, plan_rebalance
+from service import render
+from service.config import load_config
+from service.jobs import create_job, job_detail, list_jobs, set_job_state
+from service.runtime import Runtime
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="ferry plans and runs container migrations across Proxmox VE and OpenVZ nodes.")
+plan_app = typer.Typer(no_args_is_help=True, help="Compute a plan (nothing moves).")
+jobs_app = typer.Typer(help="List jobs, or resume unfinished ones.", invoke_without_command=True)
+job_app = typer.Typer(no_args_is_help=True, help="Inspect or control one job.")
+app.add_typer(plan_app, name="plan")
+app.add_typer(jobs_app, name="jobs")
+app.add_typer(job_app, name="job")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class Format(StrEnum):
+    table = "table"
+    json = "json"
+
+
+FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table for people, json for scripts")]
+InventoryOpt = Annotated[Path | None, typer.Option("--inventory", "-i", help="plan offline from this snapshot")]
+OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="also save the plan to this file")]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="execute without asking")]
+
+
+@app.callback()
+def main_options(ctx: typer.Context, config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="config file (else $FERRY_CONFIG)")] = None) -> None:
+    ctx.obj = {"config_path": config}
+
+
+def runtime(ctx: typer.Context) -> Runtime:
+    root = ctx.find_root()
+    if "runtime" not in root.obj:
+        root.obj["runtime"] = Runtime(load_config(root.obj.get("config_path")))
+    return root.obj["runtime"]
+
+
+def emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+def current_inventory(ctx: typer.Context, snapshot: Path | None = None) -> Inventory:
+    return load_inventory(snapshot) if snapshot else runtime(ctx).backend.discover()
+
+
+# -- inventory and plans -------------------------------------------------------------------------
+@app.command()
+def inventory(ctx: typer.Context, fmt: FormatOpt = Format.table) -> None:
+    """Show the fleet (or write a snapshot with --format json)."""
+    inv = current_inventory(ctx)
+    if fmt is Format.json:
+        sys.stdout.write(dump_inventory(inv))
+    else:
+        render.render_inventory(console, inv)
+
+
+def show_plan(plan: Plan, inv: Inventory, fmt: Format, out: Path | None) -> None:
+    if out:
+        out.write_text(plan.to_json(), encoding="utf-8")
+    if fmt is Format.json:
+        sys.stdout.write(plan.to_json())
+    else:
+        render.render_plan(console, plan, inv)
+        if out:
+            console.print(f"saved to {out}; run it with: ferry run {out}")
+
+
+@plan_app.command("evacuate")
+def plan_evacuate_cmd(ctx: typer.Context, nodes: list[str], snapshot: InventoryOpt = None,
+                      out: OutOpt = None, fmt: FormatOpt = Format.table) -> None:
+    """Give every container on NODES a destination (nothing else moves)."""
+    inv = current_inventory(ctx, snapshot)
+    show_plan(plan_evacuate(inv, nodes, runtime(ctx).policy()), inv, fmt, out)
+
+
+@plan_app.command("drain")
+def plan_drain_cmd(ctx: typer.Context, nodes: list[str], snapshot: InventoryOpt = None,
+                   out: OutOpt = None, fmt: FormatOpt = Format.table) -> None:
+    """Like evacuate, for maintenance: the moves are later fitted into windows."""
+    inv = current_inventory(ctx, snapshot)
+    show_plan(plan_drain(inv, nodes, runtime(ctx).policy()), inv, fmt, out)
+
+
+@plan_app.command("rebalance")
+def plan_rebalance_cmd(
+    ctx: typer.Context, snapshot: InventoryOpt = None, out: OutOpt = None, fmt: FormatOpt = Format.table,
+    aggressiveness: Annotated[int | None, typer.Option(min=1, max=5, help="1 = fix violations only, 5 = any gain")] = None,
+    max_moves: Annotated[int | None, typer.Option(min=0)] = None,
+    min_gain: Annotated[float | None, typer.Option(min=0.0)] = None,
+) -> None:
+    """Spread load with few, cheap moves."""
+    rt = runtime(ctx)
+    inv = current_inventory(ctx, snapshot)
+    overrides = {k: v for k, v in {"aggressiveness": aggressiveness, "max_moves": max_moves,
+                                   "min_gain": min_gain}.items() if v is not None}
+    policy = rt.policy().model_copy(update=overrides)
+    moved, now = rt.cooldown_inputs() if snapshot is None else ({}, None)
+    show_plan(plan_rebalance(inv, policy, last_moved=moved, now=now), inv, fmt, out)
+
+
+@plan_app.command("place")
+def plan_place_cmd(
+    ctx: typer.Context, cpus: Annotated[float, typer.Option(min=0.01)],
+    memory: Annotated[int, typer.Option(min=1, help="MiB")], disk: Annotated[float, typer.Option(min=0.0, help="GB")],
+    storage: str | None = None, snapshot: InventoryOpt = None, fmt: FormatOpt = Format.table,
+) -> None:
+    """The best node for a new container."""
+    result = place(current_inventory(ctx, snapshot), runtime(ctx).policy(), cpus=cpus, memory_mb=memory,
+                   disk_gb=disk, storage=storage).to_dict()
+    if fmt is Format.json:
+        emit_json(result)
+    else:
+        console.print_json(data=result)
+
+
+# -- execution -------------------------------------------------------------------------------------
+def execute(ctx: typer.Context, plan: Plan, inv: Inventory, fmt: Format, yes: bool) -> None:
+    from service.progress import JobProgress
+
+    rt = runtime(ctx)
+    if fmt is Format.table:
+        render.render_plan(console, plan, inv)
+    if not plan.moves:
+        console.print("nothing to move") if fmt is Format.table else emit_json({"job": None, "moves": 0})
+        return
+    if plan.unplaced and fmt is Format.table:
+        console.print(f"[yellow]{len(plan.unplaced)} containers have no destination and stay where they are[/]")
+    if not yes:
+        if not sys.stdin.isatty():
+            raise InputError("--yes", False, "not given and no terminal to ask: pass --yes to execute")
+        typer.confirm(f"Execute {len(plan.moves)} moves?", abort=True)
+    job_id = create_job(rt.sessions, plan, approved=True)
+    if fmt is Format.table:
+        console.print(f"job {job_id} started; watch it with 'ferry job show {job_id}'")
+        with JobProgress(console, len(plan.moves)) as progress:
+            summary = rt.engine(progress=progress.update).run_job(job_id)
+        render.render_summary(console, summary.to_dict())
+    else:
+        emit_json(rt.engine().run_job(job_id).to_dict())
+
+
+@app.command()
+def evacuate(ctx: typer.Context, nodes: list[str], yes: YesOpt = False, fmt: FormatOpt = Format.table) -> None:
+    """Plan and execute the evacuation of NODES now (on-call)."""
+    inv = current_inventory(ctx)
+    execute(ctx, plan_evacuate(inv, nodes, runtime(ctx).policy()), inv, fmt, yes)
+
+
+@app.command("run")
+def run_plan(ctx: typer.Context, plan_file: Path, yes: YesOpt = False, fmt: FormatOpt = Format.table) -> None:
+    """Execute a saved plan exactly as written, after re-validating it against the live fleet."""
+    plan = validate_model(Plan, read_document(plan_file), source=str(plan_file))
+    inv = current_inventory(ctx)
+    problems = runtime(ctx).drift(plan, inv)
+    if problems:
+        raise InputError("plan", str(plan_file), f"the fleet changed since it was made: {problems[0]}"
+                         f" ({len(problems)} problems); make a new plan")
+    execute(ctx, plan, inv, fmt, yes)
+
+
+# -- jobs ------------------------------------------------------------------------------------------
+@jobs_app.callback()
+def jobs_list(ctx: typer.Context, fmt: FormatOpt = Format.table) -> None:
+    if ctx.invoked_subcommand is not None:
+        return
+    jobs = list_jobs(runtime(ctx).sessions)
+    emit_json(jobs) if fmt is Format.json else render.render_jobs(console, jobs)
+
+
+@jobs_app.command("resume")
+def jobs_resume(ctx: typer.Context, fmt: FormatOpt = Format.table) -> None:
+    """Continue every unfinished job from what the store and the world say."""
+    rt = runtime(ctx)
+    pending = [j for j in list_jobs(rt.sessions, limit=10_000)
+               if j["state"] in ("approved", "running", "cancelling")]
+    results = [rt.engine().run_job(job["id"]).to_dict() for job in reversed(pending)]
+    if fmt is Format.json:
+        emit_json(results)
+    elif not results:
+        console.print("no unfinished jobs")
+    for summary in results if fmt is Format.table else []:
+        render.render_summary(console, summary)
+
+
+@job_app.command("show")
+def job_show(ctx: typer.Context, job_id: int, fmt: FormatOpt = Format.table) -> None:
+    detail = job_detail(runtime(ctx).sessions, job_id)
+    emit_json(detail) if fmt is Format.json else render.render_job(console, detail)
+
+
+def _control(ctx: typer.Context, job_id: int, allowed: tuple[str, ...], new_state: str) -> None:
+    sessions = runtime(ctx).sessions
+    state = job_detail(sessions, job_id)["state"]
+    if state not in allowed:
+        raise InputError("job", job_id, f"is {state}; only a job that is {' or '.join(allowed)} can be "
+                         f"{'cancelled' if new_state == 'cancelling' else new_state}")
+    set_job_state(sessions, job_id, new_state)
+    console.print(f"job {job_id}: {state} -> {new_state}")
+
+
+@job_app.command("cancel")
+def job_cancel(ctx: typer.Context, job_id: int) -> None:
+    """Stop starting moves; moves in flight roll back. Run 'ferry jobs resume' if no ferry runs it."""
+    _control(ctx, job_id, ("pending", "approved", "running", "paused"), "cancelling")
+
+
+@job_app.command("pause")
+def job_pause(ctx: typer.Context, job_id: int) -> None:
+    """Start no new moves; moves in flight finish."""
+    _control(ctx, job_id, ("approved", "running"), "paused")
+
+
+@job_app.command("resume")
+def job_resume(ctx: typer.Context, job_id: int, fmt: FormatOpt = Format.table) -> None:
+    """Approve a paused or pending job and run it to the end in this process."""
+    _control(ctx, job_id, ("paused", "pending", "approved", "running"), "approved")
+    summary = runtime(ctx).engine().run_job(job_id).to_dict()
+    emit_json(summary) if fmt is Format.json else render.render_summary(console, summary)
+
+
+@app.command()
+def demo(speedup: Annotated[float, typer.Option(min=1.0)] = 120.0) -> None:
+    """Evacuate the hot node of the built-in simulated fleet, start to finish."""
+    from service.demo import run_demo
+
+    raise typer.Exit(run_demo(console, speedup=speedup))
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except InputError as exc:
+        err_console.print(f"ferry: error: {exc.line()}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        err_console.print("ferry: aborted, nothing changed")
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)

@@ -1,0 +1,96 @@
+"""ferry's configuration: one TOML file (``--config FILE`` or ``FERRY_CONFIG``), documented in
+``config/ferry.example.toml``. With no file at all, ferry runs against the built-in simulated
+fleet, so that a first ``ferry inventory`` shows something real.
+
+Every bad value becomes an InputError naming the key (``policy.max_parallel``) and the value.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from fleet.errors import InputError
+from fleet.policy import Policy
+from fleet.snapshot import validate_model
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEMO_FLEET = REPO_ROOT / "config" / "fleets" / "demo.yaml"
+
+
+class FerrySection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    backend: Literal["sim", "proxmox", "openvz"] = "sim"
+    #: SQLAlchemy URL of the job store; relative sqlite paths are under state_dir.
+    database: str = ""
+    state_dir: str = ".ferry"
+    #: Name this instance uses in claims and locks (defaults to host name + pid).
+    instance: str = ""
+
+
+class EngineSection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    retry_attempts: int = Field(default=5, ge=1, le=50)
+    retry_initial_s: float = Field(default=1.0, ge=0)
+    retry_max_s: float = Field(default=60.0, ge=0)
+    lease_s: float = Field(default=60.0, gt=0)
+    #: Weight of the newest observation in the learned link throughput (EWMA).
+    learn_weight: float = Field(default=0.3, gt=0, le=1)
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ferry: FerrySection = Field(default_factory=FerrySection)
+    engine: EngineSection = Field(default_factory=EngineSection)
+    policy: Policy = Field(default_factory=Policy)
+    sim: dict[str, Any] = Field(default_factory=dict)
+    proxmox: dict[str, Any] = Field(default_factory=dict)
+    openvz: dict[str, Any] = Field(default_factory=dict)
+    #: Where the file was read from (None: built-in defaults).
+    path: Path | None = None
+
+    @property
+    def state_dir(self) -> Path:
+        base = self.path.parent if self.path else Path.cwd()
+        return (base / self.ferry.state_dir).resolve()
+
+    @property
+    def database_url(self) -> str:
+        if self.ferry.database:
+            return self.ferry.database
+        return f"sqlite:///{self.state_dir / 'ferry.db'}"
+
+    def backend_settings(self) -> dict[str, Any]:
+        """The backend's table with relative paths resolved against the config file's folder."""
+        settings = dict(getattr(self, self.ferry.backend))
+        if self.ferry.backend == "sim":
+            settings.setdefault("world_file", str(self.state_dir / "world.json"))
+            settings.setdefault("fleet_file", str(DEMO_FLEET))
+        base = self.path.parent if self.path else Path.cwd()
+        for key, value in settings.items():
+            if key.endswith("_file") and isinstance(value, str) and value and not os.path.isabs(value):
+                settings[key] = str(base / value)
+        return settings
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Read the config named by ``path``, else ``FERRY_CONFIG``, else built-in defaults."""
+    chosen = path or os.environ.get("FERRY_CONFIG")
+    if not chosen:
+        return Config()
+    key = "--config" if path else "FERRY_CONFIG"
+    file = Path(chosen)
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(key, str(file), "no such config file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(key, str(file), f"cannot read: {exc.__class__.__name__}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(key, str(file), f"invalid TOML: {exc}") from None
+    config = validate_model(Config, data, source=str(file))
+    return config.model_copy(update={"path": file.resolve()})

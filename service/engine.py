@@ -1,0 +1,206 @@
+"""The migration engine: runs a job's moves through a backend, within limits, resumably.
+
+    job (store) --ready moves in plan order--> limits (fleet / per source / per target)
+        --> thread pool --> MoveSaga per move --> outcomes --> job state
+
+A move is ready when every move named in its ``after`` has succeeded; if one of those failed, it
+is skipped with the reason. Moves a dead process left running are resumed first (their sagas
+observe before they act). The engine heartbeats a lease on the job, so that a second ferry can see
+that the first one died, and reads pause / cancel requests from the store, so that they work from
+any process.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+import time
+from collections import Counter
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapters.base import Backend
+from fleet.policy import Policy
+from service.config import EngineSection
+from service.jobs import get_job, set_job_state
+from service.saga import MoveSaga, Progress
+from service.store import FINAL_MOVE_STATES, MoveRow, job_moves, utcnow
+
+_TICK_S = 0.1
+#: How often the engine re-reads the job's control state (pause / cancel) from the store.
+_CONTROL_EVERY_S = 0.5
+
+
+def instance_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class JobSummary:
+    job_id: int
+    state: str
+    counts: dict[str, int] = field(default_factory=dict)
+    bytes: int = 0
+    predicted_duration_s: float = 0.0
+    predicted_downtime_s: float = 0.0
+    observed_duration_s: float = 0.0
+    observed_downtime_s: float = 0.0
+    makespan_s: float = 0.0
+    messages: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+class Engine:
+    def __init__(self, sessions: sessionmaker[Session], backend: Backend, policy: Policy,
+                 settings: EngineSection, *, owner: str | None = None, progress: Progress | None = None) -> None:
+        self.sessions = sessions
+        self.backend = backend
+        self.policy = policy
+        self.settings = settings
+        self.owner = owner or instance_name()
+        self.progress = progress
+        self._control = ("running", 0.0)
+
+    def _job_state(self, job_id: int) -> str:
+        state, read_at = self._control
+        if time.monotonic() - read_at >= _CONTROL_EVERY_S:
+            with self.sessions.begin() as session:
+                job = get_job(session, job_id)
+                job.owner = self.owner
+                job.lease_until = utcnow() + dt.timedelta(seconds=self.settings.lease_s)
+                state = job.state
+            self._control = (state, time.monotonic())
+        return state
+
+    def run_job(self, job_id: int) -> JobSummary:
+        """Run (or resume) a job until every move is final, or the job is paused."""
+        with self.sessions() as session:
+            job = get_job(session, job_id)
+            if job.state == "pending":
+                raise PermissionError(f"job {job_id} is not approved")
+            if job.state in ("succeeded", "failed", "cancelled", "rolled_back"):
+                return self.summary(job_id)
+        if job.state != "cancelling":
+            set_job_state(self.sessions, job_id, "running")
+        self._control = ("running", 0.0)
+        world_start = self.backend.now()
+        with ThreadPoolExecutor(max_workers=self.policy.max_parallel, thread_name_prefix="move") as pool:
+            self._schedule(job_id, pool)
+        state = self._job_state_now(job_id)
+        if state == "paused":
+            return self.summary(job_id)
+        final = self._final_state(job_id, cancelled=state == "cancelling")
+        set_job_state(self.sessions, job_id, final, self._final_message(job_id, final))
+        summary = self.summary(job_id)
+        summary.makespan_s = max(summary.makespan_s, self.backend.now() - world_start)
+        return summary
+
+    def _job_state_now(self, job_id: int) -> str:
+        self._control = ("", 0.0)
+        return self._job_state(job_id)
+
+    def _schedule(self, job_id: int, pool: ThreadPoolExecutor) -> None:
+        with self.sessions() as session:
+            moves = job_moves(session, job_id)
+        state = {m.ct: m.state for m in moves}
+        running: dict[Future[Any], MoveRow] = {}
+        cancelling = False
+        while True:
+            control = self._job_state(job_id)
+            cancelling = cancelling or control == "cancelling"
+            if control not in ("paused",) or cancelling:
+                self._start_ready(job_id, moves, state, running, pool, cancelling)
+            if not running:
+                if control == "paused" or all(s in FINAL_MOVE_STATES for s in state.values()):
+                    return
+                if not any(s == "pending" for s in state.values()):
+                    return
+            done, _ = wait(list(running), timeout=_TICK_S, return_when=FIRST_COMPLETED)
+            for future in done:
+                move = running.pop(future)
+                state[move.ct] = future.result().state
+
+    def _start_ready(self, job_id: int, moves: list[MoveRow], state: dict[str, str],
+                     running: dict[Future[Any], MoveRow], pool: ThreadPoolExecutor, cancelling: bool) -> None:
+        out, into = Counter(m.source for m in running.values()), Counter(m.target for m in running.values())
+        # Moves a dead process left in flight come first: they already hold resources.
+        order = sorted(moves, key=lambda m: (m.state not in ("running", "rolling_back"), m.seq))
+        busy = {m.ct for m in running.values()}
+        for move in order:
+            if state[move.ct] in FINAL_MOVE_STATES or move.ct in busy:
+                continue
+            in_flight = state[move.ct] in ("running", "rolling_back")
+            if cancelling and not in_flight:
+                self._mark(move, "cancelled", "cancelled by operator before it started")
+                state[move.ct] = "cancelled"
+                continue
+            blocked = [d for d in move.after if state.get(d) in FINAL_MOVE_STATES and state[d] != "succeeded"]
+            if blocked:
+                self._mark(move, "skipped", f"skipped: move of {blocked[0]} it waits for did not succeed")
+                state[move.ct] = "skipped"
+                continue
+            if not in_flight and any(state.get(d) != "succeeded" for d in move.after if d in state):
+                continue
+            if not in_flight and (len(running) >= self.policy.max_parallel
+                                  or out[move.source] >= self.policy.max_outgoing_per_node
+                                  or into[move.target] >= self.policy.max_incoming_per_node):
+                continue
+            saga = MoveSaga(self.sessions, self.backend, self.settings, job_id, move.id, owner=self.owner,
+                            progress=self.progress,
+                            cancelled=lambda: self._job_state(job_id) == "cancelling")
+            running[pool.submit(saga.run)] = move
+            busy.add(move.ct)
+            state[move.ct] = "running"
+            out[move.source] += 1
+            into[move.target] += 1
+
+    def _mark(self, move: MoveRow, state: str, message: str) -> None:
+        with self.sessions.begin() as session:
+            row = session.get(MoveRow, move.id)
+            assert row is not None
+            row.state, row.message = state, message
+
+    def _final_state(self, job_id: int, *, cancelled: bool) -> str:
+        with self.sessions() as session:
+            states = Counter(m.state for m in job_moves(session, job_id))
+        if cancelled:
+            return "cancelled"
+        if states["succeeded"] == sum(states.values()):
+            return "succeeded"
+        if states["succeeded"] == 0 and states["failed"] == 0:
+            return "rolled_back"
+        return "failed"
+
+    def _final_message(self, job_id: int, final: str) -> str:
+        with self.sessions() as session:
+            moves = job_moves(session, job_id)
+        counts = Counter(m.state for m in moves)
+        text = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        bad = [f"{m.ct}: {m.message}" for m in moves if m.state in ("failed", "rolled_back")]
+        return f"{final}: {text}" + (f"; first problem: {bad[0]}" if bad else "")
+
+    def summary(self, job_id: int) -> JobSummary:
+        with self.sessions() as session:
+            job = get_job(session, job_id)
+            moves = job_moves(session, job_id)
+        out = JobSummary(job_id, job.state, dict(Counter(m.state for m in moves)))
+        starts = [m.started_at for m in moves if m.started_at is not None]
+        ends = [m.finished_at for m in moves if m.finished_at is not None]
+        for m in moves:
+            out.predicted_duration_s += float(m.predicted.get("duration_s", 0.0))
+            out.predicted_downtime_s += float(m.predicted.get("downtime_s", 0.0))
+            if m.state == "succeeded":
+                out.bytes += int(m.figures.get("bytes", 0))
+                out.observed_duration_s += float(m.figures.get("duration_s", 0.0))
+                out.observed_downtime_s += float(m.figures.get("downtime_s", 0.0))
+            if m.state in ("failed", "rolled_back", "skipped"):
+                out.messages.append(f"{m.ct}: {m.message}")
+        if starts and ends:
+            out.makespan_s = max(ends) - min(starts)
+        return out

@@ -1,0 +1,161 @@
+"""Job records: create a job from a plan (locking its containers), change states, read them back.
+
+Thin functions over the store, shared by the engine, the CLI and the REST API, so that every way
+into ferry enforces the same rules: a container is moved by one job at a time, and a node is
+evacuated by one job at a time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapters.base import JournalEntry
+from fleet.errors import InputError
+from fleet.plan import Plan
+from service.store import (
+    ACTIVE_JOB_STATES,
+    JobRow,
+    JournalRow,
+    LinkRow,
+    LockRow,
+    MoveRow,
+    job_journal,
+    job_moves,
+    utcnow,
+)
+
+
+class JobConflict(InputError):
+    """The plan touches something another active job holds."""
+
+
+def create_job(sessions: sessionmaker[Session], plan: Plan, *, approved: bool) -> int:
+    """Store ``plan`` as a new job and lock its containers; refuse if another job holds one."""
+    with sessions.begin() as session:
+        if plan.goal.kind in ("evacuate", "drain"):
+            for job in session.scalars(select(JobRow).where(JobRow.state.in_(ACTIVE_JOB_STATES))):
+                busy = sorted(set(job.nodes) & set(plan.goal.nodes)) if job.kind in ("evacuate", "drain") else []
+                if busy:
+                    verb = {"evacuate": "evacuated", "drain": "drained"}[job.kind]
+                    raise JobConflict("node", busy[0], f"is already being {verb} by job {job.id} "
+                                      f"({job.state}); see 'ferry job show {job.id}'")
+        cts = [m.ct for m in plan.moves]
+        for lock in session.scalars(select(LockRow).where(LockRow.ct.in_(cts))):
+            raise JobConflict("ct", lock.ct, f"is being moved by job {lock.job_id}; "
+                              f"see 'ferry job show {lock.job_id}'")
+        job = JobRow(kind=plan.goal.kind, nodes=list(plan.goal.nodes),
+                     state="approved" if approved else "pending", plan=plan.to_dict())
+        session.add(job)
+        session.flush()
+        for seq, move in enumerate(plan.moves):
+            extra = move.model_extra or {}
+            options = {"target_storage": extra["target_storage"]} if extra.get("target_storage") else {}
+            session.add(MoveRow(job_id=job.id, seq=seq, ct=move.ct, source=move.from_node,
+                                target=move.to, method=move.method, wave=move.wave,
+                                after=list(move.after), options=options,
+                                predicted=move.predicted.model_dump(mode="json")))
+            session.add(LockRow(ct=move.ct, job_id=job.id))
+        return job.id
+
+
+def release_locks(session: Session, job_id: int, ct: str | None = None) -> None:
+    query = delete(LockRow).where(LockRow.job_id == job_id)
+    if ct is not None:
+        query = query.where(LockRow.ct == ct)
+    session.execute(query)
+
+
+def get_job(session: Session, job_id: int) -> JobRow:
+    job = session.get(JobRow, job_id)
+    if job is None:
+        raise InputError("job", job_id, "no such job (see 'ferry jobs')")
+    return job
+
+
+def set_job_state(sessions: sessionmaker[Session], job_id: int, state: str, message: str | None = None) -> None:
+    with sessions.begin() as session:
+        job = get_job(session, job_id)
+        job.state = state
+        if message is not None:
+            job.message = message
+        if state == "running" and job.started_at is None:
+            job.started_at = utcnow()
+        if state in ("succeeded", "failed", "cancelled", "rolled_back"):
+            job.finished_at = utcnow()
+            release_locks(session, job_id)
+
+
+def list_jobs(sessions: sessionmaker[Session], limit: int = 50) -> list[dict[str, Any]]:
+    with sessions() as session:
+        jobs = session.scalars(select(JobRow).order_by(JobRow.id.desc()).limit(limit))
+        out = []
+        for job in jobs:
+            moves = job_moves(session, job.id)
+            done = sum(1 for m in moves if m.state == "succeeded")
+            out.append({"id": job.id, "kind": job.kind, "nodes": job.nodes, "state": job.state,
+                        "moves": len(moves), "done": done, "created_at": job.created_at.isoformat() + "Z",
+                        "message": job.message})
+        return out
+
+
+def job_detail(sessions: sessionmaker[Session], job_id: int) -> dict[str, Any]:
+    """Everything known about a job, for ``ferry job show`` and the API."""
+    with sessions() as session:
+        job = get_job(session, job_id)
+        moves = [{"ct": m.ct, "from": m.source, "to": m.target, "method": m.method, "wave": m.wave,
+                  "after": m.after, "state": m.state, "step": m.step, "phase": m.phase,
+                  "attempts": m.attempts, "message": m.message, "predicted": m.predicted,
+                  "figures": m.figures} for m in job_moves(session, job_id)]
+        journal = [{"at": j.at.isoformat() + "Z", "ct": j.ct, "step": j.step, "kind": j.kind,
+                    "host": j.host, "what": j.what, "status": j.status,
+                    "duration_ms": round(j.duration_ms, 3), "detail": j.detail}
+                   for j in job_journal(session, job_id)]
+        return {"id": job.id, "kind": job.kind, "nodes": job.nodes, "state": job.state,
+                "message": job.message, "created_at": job.created_at.isoformat() + "Z",
+                "started_at": job.started_at.isoformat() + "Z" if job.started_at else None,
+                "finished_at": job.finished_at.isoformat() + "Z" if job.finished_at else None,
+                "moves": moves, "journal": journal}
+
+
+def add_journal(sessions: sessionmaker[Session], job_id: int, ct: str | None, step: str | None,
+                entry: JournalEntry) -> None:
+    with sessions.begin() as session:
+        session.add(JournalRow(job_id=job_id, ct=ct, step=step, kind=entry.kind, host=entry.host,
+                               what=entry.what, status=entry.status, duration_ms=entry.duration_ms,
+                               detail=dict(entry.detail)))
+
+
+def learn_link(sessions: sessionmaker[Session], source: str, target: str, mb_s: float, weight: float) -> None:
+    """Fold one observed throughput into the exponentially weighted figure for the link."""
+    for _ in range(3):  # two moves on one link may insert its first figure at once: then update
+        try:
+            with sessions.begin() as session:
+                row = session.get(LinkRow, (source, target))
+                if row is None:
+                    session.add(LinkRow(source=source, target=target, mb_s=mb_s, samples=1))
+                else:
+                    row.mb_s = (1 - weight) * row.mb_s + weight * mb_s
+                    row.samples += 1
+            return
+        except IntegrityError:
+            continue
+
+
+def learned_links(sessions: sessionmaker[Session]) -> dict[str, float]:
+    with sessions() as session:
+        return {f"{r.source}->{r.target}": round(r.mb_s, 1) for r in session.scalars(select(LinkRow))}
+
+
+def last_moved(sessions: sessionmaker[Session]) -> dict[str, float]:
+    """World-clock time each container last finished a move, for the rebalancer's cooldown."""
+    with sessions() as session:
+        rows = session.execute(select(MoveRow.ct, MoveRow.finished_at).where(MoveRow.state == "succeeded"))
+        out: dict[str, float] = {}
+        for ct, finished in rows:
+            if finished is not None:
+                out[ct] = max(out.get(ct, 0.0), finished)
+        return out

@@ -1,0 +1,129 @@
+"""Tables for people (Rich). JSON for scripts is produced by the callers, not here.
+
+An on-call engineer reads a plan at 3 a.m.: the tables put what matters first — which container
+goes where and why, and each node's load before → after as a bar.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from fleet.model import Inventory
+from fleet.plan import Plan
+
+GIB = 1024**3
+
+
+def load_bar(fraction: float, width: int = 12) -> Text:
+    """``█████░░░░░░░  41 %``, green / yellow / red by level."""
+    fraction = max(0.0, fraction)
+    filled = min(width, round(fraction * width))
+    style = "green" if fraction < 0.7 else "yellow" if fraction < 0.9 else "red"
+    bar = Text("█" * filled, style=style)
+    bar.append("░" * (width - filled), style="dim")
+    bar.append(f" {fraction * 100:3.0f} %")
+    return bar
+
+
+def node_loads(inv: Inventory) -> dict[str, dict[str, float]]:
+    """Configured memory / CPUs and used disk as fractions of each node (what plans call usage)."""
+    out = {}
+    for node in inv.nodes:
+        cts = inv.on_node(node.name)
+        total_disk = sum(s.total_gb for s in node.storage.values() if not s.shared)
+        used_disk = sum(s.used_gb for s in node.storage.values() if not s.shared)
+        out[node.name] = {
+            "memory": sum(c.memory_mb for c in cts) / node.memory_mb,
+            "cpu": sum(c.cpus for c in cts) / node.cpus,
+            "disk": used_disk / total_disk if total_disk else 0.0,
+            "containers": len(cts),
+        }
+    return out
+
+
+def render_inventory(console: Console, inv: Inventory) -> None:
+    loads = node_loads(inv)
+    table = Table(title=f"Fleet: {len(inv.nodes)} nodes, {len(inv.containers)} containers",
+                  title_justify="left")
+    for col in ("node", "platform", "state", "cts", "memory (configured)", "vCPUs", "disk"):
+        table.add_column(col, justify="right" if col == "cts" else "left")
+    for node in inv.nodes:
+        load = loads[node.name]
+        state = "offline" if not node.online else "maintenance" if node.maintenance else "online"
+        table.add_row(node.name, node.platform, Text(state, style="green" if state == "online" else "red"),
+                      str(load["containers"]), load_bar(load["memory"]),
+                      f"{load['cpu'] * node.cpus:.0f}/{node.cpus}", load_bar(load["disk"], 8))
+    console.print(table)
+
+
+def _goal_text(plan: Plan) -> str:
+    nodes = " ".join(plan.goal.nodes)
+    return f"{plan.goal.kind} {nodes}".strip()
+
+
+def render_plan(console: Console, plan: Plan, inv: Inventory | None = None, *, limit: int = 60) -> None:
+    names = {c.id: c.name or "" for c in inv.containers} if inv else {}
+    table = Table(title=f"Plan: {_goal_text(plan)} — {len(plan.moves)} moves", title_justify="left")
+    for col in ("#", "ct", "name", "from → to", "method", "wave", "GiB", "time", "down", "reason"):
+        table.add_column(col, overflow="fold" if col == "reason" else "ellipsis",
+                         justify="right" if col in ("#", "wave", "GiB", "time", "down") else "left")
+    for i, move in enumerate(plan.moves[:limit], 1):
+        p = move.predicted
+        table.add_row(str(i), move.ct, names.get(move.ct, ""), f"{move.from_node} → {move.to}", move.method,
+                      str(move.wave), f"{p.bytes / GIB:.0f}", f"{p.duration_s:.0f}s", f"{p.downtime_s:.1f}s",
+                      move.reason)
+    if len(plan.moves) > limit:
+        table.caption = f"… and {len(plan.moves) - limit} more (use --format json for all)"
+    console.print(table)
+    for item in plan.unplaced:
+        console.print(Text(f"unplaced {item.ct}: {item.reason}", style="bold red"))
+    nodes = Table(title="Node load (configured memory): before → after", title_justify="left")
+    for col in ("node", "before", "after"):
+        nodes.add_column(col)
+    for name in sorted(set(plan.before) | set(plan.after)):
+        before, after = plan.before.get(name), plan.after.get(name)
+        nodes.add_row(name, load_bar(before.memory if before else 0), load_bar(after.memory if after else 0))
+    console.print(nodes)
+    s = plan.score
+    console.print(f"peak memory {s.peak_memory * 100:.1f} % (proven lower bound "
+                  f"{s.lower_bound_peak_memory * 100:.1f} %), spread {s.spread:.3f}, {s.moves} moves, "
+                  f"{s.bytes / GIB:.0f} GiB to copy, predicted makespan {s.predicted_makespan_s:.0f} s")
+
+
+def render_jobs(console: Console, jobs: list[dict[str, Any]]) -> None:
+    table = Table(title="Jobs", title_justify="left")
+    for col in ("id", "kind", "nodes", "state", "moves", "created", "message"):
+        table.add_column(col, overflow="fold" if col == "message" else "ellipsis")
+    for job in jobs:
+        table.add_row(str(job["id"]), job["kind"], " ".join(job["nodes"]), job["state"],
+                      f"{job['done']}/{job['moves']}", job["created_at"][:19], job["message"])
+    console.print(table)
+
+
+def render_job(console: Console, job: dict[str, Any]) -> None:
+    console.print(f"[bold]job {job['id']}[/] {job['kind']} {' '.join(job['nodes'])}: "
+                  f"[bold]{job['state']}[/] {job['message']}")
+    table = Table()
+    for col in ("ct", "from → to", "method", "state", "step", "tries", "message"):
+        table.add_column(col, overflow="fold" if col == "message" else "ellipsis")
+    for m in job["moves"]:
+        step = f"{m['step']} ({m['phase']})" if m["step"] else ""
+        table.add_row(m["ct"], f"{m['from']} → {m['to']}", m["method"], m["state"], step,
+                      str(m["attempts"]), m["message"])
+    console.print(table)
+    console.print(f"journal: {len(job['journal'])} entries (--format json shows them)")
+
+
+def render_summary(console: Console, summary: dict[str, Any]) -> None:
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(summary["counts"].items()))
+    console.print(f"[bold]job {summary['job_id']}: {summary['state']}[/] — {counts}")
+    console.print(f"copied {summary['bytes'] / GIB:.1f} GiB; makespan {summary['makespan_s']:.0f} s; "
+                  f"summed move time predicted {summary['predicted_duration_s']:.0f} s, "
+                  f"observed {summary['observed_duration_s']:.0f} s; downtime predicted "
+                  f"{summary['predicted_downtime_s']:.0f} s, observed {summary['observed_downtime_s']:.0f} s")
+    for message in summary["messages"][:10]:
+        console.print(Text(f"  {message}", style="yellow"))

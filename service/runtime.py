@@ -1,0 +1,80 @@
+"""Wiring: from a Config to a backend, a job store, a policy and an engine.
+
+The only place that knows which backend module serves which ``ferry.backend`` name; the CLI and
+the REST API both build what they need here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+from dataclasses import dataclass
+from functools import cached_property
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapters.base import Backend
+from fleet.model import Inventory
+from fleet.plan import Plan
+from fleet.policy import Policy
+from service.config import Config
+from service.engine import Engine
+from service.jobs import last_moved, learned_links
+from service.saga import Progress
+from service.store import open_database
+
+
+def make_backend(config: Config) -> Backend:
+    module = importlib.import_module(f"adapters.{config.ferry.backend}")
+    return module.create_backend(config.backend_settings())
+
+
+@dataclass
+class Runtime:
+    config: Config
+
+    @cached_property
+    def backend(self) -> Backend:
+        return make_backend(self.config)
+
+    @cached_property
+    def sessions(self) -> sessionmaker[Session]:
+        if self.config.database_url.startswith("sqlite:///"):
+            self.config.state_dir.mkdir(parents=True, exist_ok=True)
+        return open_database(self.config.database_url)
+
+    def policy(self) -> Policy:
+        """Config policy, with link speeds learned from finished moves filling in the gaps."""
+        learned = learned_links(self.sessions)
+        if not learned:
+            return self.config.policy
+        links = {**learned, **self.config.policy.link_mb_s}
+        return self.config.policy.model_copy(update={"link_mb_s": links})
+
+    def cooldown_inputs(self) -> tuple[dict[str, dt.datetime], dt.datetime]:
+        """Last-moved times and 'now' on the world's clock, for the rebalancer's cooldown."""
+        def stamp(seconds: float) -> dt.datetime:
+            return dt.datetime.fromtimestamp(seconds, dt.UTC)
+        moved = {ct: stamp(t) for ct, t in last_moved(self.sessions).items()}
+        return moved, stamp(self.backend.now())
+
+    def engine(self, progress: Progress | None = None) -> Engine:
+        return Engine(self.sessions, self.backend, self.policy(), self.config.engine,
+                      owner=self.config.ferry.instance or None, progress=progress)
+
+    def drift(self, plan: Plan, inventory: Inventory) -> list[str]:
+        """What makes a saved plan unsafe on today's world (empty: run it as is)."""
+        from planners import check_plan  # planners are pure; imported where a plan is judged
+
+        problems = []
+        for move in plan.moves:
+            try:
+                ct = inventory.container(move.ct)
+            except KeyError:
+                problems.append(f"container {move.ct} no longer exists")
+                continue
+            if ct.node != move.from_node:
+                problems.append(f"container {move.ct} is now on {ct.node}, the plan expects {move.from_node}")
+        if not problems:
+            problems = check_plan(inventory, plan, self.policy())
+        return problems

@@ -1,0 +1,206 @@
+"""One move as a saga: steps in order, each journaled before and after, retried, compensated.
+
+    preflight -> prepare -> presync -> cutover -> verify -> cleanup -> succeeded
+         \\___________\\__________\\__________\\_________\\--> rollback -> rolled_back / failed
+
+Before a step acts, the store records ``step=X, phase=started``; after, ``phase=done``. A process
+that dies in between leaves ``started``: on resume the step is called again, and because every
+backend step observes before it acts (adapters/base.py), it completes what is missing instead of
+repeating what was done. The journal shows such a resumption as an ``event``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session, sessionmaker
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from adapters.base import (
+    STEPS,
+    Backend,
+    BackendError,
+    Cancelled,
+    JournalEntry,
+    MoveSpec,
+    PermanentError,
+    RefusedError,
+    Step,
+    StepContext,
+    TransientError,
+    run_step,
+)
+from service.config import EngineSection
+from service.jobs import add_journal, learn_link, release_locks
+from service.store import MoveRow
+
+Progress = Callable[[str, str, int, int], None]  # ct, step, done, total
+
+
+@dataclass
+class MoveOutcome:
+    ct: str
+    state: str
+    message: str
+
+
+class MoveSaga:
+    """Drives one stored move to a final state through a backend."""
+
+    def __init__(self, sessions: sessionmaker[Session], backend: Backend, settings: EngineSection,
+                 job_id: int, move_id: int, *, owner: str, progress: Progress | None = None,
+                 cancelled: Callable[[], bool] = lambda: False) -> None:
+        self.sessions = sessions
+        self.backend = backend
+        self.settings = settings
+        self.job_id = job_id
+        self.move_id = move_id
+        self.owner = owner
+        self.progress = progress
+        self.cancelled = cancelled
+
+    # -- store helpers -----------------------------------------------------------------------
+    def _move(self) -> MoveRow:
+        with self.sessions() as session:
+            move = session.get(MoveRow, self.move_id)
+            assert move is not None
+            return move
+
+    def _update(self, **fields: object) -> None:
+        with self.sessions.begin() as session:
+            move = session.get(MoveRow, self.move_id)
+            assert move is not None
+            for key, value in fields.items():
+                setattr(move, key, value)
+
+    def _event(self, ct: str, step: str | None, text: str, status: int | None = None) -> None:
+        add_journal(self.sessions, self.job_id, ct, step,
+                    JournalEntry("ferry", text, status, 0.0, kind="event"))
+
+    def _spec(self, move: MoveRow) -> MoveSpec:
+        options = {**move.options, "owner": f"job-{self.job_id}"}
+        return MoveSpec(move.ct, move.source, move.target, move.method,  # type: ignore[arg-type]
+                        move.options.get("target_ct"), options)
+
+    def _retrying(self, before_sleep: Callable[[RetryCallState], None]) -> Retrying:
+        """Transient failures: bounded tries, exponential backoff with jitter (engine settings)."""
+        initial = self.settings.retry_initial_s
+        return Retrying(
+            retry=retry_if_exception_type(TransientError), reraise=True, before_sleep=before_sleep,
+            stop=stop_after_attempt(self.settings.retry_attempts),
+            wait=wait_exponential_jitter(multiplier=initial, jitter=initial, max=self.settings.retry_max_s),
+        )
+
+    # -- running -----------------------------------------------------------------------------
+    def run(self) -> MoveOutcome:
+        move = self._move()
+        if move.state in ("succeeded", "failed", "rolled_back", "skipped", "cancelled"):
+            return MoveOutcome(move.ct, move.state, move.message)
+        start = 0
+        if move.step is not None:
+            index = STEPS.index(Step(move.step))
+            start = index + 1 if move.phase == "done" else index
+            if move.phase == "started":
+                self._event(move.ct, move.step, f"resuming: outcome of {move.step} unknown, "
+                            "observing before acting")
+        if move.state == "rolling_back":
+            return self._compensate(move, "resumed an interrupted rollback")
+        self._update(state="running", claimed_by=self.owner,
+                     started_at=move.started_at or self.backend.now())
+        figures: dict[str, float] = dict(move.figures or {})
+        for step in STEPS[start:]:
+            move = self._move()
+            if self.cancelled() and step != Step.CLEANUP:
+                return self._compensate(move, "cancelled by operator")
+            try:
+                self._do_step(move, step, figures)
+            except RefusedError as exc:
+                if move.method != "live":
+                    return self._compensate(move, f"{step}: {exc}")
+                return self._fall_back(move, str(exc))
+            except (PermanentError, TransientError, Cancelled) as exc:
+                if step == Step.CLEANUP:  # the destination is verified: the move stands
+                    return self._finish(move, figures, f"moved; cleanup left for later: {exc}")
+                return self._compensate(move, f"{step} failed: {exc}")
+        return self._finish(self._move(), figures, "")
+
+    def _do_step(self, move: MoveRow, step: Step, figures: dict[str, float]) -> None:
+        self._update(step=step.value, phase="started")
+        ctx = StepContext(
+            journal=lambda entry: add_journal(self.sessions, self.job_id, move.ct, step.value, entry),
+            progress=lambda done, total: self.progress and self.progress(move.ct, step.value, done, total),
+            cancelled=self.cancelled,
+        )
+        spec = self._spec(move)
+        retrying = self._retrying(
+            lambda rs: self._event(move.ct, step.value, f"retrying {step}: {rs.outcome.exception()}"))
+        for attempt in retrying:
+            with attempt:
+                result = run_step(self.backend, step, spec, ctx)
+        if step == Step.PREFLIGHT:
+            self._judge_preflight(move, result)
+        for key, value in ctx.figures.items():
+            figures[key] = figures.get(key, 0.0) + value
+        self._update(phase="done", figures=dict(figures))
+
+    def _judge_preflight(self, move: MoveRow, checks: list) -> None:
+        failed = [c for c in checks if not c.ok]
+        blocking = [c for c in failed if c.blocks == "move"]
+        if blocking:
+            raise PermanentError("; ".join(f"{c.name}: {c.detail}" for c in blocking))
+        if failed and move.method == "live":
+            raise RefusedError("; ".join(f"{c.name}: {c.detail}" for c in failed))
+        for check in checks:
+            self._event(move.ct, "preflight", f"check {check.name}: {'ok' if check.ok else check.detail}")
+
+    def _fall_back(self, move: MoveRow, why: str) -> MoveOutcome:
+        """Live refused: the restart path avoids what live needs. Undo what live did, then retry."""
+        self._event(move.ct, move.step, f"live move refused ({why}); falling back to restart")
+        try:
+            self.backend.rollback(self._spec(move), StepContext())
+        except BackendError as exc:
+            return self._compensate(move, f"live refused and its undo failed: {exc}")
+        self._update(method="restart", step=None, phase=None)
+        return self.run()
+
+    def _compensate(self, move: MoveRow, why: str) -> MoveOutcome:
+        self._update(state="rolling_back", message=why)
+        self._event(move.ct, move.step, f"rolling back: {why}")
+        spec = self._spec(move)
+        ctx = StepContext(journal=lambda e: add_journal(self.sessions, self.job_id, move.ct, "rollback", e))
+        for attempt in self._retrying(lambda rs: self._event(move.ct, "rollback", "retrying rollback")):
+            with attempt:
+                try:
+                    self.backend.rollback(spec, ctx)
+                except PermanentError as exc:
+                    return self._end(move, "failed", f"{why}; rollback impossible: {exc}")
+        state = "cancelled" if why.startswith("cancelled") else "rolled_back"
+        return self._end(move, state, f"{why}; rolled back: {move.ct} runs on {move.source}")
+
+    def _finish(self, move: MoveRow, figures: dict[str, float], note: str) -> MoveOutcome:
+        now = self.backend.now()
+        elapsed = max(1e-6, now - (move.started_at or now))
+        figures["duration_s"] = round(elapsed, 3)
+        if figures.get("bytes") and figures.get("transfer_s"):
+            learn_link(self.sessions, move.source, move.target,
+                       figures["bytes"] / 1048576 / figures["transfer_s"], self.settings.learn_weight)
+        self._update(figures=figures, finished_at=now)
+        return self._end(move, "succeeded", note or f"moved to {move.target}")
+
+    def _end(self, move: MoveRow, state: str, message: str) -> MoveOutcome:
+        with self.sessions.begin() as session:
+            row = session.get(MoveRow, self.move_id)
+            assert row is not None
+            row.state, row.message, row.claimed_by = state, message, None
+            release_locks(session, self.job_id, move.ct)
+        self._event(move.ct, None, f"{state}: {message}")
+        if self.progress:
+            self.progress(move.ct, "done", 1, 1)
+        return MoveOutcome(move.ct, state, message)

@@ -1,0 +1,142 @@
+"""The durable job store: jobs, their moves (one saga each), the journal, locks and link figures.
+
+SQLAlchemy 2 over SQLite (WAL) by default; a PostgreSQL URL works as well. Everything the engine
+needs to resume lives here, and nothing lives only in a process: a move's current step and whether
+it started or finished, who holds it (``claimed_by`` / ``lease_until``, so a second instance can see
+an abandoned move), and which containers are locked by which job.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    create_engine,
+    event,
+    select,
+)
+from sqlalchemy.engine import Engine as SqlEngine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+ACTIVE_JOB_STATES = ("pending", "approved", "running", "paused")
+FINAL_MOVE_STATES = ("succeeded", "failed", "rolled_back", "skipped", "cancelled")
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class JobRow(Base):
+    __tablename__ = "jobs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    nodes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    plan: Mapped[dict[str, Any]] = mapped_column(JSON)
+    message: Mapped[str] = mapped_column(Text, default="")
+    owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    lease_until: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class MoveRow(Base):
+    __tablename__ = "moves"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    ct: Mapped[str] = mapped_column(String(64), index=True)
+    source: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(64))
+    method: Mapped[str] = mapped_column(String(16))
+    wave: Mapped[int] = mapped_column(Integer, default=0)
+    after: Mapped[list[str]] = mapped_column(JSON, default=list)
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    state: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    step: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    phase: Mapped[str | None] = mapped_column(String(16), nullable=True)  # started | done
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    message: Mapped[str] = mapped_column(Text, default="")
+    predicted: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    figures: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    claimed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    lease_until: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    started_at: Mapped[float | None] = mapped_column(Float, nullable=True)  # world clock
+    finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class JournalRow(Base):
+    __tablename__ = "journal"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    ct: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    step: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    kind: Mapped[str] = mapped_column(String(16))
+    host: Mapped[str] = mapped_column(String(255), default="")
+    what: Mapped[Any] = mapped_column(JSON)
+    status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    duration_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class LockRow(Base):
+    """A container locked by the job that moves it: a second plan touching it is refused."""
+
+    __tablename__ = "ct_locks"
+    ct: Mapped[str] = mapped_column(String(64), primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"))
+
+
+class LinkRow(Base):
+    """Observed throughput per (source, destination), exponentially weighted, for the cost model."""
+
+    __tablename__ = "links"
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    target: Mapped[str] = mapped_column(String(64), primary_key=True)
+    mb_s: Mapped[float] = mapped_column(Float)
+    samples: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def open_database(url: str) -> sessionmaker[Session]:
+    """Connect, create the schema if missing, and return a session factory."""
+    engine: SqlEngine
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+    Base.metadata.create_all(engine)
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def job_moves(session: Session, job_id: int) -> list[MoveRow]:
+    return list(session.scalars(select(MoveRow).where(MoveRow.job_id == job_id).order_by(MoveRow.seq)))
+
+
+def job_journal(session: Session, job_id: int) -> list[JournalRow]:
+    return list(session.scalars(select(JournalRow).where(JournalRow.job_id == job_id).order_by(JournalRow.id)))
