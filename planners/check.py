@@ -1,0 +1,144 @@
+"""check_plan: every hard-rule violation of a plan, in every intermediate state.
+
+The engine runs it to re-validate a saved plan against a fresh inventory before executing it, and
+the tests run it on every plan. It replays the moves in order on a :class:`FleetState` and, before
+each one, asks the rule and capacity filters (the same ones placement uses, applied to the single
+container) whether the destination accepts it; then it checks what the order cannot show: waves
+(concurrency limits, every interleaving of a wave safe), ``after`` references, affinity groups
+ending together, and, for evacuate/drain, that every container on the nodes is accounted for.
+"""
+
+from __future__ import annotations
+
+from fleet.model import Inventory
+from fleet.plan import Move, Plan
+from fleet.policy import Policy
+from fleet.rules import effective_rules
+from planners.filters import Ctx, anti_affinity, cpu, memory, node_receives, not_excluded, pin_to, platform
+from planners.state import EPS, FleetState, Placement
+from planners.units import build_unit
+from planners.waves import Step, arrivals_fit
+
+_MOVE_FILTERS = (node_receives, not_excluded, pin_to, platform, anti_affinity, memory, cpu)
+
+
+def target_storage(state: FleetState, move: Move) -> str | None:
+    """The storage a move puts the disk on: its ``target_storage``, else the same storage id."""
+    extra = move.model_extra or {}
+    if extra.get("target_storage") is not None:
+        return str(extra["target_storage"])
+    return state.where[move.ct].storage
+
+
+def _disk_problem(state: FleetState, move: Move, storage: str | None) -> str | None:
+    here = state.where[move.ct]
+    if here.storage is None:
+        return None
+    if storage not in state.nodes[move.to].storage:
+        return f"{move.to} has no storage {storage}"
+    c = state.containers[move.ct]
+    if state.copies_disk(here, Placement(move.to, storage)) and c.disk_gb > state.disk_free(
+            move.to, storage) + EPS:
+        return f"needs {c.disk_gb:g} GB on {move.to}:{storage}; {state.disk_free(move.to, storage):.0f} GB free"
+    return None
+
+
+def _move_problem(state: FleetState, move: Move) -> str | None:
+    if move.ct not in state.containers:
+        return f"no container {move.ct}"
+    if move.to not in state.nodes or move.from_node not in state.nodes:
+        return f"no node {move.to if move.to not in state.nodes else move.from_node}"
+    here = state.where[move.ct].node
+    if here != move.from_node:
+        return f"{move.ct} is on {here}, not {move.from_node}"
+    if move.to == here:
+        return f"{move.ct} is already on {here}"
+    if state.rules.immovable(move.ct):
+        return f"{move.ct} is pinned or ignored and never moves"
+    ctx = Ctx(state)
+    unit = build_unit(state, [move.ct])
+    for check in _MOVE_FILTERS:
+        why = check(ctx, unit, move.to)
+        if why is not None:
+            return why
+    return _disk_problem(state, move, target_storage(state, move))
+
+
+def _wave_problems(inv: Inventory, plan: Plan, policy: Policy) -> list[str]:
+    out: list[str] = []
+    state = FleetState(inv, policy)
+    seen_wave: dict[str, int] = {}
+    by_wave: dict[int, list[Move]] = {}
+    previous = 0
+    for i, m in enumerate(plan.moves):
+        if m.wave < previous:
+            out.append(f"move {i} ({m.ct}): wave {m.wave} after wave {previous}; moves must be in wave order")
+        previous = max(previous, m.wave)
+        for dep in m.after:
+            if dep not in seen_wave or seen_wave[dep] >= m.wave:
+                out.append(f"move {i} ({m.ct}): after {dep}, which is not a move of an earlier wave")
+        by_wave.setdefault(m.wave, []).append(m)
+        seen_wave[m.ct] = m.wave
+    if out or any(m.ct not in state.containers for m in plan.moves):
+        return out
+    for wave in sorted(by_wave):
+        moves = by_wave[wave]
+        out.extend(_concurrency_problems(wave, moves, policy))
+        steps = [Step(m.ct, m.from_node, m.to, target_storage(state, m), "") for m in moves]
+        if not arrivals_fit(state, steps):
+            out.append(f"wave {wave}: its moves are only safe in one order (a destination needs room "
+                       "that a move of the same wave frees)")
+        for s in steps:
+            if state.where[s.ct].node == s.src and s.dst in state.nodes:
+                state.apply(s.ct, s.dst, s.storage)
+    return out
+
+
+def _concurrency_problems(wave: int, moves: list[Move], policy: Policy) -> list[str]:
+    out = []
+    if len(moves) > policy.max_parallel:
+        out.append(f"wave {wave}: {len(moves)} moves; max_parallel is {policy.max_parallel}")
+    for attr, limit, what in (("from_node", policy.max_outgoing_per_node, "out of"),
+                              ("to", policy.max_incoming_per_node, "into")):
+        counts: dict[str, int] = {}
+        for m in moves:
+            counts[getattr(m, attr)] = counts.get(getattr(m, attr), 0) + 1
+        for node, n in sorted(counts.items()):
+            if n > limit:
+                out.append(f"wave {wave}: {n} moves {what} {node}; the limit is {limit}")
+    cts = [m.ct for m in moves]
+    if len(set(cts)) != len(cts):
+        out.append(f"wave {wave}: a container moves twice in one wave")
+    return out
+
+
+def _end_problems(inv: Inventory, plan: Plan, state: FleetState) -> list[str]:
+    out = []
+    moved = {m.ct for m in plan.moves}
+    for group in state.rules.affinity:
+        if group & moved:
+            nodes = sorted({state.where[ct].node for ct in group if ct in state.where})
+            if len(nodes) > 1:
+                out.append(f"affinity group {', '.join(sorted(group))} ends split over {', '.join(nodes)}")
+    if plan.goal.kind in ("evacuate", "drain"):
+        unplaced = {u.ct for u in plan.unplaced}
+        for c in inv.containers:
+            if c.node in plan.goal.nodes and state.where[c.id].node in plan.goal.nodes \
+                    and c.id not in unplaced:
+                out.append(f"{c.id} stays on {state.where[c.id].node}: neither moved nor listed as unplaced")
+    return out
+
+
+def check_plan(inv: Inventory, plan: Plan, policy: Policy) -> list[str]:
+    """Every hard-rule violation of ``plan`` against ``inv`` (empty list: the plan is valid)."""
+    state = FleetState(inv, policy, effective_rules(inv))
+    problems: list[str] = []
+    for i, move in enumerate(plan.moves):
+        why = _move_problem(state, move)
+        if why is not None:
+            problems.append(f"move {i} ({move.ct} {move.from_node}->{move.to}): {why}")
+            continue
+        state.apply(move.ct, move.to, target_storage(state, move))
+    problems += _wave_problems(inv, plan, policy)
+    problems += _end_problems(inv, plan, state)
+    return problems

@@ -1,0 +1,109 @@
+"""Cost model of one move: which method, how many bytes, how long, how much downtime.
+
+Methods (``contracts/plan.md``):
+
+- ``live``: copy while running, copy the delta again, then a short switch. OpenVZ
+  ``vzmigrate --live`` checkpoints the container and also copies its memory image; it needs the
+  same kernel on both ends (vzmigrate(8): "the destination node must run the same kernel").
+  Proxmox has no live migration for containers; ``pct migrate --restart`` (pve-container
+  ``PVE::LXC::Migrate``) stops, copies the rest and starts, so the pre-copy only shortens the stop.
+  Proxmox migrates to the same major version or a newer one.
+- ``restart`` (cold): stop, copy everything, start. Used for stopped containers (no downtime: they
+  are not serving) and when the operator disables live moves.
+- ``dump``: ``vzdump`` -> transfer -> restore under a new id -> IP swap; the source serves until the
+  switch, so downtime is the stop of the source plus the start of the copy.
+
+Model, with ``D`` the disk MB copied, ``B`` the link MB/s (``policy.link_speed``), ``d`` the
+container's dirty rate in MB/s: a pre-copy pass takes ``D/B``; the delta written meanwhile,
+``d*D/B``, is copied again; what is written during that second pass is the final delta copied
+while the container is stopped (or frozen).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fleet.model import Container, Node
+from fleet.plan import Method
+from fleet.policy import Policy
+
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class MoveCost:
+    method: Method
+    bytes: int
+    duration_s: float
+    downtime_s: float
+
+
+def _major(version: str | None) -> str | None:
+    return version.split(".")[0] if version else None
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    parts: list[int] = []
+    for piece in version.split("."):
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+def live_compatible(src: Node, dst: Node) -> bool:
+    """Whether a running container can go live from ``src`` to ``dst`` (see module docstring).
+
+    OpenVZ: identical kernels. Proxmox: same major version, destination not older. A field the
+    snapshot does not know counts as compatible only when it is unknown on both ends.
+    """
+    if src.platform != dst.platform:
+        return False
+    if src.platform == "openvz":
+        return src.kernel == dst.kernel
+    if src.version is None or dst.version is None:
+        return src.version == dst.version
+    return _major(src.version) == _major(dst.version) and (
+        _version_key(dst.version) >= _version_key(src.version))
+
+
+def choose_method(ct: Container, src: Node, dst: Node, policy: Policy) -> Method:
+    """Live for running containers on compatible nodes when the policy prefers it; else cold."""
+    if ct.status != "running":
+        return "restart"
+    if policy.prefer_live and live_compatible(src, dst):
+        return "live"
+    if src.platform == "openvz":
+        return "dump"
+    return "restart"
+
+
+def predict(ct: Container, src: Node, dst: Node, policy: Policy, disk_copied: bool) -> MoveCost:
+    """Bytes, duration and downtime of moving ``ct`` from ``src`` to ``dst`` (module docstring)."""
+    method = choose_method(ct, src, dst, policy)
+    speed = policy.link_speed(src.name, dst.name)
+    disk_mb = ct.disk_gb * 1024.0 if disk_copied else 0.0
+    running = ct.status == "running"
+    if method == "restart":
+        copy_s = disk_mb / speed
+        duration = policy.stop_s + copy_s + policy.start_s if running else copy_s + policy.start_s
+        downtime = duration if running else 0.0
+        return MoveCost(method, int(disk_mb * MB), round(duration, 3), round(downtime, 3))
+    pre_s = disk_mb / speed
+    second_mb = min(ct.dirty_mb_per_s * pre_s, disk_mb)
+    second_s = second_mb / speed
+    final_mb = min(ct.dirty_mb_per_s * second_s, second_mb)
+    final_s = final_mb / speed
+    if method == "dump":
+        # vzdump writes the archive while the source runs, the transfer reads it, restore writes it.
+        duration = 2 * pre_s + policy.stop_s + policy.start_s
+        return MoveCost(method, int(disk_mb * MB), round(duration, 3),
+                        round(policy.stop_s + policy.start_s, 3))
+    if src.platform == "openvz":
+        memory_s = ct.memory_used_mb / speed
+        moved_mb = disk_mb + second_mb + final_mb + ct.memory_used_mb
+        downtime = policy.live_switch_s + final_s + memory_s
+    else:
+        moved_mb = disk_mb + second_mb + final_mb
+        downtime = policy.stop_s + final_s + policy.start_s
+    duration = pre_s + second_s + downtime
+    return MoveCost(method, int(moved_mb * MB), round(duration, 3), round(downtime, 3))

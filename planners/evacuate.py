@@ -1,0 +1,165 @@
+"""evacuate / drain: give every container on the named nodes a destination.
+
+    units on the nodes --largest first--> rank(filters, scorers) --> best node
+            |                                  | none fits
+            |                                  v
+            |                           make room: move one other unit elsewhere (said so)
+            |                                  | still none
+            |                                  v
+            |                           unplaced, with the binding constraint
+            v
+    local search (relocate / swap evacuees between destinations) --> steps --> build_plan
+
+Only the evacuated containers move, unless moving one other unit is the only way to make room
+for an evacuee; such moves run first and their reason says whom they make room for. Destinations
+only gain load during an evacuation, so any order of the evacuees' moves keeps every rule; they
+are ordered longest first so that waves pair moves of similar duration (shorter makespan).
+"""
+
+from __future__ import annotations
+
+from fleet.errors import InputError
+from fleet.model import Inventory
+from fleet.plan import Goal, Plan, Unplaced
+from fleet.policy import Policy
+from fleet.rules import effective_rules
+from planners.assemble import build_plan
+from planners.costs import predict
+from planners.filters import Ctx
+from planners.improve import Assignment, improve
+from planners.ranking import explain_unplaced, rank
+from planners.state import FleetState, Placement
+from planners.units import Unit, units_of
+from planners.waves import Step
+
+#: Nodes examined as hosts for a make-room move, and units examined per node, when stuck.
+ROOM_NODES = 8
+ROOM_UNITS = 8
+
+
+def resolve_nodes(inv: Inventory, nodes: list[str]) -> list[str]:
+    """Validate node names (InputError on an unknown one) and drop repeats, keeping order."""
+    known = {n.name for n in inv.nodes}
+    if not nodes:
+        raise InputError("node", "", "name at least one node")
+    out: list[str] = []
+    for name in nodes:
+        if name not in known:
+            raise InputError("node", name, f"no such node (known: {', '.join(sorted(known)[:8])})")
+        if name not in out:
+            out.append(name)
+    return out
+
+
+def _pct(x: float) -> str:
+    return f"{round(x * 100)} %"
+
+
+def _immovable_reason(state: FleetState, unit: Unit) -> str:
+    ct = unit.immovable[0]
+    why = "pinned" if ct in state.rules.pinned else "ignored"
+    return f"{ct} is {why} (never moves); its affinity group stays" if len(unit.members) > 1 \
+        else f"{ct} is {why} (never moves)"
+
+
+def _make_room(ctx: Ctx, unit: Unit, targets: list[str], rejected: dict[str, str],
+               moved: set[str]) -> tuple[Unit, str, dict[str, str | None], str] | None:
+    """Find one other unit whose move elsewhere lets ``unit`` fit on its node.
+
+    Returns (other unit, its new node, its storages, the node freed) or None. Bounded: the
+    :data:`ROOM_NODES` allowed nodes closest to fitting, :data:`ROOM_UNITS` units on each.
+    """
+    st = ctx.state
+    roomy = [n for n in targets if rejected.get(n) in ("memory", "cpu", "disk")]
+    roomy.sort(key=lambda n: (st.mem[n] - st.mem_cap(n), n))
+    for host in roomy[:ROOM_NODES]:
+        others = units_of(st, sorted(ct for ct in st.members[host] if ct not in moved))
+        others = [u for u in others if not u.immovable and all(st.where[m].node == host for m in u.members)]
+        others.sort(key=lambda u: (u.memory_mb, u.key))
+        for other in others[:ROOM_UNITS]:
+            good, _ = rank(ctx, other, [n for n in targets if n != host])
+            for cand in good[:3]:
+                undo = [(ct, st.apply(ct, cand.node, cand.storages.get(ct))) for ct in other.members]
+                fits, _ = rank(ctx, unit, [host])
+                for ct, old in reversed(undo):
+                    st.undo(ct, old)
+                if fits:
+                    return other, cand.node, cand.storages, host
+    return None
+
+
+def _empty(inv: Inventory, nodes: list[str], policy: Policy, kind: str) -> Plan:
+    names = resolve_nodes(inv, nodes)
+    rules = effective_rules(inv)
+    state = FleetState(inv, policy, rules)
+    ctx = Ctx(state, frozenset(names))
+    units = units_of(state, [c.id for c in inv.containers if c.node in ctx.emptying])
+    targets = [n.name for n in inv.nodes if n.name not in ctx.emptying]
+    origin = {ct: state.where[ct] for u in units for ct in u.members}
+    unplaced: list[Unplaced] = []
+    assigned = Assignment(state, origin)
+    room_steps: list[Step] = []
+    moved: set[str] = set(origin)
+    for unit in sorted(units, key=lambda u: (-u.memory_mb, u.key)):
+        if unit.immovable:
+            unplaced.extend(Unplaced(ct=ct, reason=_immovable_reason(state, unit)) for ct in unit.members)
+            continue
+        good, bad = rank(ctx, unit, targets)
+        if not good:
+            room = _make_room(ctx, unit, targets, {r.node: r.filter for r in bad}, moved)
+            if room is not None:
+                other, node, storages, host = room
+                src = state.where[other.key].node
+                for ct in other.members:
+                    state.apply(ct, node, storages.get(ct))
+                    moved.add(ct)
+                    room_steps.append(Step(ct, src, node, storages.get(ct),
+                                           f"make room on {host} for {unit.key} ({kind} "
+                                           f"{origin[unit.key].node}); {node} is at "
+                                           f"{_pct(state.mem_util(node))} memory after the move"))
+                good, bad = rank(ctx, unit, targets)
+        if not good:
+            why = explain_unplaced(ctx, unit, bad)
+            unplaced.extend(Unplaced(ct=ct, reason=why) for ct in unit.members)
+            continue
+        assigned.place(unit, good[0].node, good[0].storages)
+    if not room_steps:
+        improve(ctx, assigned, targets)
+    steps = room_steps + _evacuee_steps(state, assigned, kind, targets)
+    movable = set(origin) - {u.ct for u in unplaced} | {s.ct for s in room_steps}
+    return build_plan(inv, policy, rules, Goal(kind=kind, nodes=names), steps, unplaced,
+                      movable=movable, units=[u for u in units if u.key in movable],
+                      emptying=ctx.emptying)
+
+
+def _evacuee_steps(state: FleetState, assigned: Assignment, kind: str, targets: list[str]) -> list[Step]:
+    """One step per placed evacuee, longest predicted move first (see module docstring)."""
+    steps: list[tuple[float, str, Step]] = []
+    receiving = [n for n in targets if state.nodes[n].receives and n not in state.rules.exclude_nodes]
+    lowest = min((state.mem_util(n) for n in receiving), default=0.0)
+    for unit in assigned.units():
+        node = assigned.node_of[unit.key]
+        util = state.mem_util(node)
+        for ct in unit.members:
+            src: Placement = assigned.origin[ct]
+            storage = state.where[ct].storage
+            cost = predict(state.containers[ct], state.nodes[src.node], state.nodes[node], state.policy,
+                           state.copies_disk(src, Placement(node, storage)))
+            if util <= lowest + 1e-9:
+                reason = f"{kind} {src.node}; {node} has the lowest memory use after the move ({_pct(util)})"
+            else:
+                reason = (f"{kind} {src.node}; {node} ends at {_pct(util)} memory (best balance of "
+                          "memory, CPU and copy cost found)")
+            steps.append((-cost.duration_s, ct, Step(ct, src.node, node, storage, reason)))
+    steps.sort(key=lambda t: (t[0], t[1]))
+    return [s for _, _, s in steps]
+
+
+def plan_evacuate(inv: Inventory, nodes: list[str], policy: Policy) -> Plan:
+    """Every container on ``nodes`` gets a destination (goal ``evacuate``)."""
+    return _empty(inv, nodes, policy, "evacuate")
+
+
+def plan_drain(inv: Inventory, nodes: list[str], policy: Policy) -> Plan:
+    """As :func:`plan_evacuate`, for maintenance (goal ``drain``; the engine fits it in windows)."""
+    return _empty(inv, nodes, policy, "drain")

@@ -1,0 +1,98 @@
+"""Filter, then score: the candidate nodes for one unit, best first, and why the others are out.
+
+This is the feasibility/rank step of the pipeline (Nomad's FeasibilityChecker + RankIterator,
+the Kubernetes scheduler's Filter + Score): every node goes through :data:`filters.FILTERS`; the
+survivors are scored by :data:`scorers.SCORERS`; rejects keep the first filter's reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from planners.filters import CAPACITY_FILTERS, GIB, Ctx, assign_storage, first_failure
+from planners.scorers import score
+from planners.units import Unit, unit_memory_on
+
+
+@dataclass(frozen=True)
+class Candidate:
+    node: str
+    score: float
+    storages: dict[str, str | None]
+    memory_after: float  # fraction of the node's RAM configured after the unit lands
+
+
+@dataclass(frozen=True)
+class Rejection:
+    node: str
+    filter: str
+    reason: str
+
+
+def evaluate(ctx: Ctx, unit: Unit, node: str) -> Candidate | Rejection:
+    """Run every filter on one node; score it when it passes."""
+    failed = first_failure(ctx, unit, node)
+    if failed is not None:
+        return Rejection(node, failed[0], failed[1])
+    storages = assign_storage(ctx.state, unit, node)
+    assert isinstance(storages, dict)  # the disk filter passed
+    st = ctx.state
+    after = (st.mem[node] + unit_memory_on(st, unit, node)) / st.nodes[node].memory_mb
+    return Candidate(node, score(ctx, unit, node, storages), storages, after)
+
+
+def rank(ctx: Ctx, unit: Unit, nodes: Iterable[str]) -> tuple[list[Candidate], list[Rejection]]:
+    """Feasible nodes best first (ties by name), and rejected nodes with their reasons."""
+    good: list[Candidate] = []
+    bad: list[Rejection] = []
+    for node in nodes:
+        result = evaluate(ctx, unit, node)
+        (good if isinstance(result, Candidate) else bad).append(result)
+    good.sort(key=lambda c: (c.score, c.node))
+    return good, bad
+
+
+def best(ctx: Ctx, unit: Unit, nodes: Iterable[str]) -> Candidate | None:
+    good, _ = rank(ctx, unit, nodes)
+    return good[0] if good else None
+
+
+def explain_unplaced(ctx: Ctx, unit: Unit, rejections: list[Rejection]) -> str:
+    """Name the binding constraint and the best candidate for a unit no node accepts.
+
+    Among *allowed* nodes (those passing every rule filter) the capacity dimension that rejects
+    the most of them binds; the best candidate is the allowed node with the most of it free.
+    With no allowed node at all, the rule that rejected the most nodes binds.
+    """
+    st = ctx.state
+    capacity_names = {name for name, _ in CAPACITY_FILTERS}
+    allowed = [r for r in rejections if r.filter in capacity_names]
+    if not allowed:
+        counts: dict[str, list[Rejection]] = {}
+        for r in rejections:
+            counts.setdefault(r.filter, []).append(r)
+        if not counts:
+            return "no node to move to"
+        name = max(sorted(counts), key=lambda k: len(counts[k]))
+        example = counts[name][0]
+        return f"no allowed node: {name} rules out {len(counts[name])} node(s), e.g. {example.reason}"
+    by_dim: dict[str, list[Rejection]] = {}
+    for r in allowed:
+        by_dim.setdefault(r.filter, []).append(r)
+    order = [name for name, _ in CAPACITY_FILTERS]
+    dim = max(order, key=lambda k: (len(by_dim.get(k, [])), -order.index(k)))
+    nodes = sorted(r.node for r in allowed)
+    if dim == "memory":
+        need = unit.memory_mb
+        top = max(nodes, key=lambda n: (st.mem_cap(n) - st.mem[n], n))
+        free = max(st.mem_cap(top) - st.mem[top], 0.0)
+        return (f"needs {need / GIB:.1f} GiB RAM; largest free on an allowed node is "
+                f"{free / GIB:.1f} GiB ({top})")
+    if dim == "cpu":
+        top = max(nodes, key=lambda n: (st.cpu_cap(n) - st.cpu[n], n))
+        free = max(st.cpu_cap(top) - st.cpu[top], 0.0)
+        return f"needs {unit.cpus:g} CPUs; most free on an allowed node is {free:g} ({top})"
+    return by_dim[dim][0].reason + f" (best of {len(nodes)} allowed node(s))"
+
+

@@ -1,0 +1,181 @@
+"""rebalance: fix rule violations and overloads, then spread load with as few, cheap moves as pay.
+
+    snapshot --> violations (anti-affinity, pin_to, split affinity, over capacity) --> fix moves
+                                                                                        |
+    aggressiveness >= 2:  repeat until max_moves or no gain >= threshold:               v
+        hottest nodes x their movable units x coolest nodes --delta--> best few --filters--> apply
+                                                                                        |
+                                                                 steps (already in a safe order)
+
+Every move is decided on the state left by the moves before it, so the decision order is an
+execution order in which every prefix keeps the rules. A unit moves at most once per plan and not
+at all while cooling down (moved within ``policy.cooldown_hours``), and a balance move must gain
+more than ``policy.min_gain`` times the aggressiveness factor *after* paying its copy and downtime
+cost: on a balanced fleet a second run plans nothing, so plans never ping-pong.
+
+Aggressiveness (like VMware DRS): 1 = only fix violations and overloads; 2..5 accept balance moves
+whose gain is at least 2, 1, 1/2, 1/4 x ``min_gain``. Gain is the drop of the objective
+(:mod:`planners.objective`; moving 3 % of a node's RAM from a node at 80 % to an equal one at
+50 % gains 2 x 0.03 x 0.30 - 2 x 0.03^2 = 0.016).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+
+from fleet.model import Inventory
+from fleet.plan import Goal, Plan
+from fleet.policy import Policy
+from fleet.rules import effective_rules
+from planners.assemble import build_plan
+from planners.filters import Ctx
+from planners.objective import move_cost, relocation_delta
+from planners.ranking import rank
+from planners.state import FleetState
+from planners.units import Unit, all_units
+from planners.violations import violations
+from planners.waves import Step
+
+#: Gain threshold per aggressiveness level, in multiples of policy.min_gain (None: fixes only).
+THRESHOLD_FACTOR = {1: None, 2: 2.0, 3: 1.0, 4: 0.5, 5: 0.25}
+#: Hottest source nodes and coolest destination nodes examined per balance move.
+HOT_NODES = 6
+COOL_NODES = 12
+#: Candidate moves checked against the filters per balance step, best first.
+CHECKED = 16
+
+
+def _cooling(inv: Inventory, policy: Policy, last_moved: Mapping[str, datetime] | None,
+             now: datetime | None) -> set[str]:
+    """Containers moved within the cooldown. ``now`` defaults to the snapshot's ``taken_at``;
+    with neither, every container in ``last_moved`` counts as cooling (the safe side)."""
+    if not last_moved:
+        return set()
+    if now is None and inv.taken_at:
+        now = datetime.fromisoformat(inv.taken_at.replace("Z", "+00:00"))
+    if now is None:
+        return set(last_moved)
+    window = timedelta(hours=policy.cooldown_hours)
+    out = set()
+    for ct, when in last_moved.items():
+        if (when.tzinfo is None) != (now.tzinfo is None):
+            when = when.replace(tzinfo=now.tzinfo)
+        if now - when < window:
+            out.add(ct)
+    return out
+
+
+def _pct(x: float) -> str:
+    return f"{round(x * 100)} %"
+
+
+class Rebalancer:
+    """One rebalance run: the state, the units and what has moved so far."""
+
+    def __init__(self, inv: Inventory, policy: Policy, cooling: set[str]) -> None:
+        self.rules = effective_rules(inv)
+        self.state = FleetState(inv, policy, self.rules)
+        self.ctx = Ctx(self.state)
+        self.units = all_units(self.state)
+        self.unit_of = {ct: u for u in self.units for ct in u.members}
+        self.cooling = cooling
+        self.moved: set[str] = set()
+        self.steps: list[Step] = []
+        self._prices: dict[str, float] = {}
+        limit = policy.max_moves
+        self.budget = len(inv.containers) if limit is None else limit
+        self.targets = [n.name for n in inv.nodes]
+
+    def may_move(self, unit: Unit) -> bool:
+        return (not unit.immovable and unit.key not in self.moved
+                and not any(ct in self.cooling for ct in unit.members)
+                and len(unit.members) <= self.budget - len(self.steps))
+
+    def move(self, unit: Unit, node: str, storages: dict[str, str | None], why: str) -> None:
+        st = self.state
+        for ct in unit.members:
+            src = st.where[ct].node
+            if src == node:
+                continue
+            before_src, before_dst = st.mem_util(src), st.mem_util(node)
+            st.apply(ct, node, storages.get(ct))
+            reason = (f"{why}; {src} memory {_pct(before_src)} -> {_pct(st.mem_util(src))}, "
+                      f"{node} {_pct(before_dst)} -> {_pct(st.mem_util(node))}")
+            self.steps.append(Step(ct, src, node, storages.get(ct), reason))
+        self.moved.add(unit.key)
+
+    def fix_violations(self) -> None:
+        for unit, why in violations(self.state, self.units):
+            # A hard-rule violation outranks the cooldown; pinned/ignored units still never move.
+            if unit.immovable or unit.key in self.moved or len(unit.members) > self.budget - len(self.steps):
+                continue
+            good, _ = rank(self.ctx, unit, self.targets)
+            good = [c for c in good if not all(self.state.where[ct].node == c.node for ct in unit.members)]
+            if good:
+                self.move(unit, good[0].node, good[0].storages, f"fix: {why}")
+
+    def balance(self, threshold: float) -> None:
+        while len(self.steps) < self.budget:
+            found = self._best_balance_move(threshold)
+            if found is None:
+                return
+            unit, node, storages, gain = found
+            self.move(unit, node, storages, f"rebalance (gain {gain:.3f})")
+
+    def _price_estimate(self, unit: Unit, dst: str) -> float:
+        """The unit's move cost to a typical destination, cached: a unit moves at most once, so
+        its source never changes while it is a candidate. Exact costs are checked before a move."""
+        if unit.key not in self._prices:
+            st = self.state
+            self._prices[unit.key] = sum(move_cost(st, ct, st.where[ct], dst, st.where[ct].storage)
+                                         for ct in unit.members)
+        return self._prices[unit.key]
+
+    def _best_balance_move(self, threshold: float) -> tuple[Unit, str, dict[str, str | None], float] | None:
+        st = self.state
+        by_heat = sorted(st.nodes, key=lambda n: (-st.mem_util(n), n))
+        receivers = [n for n in reversed(by_heat) if st.nodes[n].receives
+                     and n not in st.rules.exclude_nodes][:COOL_NODES]
+        candidates = []
+        for src in by_heat[:HOT_NODES]:
+            seen: set[str] = set()
+            for ct in sorted(st.members[src]):
+                unit = self.unit_of[ct]
+                if unit.key in seen or not self.may_move(unit):
+                    continue
+                seen.add(unit.key)
+                if any(st.where[m].node != src for m in unit.members):
+                    continue
+                price = self._price_estimate(unit, receivers[0])
+                for dst in receivers:
+                    if dst == src:
+                        continue
+                    gain = -relocation_delta(st, unit, src, dst) - price
+                    if gain >= threshold:
+                        candidates.append((gain, unit.key, dst, unit))
+        candidates.sort(key=lambda c: (-c[0], c[1], c[2]))
+        for gain, _, dst, unit in candidates[:CHECKED]:
+            good, _ = rank(self.ctx, unit, [dst])
+            if not good:
+                continue
+            storages = good[0].storages
+            net = gain + self._price_estimate(unit, dst) - sum(
+                move_cost(st, ct, st.where[ct], dst, storages.get(ct)) for ct in unit.members)
+            if net >= threshold:
+                return unit, dst, storages, net
+        return None
+
+
+def plan_rebalance(inv: Inventory, policy: Policy, *, last_moved: Mapping[str, datetime] | None = None,
+                   now: datetime | None = None) -> Plan:
+    """Fix violations, then balance memory (see module docstring)."""
+    run = Rebalancer(inv, policy, _cooling(inv, policy, last_moved, now))
+    run.fix_violations()
+    factor = THRESHOLD_FACTOR[policy.aggressiveness]
+    if factor is not None:
+        run.balance(max(policy.min_gain * factor, 1e-9))
+    movable = {c.id for c in inv.containers
+               if not run.rules.immovable(c.id) and c.id not in run.cooling}
+    return build_plan(inv, policy, run.rules, Goal(kind="rebalance"), run.steps, [],
+                      movable=movable, units=[u for u in run.units if u.key in movable])

@@ -1,0 +1,66 @@
+"""Scorers: soft preferences among feasible nodes, one small named function each (lower = better).
+
+Every scorer returns a penalty in the same unit — the increase of the fleet's size-weighted sum
+of squared per-node utilisations (:mod:`planners.objective`) that landing a unit on a node
+causes — so they add up without magic conversions. Squares, not a max, reward spreading: moving load from a node at 80 % to one at 40 %
+lowers the sum, and the sum of squares is minimal when utilisations are equal (for equal nodes).
+
+- ``memory_balance``: increase of ``sum(u_mem^2)`` at the destination (the figure plans are
+  judged by); the source's decrease is the same for every destination, so it is left out.
+- ``cpu_balance``: the same for configured CPUs over ``cpus x overcommit``, weighted by
+  :data:`planners.objective.CPU_WEIGHT` — memory leads, CPU breaks near-ties (one resource at a time is what makes
+  greedy balancers oscillate).
+- ``move_cost``: bytes copied and predicted downtime, priced by the constants of
+  :mod:`planners.objective`, so a near-equal node reachable over shared storage or a fast link
+  wins, and a rebalance move must gain more than it costs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from planners.filters import Ctx
+from planners.objective import CPU_WEIGHT
+from planners.objective import move_cost as priced_move
+from planners.units import Unit
+
+ScorerFn = Callable[[Ctx, Unit, str, dict[str, str | None]], float]
+
+
+def _arriving(ctx: Ctx, unit: Unit, node: str) -> list[str]:
+    return [ct for ct in unit.members if ctx.state.where[ct].node != node]
+
+
+def squared_increase(load: float, add: float, size: float, mean_size: float) -> float:
+    """Increase of ``(size/mean_size) * (load/size)^2`` when ``add`` arrives (the objective's term)."""
+    return ((load + add) ** 2 - load ** 2) / (size * mean_size)
+
+
+def memory_balance(ctx: Ctx, unit: Unit, node: str, storages: dict[str, str | None]) -> float:
+    st = ctx.state
+    add = sum(st.containers[ct].memory_mb for ct in _arriving(ctx, unit, node))
+    return squared_increase(st.mem[node], add, st.nodes[node].memory_mb, st.mean_memory)
+
+
+def cpu_balance(ctx: Ctx, unit: Unit, node: str, storages: dict[str, str | None]) -> float:
+    st = ctx.state
+    add = sum(st.containers[ct].cpus for ct in _arriving(ctx, unit, node))
+    return CPU_WEIGHT * squared_increase(st.cpu[node], add, st.cpu_cap(node), st.mean_cpu_cap)
+
+
+def move_cost(ctx: Ctx, unit: Unit, node: str, storages: dict[str, str | None]) -> float:
+    st = ctx.state
+    return sum(priced_move(st, ct, st.where[ct], node, storages.get(ct))
+               for ct in _arriving(ctx, unit, node))
+
+
+SCORERS: tuple[tuple[str, ScorerFn], ...] = (
+    ("memory_balance", memory_balance),
+    ("cpu_balance", cpu_balance),
+    ("move_cost", move_cost),
+)
+
+
+def score(ctx: Ctx, unit: Unit, node: str, storages: dict[str, str | None]) -> float:
+    """Total penalty of landing ``unit`` on ``node`` (lower is better)."""
+    return sum(fn(ctx, unit, node, storages) for _, fn in SCORERS)
