@@ -102,7 +102,8 @@ class World:
                 extra = {"lock": g.lock} if g.lock else {}
                 cts.append(Container(
                     id=str(g.vmid), node=g.node, name=g.hostname, status=g.status, cpus=g.cores,
-                    cpu_usage=g.cpu, memory_mb=g.memory_mib, memory_used_mb=round(g.mem_used / MIB),
+                    cpu_usage=g.cpu if g.status == "running" else 0.0, memory_mb=g.memory_mib,
+                    memory_used_mb=round(g.mem_used / MIB) if g.status == "running" else 0,
                     disk_gb=round(g.maxdisk / GIB, 3), storage=g.storage, ips=self.ips_of(g), tags=g.tags,
                     ha=f"ct:{g.vmid}" in self.ha, **extra))
             return Inventory(nodes=nodes, containers=cts)

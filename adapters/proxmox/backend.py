@@ -1,0 +1,109 @@
+"""ProxmoxBackend: the Backend interface over the REST API; picks the move path per method.
+
+    spec.method "live" | "restart" --> migrate.py (restart-mode migration, replication presync, HA)
+    spec.method "dump"             --> dump.py    (vzdump -> restore -> net -> start; keep source)
+
+Each step builds a MoveContext (the API bound to the step's journal) and calls the path's
+function of the same name. Nothing a step needs is kept only in memory except ``memo`` (was the
+CT running before the move?), which steps re-observe when it is missing after a restart.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from adapters.base import Backend, Check, Copy, Journal, JournalEntry, MoveSpec, MoveState, StepContext
+from adapters.proxmox import dump, inventory, migrate, observe
+from adapters.proxmox.client import Api, ProxmoxClient
+from adapters.proxmox.guestops import MoveContext
+from adapters.proxmox.settings import ProxmoxSettings
+from fleet.model import Inventory
+
+
+def _ignore(entry: JournalEntry) -> None:
+    return None
+
+
+class ProxmoxBackend(Backend):
+    name = "proxmox"
+
+    def __init__(self, settings: ProxmoxSettings, *, journal: Journal = _ignore) -> None:
+        self.settings = settings
+        self.client = ProxmoxClient(settings)
+        #: Journal for calls made outside a step (discover, observe).
+        self.journal = journal
+        self._memo: dict[str, bool] = {}
+
+    def _mc(self, spec: MoveSpec, ctx: StepContext) -> MoveContext:
+        return MoveContext(Api(self.client, ctx.journal), self.settings, spec, ctx, self._memo)
+
+    @staticmethod
+    def _path(spec: MoveSpec) -> Any:
+        return dump if spec.method == "dump" else migrate
+
+    def discover(self) -> Inventory:
+        return inventory.discover(Api(self.client, self.journal))
+
+    def observe(self, spec: MoveSpec) -> MoveState:
+        api = Api(self.client, self.journal)
+        cts = observe.guests(api)
+        place = cts.get(int(spec.ct))
+        if spec.method == "dump":
+            copy = next((p for p in cts.values() if dump.marker(spec.ct) in p.tags), None)
+        else:
+            copy = place if place is not None and place.node == spec.target else None
+            place = None if copy is not None else place
+        return MoveState(source=self._copy(api, place, spec.source, spec.ct),
+                         target=self._copy(api, copy, spec.target, spec.dest_ct))
+
+    @staticmethod
+    def _copy(api: Api, place: observe.Placement | None, node: str, ct: str) -> Copy:
+        if place is None:
+            return Copy(node=node, ct=ct, status="absent")
+        ips = tuple(observe.config_ips(observe.config(api, place.node, place.vmid)))
+        status = place.status if place.status in ("running", "stopped") else "unknown"
+        return Copy(node=place.node, ct=str(place.vmid), status=status, ips=ips, locked_by=place.lock)
+
+    def preflight(self, spec: MoveSpec, ctx: StepContext) -> list[Check]:
+        return self._path(spec).preflight(self._mc(spec, ctx))
+
+    def prepare(self, spec: MoveSpec, ctx: StepContext) -> None:
+        """Nothing to reserve: a migration moves the config atomically, a restore takes its VMID
+        at cutover (found again by its marker tag). Observing here keeps the step honest."""
+        observe.locate(Api(self.client, ctx.journal), int(spec.ct))
+
+    def presync(self, spec: MoveSpec, ctx: StepContext) -> None:
+        if spec.method != "dump":
+            migrate.presync(self._mc(spec, ctx))
+
+    def cutover(self, spec: MoveSpec, ctx: StepContext) -> None:
+        started = time.monotonic()
+        self._path(spec).cutover(self._mc(spec, ctx))
+        ctx.figures["cutover_s"] = time.monotonic() - started
+
+    def verify(self, spec: MoveSpec, ctx: StepContext) -> None:
+        self._path(spec).verify(self._mc(spec, ctx))
+
+    def cleanup(self, spec: MoveSpec, ctx: StepContext) -> None:
+        self._path(spec).cleanup(self._mc(spec, ctx))
+        if spec.method != "dump":
+            self._memo.pop(f"running:{spec.ct}", None)
+
+    def rollback(self, spec: MoveSpec, ctx: StepContext) -> None:
+        self._path(spec).rollback(self._mc(spec, ctx))
+
+    def purge_expired(self, ctx: StepContext, now: float | None = None) -> list[int]:
+        """Destroy retired sources whose retention ended and whose restored copy still runs."""
+        api, now = Api(self.client, ctx.journal), time.time() if now is None else now
+        cts = observe.guests(api)
+        purged = []
+        for place in cts.values():
+            until = [int(t[len(dump.RETIRED_PREFIX):]) for t in place.tags
+                     if t.startswith(dump.RETIRED_PREFIX) and t[len(dump.RETIRED_PREFIX):].isdigit()]
+            copy = next((p for p in cts.values() if dump.marker(str(place.vmid)) in p.tags), None)
+            if until and until[0] <= now and place.status == "stopped" and copy and copy.status == "running":
+                mc = MoveContext(api, self.settings, MoveSpec(str(place.vmid), place.node, copy.node), ctx)
+                mc.run(api.delete(f"/nodes/{place.node}/lxc/{place.vmid}", purge=1))
+                purged.append(place.vmid)
+        return purged

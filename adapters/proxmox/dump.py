@@ -1,0 +1,181 @@
+"""The backup/restore fallback ("dump" in a plan), for moves a migration cannot do.
+
+    cutover: shutdown source -> vzdump (mode stop, to a shared backup storage) -> restore on the
+             target under a free VMID, tagged ferry-from-<ct> -> net[n] rewritten -> start
+    verify:  the copy runs on the target with the expected addresses, the source is stopped
+    cleanup: the source stays, stopped, tagged ferry-retired-<epoch> until retention ends;
+             purge_expired() destroys it later, only if its verified copy still runs
+    rollback: the copy is stopped and destroyed, the source started again
+
+Why these choices (pve-docs "Backup and Restore", vzdump(1); pve-container create_vm):
+- The source is shut down first, then backed up with ``mode=stop``: the archive is consistent and
+  vzdump does not start the CT again afterwards (stop mode restarts only a CT it found running),
+  so an address is never live on two containers.
+- POST /nodes/{node}/vzdump {vmid, mode, storage, compress, bwlimit (KiB/s)} -> UPID;
+  GET /nodes/{node}/storage/{storage}/content {content=backup, vmid} lists archives (volid, ctime).
+- POST /nodes/{node}/lxc {vmid, ostemplate=<archive volid>, restore=1, storage, unique=1, tags}
+  restores; ``unique`` gives new MAC addresses; VMIDs are cluster-wide, so a free one comes from
+  GET /cluster/nextid (or the plan's target_ct). The marker tag makes the restored copy findable
+  after a crash: each step looks for it instead of remembering it.
+- PUT /nodes/{node}/lxc/{vmid}/config {net0: "...,ip=CIDR,gw=..."} reconfigures addresses when
+  the move's options carry new ones (``options["net"] = {"net0": {"ip": "198.51.100.7/24", ...}}``).
+- DELETE /nodes/{node}/lxc/{vmid} {purge=1} destroys a retired source after retention.
+"""
+
+from __future__ import annotations
+
+import time
+
+from adapters.base import Check, PermanentError
+from adapters.proxmox import observe
+from adapters.proxmox.client import ApiFailure
+from adapters.proxmox.guestops import MoveContext, ensure_power, wait_unlocked
+from adapters.proxmox.migrate import target_checks
+from adapters.proxmox.observe import Placement
+
+RETIRED_PREFIX = "ferry-retired-"
+
+
+def marker(ct: str) -> str:
+    return f"ferry-from-{ct}"
+
+
+def restored(mc: MoveContext) -> Placement | None:
+    return observe.find_tagged(mc.api, marker(mc.spec.ct))
+
+
+def preflight(mc: MoveContext) -> list[Check]:
+    place = observe.locate(mc.api, mc.vmid)
+    if place is None:
+        return [Check("container exists", False, f"CT {mc.vmid} is not in the cluster")]
+    checks = [Check("container exists", place.node == mc.spec.source, f"CT {mc.vmid} is on {place.node}")]
+    mc.memo[f"running:{mc.vmid}"] = place.status == "running"
+    checks.append(Check("not HA-managed", f"ct:{mc.vmid}" not in observe.ha_sids(mc.api),
+                        "an HA-managed CT moves by migration; the dump fallback would fight the HA stack"))
+    bs = mc.settings.backup_storage
+    rows = mc.api.get("/cluster/resources", type="storage")
+    backup_rows = {r["node"]: r for r in rows if r.get("storage") == bs}
+    usable = bool(bs) and all(n in backup_rows and "backup" in str(backup_rows[n].get("content", ""))
+                              and backup_rows[n].get("shared") for n in (place.node, mc.spec.target))
+    checks.append(Check("shared backup storage", usable,
+                        f"set proxmox.backup_storage to a shared storage with 'backup' content (now {bs!r})"))
+    if mc.spec.target_ct:
+        try:
+            mc.api.get("/cluster/nextid", vmid=mc.spec.target_ct)
+            free = True
+        except ApiFailure:
+            free = restored(mc) is not None
+        checks.append(Check("target VMID free", free, f"VMID {mc.spec.target_ct}"))
+    return checks + target_checks(mc, place.row, observe.config(mc.api, place.node, mc.vmid))
+
+
+def _backup(mc: MoveContext, node: str) -> str:
+    """A fresh archive of the stopped source; the volid of the newest one."""
+    running = observe.active_task(mc.api, mc.vmid, ("vzdump",))
+    since = int(time.time()) - 1
+    if running:
+        mc.run(running)
+    else:
+        mc.run(mc.api.post(f"/nodes/{node}/vzdump", vmid=str(mc.vmid), mode="stop",
+                           storage=mc.settings.backup_storage, compress="zstd", bwlimit=mc.settings.bwlimit_kib))
+    archives = mc.api.get(f"/nodes/{node}/storage/{mc.settings.backup_storage}/content", content="backup",
+                          vmid=mc.vmid)
+    fresh = [a for a in archives if int(a.get("ctime", 0)) >= since - 5] or archives
+    if not fresh:
+        raise PermanentError(f"vzdump of CT {mc.vmid} left no archive on {mc.settings.backup_storage}")
+    return max(fresh, key=lambda a: int(a.get("ctime", 0)))["volid"]
+
+
+def _restore(mc: MoveContext, volid: str, tags: tuple[str, ...], storage: str | None) -> int:
+    dest = int(mc.spec.target_ct) if mc.spec.target_ct else int(mc.api.get("/cluster/nextid"))
+    keep = [t for t in tags if not t.startswith(RETIRED_PREFIX)]
+    mc.run(mc.api.post(f"/nodes/{mc.spec.target}/lxc", vmid=dest, ostemplate=volid, restore=1, unique=1,
+                       storage=mc.settings.storage_map.get(storage or "", storage),
+                       tags=";".join([*keep, marker(mc.spec.ct)])))
+    return dest
+
+
+def _rewrite_nets(mc: MoveContext, node: str, vmid: int) -> None:
+    wanted = dict(mc.spec.options.get("net") or {})
+    if not wanted:
+        return
+    conf = observe.config(mc.api, node, vmid)
+    changes = {}
+    for key, new in wanted.items():
+        props = observe.parse_property_string(str(conf.get(key, "")))
+        props.update({k: str(v) for k, v in dict(new).items()})
+        changes[key] = observe.render_property_string(props)
+    mc.api.put(f"/nodes/{node}/lxc/{vmid}/config", **changes)
+
+
+def cutover(mc: MoveContext) -> None:
+    copy = restored(mc)
+    if copy is not None and copy.node == mc.spec.target and copy.status == "running":
+        return
+    source = observe.locate(mc.api, mc.vmid)
+    if copy is None:
+        if source is None:
+            raise PermanentError(f"CT {mc.vmid} is gone and no restored copy exists; restore it from its last backup")
+        mc.memo.setdefault(f"running:{mc.vmid}", source.status == "running")
+        ensure_power(mc, source.node, mc.vmid, "stopped")
+        conf = observe.config(mc.api, source.node, mc.vmid)
+        volid = _backup(mc, source.node)
+        dest = _restore(mc, volid, source.tags, observe.rootfs_storage(conf))
+        mc.event("restored", dest_vmid=dest, archive=volid)
+        mc.ctx.figures["target_vmid"] = float(dest)
+    else:
+        dest = copy.vmid
+        creating = observe.active_task(mc.api, dest, ("vzcreate", "vzrestore"))
+        if creating:
+            mc.run(creating)
+    wait_unlocked(mc, mc.spec.target, dest)
+    _rewrite_nets(mc, mc.spec.target, dest)
+    ensure_power(mc, mc.spec.target, dest, "running")
+
+
+def expected_ips(mc: MoveContext) -> list[str] | None:
+    nets = dict(mc.spec.options.get("net") or {})
+    if nets:
+        return [str(dict(v)["ip"]).split("/")[0] for _, v in sorted(nets.items()) if "ip" in dict(v)]
+    source = observe.locate(mc.api, mc.vmid)
+    return observe.config_ips(observe.config(mc.api, source.node, mc.vmid)) if source else None
+
+
+def verify(mc: MoveContext) -> None:
+    copy = restored(mc)
+    if copy is None or copy.node != mc.spec.target:
+        raise PermanentError(f"no restored copy of CT {mc.vmid} on {mc.spec.target}")
+    current = mc.api.get(f"/nodes/{copy.node}/lxc/{copy.vmid}/status/current")
+    if current.get("status") != "running" or current.get("lock"):
+        raise PermanentError(f"copy {copy.vmid} of CT {mc.vmid} is {current.get('status')} "
+                             f"(lock {current.get('lock')}) on {copy.node}")
+    ips = observe.config_ips(observe.config(mc.api, copy.node, copy.vmid))
+    want = expected_ips(mc)
+    if want is not None and sorted(ips) != sorted(want):
+        raise PermanentError(f"copy {copy.vmid} has addresses {ips}, expected {want}")
+    source = observe.locate(mc.api, mc.vmid)
+    if source is not None and source.status == "running":
+        raise PermanentError(f"source CT {mc.vmid} runs again on {source.node}; two copies would share addresses")
+
+
+def cleanup(mc: MoveContext) -> None:
+    """Keep the stopped source until retention ends: tag it ferry-retired-<epoch>."""
+    source = observe.locate(mc.api, mc.vmid)
+    if source is None or any(t.startswith(RETIRED_PREFIX) for t in source.tags):
+        return
+    ensure_power(mc, source.node, mc.vmid, "stopped")
+    until = int(time.time() + mc.settings.retention_hours * 3600)
+    mc.api.put(f"/nodes/{source.node}/lxc/{mc.vmid}/config", tags=";".join([*source.tags, f"{RETIRED_PREFIX}{until}"]))
+
+
+def rollback(mc: MoveContext) -> None:
+    copy = restored(mc)
+    if copy is not None:
+        creating = observe.active_task(mc.api, copy.vmid, ("vzcreate", "vzrestore"))
+        if creating:
+            mc.run(creating)
+        ensure_power(mc, copy.node, copy.vmid, "stopped")
+        mc.run(mc.api.delete(f"/nodes/{copy.node}/lxc/{copy.vmid}", purge=1))
+    source = observe.locate(mc.api, mc.vmid)
+    if source is not None and mc.memo.get(f"running:{mc.vmid}", True):
+        ensure_power(mc, source.node, mc.vmid, "running")
