@@ -15,8 +15,9 @@ Methods (``contracts/plan.md``):
 
 Model, with ``D`` the disk MB copied, ``B`` the link MB/s (``policy.link_speed``), ``d`` the
 container's dirty rate in MB/s: a pre-copy pass takes ``D/B``; the delta written meanwhile,
-``d*D/B``, is copied again; what is written during that second pass is the final delta copied
-while the container is stopped (or frozen).
+``d*D/B``, is copied again, and so on (repeated rsync) until one pass would take under
+:data:`SETTLED_S` or :data:`MAX_PASSES` passes ran (a container writing faster than the link never
+settles); the last delta is copied while the container is stopped (or frozen).
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ from fleet.plan import Method
 from fleet.policy import Policy
 
 MB = 1024 * 1024
+#: Pre-copy passes at most, and the pass length under which the delta counts as settled.
+MAX_PASSES = 8
+SETTLED_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,19 @@ def choose_method(ct: Container, src: Node, dst: Node, policy: Policy) -> Method
     return "restart"
 
 
+def _precopy(disk_mb: float, dirty_mb_s: float, speed: float) -> tuple[float, float, float]:
+    """(MB copied while running, seconds spent, MB left for the final copy) of repeated passes."""
+    delta, copied, spent = disk_mb, 0.0, 0.0
+    for _ in range(MAX_PASSES):
+        pass_s = delta / speed
+        copied += delta
+        spent += pass_s
+        delta = min(dirty_mb_s * pass_s, disk_mb)
+        if delta / speed <= SETTLED_S:
+            break
+    return copied, spent, delta
+
+
 def predict(ct: Container, src: Node, dst: Node, policy: Policy, disk_copied: bool) -> MoveCost:
     """Bytes, duration and downtime of moving ``ct`` from ``src`` to ``dst`` (module docstring)."""
     method = choose_method(ct, src, dst, policy)
@@ -89,9 +106,7 @@ def predict(ct: Container, src: Node, dst: Node, policy: Policy, disk_copied: bo
         downtime = duration if running else 0.0
         return MoveCost(method, int(disk_mb * MB), round(duration, 3), round(downtime, 3))
     pre_s = disk_mb / speed
-    second_mb = min(ct.dirty_mb_per_s * pre_s, disk_mb)
-    second_s = second_mb / speed
-    final_mb = min(ct.dirty_mb_per_s * second_s, second_mb)
+    copied_mb, precopy_s, final_mb = _precopy(disk_mb, ct.dirty_mb_per_s, speed)
     final_s = final_mb / speed
     if method == "dump":
         # vzdump writes the archive while the source runs, the transfer reads it, restore writes it.
@@ -100,10 +115,10 @@ def predict(ct: Container, src: Node, dst: Node, policy: Policy, disk_copied: bo
                         round(policy.stop_s + policy.start_s, 3))
     if src.platform == "openvz":
         memory_s = ct.memory_used_mb / speed
-        moved_mb = disk_mb + second_mb + final_mb + ct.memory_used_mb
+        moved_mb = copied_mb + final_mb + ct.memory_used_mb
         downtime = policy.live_switch_s + final_s + memory_s
     else:
-        moved_mb = disk_mb + second_mb + final_mb
+        moved_mb = copied_mb + final_mb
         downtime = policy.stop_s + final_s + policy.start_s
-    duration = pre_s + second_s + downtime
+    duration = precopy_s + downtime
     return MoveCost(method, int(moved_mb * MB), round(duration, 3), round(downtime, 3))

@@ -1,0 +1,126 @@
+"""Seeded synthetic fleets for the planner's benchmarks and property tests.
+
+``synthetic_fleet(seed, nodes, containers)`` builds a valid snapshot (``contracts/inventory.md``)
+that looks like a VPS provider's cluster: VPS-plan memory sizes, local and shared storage,
+affinity pairs, anti-affinity groups spread over distinct nodes, pinned and ``pin_to``
+containers. The same arguments always give the same snapshot (``random.Random(seed)``), so a
+benchmark figure can be reproduced from its command line.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from fleet.model import Inventory
+
+#: VPS plan sizes (MiB) and how common each is.
+MEMORY_SIZES = (512, 1024, 2048, 4096, 8192, 16384)
+MEMORY_WEIGHTS = (2, 4, 5, 4, 2, 1)
+
+
+@dataclass(frozen=True)
+class Shape:
+    """Knobs of a synthetic fleet; the defaults give a plain, healthy, uniform cluster."""
+
+    node_memory_mb: tuple[int, ...] = (131072,)
+    fill: float = 0.65  # target configured-memory fraction before the planner runs
+    hot_node_fill: float | None = None  # fill of node 0 (an imbalance to fix), if set
+    rules: bool = True
+    openvz_share: float = 0.0  # fraction of nodes on OpenVZ
+    offline_share: float = 0.0  # fraction of nodes offline or in maintenance
+    shared_storage: bool = True
+
+
+def _nodes(rng: random.Random, count: int, shape: Shape) -> list[dict[str, Any]]:
+    nodes = []
+    for i in range(count):
+        openvz = rng.random() < shape.openvz_share
+        down = i > 0 and rng.random() < shape.offline_share
+        storage: dict[str, Any] = {"local": {"total_gb": 4000.0, "used_gb": 0.0, "shared": False}}
+        if shape.shared_storage:
+            storage["ceph"] = {"total_gb": 100000.0, "used_gb": 0.0, "shared": True}
+        nodes.append({
+            "name": f"node{i:03d}", "platform": "openvz" if openvz else "proxmox",
+            "cpus": rng.choice((32, 48, 64)), "memory_mb": rng.choice(shape.node_memory_mb),
+            "cpu_usage": 0.0, "storage": storage,
+            "online": not (down and rng.random() < 0.5), "maintenance": down,
+            "kernel": "6.8.12-4-pve" if not openvz else "2.6.32-042stab145.3",
+            "version": "8.3.1" if not openvz else "7.0.0",
+        })
+    return nodes
+
+
+def _containers(rng: random.Random, nodes: list[dict[str, Any]], count: int,
+                shape: Shape) -> list[dict[str, Any]]:
+    load = {n["name"]: 0.0 for n in nodes}
+    out = []
+    for i in range(count):
+        mem = rng.choices(MEMORY_SIZES, MEMORY_WEIGHTS)[0]
+        order = list(range(len(nodes)))
+        rng.shuffle(order)
+        fill = [shape.hot_node_fill if (j == 0 and shape.hot_node_fill) else shape.fill for j in order]
+        node = next((nodes[j] for j, f in zip(order, fill, strict=True)
+                     if load[nodes[j]["name"]] + mem <= f * nodes[j]["memory_mb"]),
+                    min(nodes, key=lambda n: load[n["name"]] / n["memory_mb"]))
+        load[node["name"]] += mem
+        sid = "ceph" if shape.shared_storage and rng.random() < 0.3 else "local"
+        disk = float(rng.choice((10, 20, 40, 80, 160)))
+        node["storage"][sid]["used_gb"] += disk
+        out.append({
+            "id": str(1000 + i), "node": node["name"], "status": "running" if rng.random() < 0.85 else "stopped",
+            "cpus": float(rng.choice((1, 2, 4))), "cpu_usage": round(rng.random() * 0.6, 3),
+            "memory_mb": mem, "memory_used_mb": mem // 2, "disk_gb": disk, "storage": sid,
+            "dirty_mb_per_s": round(rng.random() * 5, 2),
+        })
+    return out
+
+
+def _rules(rng: random.Random, nodes: list[dict[str, Any]], cts: list[dict[str, Any]]) -> dict[str, Any]:
+    ids = [c["id"] for c in cts]
+    rng.shuffle(ids)
+    by_id = {c["id"]: c for c in cts}
+    k = max(1, len(ids) // 20)
+    affinity, anti = [], []
+    pool = ids[: 2 * k]
+    for a, b in zip(pool[::2], pool[1::2], strict=False):
+        by_id[b]["node"] = by_id[a]["node"]  # a healthy snapshot keeps affinity pairs together
+        affinity.append([a, b])
+    rest = ids[2 * k:]
+    used: set[str] = set()
+    for start in range(0, min(len(rest), 3 * k), 3):
+        group = [ct for ct in rest[start:start + 3]]
+        if len({by_id[ct]["node"] for ct in group}) == len(group):
+            anti.append(group)
+            used.update(group)
+    others = [ct for ct in rest if ct not in used]
+    pinned = others[:k]
+    names = [n["name"] for n in nodes]
+    pin_to = {ct: sorted({by_id[ct]["node"], rng.choice(names)}) for ct in others[k:2 * k]}
+    return {"affinity": affinity, "anti_affinity": anti, "pinned": pinned, "pin_to": pin_to}
+
+
+def _recount(nodes: list[dict[str, Any]], cts: list[dict[str, Any]]) -> None:
+    """Storage use follows the final placement (affinity pairs were moved together)."""
+    by_name = {n["name"]: n for n in nodes}
+    for n in nodes:
+        for st in n["storage"].values():
+            st["used_gb"] = 0.0
+    for c in cts:
+        by_name[c["node"]]["storage"][c["storage"]]["used_gb"] += c["disk_gb"]
+    for n in nodes:
+        if "ceph" in n["storage"]:
+            n["storage"]["ceph"]["used_gb"] = sum(c["disk_gb"] for c in cts if c["storage"] == "ceph")
+
+
+def synthetic_fleet(seed: int, nodes: int, containers: int, shape: Shape | None = None) -> Inventory:
+    """A reproducible snapshot of ``nodes`` nodes and ``containers`` containers (module docstring)."""
+    shape = shape or Shape()
+    rng = random.Random(seed)
+    node_list = _nodes(rng, nodes, shape)
+    cts = _containers(rng, node_list, containers, shape)
+    rules = _rules(rng, node_list, cts) if shape.rules else {}
+    _recount(node_list, cts)
+    return Inventory.model_validate({"version": 1, "taken_at": "2026-11-22T03:00:00Z",
+                                     "nodes": node_list, "containers": cts, "rules": rules})
