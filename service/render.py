@@ -50,7 +50,7 @@ def render_inventory(console: Console, inv: Inventory) -> None:
     table = Table(title=f"Fleet: {len(inv.nodes)} nodes, {len(inv.containers)} containers",
                   title_justify="left")
     for col in ("node", "platform", "state", "cts", "memory (configured)", "vCPUs", "disk"):
-        table.add_column(col, justify="right" if col == "cts" else "left")
+        table.add_column(col, justify="right" if col == "cts" else "left", no_wrap=True)
     for node in inv.nodes:
         load = loads[node.name]
         state = "offline" if not node.online else "maintenance" if node.maintenance else "online"
@@ -68,14 +68,14 @@ def _goal_text(plan: Plan) -> str:
 def render_plan(console: Console, plan: Plan, inv: Inventory | None = None, *, limit: int = 60) -> None:
     names = {c.id: c.name or "" for c in inv.containers} if inv else {}
     table = Table(title=f"Plan: {_goal_text(plan)} — {len(plan.moves)} moves", title_justify="left")
-    for col in ("#", "ct", "name", "from → to", "method", "wave", "GiB", "time", "down", "reason"):
-        table.add_column(col, overflow="fold" if col == "reason" else "ellipsis",
+    for col in ("#", "container", "from → to", "method", "wave", "GiB", "time", "down", "reason"):
+        table.add_column(col, no_wrap=col != "reason", min_width=24 if col == "reason" else None,
                          justify="right" if col in ("#", "wave", "GiB", "time", "down") else "left")
     for i, move in enumerate(plan.moves[:limit], 1):
         p = move.predicted
-        table.add_row(str(i), move.ct, names.get(move.ct, ""), f"{move.from_node} → {move.to}", move.method,
-                      str(move.wave), f"{p.bytes / GIB:.0f}", f"{p.duration_s:.0f}s", f"{p.downtime_s:.1f}s",
-                      move.reason)
+        label = f"{move.ct} {names.get(move.ct, '')}".strip()
+        table.add_row(str(i), label, f"{move.from_node} → {move.to}", move.method, str(move.wave),
+                      f"{p.bytes / GIB:.0f}", f"{p.duration_s:.0f}s", f"{p.downtime_s:.1f}s", move.reason)
     if len(plan.moves) > limit:
         table.caption = f"… and {len(plan.moves) - limit} more (use --format json for all)"
     console.print(table)
@@ -83,7 +83,7 @@ def render_plan(console: Console, plan: Plan, inv: Inventory | None = None, *, l
         console.print(Text(f"unplaced {item.ct}: {item.reason}", style="bold red"))
     nodes = Table(title="Node load (configured memory): before → after", title_justify="left")
     for col in ("node", "before", "after"):
-        nodes.add_column(col)
+        nodes.add_column(col, no_wrap=True)
     for name in sorted(set(plan.before) | set(plan.after)):
         before, after = plan.before.get(name), plan.after.get(name)
         nodes.add_row(name, load_bar(before.memory if before else 0), load_bar(after.memory if after else 0))

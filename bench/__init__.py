@@ -1,0 +1,1 @@
+"""ferry benchmarks: each module measures a baseline in the same run and prints ratios."""

@@ -1,0 +1,134 @@
+"""The ``ferry`` command as a subprocess: outputs, exit statuses and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fleet.snapshot import parse_inventory
+from tests.conftest import REPO, SMALL_FLEET
+
+FERRY = str(Path(sys.executable).parent / "ferry")
+DEMO_FLEET = REPO / "config" / "fleets" / "demo.yaml"
+PLAN_KEYS = {"version", "goal", "inventory_digest", "moves", "unplaced", "before", "after", "score"}
+MOVE_KEYS = {"ct", "from", "to", "method", "wave", "after", "predicted", "reason"}
+SCORE_KEYS = {"peak_memory", "spread", "lower_bound_peak_memory", "moves", "bytes", "predicted_makespan_s"}
+
+
+def ferry(*args: str, config: Path | None = None, timeout: float = 120, check: bool = True,
+          cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    argv = [FERRY] + (["--config", str(config)] if config else []) + list(args)
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=cwd or REPO,
+                            stdin=subprocess.DEVNULL)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{argv} -> {result.returncode}\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def write_config(tmp: Path, speedup: float = 20000.0, **sim: str) -> Path:
+    lines = ["[ferry]", 'backend = "sim"', 'state_dir = "state"',
+             "[engine]", "retry_initial_s = 0.01", "retry_max_s = 0.05",
+             "[sim]", f'fleet_file = "{SMALL_FLEET}"', f"speedup = {speedup}"]
+    lines += [f"{k} = {v}" for k, v in sim.items()]
+    path = tmp / "ferry.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ferry: error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_plan_json_follows_the_contract_and_is_byte_identical() -> None:
+    args = ("plan", "evacuate", "n1", "--inventory", str(DEMO_FLEET), "--format", "json")
+    first, second = ferry(*args).stdout, ferry(*args).stdout
+    assert first == second
+    plan = json.loads(first)
+    assert set(plan) == PLAN_KEYS and plan["version"] == 1
+    assert plan["goal"] == {"kind": "evacuate", "nodes": ["n1"]}
+    assert plan["inventory_digest"].startswith("sha256:")
+    assert plan["moves"] and all(MOVE_KEYS <= set(m) for m in plan["moves"])
+    assert all(set(m["predicted"]) >= {"duration_s", "downtime_s", "bytes"} for m in plan["moves"])
+    assert all(m["from"] == "n1" and m["to"] != "n1" for m in plan["moves"])
+    assert SCORE_KEYS <= set(plan["score"])
+    assert set(plan["before"]["n1"]) >= {"memory", "cpu", "disk"}
+    assert plan["score"]["lower_bound_peak_memory"] <= plan["score"]["peak_memory"] + 1e-9
+
+
+def test_inventory_json_is_a_valid_snapshot(tmp_path: Path) -> None:
+    out = ferry("inventory", "--format", "json", config=write_config(tmp_path)).stdout
+    inv = parse_inventory(json.loads(out))
+    assert {n.name for n in inv.nodes} == {"a", "b", "c"} and len(inv.containers) == 8
+    table = ferry("inventory", config=write_config(tmp_path)).stdout
+    assert "Fleet: 3 nodes, 8 containers" in table
+
+
+def test_malformed_snapshot_is_one_line_exit_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(SMALL_FLEET.read_text().replace("memory_mb: 4096, disk_gb: 40", "memory_mb: lots, disk_gb: 40"))
+    result = ferry("plan", "evacuate", "a", "--inventory", str(bad), check=False)
+    assert_one_line_error(result, "containers[0].memory_mb='lots'")
+
+
+def test_unknown_node_is_one_line_exit_2(tmp_path: Path) -> None:
+    result = ferry("plan", "evacuate", "zz9", "--inventory", str(SMALL_FLEET), check=False)
+    assert_one_line_error(result, "'zz9'")
+    config = write_config(tmp_path)
+    result = ferry("evacuate", "zz9", "--yes", config=config, check=False)
+    assert_one_line_error(result, "'zz9'")
+    assert json.loads(ferry("jobs", "--format", "json", config=config).stdout) == []  # nothing created
+
+
+def test_missing_or_bad_config_is_one_line_exit_2(tmp_path: Path) -> None:
+    assert_one_line_error(ferry("inventory", config=tmp_path / "nope.toml", check=False), "--config=", "no such")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[policy]\nmax_parallel = 0\n")
+    assert_one_line_error(ferry("inventory", config=bad, check=False), "policy.max_parallel=0")
+    typo = tmp_path / "typo.toml"
+    typo.write_text("[policy]\nmax_paralel = 3\n")
+    assert_one_line_error(ferry("inventory", config=typo, check=False), "policy.max_paralel")
+
+
+def test_hostile_container_name_is_refused_harmlessly(tmp_path: Path) -> None:
+    canary = tmp_path / "canary"
+    canary.write_text("alive")
+    hostile = tmp_path / "hostile.yaml"
+    hostile.write_text(SMALL_FLEET.read_text().replace('id: "101"', f'id: "x; rm -rf {canary}"'))
+    result = ferry("plan", "evacuate", "a", "--inventory", str(hostile), check=False)
+    assert_one_line_error(result, "containers[0].id=")
+    assert canary.read_text() == "alive"
+
+
+def test_evacuate_runs_and_journals(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    summary = json.loads(ferry("evacuate", "a", "--yes", "--format", "json", config=config).stdout)
+    assert summary["state"] == "succeeded", summary
+    jobs = json.loads(ferry("jobs", "--format", "json", config=config).stdout)
+    assert [j["state"] for j in jobs] == ["succeeded"]
+    detail = json.loads(ferry("job", "show", str(jobs[0]["id"]), "--format", "json", config=config).stdout)
+    assert detail["journal"] and {"at", "host", "what", "status", "duration_ms", "step"} <= set(detail["journal"][0])
+    inv = parse_inventory(json.loads(ferry("inventory", "--format", "json", config=config).stdout))
+    assert not inv.on_node("a") or all(c.id in {"x"} for c in inv.on_node("a"))
+    again = ferry("evacuate", "a", "--yes", config=config)
+    assert "nothing to move" in again.stdout
+
+
+def test_without_yes_and_without_a_terminal_nothing_runs(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    result = ferry("evacuate", "a", config=config, check=False)
+    assert_one_line_error(result, "--yes")
+    assert json.loads(ferry("jobs", "--format", "json", config=config).stdout) == []
+
+
+@pytest.mark.parametrize("command", [("job", "show", "42"), ("job", "cancel", "42")])
+def test_unknown_job_is_one_line_exit_2(tmp_path: Path, command: tuple[str, ...]) -> None:
+    assert_one_line_error(ferry(*command, config=write_config(tmp_path), check=False), "job=42")
