@@ -1,0 +1,294 @@
+"""The OpenVZ backend: the steps of a move, each observing the nodes before acting.
+
+    live:    preflight -> prepare -> (presync: no-op) -> cutover: vzmigrate --live -r no --keep-dst
+    restart: preflight -> prepare -> presync: rsync rounds -> cutover: hold clients, stop source,
+             final rsync, config (+ vzctl set --ipadd/--hostname --save), start, arping
+    dump:    ... cutover: vzdump --compress -> copy -> vzdump --restore (instead of rsync)
+    then:    verify -> cleanup (after retention) | rollback
+
+The default of vzmigrate (``-r yes``) destroys the source area; ferry always passes ``-r no``
+(source config kept as ``CTID.conf.migrated``, bin/vzmigrate.in) and ``--keep-dst``, and its
+restart path renames the stopped source's config the same way, so no one starts it by accident
+and :meth:`rollback` can bring it back. Per-move state lives on the source node under
+``<state_dir>/<CT>/`` (see forwarding.py), never only in ferry's memory.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+from adapters.base import (
+    Backend,
+    Check,
+    Copy,
+    JournalEntry,
+    MoveSpec,
+    MoveState,
+    PermanentError,
+    RefusedError,
+    StepContext,
+    TransientError,
+)
+from adapters.openvz import forwarding, inventory, transfer
+from adapters.openvz.checks import VZMIGRATE_EXIT, Preflight
+from adapters.openvz.settings import OpenVZSettings
+from adapters.openvz.ssh import Shell
+from fleet.model import Inventory
+
+_REFUSED = {14, 16, 17, 18, 8}  # vzmigrate: no CPT, ploop, CPT version, CPU, checkpoint failed
+_WAIT_PORT = ('for i in $(seq 200); do socat -u OPEN:/dev/null TCP:"$1":"$2",connect-timeout=0.5 '
+              '2>/dev/null && exit 0; sleep 0.02; done; exit 1')
+
+
+class OpenVZBackend(Backend):
+    name = "openvz"
+
+    def __init__(self, settings: OpenVZSettings, shell: Shell | None = None) -> None:
+        self.settings = settings
+        self.shell = shell or Shell(settings)
+
+    # ---------------------------------------------------------------- helpers
+    def _run(self, node: str, argv: list[str], ctx: StepContext, **kw):
+        return self.shell.run(node, argv, ctx.journal, **kw)
+
+    def _state(self, spec: MoveSpec) -> str:
+        return f"{self.settings.state_dir}/{spec.ct}"
+
+    def _conf(self, node: str, ct: str, ctx: StepContext, suffix: str = "") -> dict[str, str] | None:
+        res = self._run(node, ["cat", f"/etc/vz/conf/{ct}.conf{suffix}"], ctx, check=False)
+        return inventory.parse_conf(res.out) if res.ok else None
+
+    def _private(self, conf: dict[str, str] | None, ct: str) -> str:
+        template = (conf or {}).get("VE_PRIVATE") or "/var/lib/vz/private/$VEID"
+        return template.replace("$VEID", ct).replace("${VEID}", ct)
+
+    def _status(self, node: str, ct: str, ctx: StepContext) -> str:
+        words = self._run(node, ["vzctl", "status", ct], ctx, check=False).out.split()
+        if words[2:3] != ["exist"]:
+            return "absent"
+        return "running" if "running" in words[4:5] else "stopped"
+
+    def _marker(self, spec: MoveSpec, name: str, ctx: StepContext) -> bool:
+        path = f"{self._state(spec)}/{name}"
+        return self._run(spec.source, ["test", "-e", path], ctx, check=False).ok
+
+    def _source_conf(self, spec: MoveSpec, ctx: StepContext) -> dict[str, str]:
+        conf = self._conf(spec.source, spec.ct, ctx) or self._conf(spec.source, spec.ct, ctx, ".migrated")
+        if conf is None:
+            raise PermanentError(f"CT {spec.ct} has no config on {spec.source}")
+        return conf
+
+    def _new_ips(self, spec: MoveSpec, conf: dict[str, str]) -> list[str]:
+        return list(spec.options.get("ips") or inventory.ips_of(conf))
+
+    # ---------------------------------------------------------------- reading
+    def discover(self) -> Inventory:
+        nodes, containers = [], []
+        ctx = StepContext()
+        for name in self.settings.nodes:
+            facts = self._run(name, ["sh", "-c", inventory.NODE_SCRIPT], ctx).out
+            nodes.append(inventory.parse_node(name, facts))
+            rows = inventory.parse_vzlist_json(self._run(name, inventory.VZLIST_ARGV, ctx).out)
+            confs = inventory.split_conf_dump(self._run(name, ["sh", "-c", inventory.CONF_SCRIPT],
+                                                        ctx).out)
+            containers += [inventory.container_from(name, r, confs.get(str(r["ctid"]), {}))
+                           for r in rows]
+        return inventory.build_inventory(nodes, containers)
+
+    def observe(self, spec: MoveSpec) -> MoveState:
+        ctx = StepContext()
+        copies = []
+        for node, ct in ((spec.source, spec.ct), (spec.target, spec.dest_ct)):
+            status = self._status(node, ct, ctx)
+            conf = self._conf(node, ct, ctx) or {}
+            copies.append(Copy(node=node, ct=ct, status=status, ips=tuple(inventory.ips_of(conf))))
+        return MoveState(source=copies[0], target=copies[1])
+
+    # ---------------------------------------------------------------- steps
+    def preflight(self, spec: MoveSpec, ctx: StepContext) -> list[Check]:
+        conf = self._conf(spec.source, spec.ct, ctx)
+        return Preflight(self.shell, self.settings, spec, ctx.journal,
+                         self._private(conf, spec.ct)).all()
+
+    def prepare(self, spec: MoveSpec, ctx: StepContext) -> None:
+        if self._marker(spec, "prepared", ctx):
+            return
+        state = self._state(spec)
+        running = self._status(spec.source, spec.ct, ctx) == "running"
+        target_free = self._status(spec.target, spec.dest_ct, ctx) == "absent"
+        script = ('mkdir -p "$1" && { [ "$2" = 1 ] && touch "$1/source_running"; '
+                  '[ "$3" = 1 ] && touch "$1/target_ours"; touch "$1/prepared"; }')
+        self._run(spec.source, ["sh", "-c", script, "ferry", state, str(int(running)),
+                                str(int(target_free))], ctx)
+
+    def presync(self, spec: MoveSpec, ctx: StepContext) -> None:
+        if spec.method != "restart" or self._status(spec.target, spec.dest_ct, ctx) == "running":
+            return
+        conf = self._source_conf(spec, ctx)
+        transfer.presync(self.shell, self.settings, spec.source, spec.target,
+                         self._private(conf, spec.ct), self._private(None, spec.dest_ct),
+                         ctx.journal, ctx.figures)
+
+    def cutover(self, spec: MoveSpec, ctx: StepContext) -> None:
+        if self._status(spec.target, spec.dest_ct, ctx) == "running":
+            if self._status(spec.source, spec.ct, ctx) == "running":
+                raise PermanentError(f"CT {spec.ct} runs on both {spec.source} and {spec.target}")
+            return
+        if spec.method == "live":
+            return self._live(spec, ctx)
+        return self._restart(spec, ctx)
+
+    def _live(self, spec: MoveSpec, ctx: StepContext) -> None:
+        if spec.options.get("ips") or spec.dest_ct != spec.ct:
+            raise RefusedError("vzmigrate --live cannot renumber or readdress a container")
+        host = self.settings.nodes[spec.target].host
+        started = time.monotonic()
+        res = self._run(spec.source, ["vzmigrate", "--live", "-r", "no", "--keep-dst", host,
+                                      spec.ct], ctx, check=False)
+        if res.ok:
+            ctx.figures["live_s"] = time.monotonic() - started
+            return
+        why = f"vzmigrate --live exited {res.status} ({VZMIGRATE_EXIT.get(res.status, '?')}): " \
+              f"{res.err.strip()[-200:]}"
+        if res.status in _REFUSED:
+            raise RefusedError(why)
+        if res.status in (4, 20):
+            raise TransientError(why)
+        raise PermanentError(why)
+
+    def _restart(self, spec: MoveSpec, ctx: StepContext) -> None:
+        conf = self._source_conf(spec, ctx)
+        old_ips, new_ips = inventory.ips_of(conf), self._new_ips(spec, conf)
+        changed = bool(old_ips) and new_ips != old_ips
+        state = self._state(spec)
+        stopped_at = time.monotonic()
+        ports: list[int] = []
+        if self._status(spec.source, spec.ct, ctx) == "running":
+            ports = self._ports(spec, old_ips, ctx)
+            kept = forwarding.where(self.shell, spec.source, old_ips[0], ctx.journal) if old_ips else None
+            if ports and old_ips:
+                seconds = self.settings.forward_seconds if changed else self.settings.hold_seconds
+                forwarding.start_forwarders(self.shell, spec.source, spec.ct, state, old_ips[0],
+                                            new_ips[0], ports, seconds, ctx.journal)
+                time.sleep(0.1)  # let requests already inside the container finish
+            stopped_at = time.monotonic()
+            self._run(spec.source, ["vzctl", "stop", spec.ct], ctx)
+            if changed and ports and kept:
+                forwarding.keep_old_address(self.shell, spec.source, state, old_ips[0], kept[0],
+                                            ctx.journal)
+        self._copy(spec, conf, new_ips, ctx)
+        self._run(spec.target, ["vzctl", "start", spec.dest_ct], ctx)
+        self._announce(spec.target, new_ips, ctx)
+        for port in ports:
+            self._run(spec.target, ["sh", "-c", _WAIT_PORT, "ferry", new_ips[0], str(port)], ctx,
+                      timeout=30)
+        ctx.figures["downtime_s"] = time.monotonic() - stopped_at
+        self._run(spec.source, ["mv", "-f", f"/etc/vz/conf/{spec.ct}.conf",
+                                f"/etc/vz/conf/{spec.ct}.conf.migrated"], ctx, check=False)
+        if changed:
+            self._dns_hook(old_ips[0], new_ips[0], ctx)
+
+    def _copy(self, spec: MoveSpec, conf: dict[str, str], new_ips: list[str], ctx: StepContext) -> None:
+        """Bring data and config over; the destination config gets the new id, IPs, hostname."""
+        if spec.method == "dump":
+            if self._status(spec.target, spec.dest_ct, ctx) == "absent":
+                transfer.dump_and_restore(self.shell, self.settings, spec.source, spec.target,
+                                          spec.ct, spec.dest_ct, ctx.journal)
+        else:
+            transfer.rsync_once(self.shell, self.settings, spec.source, spec.target,
+                                self._private(conf, spec.ct), self._private(None, spec.dest_ct),
+                                ctx.journal)
+            text = self._run(spec.source, ["sh", "-c", 'cat "$1" 2>/dev/null || cat "$1.migrated"',
+                                           "ferry", f"/etc/vz/conf/{spec.ct}.conf"], ctx).out
+            self._run(spec.target, ["sh", "-c", 'cat > "$1"', "ferry",
+                                    f"/etc/vz/conf/{spec.dest_ct}.conf"], ctx,
+                      stdin=text.encode())
+        argv = ["vzctl", "set", spec.dest_ct, "--ipdel", "all"]
+        for ip in new_ips:
+            argv += ["--ipadd", ip]
+        if spec.options.get("hostname"):
+            argv += ["--hostname", str(spec.options["hostname"])]
+        self._run(spec.target, argv + ["--save"], ctx)
+
+    def _ports(self, spec: MoveSpec, ips: list[str], ctx: StepContext) -> list[int]:
+        if "ports" in spec.options:
+            return [int(p) for p in spec.options["ports"]]
+        res = self._run(spec.source, ["vzctl", "exec", spec.ct, "cat", "/proc/net/tcp"], ctx,
+                        check=False)
+        return forwarding.listening_ports(res.out, ips) if res.ok else []
+
+    def _announce(self, node: str, ips: list[str], ctx: StepContext) -> None:
+        script = ('for ip in "$@"; do dev=$(ip -o -4 addr show to "$ip/32" | awk \'{print $2; exit}\'); '
+                  '[ -n "$dev" ] && arping -q -U -c 1 -I "$dev" "$ip" </dev/null >/dev/null 2>&1 & '
+                  'done; true')
+        self._run(node, ["sh", "-c", script, "ferry", *ips], ctx)
+
+    def _dns_hook(self, old: str, new: str, ctx: StepContext) -> None:
+        if not self.settings.dns_hook:
+            return
+        argv = [*self.settings.dns_hook, old, new]
+        started = time.monotonic()
+        try:
+            res = subprocess.run(argv, capture_output=True, timeout=60)
+            status = res.returncode
+        except (OSError, subprocess.TimeoutExpired):
+            status = None
+        ctx.journal(JournalEntry(host="localhost", what=argv, status=status,
+                                 duration_ms=(time.monotonic() - started) * 1000))
+
+    def verify(self, spec: MoveSpec, ctx: StepContext) -> None:
+        if self._status(spec.target, spec.dest_ct, ctx) != "running":
+            raise PermanentError(f"CT {spec.dest_ct} is not running on {spec.target}")
+        if self._status(spec.source, spec.ct, ctx) == "running":
+            raise PermanentError(f"CT {spec.ct} still runs on {spec.source}")
+        conf = self._conf(spec.target, spec.dest_ct, ctx) or {}
+        source = self._source_conf(spec, ctx)
+        expected = self._new_ips(spec, source)
+        if inventory.ips_of(conf) != expected:
+            raise PermanentError(f"CT {spec.dest_ct} on {spec.target} has IPs "
+                                 f"{inventory.ips_of(conf)}, expected {expected}")
+        ports = [int(p) for p in spec.options.get("ports", [])]
+        for port in ports:
+            res = self._run(spec.source, ["sh", "-c", _WAIT_PORT, "ferry", expected[0], str(port)],
+                            ctx, check=False, timeout=30)
+            if not res.ok:
+                raise PermanentError(f"{expected[0]}:{port} does not answer from {spec.source}")
+
+    def cleanup(self, spec: MoveSpec, ctx: StepContext) -> None:
+        """Retire the source after ``retention_hours`` (its area is kept until then)."""
+        state = self._state(spec)
+        age = self._run(spec.source, ["sh", "-c", 'echo $(( $(date +%s) - $(stat -c %Y "$1") ))',
+                                      "ferry", f"{state}/prepared"], ctx, check=False)
+        hours = int(age.out.strip() or 0) / 3600 if age.ok else float("inf")
+        if hours >= self.settings.forward_seconds / 3600:
+            forwarding.stop_forwarders(self.shell, spec.source, spec.ct, state, ctx.journal)
+        if hours < self.settings.retention_hours:
+            return
+        conf = self._source_conf(spec, ctx)
+        if self._status(spec.source, spec.ct, ctx) == "running":
+            raise PermanentError(f"CT {spec.ct} runs on {spec.source}; not retiring it")
+        self._run(spec.source, ["rm", "-rf", "--one-file-system", self._private(conf, spec.ct)], ctx)
+        self._run(spec.source, ["rm", "-f", f"/etc/vz/conf/{spec.ct}.conf.migrated"], ctx)
+        forwarding.stop_forwarders(self.shell, spec.source, spec.ct, state, ctx.journal)
+        self._run(spec.source, ["rm", "-rf", state], ctx)
+
+    def rollback(self, spec: MoveSpec, ctx: StepContext) -> None:
+        state = self._state(spec)
+        ours = self._marker(spec, "target_ours", ctx) or not self._marker(spec, "prepared", ctx)
+        if self._status(spec.target, spec.dest_ct, ctx) == "running":
+            self._run(spec.target, ["vzctl", "stop", spec.dest_ct], ctx)
+        if ours:
+            self._run(spec.target, ["rm", "-rf", "--one-file-system",
+                                    self._private(None, spec.dest_ct),
+                                    f"/etc/vz/conf/{spec.dest_ct}.conf"], ctx)
+        forwarding.stop_forwarders(self.shell, spec.source, spec.ct, state, ctx.journal)
+        self._run(spec.source, ["sh", "-c", '[ -f "$1" ] || mv -f "$1.migrated" "$1" 2>/dev/null; true',
+                                "ferry", f"/etc/vz/conf/{spec.ct}.conf"], ctx)
+        was_running = self._marker(spec, "source_running", ctx)
+        if was_running and self._status(spec.source, spec.ct, ctx) == "stopped":
+            self._run(spec.source, ["vzctl", "start", spec.ct], ctx)
+        self._run(spec.source, ["rm", "-rf", state], ctx)
+
+    def close(self) -> None:
+        self.shell.close()

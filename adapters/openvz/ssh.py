@@ -1,0 +1,145 @@
+"""SSH to the nodes with paramiko: one reused connection per node, every command journaled.
+
+    Backend step --argv--> Shell.run(node, argv) --shlex.join--> paramiko exec_command
+                                  |                                     |
+                                  +-- JournalEntry(host, argv, exit status, duration) <--+
+
+Commands are argv lists, joined with :func:`shlex.join` so that untrusted names (a container
+called ``x; rm -rf /``) stay one argument. Host keys are checked against ``known_hosts_file``
+with paramiko's ``RejectPolicy`` (an unknown key is refused with a message that says how to add
+it); only ``strict_host_key_checking = false`` (labs) accepts unknown keys.
+A broken connection (node rebooted, network cut mid-rsync) raises :class:`TransientError` and is
+dropped from the pool, so the engine's retry opens a fresh one.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from dataclasses import dataclass
+
+import paramiko
+
+from adapters.base import Journal, JournalEntry, PermanentError, TransientError
+from adapters.openvz.settings import OpenVZSettings
+
+
+@dataclass(frozen=True)
+class Result:
+    status: int
+    out: str
+    err: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 0
+
+
+class Shell:
+    """A pool of SSH connections, one per node, opened on first use and kept alive."""
+
+    def __init__(self, settings: OpenVZSettings) -> None:
+        self.settings = settings
+        self._clients: dict[str, paramiko.SSHClient] = {}
+
+    def _connect(self, node: str) -> paramiko.SSHClient:
+        access = self.settings.nodes.get(node)
+        if access is None:
+            raise PermanentError(f"node {node!r} is not in [openvz.nodes] of ferry's config")
+        client = paramiko.SSHClient()
+        client.load_host_keys(str(self.settings.known_hosts_file))
+        policy = (paramiko.RejectPolicy() if self.settings.strict_host_key_checking
+                  else paramiko.AutoAddPolicy())
+        client.set_missing_host_key_policy(policy)
+        timeout = self.settings.connect_timeout_s
+        try:
+            client.connect(access.host, port=access.port, username=access.user,
+                           key_filename=str(self.settings.identity_file), timeout=timeout,
+                           banner_timeout=timeout, auth_timeout=timeout, look_for_keys=False,
+                           allow_agent=False)
+        except paramiko.BadHostKeyException as exc:
+            raise PermanentError(
+                f"host key of {node} ({access.host}) does not match {self.settings.known_hosts_file}:"
+                " the node was reinstalled or this is not the node; verify, then update the file"
+            ) from exc
+        except paramiko.SSHException as exc:
+            if "not found in known_hosts" in str(exc):
+                raise PermanentError(
+                    f"host key of {node} ({access.host}) is unknown; add it to "
+                    f"{self.settings.known_hosts_file} (ssh-keyscan -p {access.port} {access.host},"
+                    " then verify the fingerprint)") from exc
+            raise TransientError(f"SSH to {node} ({access.host}) failed: {exc}") from exc
+        except (OSError, EOFError) as exc:
+            raise TransientError(f"cannot reach {node} ({access.host}:{access.port}): {exc}") from exc
+        transport = client.get_transport()
+        if transport is not None and self.settings.keepalive_s:
+            transport.set_keepalive(int(max(1, self.settings.keepalive_s)))
+        return client
+
+    def client(self, node: str) -> paramiko.SSHClient:
+        client = self._clients.get(node)
+        transport = client.get_transport() if client else None
+        if client is None or transport is None or not transport.is_active():
+            client = self._connect(node)
+            self._clients[node] = client
+        return client
+
+    def drop(self, node: str) -> None:
+        client = self._clients.pop(node, None)
+        if client is not None:
+            client.close()
+
+    def run(self, node: str, argv: list[str], journal: Journal, *, timeout: float | None = None,
+            check: bool = True, stdin: bytes | None = None) -> Result:
+        """Run ``argv`` on ``node``; journal it; raise on failure when ``check``."""
+        command = shlex.join(argv)
+        started = time.monotonic()
+        status: int | None = None
+        try:
+            result = self._exec(node, command, timeout or self.settings.command_timeout_s, stdin)
+            status = result.status
+        finally:
+            journal(JournalEntry(host=node, what=list(argv), status=status,
+                                 duration_ms=(time.monotonic() - started) * 1000))
+        if check and not result.ok:
+            raise PermanentError(f"{node}: `{command}` exited {result.status}: "
+                                 f"{(result.err or result.out).strip()[-300:]}")
+        return result
+
+    def _exec(self, node: str, command: str, timeout: float, stdin: bytes | None) -> Result:
+        client = self.client(node)
+        try:
+            chan = client.get_transport().open_session(timeout=self.settings.connect_timeout_s)
+            chan.settimeout(timeout)
+            chan.exec_command(command)
+            if stdin is not None:
+                chan.sendall(stdin)
+            chan.shutdown_write()
+            out, err = bytearray(), bytearray()
+            deadline = time.monotonic() + timeout
+            while not (chan.exit_status_ready() and not chan.recv_ready()
+                       and not chan.recv_stderr_ready()):
+                if time.monotonic() > deadline:
+                    chan.close()
+                    raise TransientError(f"{node}: `{command}` did not finish in {timeout:.0f} s")
+                if chan.closed and not chan.recv_ready() and not chan.exit_status_ready():
+                    raise TransientError(f"{node}: connection lost while running `{command}`")
+                if chan.recv_ready():
+                    out += chan.recv(65536)
+                elif chan.recv_stderr_ready():
+                    err += chan.recv_stderr(65536)
+                else:
+                    chan.status_event.wait(0.02)
+            status = chan.recv_exit_status()
+            chan.close()
+        except (TimeoutError, paramiko.SSHException, OSError, EOFError) as exc:
+            self.drop(node)
+            raise TransientError(f"{node}: connection lost while running `{command}`: {exc}") from exc
+        if status == -1:  # no exit status: the session was cut (sshd killed, network down)
+            self.drop(node)
+            raise TransientError(f"{node}: connection lost while running `{command}`")
+        return Result(status, out.decode(errors="replace"), err.decode(errors="replace"))
+
+    def close(self) -> None:
+        for node in list(self._clients):
+            self.drop(node)

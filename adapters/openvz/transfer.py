@@ -1,0 +1,82 @@
+"""Copy a container's private area node to node: rsync rounds, or a vzdump archive.
+
+    presync:  rsync round 1 (all) -> round 2 (delta) -> ... while the delta shrinks
+    cutover:  final rsync (the small rest, container stopped)
+    dump:     vzdump --compress --dumpdir D CT  ->  rsync archive  ->  vzdump --restore F DCT
+
+rsync runs *on the source node* and pushes to the destination over the nodes' own SSH keys
+(vzmigrate does the same; checked in pre-flight). Exit statuses (rsync(1)): 0 ok, 24 "some files
+vanished" (normal for a running container, vzmigrate ignores it too); a full destination
+("No space left on device") is permanent; a broken connection (10, 12, 30, 35, 255) transient.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+from adapters.base import Journal, PermanentError, TransientError
+from adapters.openvz.settings import OpenVZSettings
+from adapters.openvz.ssh import Shell
+
+_TRANSIENT = {5, 10, 12, 30, 35, 255}
+
+
+def ssh_command(settings: OpenVZSettings, target: str) -> str:
+    port = settings.nodes[target].port
+    return shlex.join(["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-p", str(port)])
+
+
+def remote_path(settings: OpenVZSettings, target: str, path: str) -> str:
+    access = settings.nodes[target]
+    return f"{access.user}@{access.host}:{path}"
+
+
+def rsync_once(shell: Shell, settings: OpenVZSettings, source: str, target: str, src: str,
+               dst: str, journal: Journal) -> int:
+    """One rsync pass ``src/`` -> ``target:dst/``; returns the bytes of file data sent."""
+    argv = (["rsync", *settings.rsync_options, "--stats", "--mkpath", "-e",
+             ssh_command(settings, target), f"{src}/", remote_path(settings, target, f"{dst}/")])
+    res = shell.run(source, argv, journal, check=False)
+    if res.status not in (0, 24):
+        text = (res.err or res.out).strip()
+        if "No space left on device" in text or "Disk quota exceeded" in text:
+            raise PermanentError(f"no space left on {target} for {dst}: free space there, or "
+                                 "choose another destination")
+        if res.status in _TRANSIENT:
+            raise TransientError(f"rsync {source} -> {target} broke (exit {res.status}): {text[-200:]}")
+        raise PermanentError(f"rsync {source} -> {target} failed (exit {res.status}): {text[-300:]}")
+    m = re.search(r"Total transferred file size: ([\d,.]+)", res.out)
+    return int(re.sub(r"[,.]", "", m.group(1))) if m else 0
+
+
+def presync(shell: Shell, settings: OpenVZSettings, source: str, target: str, src: str, dst: str,
+            journal: Journal, figures: dict[str, float]) -> None:
+    """Copy while the container runs; repeat while each round sends less than half the last."""
+    previous = None
+    for round_no in range(1, settings.presync_max_rounds + 1):
+        sent = rsync_once(shell, settings, source, target, src, dst, journal)
+        figures[f"presync_round{round_no}_bytes"] = float(sent)
+        figures["presync_bytes"] = figures.get("presync_bytes", 0.0) + sent
+        if sent < 1 << 20 or (previous is not None and sent > previous / 2):
+            return
+        previous = sent
+
+
+def dump_and_restore(shell: Shell, settings: OpenVZSettings, source: str, target: str, ct: str,
+                     dest_ct: str, journal: Journal) -> None:
+    """vzdump --compress on the source, copy the archive, vzdump --restore on the destination."""
+    out = shell.run(source, ["vzdump", "--compress", "--dumpdir", settings.dump_dir, ct], journal).out
+    m = re.search(r"creating archive '([^']+)'", out)
+    if not m:
+        raise PermanentError(f"vzdump on {source} did not say where it wrote the archive: {out[-200:]}")
+    archive = m.group(1)
+    argv = ["rsync", "-a", "--mkpath", "-e", ssh_command(settings, target), archive,
+            remote_path(settings, target, f"{settings.dump_dir}/")]
+    res = shell.run(source, argv, journal, check=False)
+    if res.status != 0:
+        raise (TransientError if res.status in _TRANSIENT else PermanentError)(
+            f"copying {archive} to {target} failed (exit {res.status}): {res.err.strip()[-200:]}")
+    remote_archive = f"{settings.dump_dir}/{archive.rsplit('/', 1)[-1]}"
+    shell.run(target, ["vzdump", "--restore", remote_archive, dest_ct], journal)
+    shell.run(target, ["rm", "-f", remote_archive], journal, check=False)
