@@ -167,10 +167,14 @@ class OpenVZBackend(Backend):
         if self._status(spec.source, spec.ct, ctx) == "running":
             ports = self._ports(spec, old_ips, ctx)
             kept = forwarding.where(self.shell, spec.source, old_ips[0], ctx.journal) if old_ips else None
-            if ports and old_ips:
-                seconds = self.settings.forward_seconds if changed else self.settings.hold_seconds
+            if ports and changed:
                 forwarding.start_forwarders(self.shell, spec.source, spec.ct, state, old_ips[0],
-                                            new_ips[0], ports, seconds, ctx.journal)
+                                            new_ips[0], ports, self.settings.forward_seconds,
+                                            ctx.journal)
+            elif ports:
+                forwarding.pause_new_connections(self.shell, spec.source, spec.ct, old_ips[0],
+                                                 ports, ctx.journal)
+            if ports:
                 time.sleep(0.1)  # let requests already inside the container finish
             stopped_at = time.monotonic()
             self._run(spec.source, ["vzctl", "stop", spec.ct], ctx)
@@ -184,6 +188,8 @@ class OpenVZBackend(Backend):
             self._run(spec.target, ["sh", "-c", _WAIT_PORT, "ferry", new_ips[0], str(port)], ctx,
                       timeout=30)
         ctx.figures["downtime_s"] = time.monotonic() - stopped_at
+        if ports and not changed:  # the address lives on the new node now
+            forwarding.stop_forwarders(self.shell, spec.source, spec.ct, state, ctx.journal)
         self._run(spec.source, ["mv", "-f", f"/etc/vz/conf/{spec.ct}.conf",
                                 f"/etc/vz/conf/{spec.ct}.conf.migrated"], ctx, check=False)
         if changed:

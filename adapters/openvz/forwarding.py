@@ -40,6 +40,8 @@ _STOP = (
     'kill -TERM -- "-$(cat "$f")" 2>/dev/null; rm -f "$f"; done; '
     'iptables -t nat -S PREROUTING 2>/dev/null | grep -F -- "$2 " | sed "s/^-A /-D /" '
     '| xargs -r -L1 iptables -t nat; '
+    'iptables -S INPUT 2>/dev/null | grep -F -- "$2 " | sed "s/^-A /-D /" '
+    '| xargs -r -L1 iptables; '
     'if [ -f "$1/oldip" ]; then read ip dev < "$1/oldip"; '
     'ip addr del "$ip/32" dev "$dev" 2>/dev/null; rm -f "$1/oldip"; fi; true')
 # Interface holding address $1 and that interface's primary address.
@@ -94,6 +96,21 @@ def start_forwarders(shell: Shell, node: str, ct: str, state: str, old_ip: str, 
         shell.run(node, ["iptables", "-t", "nat", "-I", "PREROUTING", "-d", f"{old_ip}/32", "-p",
                          "tcp", "--dport", str(port), "-m", "comment", "--comment", tag(ct),
                          "-j", "DNAT", "--to-destination", f"{addr}:{hold}"], journal)
+
+
+def pause_new_connections(shell: Shell, node: str, ct: str, ip: str, ports: list[int],
+                          journal: Journal) -> None:
+    """Same address on the new node: drop (not refuse) new SYNs to ``ip`` here while it moves.
+
+    Holding clients on the old node cannot work when the address itself moves: the gratuitous
+    ARP from the new node sends the held connections' packets there, which resets them. A
+    dropped SYN is retransmitted by the client after 1 s (RFC 6298 initial RTO) and then reaches
+    the new node: a delay, not a failure. Established connections finish undisturbed.
+    """
+    for port in ports:
+        shell.run(node, ["iptables", "-I", "INPUT", "-d", f"{ip}/32", "-p", "tcp", "--syn",
+                         "--dport", str(port), "-m", "comment", "--comment", tag(ct), "-j",
+                         "DROP"], journal)
 
 
 def keep_old_address(shell: Shell, node: str, state: str, old_ip: str, dev: str,

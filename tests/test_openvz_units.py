@@ -1,0 +1,70 @@
+"""Pure parts of the OpenVZ adapter: settings, config/vzlist parsing, /proc/net/tcp, quoting."""
+
+from __future__ import annotations
+
+import shlex
+
+import pytest
+
+from adapters.openvz import create_backend, inventory
+from adapters.openvz.forwarding import listening_ports
+from fleet.errors import InputError
+
+
+@pytest.fixture()
+def files(tmp_path):
+    (tmp_path / "id").write_text("key")
+    (tmp_path / "kh").write_text("")
+    return {"identity_file": str(tmp_path / "id"), "known_hosts_file": str(tmp_path / "kh"),
+            "nodes": {"ovz1": {"host": "10.0.0.1"}}}
+
+
+def test_settings_defaults_are_strict(files):
+    backend = create_backend(files)
+    assert backend.settings.strict_host_key_checking is True
+    assert backend.settings.nodes["ovz1"].port == 22
+
+
+@pytest.mark.parametrize("key,value", [("connect_timeout_s", -1), ("rsync_options", ["x; rm"]),
+                                       ("nodes", {}), ("bogus", 1)])
+def test_bad_settings_name_key_and_value(files, key, value):
+    with pytest.raises(InputError) as err:
+        create_backend({**files, key: value})
+    assert err.value.key.startswith(f"openvz.{key}")
+    assert "\n" not in str(err.value)
+
+
+def test_bad_node_host_is_refused(files):
+    with pytest.raises(InputError, match="openvz.nodes.ovz1.host"):
+        create_backend({**files, "nodes": {"ovz1": {"host": "a b;c"}}})
+
+
+def test_conf_parser_units_and_quotes():
+    conf = inventory.parse_conf('PHYSPAGES="0:262144"\nDISKSPACE="10485760:11534336"\n'
+                                "IP_ADDRESS=\"10.0.0.5 10.0.0.6/24\"\nHOSTNAME='a; rm -rf /'\n"
+                                "# COMMENT=\"x\"\nCPUS=2\n")
+    assert inventory.limit_of(conf["PHYSPAGES"]) * 4 // 1024 == 1024
+    assert inventory.ips_of(conf) == ["10.0.0.5", "10.0.0.6"]
+    assert conf["HOSTNAME"] == "a; rm -rf /" and "COMMENT" not in conf and conf["CPUS"] == "2"
+
+
+def test_container_from_vzlist_row():
+    row = {"ctid": 101, "status": "running", "physpages": {"held": 2560, "limit": 262144},
+           "diskspace": {"usage": 2097152}}
+    ct = inventory.container_from("n1", row, {"PHYSPAGES": "0:262144", "HOSTNAME": "web",
+                                              "IP_ADDRESS": "1.2.3.4", "CPUS": "2"})
+    assert (ct.memory_mb, ct.memory_used_mb, ct.disk_gb, ct.cpus) == (1024, 10, 2.0, 2.0)
+
+
+def test_listening_ports_from_proc_net_tcp():
+    text = ("  sl  local_address rem_address   st\n"
+            "   0: 6500140A:0050 00000000:0000 0A\n"     # 10.0.0.101:80 LISTEN
+            "   1: 00000000:0016 00000000:0000 0A\n"     # 0.0.0.0:22 LISTEN
+            "   2: 6600140A:1F90 00000000:0000 0A\n"     # other container's address
+            "   3: 6500140A:0050 0200140A:C350 01\n")    # established
+    assert listening_ports(text, ["10.20.0.101"]) == [22, 80]
+
+
+def test_untrusted_names_stay_one_argument():
+    argv = ["vzctl", "status", "x; rm -rf /"]
+    assert shlex.split(shlex.join(argv)) == argv
