@@ -82,6 +82,12 @@ def is_upid(value: Any) -> bool:
     return isinstance(value, str) and value.startswith("UPID:")
 
 
+def _ensure_reason(response: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
+    if not response.reason:
+        response.reason = f"HTTP {response.status_code}"
+    return response
+
+
 class ProxmoxClient:
     """The proxmoxer session (token auth, TLS verified against ``ca_file`` or the system store)."""
 
@@ -91,6 +97,9 @@ class ProxmoxClient:
         self._api = ProxmoxAPI(settings.host, port=settings.port, user=settings.token_user,
                                token_name=settings.token_name, token_value=settings.token_secret,
                                verify_ssl=verify, timeout=settings.timeout_s, service="PVE")
+        # proxmoxer builds its error text from the reason phrase and fails on a status line that has
+        # none (e.g. a bare "596" from a proxy); give every response one.
+        self._api._store["session"].hooks["response"].append(_ensure_reason)
 
     def send(self, method: str, path: str, params: Mapping[str, Any]) -> Any:
         """One HTTP request, no retry; raises ApiTransient / ApiFailure."""
