@@ -93,7 +93,7 @@ def test_connection_errors_are_transient_and_500_permanent(api) -> None:
     responses.post(f"{BASE}/nodes/pve1/lxc/101/migrate", status=500, json={"data": None})
     with pytest.raises(ApiFailure):
         client.post("/nodes/pve1/lxc/101/migrate", target="pve2")
-    assert len(responses.calls) == 2  # a refused POST is not repeated
+    assert len(responses.calls) == 4  # three GET attempts, one POST: a refused POST is not repeated
 
 
 def test_classification_of_status_lines() -> None:
