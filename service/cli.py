@@ -200,7 +200,7 @@ def jobs_resume(ctx: typer.Context, fmt: FormatOpt = Format.table) -> None:
     """Continue every unfinished job from what the store and the world say."""
     rt = runtime(ctx)
     pending = [j for j in list_jobs(rt.sessions, limit=10_000)
-               if j["state"] in ("approved", "running", "cancelling")]
+               if j["state"] in ("approved", "running", "cancelling") and not j["run_by"]]
     results = [rt.engine().run_job(job["id"]).to_dict() for job in reversed(pending)]
     if fmt is Format.json:
         emit_json(results)

@@ -24,9 +24,10 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.base import Backend
+from fleet.errors import InputError
 from fleet.policy import Policy
 from service.config import EngineSection
-from service.jobs import get_job, set_job_state
+from service.jobs import claim_job, get_job, set_job_state
 from service.saga import MoveSaga, Progress
 from service.store import FINAL_MOVE_STATES, MoveRow, job_moves, utcnow
 
@@ -80,12 +81,11 @@ class Engine:
 
     def run_job(self, job_id: int) -> JobSummary:
         """Run (or resume) a job until every move is final, or the job is paused."""
-        with self.sessions() as session:
-            job = get_job(session, job_id)
-            if job.state == "pending":
-                raise PermissionError(f"job {job_id} is not approved")
-            if job.state in ("succeeded", "failed", "cancelled", "rolled_back"):
-                return self.summary(job_id)
+        job = claim_job(self.sessions, job_id, self.owner, self.settings.lease_s)
+        if job.state == "pending":
+            raise InputError("job", job_id, "is pending: approve it with 'ferry job resume ID'")
+        if job.state in ("succeeded", "failed", "cancelled", "rolled_back"):
+            return self.summary(job_id)
         if job.state != "cancelling":
             set_job_state(self.sessions, job_id, "running")
         self._control = ("running", 0.0)

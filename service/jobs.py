@@ -7,6 +7,8 @@ evacuated by one job at a time.
 
 from __future__ import annotations
 
+import datetime as dt
+import socket
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -62,6 +64,41 @@ def create_job(sessions: sessionmaker[Session], plan: Plan, *, approved: bool) -
         return job.id
 
 
+def _process_alive(pid: int) -> bool:
+    """A zombie counts as dead (``kill -0`` would call it alive)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def lease_holder(job: JobRow) -> str | None:
+    """The instance that is running ``job`` now, or None when nobody is (lease expired, or the
+    owner was a process on this host that is gone)."""
+    if not job.owner or job.lease_until is None or job.lease_until < utcnow():
+        return None
+    host, _, pid = job.owner.rpartition(":")
+    if host == socket.gethostname() and pid.isdigit() and not _process_alive(int(pid)):
+        return None
+    return job.owner
+
+
+def claim_job(sessions: sessionmaker[Session], job_id: int, owner: str, lease_s: float) -> JobRow:
+    """Take the job's lease for ``owner``, unless another live instance holds it."""
+    with sessions.begin() as session:
+        job = session.scalars(select(JobRow).where(JobRow.id == job_id).with_for_update()).first()
+        if job is None:
+            raise InputError("job", job_id, "no such job (see 'ferry jobs')")
+        holder = lease_holder(job)
+        if holder not in (None, owner):
+            raise JobConflict("job", job_id, f"is being run by {holder}; its lease ends "
+                              f"{job.lease_until:%H:%M:%S} UTC unless it renews it")
+        job.owner = owner
+        job.lease_until = utcnow() + dt.timedelta(seconds=lease_s)
+        return job
+
+
 def release_locks(session: Session, job_id: int, ct: str | None = None) -> None:
     query = delete(LockRow).where(LockRow.job_id == job_id)
     if ct is not None:
@@ -97,6 +134,7 @@ def list_jobs(sessions: sessionmaker[Session], limit: int = 50) -> list[dict[str
             moves = job_moves(session, job.id)
             done = sum(1 for m in moves if m.state == "succeeded")
             out.append({"id": job.id, "kind": job.kind, "nodes": job.nodes, "state": job.state,
+                        "run_by": lease_holder(job),
                         "moves": len(moves), "done": done, "created_at": job.created_at.isoformat() + "Z",
                         "message": job.message})
         return out

@@ -129,9 +129,11 @@ class SimBackend(Backend):
             copies = world["copies"][spec.ct]
             was = copies.get(spec.source, {}).get("status", "running")
             world.setdefault("moving", {}).setdefault(spec.ct, {"source": spec.source, "status": was})
-            if spec.target not in copies:
+            created = spec.target not in copies
+            if created:
                 copies[spec.target] = {"status": "partial", "bytes": 0, "checksum": None}
-        ctx.journal(JournalEntry(spec.target, ["sim-create", spec.dest_ct], 0, 0.0))
+        if created:
+            ctx.journal(JournalEntry(spec.target, ["sim-create", spec.dest_ct], 0, 0.0))
 
     def presync(self, spec: MoveSpec, ctx: StepContext) -> None:
         world = self.world.read()
@@ -204,30 +206,32 @@ class SimBackend(Backend):
         self._fault(spec, "cleanup", ctx)
         with self.world.transaction() as world:
             copies = world["copies"][spec.ct]
-            if world["home"][spec.ct] == spec.target and copies.get(spec.target, {}).get("checksum") \
-                    == world["containers"][spec.ct]["checksum"]:
-                copies.pop(spec.source, None)  # verified copy exists: retire the source
-                world.get("moving", {}).pop(spec.ct, None)
-        ctx.journal(JournalEntry(spec.source, ["sim-destroy", spec.ct], 0, 0.0))
+            verified = world["home"][spec.ct] == spec.target and \
+                copies.get(spec.target, {}).get("checksum") == world["containers"][spec.ct]["checksum"]
+            retired = verified and copies.pop(spec.source, None) is not None  # never before verified
+            world.get("moving", {}).pop(spec.ct, None)
+        if retired:
+            ctx.journal(JournalEntry(spec.source, ["sim-destroy", spec.ct], 0, 0.0))
 
     def rollback(self, spec: MoveSpec, ctx: StepContext) -> None:
         with self.world.transaction() as world:
             copies = world["copies"][spec.ct]
-            target = copies.get(spec.target)
             source = copies.get(spec.source)
             if source is None:
                 raise PermanentError(f"{spec.ct}: source copy on {spec.source} is gone; the copy on "
                                      f"{spec.target} is kept as the only one")
-            if target is not None:
-                target["status"] = "stopped"  # never two running copies: stop it before the source
-                copies.pop(spec.target)
-            source["status"] = _original_status(world, spec.ct)
+            removed = copies.pop(spec.target, None) is not None  # one transaction: never two running
+            want = _original_status(world, spec.ct)
+            restarted = source["status"] != want
+            source["status"] = want
             world["home"][spec.ct] = spec.source
             world.get("moving", {}).pop(spec.ct, None)
             if world["locks"].get(spec.ct) == spec.options.get("owner", "ferry"):
                 world["locks"].pop(spec.ct)
-        ctx.journal(JournalEntry(spec.target, ["sim-destroy", spec.dest_ct], 0, 0.0))
-        ctx.journal(JournalEntry(spec.source, ["sim-start", spec.ct], 0, 0.0))
+        if removed:
+            ctx.journal(JournalEntry(spec.target, ["sim-destroy", spec.dest_ct], 0, 0.0))
+        if restarted:
+            ctx.journal(JournalEntry(spec.source, ["sim-start", spec.ct], 0, 0.0))
 
     # -- mechanics ---------------------------------------------------------------------------
     def _disk_bytes(self, world: dict[str, Any], spec: MoveSpec) -> int:
@@ -247,10 +251,12 @@ class SimBackend(Backend):
                 copy["bytes"] = nbytes
 
     def _set_status(self, spec: MoveSpec, node: str, status: str, ctx: StepContext, argv: list[str]) -> None:
+        """Observe, then act only if needed: a stop re-run after a crash is not journaled twice."""
         with self.world.transaction() as world:
             copy = world["copies"][spec.ct].get(node)
-            if copy is not None:
-                copy["status"] = status
+            if copy is None or copy["status"] == status:
+                return
+            copy["status"] = status
         ctx.journal(JournalEntry(node, argv, 0, 0.0))
 
     def _rate(self, spec: MoveSpec, world: dict[str, Any]) -> float:
