@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import time
 
-from adapters.base import Check, PermanentError
+from adapters.base import Check, PermanentError, TransientError
 from adapters.proxmox import observe
 from adapters.proxmox.client import ApiFailure
 from adapters.proxmox.guestops import MoveContext, ensure_power, wait_unlocked
-from adapters.proxmox.migrate import target_checks
+from adapters.proxmox.migrate import target_checks, target_storage
 from adapters.proxmox.observe import Placement
 
 RETIRED_PREFIX = "ferry-retired-"
@@ -89,9 +89,14 @@ def _backup(mc: MoveContext, node: str) -> str:
 def _restore(mc: MoveContext, volid: str, tags: tuple[str, ...], storage: str | None) -> int:
     dest = int(mc.spec.target_ct) if mc.spec.target_ct else int(mc.api.get("/cluster/nextid"))
     keep = [t for t in tags if not t.startswith(RETIRED_PREFIX)]
-    mc.run(mc.api.post(f"/nodes/{mc.spec.target}/lxc", vmid=dest, ostemplate=volid, restore=1, unique=1,
-                       storage=mc.settings.storage_map.get(storage or "", storage),
-                       tags=";".join([*keep, marker(mc.spec.ct)])))
+    try:
+        upid = mc.api.post(f"/nodes/{mc.spec.target}/lxc", vmid=dest, ostemplate=volid, restore=1, unique=1,
+                           storage=target_storage(mc, storage), tags=";".join([*keep, marker(mc.spec.ct)]))
+    except ApiFailure as exc:
+        if "already exists" in exc.message and not mc.spec.target_ct:
+            raise TransientError(f"VMID {dest} was taken meanwhile; a new one is picked on retry") from None
+        raise
+    mc.run(upid)
     return dest
 
 

@@ -35,11 +35,19 @@ PERMANENT_TASK_ERRORS = ("cannot migrate local", "can't determine assigned stora
                          "no such", "not enough space", "out of space", "already exists", "not implemented")
 
 
+def target_storage(mc: MoveContext, storage: str | None) -> str | None:
+    """Where the rootfs goes: the plan's ``target_storage`` option, else proxmox.storage_map,
+    else the same storage id."""
+    chosen = mc.spec.options.get("target_storage")
+    if chosen:
+        return str(chosen)
+    return mc.settings.storage_map.get(storage or "", storage)
+
+
 def storage_map_param(mc: MoveContext, storage: str | None) -> str | None:
-    """``target-storage`` for the API, from the configured map; None keeps the same storage."""
-    if storage and storage in mc.settings.storage_map and mc.settings.storage_map[storage] != storage:
-        return f"{storage}:{mc.settings.storage_map[storage]}"
-    return None
+    """``target-storage`` for the API ("src:dst", pve-targetstorage); None keeps the same storage."""
+    dst = target_storage(mc, storage)
+    return f"{storage}:{dst}" if storage and dst and dst != storage else None
 
 
 def preflight(mc: MoveContext) -> list[Check]:
@@ -75,7 +83,7 @@ def target_checks(mc: MoveContext, row: dict, conf: dict) -> list[Check]:
     checks = [Check("target node online", nodes.get(target, {}).get("status") == "online", f"{target}"),
               Check("target node not in maintenance", state != "maintenance", f"{target}: {state}")]
     src_storage = observe.rootfs_storage(conf)
-    dst_storage = mc.settings.storage_map.get(src_storage or "", src_storage)
+    dst_storage = target_storage(mc, src_storage)
     st = next((r for r in rows if r.get("type") == "storage" and r.get("node") == target
                and r.get("storage") == dst_storage), None)
     if st is None:

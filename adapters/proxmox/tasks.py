@@ -14,7 +14,7 @@ import re
 import time
 from dataclasses import dataclass
 
-from adapters.base import JournalEntry, PermanentError, StepContext, TransientError
+from adapters.base import Cancelled, JournalEntry, PermanentError, StepContext, TransientError
 from adapters.proxmox.client import Api
 
 _UPID_RE = re.compile(r"^UPID:(?P<node>[a-zA-Z0-9\-.]+):(?P<pid>[0-9A-Fa-f]{8}):(?P<pstart>[0-9A-Fa-f]{8,9}):"
@@ -70,7 +70,7 @@ def wait_task(api: Api, upid: str, ctx: StepContext, *, timeout_s: float, poll_s
         if time.monotonic() >= deadline:
             raise TransientError(f"task {upid} still running after {timeout_s:g} s; ferry will follow it again")
         if ctx.cancelled():
-            raise PermanentError(f"cancelled while task {upid} runs on {info.node}; it continues there")
+            raise Cancelled(f"cancelled while task {upid} runs on {info.node}; it continues there")
         time.sleep(poll_s)
     exitstatus = status.get("exitstatus") or "unexpected status"
     ctx.journal(JournalEntry(host=info.node, what=f"task {info.type} {info.id}", status=None, duration_ms=0.0,
