@@ -115,3 +115,29 @@ def test_lock_that_outlasts_the_wait_fails_with_the_reason(secret_env) -> None:
     result = run_move(backend, MoveSpec("204", "pve1", "pve2"), StepContext(journal=Recorder()))
     assert result.startswith("rolled back") and "locked (backup)" in result
     assert double.world.guests[204].node == "pve1" and double.world.guests[204].status == "running"
+
+
+def test_every_call_of_an_evacuation_is_a_cited_endpoint_with_cited_parameters(secret_env) -> None:
+    from adapters.proxmox.endpoints import ENDPOINTS, cited
+
+    double = secret_env(evacuation_fleet())
+    journal = Recorder()
+    backend = create_backend(settings_for(double, bwlimit_kib=51200, storage_map={"ceph": "ceph"}))
+    backend.journal = journal
+    ctx = StepContext(journal=journal)
+    specs = [MoveSpec("200", "pve1", "pve2"), MoveSpec("201", "pve1", "pve3", method="live"),
+             MoveSpec("202", "pve1", "pve4"), MoveSpec("207", "pve1", "pve2", method="dump",
+                                                       options={"net": {"net0": {"ip": "198.51.100.9/24"}}})]
+    for spec in specs:
+        assert run_move(backend, spec, ctx) == "done"
+    backend.rollback(MoveSpec("204", "pve1", "pve2"), ctx)
+    backend.discover()
+    backend.purge_expired(ctx, now=2**40)
+    seen = set()
+    for entry in journal.api():
+        method, path = entry.what.split(" ", 1)
+        template = cited(method, path)
+        assert template, entry.what
+        seen.add((method, template))
+        assert set(entry.detail["params"]) <= ENDPOINTS[(method, template)][0], entry
+    assert len(seen) >= 20

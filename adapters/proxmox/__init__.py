@@ -33,6 +33,10 @@ ha_timeout_s         longest ferry waits for the HA stack to act on a request, d
 get_retries          attempts for an idempotent GET on transient failures, default 4
 ==================== ======================================================================
 
+Every endpoint and parameter the adapter sends is listed in :mod:`adapters.proxmox.endpoints`
+with the upstream source that defines it (the pve-docs API viewer is generated from those
+schemas); the end-to-end tests check every journaled call against that table.
+
 The token secret is read once and sent only in the Authorization header; it never appears in
 journal entries or logs. Retry policy: see :mod:`adapters.proxmox.client`.
 """
