@@ -11,10 +11,7 @@ import math
 import statistics
 from collections.abc import Collection
 
-from fleet.model import Inventory
 from fleet.plan import Goal, Move, Plan, Predicted, Score, Unplaced, Usage
-from fleet.policy import Policy
-from fleet.rules import EffectiveRules
 from fleet.snapshot import inventory_digest
 from planners.bounds import lower_bound_peak
 from planners.costs import predict
@@ -41,8 +38,8 @@ def usage(state: FleetState) -> dict[str, Usage]:
     return out
 
 
-def _price(inv: Inventory, policy: Policy, rules: EffectiveRules, steps: list[Step]) -> list[Move]:
-    state = FleetState(inv, policy, rules)
+def _price(state: FleetState, steps: list[Step]) -> list[Move]:
+    policy = state.policy
     moves = []
     for s in steps:
         here = state.where[s.ct]
@@ -65,15 +62,16 @@ def spread(state: FleetState, emptying: Collection[str]) -> float:
     return statistics.pstdev(utils) if len(utils) > 1 else 0.0
 
 
-def build_plan(inv: Inventory, policy: Policy, rules: EffectiveRules, goal: Goal,
-               steps: list[Step], unplaced: list[Unplaced], *, movable: Collection[str],
-               units: list[Unit], emptying: Collection[str] = ()) -> Plan:
-    """Assemble the plan; ``movable``/``units`` define the class of plans the bound covers."""
-    start = FleetState(inv, policy, rules)
+def build_plan(start: FleetState, goal: Goal, steps: list[Step], unplaced: list[Unplaced], *,
+               movable: Collection[str], units: list[Unit], emptying: Collection[str] = ()) -> Plan:
+    """Assemble the plan from the state *before* any step (left unchanged).
+
+    ``movable``/``units`` define the class of plans the lower bound covers.
+    """
     before = usage(start)
     lb = lower_bound_peak(start, movable, units, emptying)
-    moves = _price(inv, policy, rules, steps)
-    end = FleetState(inv, policy, rules)
+    moves = _price(start.clone(), steps)
+    end = start.clone()
     assign_waves(end, steps)
     for move, step in zip(moves, steps, strict=True):
         move.wave = step.wave
@@ -90,5 +88,5 @@ def build_plan(inv: Inventory, policy: Policy, rules: EffectiveRules, goal: Goal
         bytes=sum(m.predicted.bytes for m in moves),
         predicted_makespan_s=round(sum(wave_time.values()), 3),
     )
-    return Plan(goal=goal, inventory_digest=inventory_digest(inv), moves=moves, unplaced=unplaced,
+    return Plan(goal=goal, inventory_digest=inventory_digest(start.inv), moves=moves, unplaced=unplaced,
                 before=before, after=usage(end), score=score)

@@ -26,10 +26,10 @@ LARGEST_UNITS = 32
 
 
 def _fixed_load(state: FleetState, movable: Collection[str]) -> dict[str, float]:
-    fixed = {name: 0.0 for name in state.nodes}
-    for ct, where in state.where.items():
-        if ct not in movable:
-            fixed[where.node] += state.containers[ct].memory_mb
+    """Memory on each node that no plan of this kind may move (O(movable), not O(containers))."""
+    fixed = dict(state.mem)
+    for ct in movable:
+        fixed[state.where[ct].node] -= state.containers[ct].memory_mb
     return fixed
 
 

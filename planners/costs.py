@@ -23,6 +23,7 @@ settles); the last delta is copied while the container is stopped (or frozen).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from fleet.model import Container, Node
 from fleet.plan import Method
@@ -60,14 +61,19 @@ def live_compatible(src: Node, dst: Node) -> bool:
     OpenVZ: identical kernels. Proxmox: same major version, destination not older. A field the
     snapshot does not know counts as compatible only when it is unknown on both ends.
     """
-    if src.platform != dst.platform:
+    return _compatible(src.platform, src.kernel, src.version, dst.platform, dst.kernel, dst.version)
+
+
+@lru_cache(maxsize=4096)
+def _compatible(platform: str, kernel: str | None, version: str | None,
+                dst_platform: str, dst_kernel: str | None, dst_version: str | None) -> bool:
+    if platform != dst_platform:
         return False
-    if src.platform == "openvz":
-        return src.kernel == dst.kernel
-    if src.version is None or dst.version is None:
-        return src.version == dst.version
-    return _major(src.version) == _major(dst.version) and (
-        _version_key(dst.version) >= _version_key(src.version))
+    if platform == "openvz":
+        return kernel == dst_kernel
+    if version is None or dst_version is None:
+        return version == dst_version
+    return _major(version) == _major(dst_version) and _version_key(dst_version) >= _version_key(version)
 
 
 def choose_method(ct: Container, src: Node, dst: Node, policy: Policy) -> Method:

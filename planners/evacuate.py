@@ -27,14 +27,16 @@ from planners.assemble import build_plan
 from planners.costs import predict
 from planners.filters import Ctx
 from planners.improve import Assignment, improve
-from planners.ranking import explain_unplaced, rank
+from planners.ranking import Candidate, best, evaluate, explain_unplaced, rank
 from planners.state import FleetState, Placement
-from planners.units import Unit, units_of
+from planners.units import Unit, unit_memory_on, units_of
 from planners.waves import Step
 
-#: Nodes examined as hosts for a make-room move, and units examined per node, when stuck.
+#: Bounds of the make-room search (see _make_room), and how many stuck units may try it per plan.
 ROOM_NODES = 8
 ROOM_UNITS = 8
+ROOM_DESTS = 32
+ROOM_TRIES = 16
 
 
 def resolve_nodes(inv: Inventory, nodes: list[str]) -> list[str]:
@@ -67,23 +69,27 @@ def _make_room(ctx: Ctx, unit: Unit, targets: list[str], rejected: dict[str, str
     """Find one other unit whose move elsewhere lets ``unit`` fit on its node.
 
     Returns (other unit, its new node, its storages, the node freed) or None. Bounded: the
-    :data:`ROOM_NODES` allowed nodes closest to fitting, :data:`ROOM_UNITS` units on each.
+    :data:`ROOM_NODES` allowed nodes closest to fitting; on each, the :data:`ROOM_UNITS` smallest
+    units that free enough memory; for each, the :data:`ROOM_DESTS` least-loaded destinations.
     """
     st = ctx.state
     roomy = [n for n in targets if rejected.get(n) in ("memory", "cpu", "disk")]
-    roomy.sort(key=lambda n: (st.mem[n] - st.mem_cap(n), n))
+    short = {n: unit_memory_on(st, unit, n) - (st.mem_cap(n) - st.mem[n]) for n in roomy}
+    roomy.sort(key=lambda n: (short[n], n))
+    dests = sorted(targets, key=lambda n: (st.mem_util(n), n))[:ROOM_DESTS]
     for host in roomy[:ROOM_NODES]:
         others = units_of(st, sorted(ct for ct in st.members[host] if ct not in moved))
-        others = [u for u in others if not u.immovable and all(st.where[m].node == host for m in u.members)]
+        others = [u for u in others if not u.immovable and u.memory_mb >= short[host]
+                  and all(st.where[m].node == host for m in u.members)]
         others.sort(key=lambda u: (u.memory_mb, u.key))
         for other in others[:ROOM_UNITS]:
-            good, _ = rank(ctx, other, [n for n in targets if n != host])
+            good, _ = rank(ctx, other, [n for n in dests if n != host])
             for cand in good[:3]:
                 undo = [(ct, st.apply(ct, cand.node, cand.storages.get(ct))) for ct in other.members]
-                fits, _ = rank(ctx, unit, [host])
+                fits = evaluate(ctx, unit, host)
                 for ct, old in reversed(undo):
                     st.undo(ct, old)
-                if fits:
+                if isinstance(fits, Candidate):
                     return other, cand.node, cand.storages, host
     return None
 
@@ -92,6 +98,7 @@ def _empty(inv: Inventory, nodes: list[str], policy: Policy, kind: str) -> Plan:
     names = resolve_nodes(inv, nodes)
     rules = effective_rules(inv)
     state = FleetState(inv, policy, rules)
+    start = state.clone()
     ctx = Ctx(state, frozenset(names))
     units = units_of(state, [c.id for c in inv.containers if c.node in ctx.emptying])
     targets = [n.name for n in inv.nodes if n.name not in ctx.emptying]
@@ -100,12 +107,14 @@ def _empty(inv: Inventory, nodes: list[str], policy: Policy, kind: str) -> Plan:
     assigned = Assignment(state, origin)
     room_steps: list[Step] = []
     moved: set[str] = set(origin)
+    room_tries = 0
     for unit in sorted(units, key=lambda u: (-u.memory_mb, u.key)):
         if unit.immovable:
             unplaced.extend(Unplaced(ct=ct, reason=_immovable_reason(state, unit)) for ct in unit.members)
             continue
-        good, bad = rank(ctx, unit, targets)
-        if not good:
+        chosen, bad = best(ctx, unit, targets)
+        if chosen is None and room_tries < ROOM_TRIES:
+            room_tries += 1
             room = _make_room(ctx, unit, targets, {r.node: r.filter for r in bad}, moved)
             if room is not None:
                 other, node, storages, host = room
@@ -117,17 +126,17 @@ def _empty(inv: Inventory, nodes: list[str], policy: Policy, kind: str) -> Plan:
                                            f"make room on {host} for {unit.key} ({kind} "
                                            f"{origin[unit.key].node}); {node} is at "
                                            f"{_pct(state.mem_util(node))} memory after the move"))
-                good, bad = rank(ctx, unit, targets)
-        if not good:
+                chosen, bad = best(ctx, unit, targets)
+        if chosen is None:
             why = explain_unplaced(ctx, unit, bad)
             unplaced.extend(Unplaced(ct=ct, reason=why) for ct in unit.members)
             continue
-        assigned.place(unit, good[0].node, good[0].storages)
+        assigned.place(unit, chosen.node, chosen.storages)
     if not room_steps:
         improve(ctx, assigned, targets)
     steps = room_steps + _evacuee_steps(state, assigned, kind, targets)
     movable = set(origin) - {u.ct for u in unplaced} | {s.ct for s in room_steps}
-    return build_plan(inv, policy, rules, Goal(kind=kind, nodes=names), steps, unplaced,
+    return build_plan(start, Goal(kind=kind, nodes=names), steps, unplaced,
                       movable=movable, units=[u for u in units if u.key in movable],
                       emptying=ctx.emptying)
 

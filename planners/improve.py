@@ -21,7 +21,7 @@ from planners.units import Unit
 
 #: Upper bound on improvement passes over all units.
 MAX_PASSES = 8
-#: Destinations examined per unit and pass: the least-loaded nodes by memory.
+#: Destinations examined per unit and pass: the least-loaded nodes by memory at the pass start.
 NEAREST = 24
 #: Improvements smaller than this are noise.
 TINY = 1e-9
@@ -74,9 +74,10 @@ def _try(ctx: Ctx, assigned: Assignment, unit: Unit, node: str) -> bool:
 def _relocate_pass(ctx: Ctx, assigned: Assignment, targets: list[str]) -> bool:
     st = assigned.state
     improved = False
+    coolest = sorted(targets, key=lambda n: (st.mem_util(n), n))[:NEAREST + 1]
     for unit in sorted(assigned.units(), key=lambda u: (-u.memory_mb, u.key)):
         here = assigned.node_of[unit.key]
-        nearest = sorted((n for n in targets if n != here), key=lambda n: (st.mem_util(n), n))[:NEAREST]
+        nearest = [n for n in coolest if n != here][:NEAREST]
         base = assigned.cost(unit, here)
         deltas = []
         for node in nearest:

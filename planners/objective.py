@@ -59,6 +59,25 @@ def move_cost(state: FleetState, ct: str, origin: Placement, dst: str, storage: 
     """Priced cost of moving ``ct`` from ``origin`` (where it is in the snapshot) to ``dst``."""
     if origin.node == dst or origin.node not in state.nodes:
         return 0.0  # staying, or a new container (nothing to copy)
-    copied = state.copies_disk(origin, Placement(dst, storage))
-    cost = predict(state.containers[ct], state.nodes[origin.node], state.nodes[dst], state.policy, copied)
+    return priced(state, ct, origin.node, dst, state.copies_disk(origin, Placement(dst, storage)))
+
+
+def priced(state: FleetState, ct: str, src: str, dst: str, copied: bool) -> float:
+    """Bytes and downtime of one move in objective units (see the constants above)."""
+    cost = predict(state.containers[ct], state.nodes[src], state.nodes[dst], state.policy, copied)
     return cost.bytes / 2**30 * COST_PER_GIB + cost.downtime_s * COST_PER_DOWNTIME_S
+
+
+def expected_copy(state: FleetState, ct: str, dst: str) -> bool:
+    """Whether moving ``ct`` to ``dst`` copies its disk, known before a storage is chosen.
+
+    :func:`planners.filters.assign_storage` keeps the storage id when the destination has it, and
+    a shared storage always has room, so the disk stays put exactly when it is on a shared
+    storage the destination also mounts as shared.
+    """
+    here = state.where[ct]
+    if here.storage is None:
+        return False
+    src = state.nodes[here.node].storage.get(here.storage)
+    mine = state.nodes[dst].storage.get(here.storage)
+    return not (src is not None and src.shared and mine is not None and mine.shared)

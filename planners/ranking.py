@@ -11,7 +11,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from planners.filters import CAPACITY_FILTERS, GIB, Ctx, assign_storage, first_failure
-from planners.scorers import score
+from planners.objective import CPU_WEIGHT, expected_copy, priced
+from planners.scorers import score, squared_increase
+from planners.state import FleetState
 from planners.units import Unit, unit_memory_on
 
 
@@ -53,9 +55,46 @@ def rank(ctx: Ctx, unit: Unit, nodes: Iterable[str]) -> tuple[list[Candidate], l
     return good, bad
 
 
-def best(ctx: Ctx, unit: Unit, nodes: Iterable[str]) -> Candidate | None:
-    good, _ = rank(ctx, unit, nodes)
-    return good[0] if good else None
+def best(ctx: Ctx, unit: Unit, nodes: list[str]) -> tuple[Candidate | None, list[Rejection]]:
+    """The same winner as ``rank(...)[0]``, found without filtering every node.
+
+    Every score term is known before the filters run: balance terms are arithmetic on loads,
+    and the move cost depends only on the destination's platform/kernel/version, the link speed
+    and whether the disk is copied (:func:`planners.objective.expected_copy`), so it is cached per
+    such class. Nodes are visited best score first; the first one the filters accept wins.
+    Rejections are collected (a full pass) only when no node fits, to explain why.
+    """
+    st = ctx.state
+    cache: dict[tuple, float] = {}
+    order = sorted((_full_score(st, unit, n, cache), n) for n in nodes)
+    for _, node in order:
+        result = evaluate(ctx, unit, node)
+        if isinstance(result, Candidate):
+            return result, []
+    return None, rank(ctx, unit, nodes)[1]
+
+
+def _full_score(st: FleetState, unit: Unit, node: str, cache: dict[tuple, float]) -> float:
+    add_mem = add_cpu = cost = 0.0
+    target = st.nodes[node]
+    for ct in unit.members:
+        here = st.where[ct]
+        if here.node == node:
+            continue
+        c = st.containers[ct]
+        add_mem += c.memory_mb
+        add_cpu += c.cpus
+        if here.node not in st.nodes:
+            continue  # a new container: nothing to copy
+        copied = expected_copy(st, ct, node)
+        key = (ct, target.platform, target.kernel, target.version,
+               st.policy.link_speed(here.node, node), copied)
+        if key not in cache:
+            cache[key] = priced(st, ct, here.node, node, copied)
+        cost += cache[key]
+    return (squared_increase(st.mem[node], add_mem, target.memory_mb, st.mean_memory)
+            + CPU_WEIGHT * squared_increase(st.cpu[node], add_cpu, st.cpu_cap(node), st.mean_cpu_cap)
+            + cost)
 
 
 def explain_unplaced(ctx: Ctx, unit: Unit, rejections: list[Rejection]) -> str:

@@ -31,7 +31,7 @@ from fleet.rules import effective_rules
 from planners.assemble import build_plan
 from planners.filters import Ctx
 from planners.objective import move_cost, relocation_delta
-from planners.ranking import rank
+from planners.ranking import best, rank
 from planners.state import FleetState
 from planners.units import Unit, all_units
 from planners.violations import violations
@@ -76,6 +76,7 @@ class Rebalancer:
     def __init__(self, inv: Inventory, policy: Policy, cooling: set[str]) -> None:
         self.rules = effective_rules(inv)
         self.state = FleetState(inv, policy, self.rules)
+        self.start = self.state.clone()
         self.ctx = Ctx(self.state)
         self.units = all_units(self.state)
         self.unit_of = {ct: u for u in self.units for ct in u.members}
@@ -110,10 +111,11 @@ class Rebalancer:
             # A hard-rule violation outranks the cooldown; pinned/ignored units still never move.
             if unit.immovable or unit.key in self.moved or len(unit.members) > self.budget - len(self.steps):
                 continue
-            good, _ = rank(self.ctx, unit, self.targets)
-            good = [c for c in good if not all(self.state.where[ct].node == c.node for ct in unit.members)]
-            if good:
-                self.move(unit, good[0].node, good[0].storages, f"fix: {why}")
+            homes = {self.state.where[ct].node for ct in unit.members}
+            stay = homes.pop() if len(homes) == 1 else None
+            chosen, _ = best(self.ctx, unit, [n for n in self.targets if n != stay])
+            if chosen is not None:
+                self.move(unit, chosen.node, chosen.storages, f"fix: {why}")
 
     def balance(self, threshold: float) -> None:
         while len(self.steps) < self.budget:
@@ -177,5 +179,5 @@ def plan_rebalance(inv: Inventory, policy: Policy, *, last_moved: Mapping[str, d
         run.balance(max(policy.min_gain * factor, 1e-9))
     movable = {c.id for c in inv.containers
                if not run.rules.immovable(c.id) and c.id not in run.cooling}
-    return build_plan(inv, policy, run.rules, Goal(kind="rebalance"), run.steps, [],
+    return build_plan(run.start, Goal(kind="rebalance"), run.steps, [],
                       movable=movable, units=[u for u in run.units if u.key in movable])

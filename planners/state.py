@@ -68,6 +68,17 @@ class FleetState:
             for gi in self.anti_groups_of.get(c.id, ()):
                 self.anti_count[(c.node, gi)] += 1
 
+    def clone(self) -> FleetState:
+        """An independent copy (the snapshot, rules and indexes are shared; loads are copied)."""
+        twin = object.__new__(FleetState)
+        twin.__dict__.update(self.__dict__)
+        twin.mem, twin.cpu, twin.cpu_used = dict(self.mem), dict(self.cpu), dict(self.cpu_used)
+        twin.disk = dict(self.disk)
+        twin.where = dict(self.where)
+        twin.members = {n: list(cts) for n, cts in self.members.items()}
+        twin.anti_count = defaultdict(int, self.anti_count)
+        return twin
+
     # -- limits -------------------------------------------------------------------------------
     def mem_cap(self, node: str) -> float:
         """Configured memory a receiving node may hold: size x overcommit, less headroom."""

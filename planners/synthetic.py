@@ -43,7 +43,7 @@ def _nodes(rng: random.Random, count: int, shape: Shape) -> list[dict[str, Any]]
             storage["ceph"] = {"total_gb": 100000.0, "used_gb": 0.0, "shared": True}
         nodes.append({
             "name": f"node{i:03d}", "platform": "openvz" if openvz else "proxmox",
-            "cpus": rng.choice((32, 48, 64)), "memory_mb": rng.choice(shape.node_memory_mb),
+            "cpus": rng.choice((48, 64)), "memory_mb": rng.choice(shape.node_memory_mb),
             "cpu_usage": 0.0, "storage": storage,
             "online": not (down and rng.random() < 0.5), "maintenance": down,
             "kernel": "6.8.12-4-pve" if not openvz else "2.6.32-042stab145.3",
@@ -70,7 +70,7 @@ def _containers(rng: random.Random, nodes: list[dict[str, Any]], count: int,
         node["storage"][sid]["used_gb"] += disk
         out.append({
             "id": str(1000 + i), "node": node["name"], "status": "running" if rng.random() < 0.85 else "stopped",
-            "cpus": float(rng.choice((1, 2, 4))), "cpu_usage": round(rng.random() * 0.6, 3),
+            "cpus": float(rng.choice((1, 1, 2, 4))), "cpu_usage": round(rng.random() * 0.6, 3),
             "memory_mb": mem, "memory_used_mb": mem // 2, "disk_gb": disk, "storage": sid,
             "dirty_mb_per_s": round(rng.random() * 5, 2),
         })

@@ -49,6 +49,8 @@ def _overloads(state: FleetState, unit_of: dict[str, Unit]) -> Iterator[tuple[Un
         excess_cpu = state.cpu[name] - cpu_limit
         if excess_mem <= EPS and excess_cpu <= EPS:
             continue
+        what = (f"configured memory {state.mem[name] / 1024:.0f} GiB > {mem_limit / 1024:.0f} GiB"
+                if excess_mem > EPS else f"configured CPUs {state.cpu[name]:g} > {cpu_limit:g}")
         units = sorted({unit_of[ct].key: unit_of[ct] for ct in state.members[name]}.values(),
                        key=lambda u: (u.memory_mb, u.key))
         for unit in units:
@@ -56,7 +58,7 @@ def _overloads(state: FleetState, unit_of: dict[str, Unit]) -> Iterator[tuple[Un
                 break
             if unit.immovable:
                 continue
-            yield unit, f"{name} is over capacity"
+            yield unit, f"{name} is over capacity ({what})"
             excess_mem -= unit.memory_mb
             excess_cpu -= unit.cpus
 
