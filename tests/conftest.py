@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,3 +35,16 @@ def small_fleet(tmp_path: Path) -> Path:
 @pytest.fixture
 def sim_runtime(tmp_path: Path) -> Runtime:
     return Runtime(sim_config(tmp_path))
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    from tests.postgres_cluster import postgres_cluster
+
+    try:
+        cluster = postgres_cluster()
+        url = cluster.__enter__()
+    except (FileNotFoundError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"no PostgreSQL server here: {exc}")
+    yield url
+    cluster.__exit__(None, None, None)

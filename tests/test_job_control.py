@@ -1,0 +1,99 @@
+"""Job control and the store: pause, cancel, leases, and the same engine on PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from adapters.sim.audit import audit_world
+from service.config import Config
+from service.jobs import JobConflict, claim_job, create_job, job_detail, set_job_state
+from service.runtime import Runtime
+from tests.conftest import sim_config
+from tests.test_sim_engine import EVACUATE_A, make_plan, world_file
+
+
+def slow_runtime(tmp: Path, database: str = "") -> Runtime:
+    config = sim_config(tmp, speedup=400.0)  # ~0.1-0.2 s wall per move on this fleet
+    if database:
+        config = config.model_copy(update={"ferry": config.ferry.model_copy(update={"database": database})})
+    return Runtime(config)
+
+
+def run_in_thread(rt: Runtime, job_id: int) -> tuple[threading.Thread, dict]:
+    out: dict = {}
+    thread = threading.Thread(target=lambda: out.setdefault("summary", rt.engine().run_job(job_id)))
+    thread.start()
+    return thread, out
+
+
+def wait_for(predicate, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.02)
+
+
+def states(rt: Runtime, job_id: int) -> dict[str, str]:
+    return {m["ct"]: m["state"] for m in job_detail(rt.sessions, job_id)["moves"]}
+
+
+def test_pause_lets_moves_in_flight_finish_and_starts_no_new_ones(tmp_path: Path) -> None:
+    rt = slow_runtime(tmp_path)
+    job_id = create_job(rt.sessions, make_plan(), approved=True)
+    thread, out = run_in_thread(rt, job_id)
+    wait_for(lambda: "running" in states(rt, job_id).values())
+    set_job_state(rt.sessions, job_id, "paused")
+    thread.join(timeout=30)
+    assert out["summary"].state == "paused"
+    paused = states(rt, job_id)
+    assert "running" not in paused.values() and "pending" in paused.values(), paused
+    assert audit_world(world_file(rt)) == []
+    set_job_state(rt.sessions, job_id, "approved")
+    assert rt.engine().run_job(job_id).state == "succeeded"
+
+
+def test_cancel_rolls_back_moves_in_flight_and_skips_the_rest(tmp_path: Path) -> None:
+    rt = slow_runtime(tmp_path)
+    job_id = create_job(rt.sessions, make_plan(), approved=True)
+    thread, out = run_in_thread(rt, job_id)
+    wait_for(lambda: "running" in states(rt, job_id).values())
+    set_job_state(rt.sessions, job_id, "cancelling")
+    thread.join(timeout=30)
+    assert out["summary"].state == "cancelled"
+    final = states(rt, job_id)
+    assert set(final.values()) <= {"succeeded", "cancelled"} and "cancelled" in final.values()
+    inv = rt.backend.discover()
+    for ct, state in final.items():  # a cancelled move leaves the container where it was
+        assert inv.container(ct).node == ("a" if state == "cancelled" else dict(
+            (c, t) for c, t, _ in EVACUATE_A)[ct])
+    assert audit_world(world_file(rt)) == []
+    # the job's locks are released: a new plan may touch those containers
+    assert create_job(rt.sessions, make_plan([("104", "c", "restart")]), approved=True) == job_id + 1
+
+
+def test_a_live_lease_keeps_a_second_instance_out(tmp_path: Path) -> None:
+    rt = slow_runtime(tmp_path)
+    job_id = create_job(rt.sessions, make_plan(), approved=True)
+    claim_job(rt.sessions, job_id, "otherhost:1234", lease_s=60)
+    with pytest.raises(JobConflict, match="is being run by otherhost:1234"):
+        rt.engine().run_job(job_id)
+    claim_job(rt.sessions, job_id, "otherhost:1234", lease_s=-1)  # its lease ran out
+    assert rt.engine().run_job(job_id).state == "succeeded"
+
+
+def test_the_engine_runs_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
+    rt = slow_runtime(tmp_path, database=postgres_url)
+    assert isinstance(rt.config, Config) and rt.config.database_url.startswith("postgresql")
+    job_id = create_job(rt.sessions, make_plan(), approved=True)
+    with pytest.raises(JobConflict, match=f"is being moved by job {job_id}"):
+        create_job(rt.sessions, make_plan([("104", "b", "restart")], source="x"), approved=True)
+    summary = rt.engine().run_job(job_id)
+    assert summary.state == "succeeded", summary.messages
+    assert audit_world(world_file(rt), forbidden_nodes=frozenset({"a"})) == []
+    detail = job_detail(rt.sessions, job_id)
+    assert len(detail["journal"]) > 20 and all(m["state"] == "succeeded" for m in detail["moves"])
+    assert rt.policy().link_mb_s  # learned figures stored in PostgreSQL too
