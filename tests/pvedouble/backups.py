@@ -54,7 +54,7 @@ def content(world: World, node: str, storage_id: str, p: dict[str, Any]) -> list
     storage = world.node(node).storages.get(storage_id)
     if storage is None:
         raise ApiError(500, f"storage '{storage_id}' does not exist")
-    rows = world.backups.get(storage_id, []) if storage.shared or True else []
+    rows = world.backups.get(storage_id, [])
     if p.get("content") not in (None, "backup"):
         return []
     out = [{k: v for k, v in row.items() if not k.startswith("_")} for row in rows]

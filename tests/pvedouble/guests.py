@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from tests.pvedouble import cluster
 from tests.pvedouble.model import MIB, ApiError, Guest, TaskFailed
 from tests.pvedouble.world import SIM_SHUTDOWN_S, SIM_START_S, World
 
@@ -34,9 +35,7 @@ def _copy_bytes(world: World, guest: Guest, target: str, dst_storage: str) -> in
     source_storage = world.nodes[guest.node].storages[guest.storage]
     if source_storage.shared and dst_storage == guest.storage:
         return 0
-    from tests.pvedouble.cluster import replicated_to
-
-    if replicated_to(world, guest.vmid, target) and dst_storage == guest.storage:
+    if cluster.replicated_to(world, guest.vmid, target) and dst_storage == guest.storage:
         return guest.disk_used // 50  # only the delta since the last replication run
     return guest.disk_used
 
@@ -103,10 +102,8 @@ def migrate(world: World, node: str, vmid: int, p: dict[str, Any], user: str) ->
     if guest.status == "running" and not p.get("online") and not p.get("restart"):
         raise ApiError(500, "can't migrate running container without --online or --restart")
     if f"ct:{vmid}" in world.ha:
-        from tests.pvedouble.cluster import request_ha
-
         def forward() -> None:
-            request_ha(world, f"ct:{vmid}", "migrate", target)
+            cluster.request_ha(world, f"ct:{vmid}", "migrate", target)
 
         return world.start_task(node, "hamigrate", vmid, 0.5, user=user, on_success=forward,
                                 log=[f"Requesting HA migration for CT {vmid} to node {target}"]).upid

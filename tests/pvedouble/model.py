@@ -6,6 +6,7 @@ API's own (bytes, fractions, MiB in configs) so that the HTTP layer renders them
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections.abc import Callable
@@ -84,7 +85,7 @@ class Guest:
             "memory": self.memory_mib, "swap": 512,
             "rootfs": f"{self.storage}:subvol-{self.vmid}-disk-0,size={self.maxdisk // GIB}G"
             if self.maxdisk % GIB == 0 else f"{self.storage}:subvol-{self.vmid}-disk-0,size={self.maxdisk // MIB}M",
-            "digest": f"{abs(hash((self.vmid, self.node, tuple(self.tags)))):040x}"[:40],
+            "digest": hashlib.sha1(f"{self.vmid}{self.node}{self.tags}{self.nets}".encode()).hexdigest(),
         }
         if self.hostname:
             conf["hostname"] = self.hostname
