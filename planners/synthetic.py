@@ -77,15 +77,25 @@ def _containers(rng: random.Random, nodes: list[dict[str, Any]], count: int,
     return out
 
 
-def _rules(rng: random.Random, nodes: list[dict[str, Any]], cts: list[dict[str, Any]]) -> dict[str, Any]:
+def _rules(rng: random.Random, nodes: list[dict[str, Any]], cts: list[dict[str, Any]],
+           fill: float) -> dict[str, Any]:
     ids = [c["id"] for c in cts]
     rng.shuffle(ids)
     by_id = {c["id"]: c for c in cts}
     k = max(1, len(ids) // 20)
     affinity, anti = [], []
     pool = ids[: 2 * k]
+    load: dict[str, float] = {}
+    for c in cts:
+        load[c["node"]] = load.get(c["node"], 0.0) + c["memory_mb"]
+    size = {n["name"]: n["memory_mb"] for n in nodes}
     for a, b in zip(pool[::2], pool[1::2], strict=False):
-        by_id[b]["node"] = by_id[a]["node"]  # a healthy snapshot keeps affinity pairs together
+        home, other = by_id[a]["node"], by_id[b]["node"]
+        if home != other and load[home] + by_id[b]["memory_mb"] > fill * size[home]:
+            continue  # joining would overfill a's node: leave this pair out of the rules
+        load[home] += by_id[b]["memory_mb"]
+        load[other] -= by_id[b]["memory_mb"]
+        by_id[b]["node"] = home  # a healthy snapshot keeps affinity pairs together
         affinity.append([a, b])
     rest = ids[2 * k:]
     used: set[str] = set()
@@ -120,7 +130,7 @@ def synthetic_fleet(seed: int, nodes: int, containers: int, shape: Shape | None 
     rng = random.Random(seed)
     node_list = _nodes(rng, nodes, shape)
     cts = _containers(rng, node_list, containers, shape)
-    rules = _rules(rng, node_list, cts) if shape.rules else {}
+    rules = _rules(rng, node_list, cts, max(shape.fill, shape.hot_node_fill or 0.0)) if shape.rules else {}
     _recount(node_list, cts)
     return Inventory.model_validate({"version": 1, "taken_at": "2026-11-22T03:00:00Z",
                                      "nodes": node_list, "containers": cts, "rules": rules})

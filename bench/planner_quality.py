@@ -1,0 +1,187 @@
+"""Planner quality against the CP-SAT optimum, next to a plain greedy baseline, in one run.
+
+Instances: seeded synthetic fleets (``planners.synthetic``) of 4-10 equal nodes and 20-100
+containers with affinity pairs, anti-affinity groups, pinned and pin_to containers.
+
+- evacuate node 0: only its containers may move. Optimum: CP-SAT over the same units (one solve
+  minimising the peak, one minimising the sum of squared utilisations).
+- rebalance (aggressiveness 5) of a fleet whose node 0 is hot: ferry makes ``k`` moves; the
+  optimum is CP-SAT's with at most ``k`` containers moved.
+
+Figures per instance are ratios ``plan / optimum`` (1.000 = optimal) of the peak memory
+utilisation and of the sum of squared per-node memory utilisations; the table prints medians,
+90th percentiles and maxima, for ferry and for the baseline (hottest node -> least-loaded node,
+one container at a time; for evacuation, each container to the least-loaded node that accepts
+it). Every plan is checked with ``check_plan``.
+
+Run: ``.venv/bin/python -m bench.planner_quality`` (about 1-2 minutes on 2 cores).
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+
+from fleet import Policy
+from fleet.model import Inventory
+from planners import check_plan, plan_evacuate, plan_rebalance
+from planners.cpsat import solve
+from planners.filters import Ctx
+from planners.ranking import rank
+from planners.state import FleetState
+from planners.synthetic import Shape, synthetic_fleet
+from planners.units import Unit, all_units, units_of
+
+INSTANCES = 20
+EVAC_LIMIT_S = 3.0
+REBALANCE_LIMIT_S = 5.0
+MEAN_CT_MB = 3584  # mean of the synthetic VPS sizes
+
+
+def instance(seed: int, hot: bool) -> Inventory:
+    rng = random.Random(seed)
+    nodes, cts = rng.randint(4, 10), rng.randint(20, 100)
+    fill = rng.uniform(0.45, 0.62) if not hot else rng.uniform(0.4, 0.55)
+    node_mb = int(round(cts * MEAN_CT_MB / nodes / fill / 1024)) * 1024
+    shape = Shape(node_memory_mb=(node_mb,), fill=fill + 0.1, hot_node_fill=0.92 if hot else None)
+    return synthetic_fleet(seed, nodes, cts, shape)
+
+
+def metrics(state: FleetState) -> tuple[float, float]:
+    utils = [state.mem_util(n) for n in state.nodes]
+    return max(utils), sum(u * u for u in utils)
+
+
+def after_moves(inv: Inventory, policy: Policy, moves: list[tuple[str, str]]) -> FleetState:
+    state = FleetState(inv, policy)
+    for ct, node in moves:
+        state.apply(ct, node, state.where[ct].storage)
+    return state
+
+
+def after_solution(inv: Inventory, policy: Policy, units: list[Unit], node_of: dict[str, str]) -> FleetState:
+    return after_moves(inv, policy, [(ct, node_of[u.key]) for u in units for ct in u.members])
+
+
+def baseline_evacuate(inv: Inventory, policy: Policy, node: str) -> FleetState:
+    state = FleetState(inv, policy)
+    ctx = Ctx(state, frozenset({node}))
+    targets = [n for n in state.nodes if n != node]
+    for unit in units_of(state, [c.id for c in inv.containers if c.node == node]):
+        if unit.immovable:
+            continue
+        for dst in sorted(targets, key=lambda n: (state.mem_util(n), n)):
+            good, _ = rank(ctx, unit, [dst])
+            if good:
+                for ct in unit.members:
+                    state.apply(ct, dst, good[0].storages.get(ct))
+                break
+    return state
+
+
+def baseline_rebalance(inv: Inventory, policy: Policy, k: int) -> FleetState:
+    state = FleetState(inv, policy)
+    ctx = Ctx(state)
+    units = {u.key: u for u in all_units(state)}
+    unit_of = {ct: u for u in units.values() for ct in u.members}
+    moves = 0
+    while moves < k:
+        hot = max(state.nodes, key=lambda n: (state.mem_util(n), n))
+        cold = min(state.nodes, key=lambda n: (state.mem_util(n), n))
+        here = sorted({unit_of[ct].key for ct in state.members[hot]})
+        options = sorted((units[key] for key in here if not units[key].immovable),
+                         key=lambda u: (-u.memory_mb, u.key))
+        for unit in options:
+            after = (state.mem[cold] + unit.memory_mb) / state.nodes[cold].memory_mb
+            good, _ = rank(ctx, unit, [cold])
+            if good and after < state.mem_util(hot) and moves + len(unit.members) <= k:
+                for ct in unit.members:
+                    state.apply(ct, cold, good[0].storages.get(ct))
+                moves += len(unit.members)
+                break
+        else:
+            return state
+    return state
+
+
+def optimum(inv: Inventory, policy: Policy, units: list[Unit], emptying: frozenset[str],
+            max_moved: int | None, limit: float) -> tuple[tuple[float, float], bool] | None:
+    """(best peak, best sum of squares) over CP-SAT solutions, and whether both are proven."""
+    best_peak, best_sq, proven = float("inf"), float("inf"), True
+    for objective in ("peak", "squares"):
+        ctx = Ctx(FleetState(inv, policy), emptying)
+        sol = solve(ctx, units, objective, may_stay=not emptying, max_moved=max_moved,
+                    time_limit_s=limit, workers=2, deterministic=False)
+        if sol is None:
+            return None
+        peak, sq = metrics(after_solution(inv, policy, units, sol.node_of))
+        best_peak, best_sq = min(best_peak, peak), min(best_sq, sq)
+        proven = proven and sol.optimal
+    return (best_peak, best_sq), proven
+
+
+def run_evacuate(seed: int, policy: Policy) -> dict | None:
+    inv = instance(seed, hot=False)
+    node = inv.nodes[0].name
+    plan = plan_evacuate(inv, [node], policy)
+    state = FleetState(inv, policy)
+    units = [u for u in units_of(state, [c.id for c in inv.containers if c.node == node])
+             if not u.immovable]
+    opt = optimum(inv, policy, units, frozenset({node}), None, EVAC_LIMIT_S)
+    if opt is None or plan.unplaced and any("pinned" not in u.reason for u in plan.unplaced):
+        return None if opt is None else {"valid": False}
+    ours = metrics(after_moves(inv, policy, [(m.ct, m.to) for m in plan.moves]))
+    base = metrics(baseline_evacuate(inv, policy, node))
+    return _row(inv, plan, policy, ours, base, opt)
+
+
+def run_rebalance(seed: int, policy: Policy) -> dict | None:
+    inv = instance(seed, hot=True)
+    plan = plan_rebalance(inv, policy)
+    k = len(plan.moves)
+    state = FleetState(inv, policy)
+    units = [u for u in all_units(state) if not u.immovable]
+    opt = optimum(inv, policy, units, frozenset(), k, REBALANCE_LIMIT_S)
+    if opt is None:
+        return None
+    ours = metrics(after_moves(inv, policy, [(m.ct, m.to) for m in plan.moves]))
+    base = metrics(baseline_rebalance(inv, policy, k))
+    return _row(inv, plan, policy, ours, base, opt) | {"moves": k}
+
+
+def _row(inv, plan, policy, ours, base, opt) -> dict:
+    (opt_peak, opt_sq), proven = opt
+    return {"valid": check_plan(inv, plan, policy) == [], "proven": proven,
+            "peak": ours[0] / opt_peak, "sq": ours[1] / opt_sq,
+            "base_peak": base[0] / opt_peak, "base_sq": base[1] / opt_sq}
+
+
+def _summary(name: str, rows: list[dict]) -> list[str]:
+    good = [r for r in rows if "peak" in r]
+    valid = sum(r["valid"] for r in rows)
+    out = [f"{name}: {len(rows)} instances, {valid} valid plans ({100 * valid / max(len(rows), 1):.0f} %), "
+           f"optimum proven on {sum(r['proven'] for r in good)}"]
+    out.append(f"  {'ratio to optimum':<28}{'median':>8}{'p90':>8}{'max':>8}")
+    for key, label in (("peak", "ferry peak"), ("sq", "ferry sum of squares"),
+                       ("base_peak", "greedy baseline peak"), ("base_sq", "greedy baseline sum sq")):
+        vals = sorted(r[key] for r in good)
+        p90 = vals[min(len(vals) - 1, int(0.9 * len(vals)))]
+        out.append(f"  {label:<28}{statistics.median(vals):>8.3f}{p90:>8.3f}{vals[-1]:>8.3f}")
+    return out
+
+
+def main() -> None:
+    started = time.perf_counter()
+    evac_policy = Policy()
+    rebalance_policy = Policy(aggressiveness=5, max_moves=12)
+    evac = [r for r in (run_evacuate(s, evac_policy) for s in range(INSTANCES)) if r is not None]
+    rebal = [r for r in (run_rebalance(1000 + s, rebalance_policy) for s in range(INSTANCES)) if r is not None]
+    print("\n".join(_summary("evacuate", evac)))
+    moves = sorted(r["moves"] for r in rebal)
+    print("\n".join(_summary(f"rebalance (max_moves 12; ferry used {moves[0]}-{moves[-1]} moves)", rebal)))
+    print(f"total {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
