@@ -55,7 +55,7 @@ def test_kill_minus_nine_at_random_instants_then_resume(tmp_path: Path) -> None:
     ]) + "\n")
     rng = random.Random(int(os.environ.get("FERRY_CHAOS_SEED", "4242")))
     kills = 0
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + 420
     while time.monotonic() < deadline:
         existing = jobs(config)
         if existing and existing[0]["state"] not in ("approved", "running", "cancelling"):
