@@ -23,7 +23,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, timedelta
+from typing import Literal
 
+from fleet.errors import InputError
 from fleet.model import Inventory
 from fleet.plan import Goal, Plan
 from fleet.policy import Policy
@@ -32,6 +34,8 @@ from planners.assemble import build_plan
 from planners.filters import Ctx
 from planners.objective import move_cost, relocation_delta
 from planners.ranking import best, rank
+from planners.refine import refine_exact, refine_local
+from planners.sequence import emit
 from planners.state import FleetState
 from planners.units import Unit, all_units
 from planners.violations import violations
@@ -66,10 +70,6 @@ def _cooling(inv: Inventory, policy: Policy, last_moved: Mapping[str, datetime] 
     return out
 
 
-def _pct(x: float) -> str:
-    return f"{round(x * 100)} %"
-
-
 class Rebalancer:
     """One rebalance run: the state, the units and what has moved so far."""
 
@@ -94,16 +94,7 @@ class Rebalancer:
                 and len(unit.members) <= self.budget - len(self.steps))
 
     def move(self, unit: Unit, node: str, storages: dict[str, str | None], why: str) -> None:
-        st = self.state
-        for ct in unit.members:
-            src = st.where[ct].node
-            if src == node:
-                continue
-            before_src, before_dst = st.mem_util(src), st.mem_util(node)
-            st.apply(ct, node, storages.get(ct))
-            reason = (f"{why}; {src} memory {_pct(before_src)} -> {_pct(st.mem_util(src))}, "
-                      f"{node} {_pct(before_dst)} -> {_pct(st.mem_util(node))}")
-            self.steps.append(Step(ct, src, node, storages.get(ct), reason))
+        emit(self.state, self.steps, unit, node, storages, why)
         self.moved.add(unit.key)
 
     def fix_violations(self) -> None:
@@ -170,13 +161,35 @@ class Rebalancer:
 
 
 def plan_rebalance(inv: Inventory, policy: Policy, *, last_moved: Mapping[str, datetime] | None = None,
-                   now: datetime | None = None) -> Plan:
-    """Fix violations, then balance memory (see module docstring)."""
+                   now: datetime | None = None, solver: Literal["greedy", "cp-sat"] = "greedy",
+                   time_limit_s: float = 10.0) -> Plan:
+    """Fix violations, then balance memory (see module docstring).
+
+    The greedy balance moves are then refined by local search (same units, better destinations,
+    re-sequenced); ``solver="cp-sat"`` also asks CP-SAT for the best placement with the same move
+    budget (deterministic time limit ``time_limit_s``; for small and medium fleets).
+    """
+    if solver not in ("greedy", "cp-sat"):
+        raise InputError("solver", solver, "must be greedy or cp-sat")
     run = Rebalancer(inv, policy, _cooling(inv, policy, last_moved, now))
     run.fix_violations()
+    after_fixes, fixes = run.state.clone(), list(run.steps)
     factor = THRESHOLD_FACTOR[policy.aggressiveness]
     if factor is not None:
         run.balance(max(policy.min_gain * factor, 1e-9))
+        balance = run.steps[len(fixes):]
+        room = run.budget - len(fixes)
+        moved = [run.unit_of[ct] for ct in dict.fromkeys(s.ct for s in balance)]
+        better = refine_local(after_fixes, balance, moved, room)
+        balance = better if better is not None else balance
+        if solver == "cp-sat":
+            fixed = {run.unit_of[s.ct].key for s in fixes}
+            free = [u for u in run.units if not u.immovable and u.key not in fixed
+                    and not any(ct in run.cooling for ct in u.members)
+                    and len({after_fixes.where[ct].node for ct in u.members}) == 1]
+            exact = refine_exact(after_fixes, balance, free, room, time_limit_s)
+            balance = exact if exact is not None else balance
+        run.steps = fixes + balance
     movable = {c.id for c in inv.containers
                if not run.rules.immovable(c.id) and c.id not in run.cooling}
     return build_plan(run.start, Goal(kind="rebalance"), run.steps, [],

@@ -65,5 +65,6 @@ def test_rebalance_keeps_every_rule_and_budget(inv, policy):
     _assert_valid(inv, plan, policy)
     if policy.max_moves is not None:
         assert len(plan.moves) <= policy.max_moves
-    assert len({m.ct for m in plan.moves}) == len(plan.moves)  # nothing moves twice: no ping-pong
+    firsts = [m for m in plan.moves if not m.reason.startswith("park ")]
+    assert len({m.ct for m in firsts}) == len(firsts)  # only a parked container moves twice
     assert plan.to_json() == plan_rebalance(inv, policy).to_json()
