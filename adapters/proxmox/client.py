@@ -30,6 +30,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 
 from adapters.base import Journal, JournalEntry, PermanentError, TransientError
 from adapters.proxmox.settings import ProxmoxSettings
+from fleet.errors import InputError
 
 TRANSIENT_STATUSES = frozenset({408, 429, 502, 503, 504, 595, 596, 599})
 _SECRET_KEYS = ("password", "secret", "token", "ticket", "key", "csrf")
@@ -52,15 +53,33 @@ class ApiFailure(PermanentError):
         self.status, self.message, self.errors = status, message, dict(errors or {})
 
 
+class ApiSetupError(ApiFailure, InputError):
+    """The call failed because ferry's own settings are wrong (the token, the CA): a user mistake
+    as much as a refused call. The CLI reports it as one ``KEY=VALUE: why`` line with exit status
+    2 (it is an InputError); the engine rolls a move back as for any PermanentError."""
+
+    def __init__(self, line: str, status: int | None, message: str, *, key: str, value: object, why: str) -> None:
+        Exception.__init__(self, line)  # not super(): InputError's signature differs
+        self.status, self.message, self.errors = status, message, {}
+        self.key, self.value, self.why, self.source = key, value, why, None
+
+    def __str__(self) -> str:
+        return self.line()
+
+
 def classify(method: str, path: str, status: int | None, message: str,
-             errors: Mapping[str, str] | None = None) -> ApiTransient | ApiFailure:
+             errors: Mapping[str, str] | None = None, *, user: str = "") -> ApiTransient | ApiFailure:
     """The exception for one failed call, with a one-line message an operator can act on."""
     where = f"{method} {path}"
     if status is None or status in TRANSIENT_STATUSES:
         return ApiTransient(f"{where}: {status or 'no answer'} {message}".strip(), status, message)
     if status == 500 and ("locked" in message or "can't lock file" in message):
         return ApiTransient(f"{where}: {message}", status, message)
-    if status in (401, 403):
+    if status == 401:  # pve-http-server: no valid ticket / token (id unknown or secret wrong)
+        return ApiSetupError(f"{where}: HTTP 401 {message}", status, message, key="proxmox.token_id", value=user,
+                             why="the cluster refused the API token (HTTP 401): check the token id and the "
+                                 "secret in proxmox.token_secret_file / token_secret_env")
+    if status == 403:
         return ApiFailure(f"{where}: HTTP {status} {message} - check proxmox.token_id, the token secret "
                           f"and the token's privileges", status, message)
     detail = "; ".join(f"{k}: {v}" for k, v in (errors or {}).items())
@@ -109,9 +128,23 @@ class ProxmoxClient:
             return verb(**dict(params))
         except ResourceException as exc:
             errors = exc.errors if isinstance(exc.errors, Mapping) else None
-            raise classify(method, path, exc.status_code, str(exc.content).strip(), errors) from None
+            raise classify(method, path, exc.status_code, str(exc.content).strip(), errors,
+                           user=self.settings.token_id) from None
+        except requests.exceptions.SSLError:
+            raise self._tls_error(method, path) from None
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise classify(method, path, None, exc.__class__.__name__) from None
+
+
+    def _tls_error(self, method: str, path: str) -> ApiSetupError:
+        """Certificate verification failed: retrying cannot help, the CA setting must change."""
+        s = self.settings
+        key, value = ("proxmox.ca_file", s.ca_file) if s.ca_file else ("proxmox.verify_ssl", s.verify_ssl)
+        why = (f"the certificate of {s.host}:{s.port} is not signed by "
+               + ("this CA" if s.ca_file else "a CA the system trusts")
+               + "; point proxmox.ca_file at the cluster's CA (/etc/pve/pve-root-ca.pem)")
+        return ApiSetupError(f"{method} {path}: TLS verification failed", None, "TLS verification failed",
+                             key=key, value=value, why=why)
 
 
 class Api:

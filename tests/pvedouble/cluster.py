@@ -65,10 +65,14 @@ def run_due(world: World, now: float) -> None:
             job.sync_due = None
             job.last_try = job.last_sync = int(time.time())
             job.fail_count, job.error = 0, None
+            job.synced_at_sim = job.syncing_at_sim
 
 
-def replicated_to(world: World, vmid: int, target: str) -> bool:
-    return any(j.guest == vmid and j.target == target and j.last_sync for j in world.replication.values())
+def replica_at(world: World, vmid: int, target: str) -> float | None:
+    """Simulated instant of the newest snapshot of ``vmid`` already replicated to ``target``."""
+    done = [j.synced_at_sim for j in world.replication.values()
+            if j.guest == vmid and j.target == target and j.last_sync and j.synced_at_sim is not None]
+    return max(done) if done else None
 
 
 def replication_create(world: World, p: dict[str, Any]) -> None:
@@ -101,8 +105,12 @@ def schedule_now(world: World, node: str, job_id: str) -> str:
     if job is None:
         raise ApiError(500, f"no such replication job '{job_id}'")
     guest = world.guests[job.guest]
-    seconds = (guest.disk_used // 50 if job.last_sync else guest.disk_used) / REPL_BYTES_S
-    job.sync_due = time.monotonic() + world.real_seconds(seconds)
+    # pvesr snapshots the volume when the run starts and sends it whole the first time, then
+    # only what changed since the previous run's snapshot (PVE::Replication::replicate).
+    now = world.sim_time()
+    sent = guest.changed_since(job.synced_at_sim, now) if job.synced_at_sim is not None else guest.disk_used
+    job.syncing_at_sim = now
+    job.sync_due = time.monotonic() + world.real_seconds(sent / REPL_BYTES_S)
     return ""
 
 

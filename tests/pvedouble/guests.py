@@ -35,8 +35,10 @@ def _copy_bytes(world: World, guest: Guest, target: str, dst_storage: str) -> in
     source_storage = world.nodes[guest.node].storages[guest.storage]
     if source_storage.shared and dst_storage == guest.storage:
         return 0
-    if cluster.replicated_to(world, guest.vmid, target) and dst_storage == guest.storage:
-        return guest.disk_used // 50  # only the delta since the last replication run
+    replica = cluster.replica_at(world, guest.vmid, target)
+    if replica is not None and dst_storage == guest.storage:
+        # Migrate.pm runs a last replication: only what changed since the replicated snapshot.
+        return guest.changed_since(replica, world.sim_time())
     return guest.disk_used
 
 
@@ -182,15 +184,23 @@ def put_config(world: World, node: str, vmid: int, p: dict[str, Any]) -> None:
                     guest.tags = []
 
 
-def destroy(world: World, node: str, vmid: int, user: str) -> str:
+def destroy(world: World, node: str, vmid: int, user: str, *, purge: bool = False) -> str:
+    """pve-container API2/LXC.pm destroy_vm: an HA-managed CT needs ``purge``; with ``purge`` the
+    CT also leaves the replication jobs and the HA resources (remove_vmid_jobs,
+    delete_service_from_config)."""
     guest = world.guest_on(node, vmid)
     world.check_lock(guest)
     if guest.status == "running":
         raise ApiError(500, f"CT {vmid} is running - destroy failed")
+    if f"ct:{vmid}" in world.ha and not purge:
+        raise ApiError(500, f"unable to remove CT {vmid} - used in HA resources and purge parameter not set.")
 
     def remove() -> None:
         world.nodes[guest.node].storages[guest.storage].used -= guest.maxdisk
         world.guests.pop(vmid, None)
-        world.ha.pop(f"ct:{vmid}", None)
+        if purge:
+            world.ha.pop(f"ct:{vmid}", None)
+            for job_id in [j.id for j in world.replication.values() if j.guest == vmid]:
+                world.replication.pop(job_id)
 
     return world.start_task(node, "vzdestroy", vmid, 1.0, user=user, on_success=remove).upid

@@ -215,7 +215,7 @@ def ct_migrate(w: World, pp, p, user):
 @route("DELETE", "/nodes/{node}/lxc/{vmid}", {"purge": ("boolean", False), "force": ("boolean", False),
                                               "destroy-unreferenced-disks": ("boolean", False)})
 def ct_destroy(w: World, pp, p, user):
-    return guests.destroy(w, pp["node"], _vmid(pp), user)
+    return guests.destroy(w, pp["node"], _vmid(pp), user, purge=bool(p.get("purge")))
 
 
 @route("POST", "/nodes/{node}/lxc", {"vmid": ("vmid", True), "ostemplate": ("string", True), "restore": ("boolean", False),

@@ -10,6 +10,7 @@ import json
 import socket
 import ssl
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -75,6 +76,7 @@ class _Handler(BaseHTTPRequestHandler):
             try:
                 spec, handler, path_params = routes.find(self.command, path)
                 data = handler(world, path_params, validate(spec, params), self.server.user)
+                world.note_states(time.monotonic())
             except ApiError as exc:
                 world.requests.append((self.command, path, exc.status))
                 body: dict[str, Any] = {"data": None}

@@ -58,6 +58,10 @@ class World:
         self.tasks: dict[str, Task] = {}
         self.faults = Faults()
         self.requests: list[tuple[str, str, int]] = []
+        #: Every change of a container's (node, status): (simulated time, vmid, node, status).
+        self.timeline: list[tuple[float, int, str, str]] = []
+        self._seen: dict[int, tuple[str, str]] = {}
+        self._t0 = time.monotonic()
         self._seq = 0
 
     # -- building and rendering -------------------------------------------------------------
@@ -81,10 +85,11 @@ class World:
             world.guests[int(ct.id)] = Guest(
                 int(ct.id), ct.node, ct.name, ct.status, ct.cpus, ct.memory_mb, ct.memory_used_mb * MIB,
                 ct.cpu_usage, round(ct.disk_gb * GIB), ct.storage or "local", nets, list(ct.tags),
-                lock=extra.pop("lock", None), extra=extra)
+                lock=extra.pop("lock", None), extra=extra, dirty_bytes_s=ct.dirty_mb_per_s * MIB)
             if ct.ha:
                 world.ha[f"ct:{ct.id}"] = HaState(f"ct:{ct.id}", "started" if ct.status == "running" else "stopped",
                                                   "started" if ct.status == "running" else "stopped")
+        world.note_states(world._t0)
         return world
 
     def snapshot(self) -> Inventory:
@@ -141,6 +146,19 @@ class World:
             raise ApiError(500, f"CT is locked ({guest.lock})")
 
     # -- time -------------------------------------------------------------------------------
+    def sim_time(self, monotonic: float | None = None) -> float:
+        """Simulated seconds since the world was built, at a ``time.monotonic()`` instant."""
+        at = time.monotonic() if monotonic is None else monotonic
+        return (at - self._t0) * self.time_scale / self.faults.slow
+
+    def note_states(self, monotonic: float) -> None:
+        """Append to ``timeline`` every container whose node or status changed since last seen."""
+        for vmid, guest in self.guests.items():
+            now = (guest.node, guest.status)
+            if self._seen.get(vmid) != now:
+                self._seen[vmid] = now
+                self.timeline.append((self.sim_time(monotonic), vmid, guest.node, guest.status))
+
     def real_seconds(self, sim_seconds: float) -> float:
         return sim_seconds / self.time_scale * self.faults.slow
 
@@ -173,6 +191,7 @@ class World:
                          key=lambda t: t.ends_at)
             for task in due:
                 task.finish()
+                self.note_states(task.ends_at)
             cluster.run_due(self, now)
 
     def task(self, node: str, upid: str) -> Task:
