@@ -16,6 +16,7 @@ import click
 import typer
 from rich.console import Console
 
+from adapters.base import BackendError
 from fleet.errors import InputError
 from fleet.model import Inventory
 from fleet.plan import Plan
@@ -260,6 +261,9 @@ def main() -> None:
     except InputError as exc:
         err_console.print(f"ferry: error: {exc.line()}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
+    except BackendError as exc:  # the cluster refused or could not be reached: not a user mistake
+        err_console.print(f"ferry: error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(1)
     except click.exceptions.Abort:
         err_console.print("ferry: aborted, nothing changed")
         sys.exit(1)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from fleet.errors import InputError
 from fleet.policy import Policy
@@ -42,11 +42,68 @@ class EngineSection(BaseModel):
     learn_weight: float = Field(default=0.3, gt=0, le=1)
 
 
+class ApiSection(BaseModel):
+    """``ferry serve``'s REST API. The token is a secret: it lives in a file or the environment."""
+
+    model_config = ConfigDict(extra="forbid")
+    #: File holding the bearer token (relative to the config file); FERRY_API_TOKEN overrides it.
+    token_file: str = ""
+
+
+def _window_text(text: str) -> str:
+    from service.schedule import parse_window
+
+    try:
+        parse_window(text)
+    except InputError as exc:
+        raise ValueError(exc.why) from None
+    return text
+
+
+class ScheduleSection(BaseModel):
+    """What ``ferry serve`` does on its own: poll for approved jobs, the nightly rebalance, windows."""
+
+    model_config = ConfigDict(extra="forbid")
+    #: Crontab expression for a nightly rebalance job ("" = none), e.g. "0 3 * * *".
+    rebalance_cron: str = ""
+    #: Maintenance windows such as "Sat 01:00-05:00"; jobs created with window=true start moves only inside.
+    windows: list[Annotated[str, AfterValidator(_window_text)]] = Field(default_factory=list)
+    #: IANA time zone of rebalance_cron and windows.
+    timezone: str = "UTC"
+    #: Seconds between two looks at the job store for approved jobs.
+    poll_s: float = Field(default=5.0, gt=0, le=3600)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from service.schedule import time_zone
+
+        try:
+            time_zone(value)
+        except InputError as exc:
+            raise ValueError(exc.why) from None
+        return value
+
+    @field_validator("rebalance_cron")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        from service.schedule import cron_trigger
+
+        try:
+            if value:
+                cron_trigger(value)
+        except InputError as exc:
+            raise ValueError(exc.why) from None
+        return value
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
     ferry: FerrySection = Field(default_factory=FerrySection)
     engine: EngineSection = Field(default_factory=EngineSection)
     policy: Policy = Field(default_factory=Policy)
+    api: ApiSection = Field(default_factory=ApiSection)
+    schedule: ScheduleSection = Field(default_factory=ScheduleSection)
     sim: dict[str, Any] = Field(default_factory=dict)
     proxmox: dict[str, Any] = Field(default_factory=dict)
     openvz: dict[str, Any] = Field(default_factory=dict)

@@ -29,6 +29,7 @@ from fleet.policy import Policy
 from service.config import EngineSection
 from service.jobs import claim_job, get_job, set_job_state
 from service.saga import MoveSaga, Progress
+from service.slots import ADMISSION_DEPTH, TransferSlots
 from service.store import FINAL_MOVE_STATES, MoveRow, job_moves, utcnow
 
 _TICK_S = 0.1
@@ -90,7 +91,9 @@ class Engine:
             set_job_state(self.sessions, job_id, "running")
         self._control = ("running", 0.0)
         world_start = self.backend.now()
-        with ThreadPoolExecutor(max_workers=self.policy.max_parallel, thread_name_prefix="move") as pool:
+        self.slots = TransferSlots(self.policy)
+        workers = self.policy.max_parallel * ADMISSION_DEPTH
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="move") as pool:
             self._schedule(job_id, pool)
         state = self._job_state_now(job_id)
         if state == "paused":
@@ -147,12 +150,12 @@ class Engine:
                 continue
             if not in_flight and any(state.get(d) != "succeeded" for d in move.after if d in state):
                 continue
-            if not in_flight and (len(running) >= self.policy.max_parallel
-                                  or out[move.source] >= self.policy.max_outgoing_per_node
-                                  or into[move.target] >= self.policy.max_incoming_per_node):
+            if not in_flight and (len(running) >= self.policy.max_parallel * ADMISSION_DEPTH
+                                  or out[move.source] >= self.policy.max_outgoing_per_node * ADMISSION_DEPTH
+                                  or into[move.target] >= self.policy.max_incoming_per_node * ADMISSION_DEPTH):
                 continue
             saga = MoveSaga(self.sessions, self.backend, self.settings, job_id, move.id, owner=self.owner,
-                            progress=self.progress,
+                            progress=self.progress, slots=self.slots,
                             cancelled=lambda: self._job_state(job_id) == "cancelling")
             running[pool.submit(saga.run)] = move
             busy.add(move.ct)

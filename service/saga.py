@@ -11,6 +11,7 @@ repeating what was done. The journal shows such a resumption as an ``event``.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -39,8 +40,10 @@ from adapters.base import (
 )
 from service.config import EngineSection
 from service.jobs import add_journal, learn_link, release_locks
+from service.slots import TransferSlots
 from service.store import MoveRow
 
+DATA_STEPS = (Step.PRESYNC, Step.CUTOVER)
 Progress = Callable[[str, str, int, int], None]  # ct, step, done, total
 
 
@@ -56,7 +59,7 @@ class MoveSaga:
 
     def __init__(self, sessions: sessionmaker[Session], backend: Backend, settings: EngineSection,
                  job_id: int, move_id: int, *, owner: str, progress: Progress | None = None,
-                 cancelled: Callable[[], bool] = lambda: False) -> None:
+                 cancelled: Callable[[], bool] = lambda: False, slots: TransferSlots | None = None) -> None:
         self.sessions = sessions
         self.backend = backend
         self.settings = settings
@@ -65,6 +68,7 @@ class MoveSaga:
         self.owner = owner
         self.progress = progress
         self.cancelled = cancelled
+        self.slots = slots
 
     # -- store helpers -----------------------------------------------------------------------
     def _move(self) -> MoveRow:
@@ -115,21 +119,40 @@ class MoveSaga:
         self._update(state="running", claimed_by=self.owner,
                      started_at=move.started_at or self.backend.now())
         figures: dict[str, float] = dict(move.figures or {})
-        for step in STEPS[start:]:
-            move = self._move()
-            if self.cancelled() and step != Step.CLEANUP:
-                return self._compensate(move, "cancelled by operator")
-            try:
-                self._do_step(move, step, figures)
-            except RefusedError as exc:
-                if move.method != "live":
-                    return self._compensate(move, f"{step}: {exc}")
-                return self._fall_back(move, str(exc))
-            except (PermanentError, TransientError, Cancelled) as exc:
-                if step == Step.CLEANUP:  # the destination is verified: the move stands
-                    return self._finish(move, figures, f"moved; cleanup left for later: {exc}")
-                return self._compensate(move, f"{step} failed: {exc}")
+        with contextlib.ExitStack() as slot:
+            holding = False
+            for step in STEPS[start:]:
+                move = self._move()
+                if self.cancelled() and step != Step.CLEANUP:
+                    slot.close()
+                    return self._compensate(move, "cancelled by operator")
+                if step in DATA_STEPS and self.slots and not holding:
+                    try:
+                        slot.enter_context(self.slots.hold(move.source, move.target, self.cancelled))
+                    except TimeoutError:
+                        return self._compensate(move, "cancelled by operator while waiting to copy")
+                    holding = True
+                failure = self._attempt(move, step, figures)
+                if step == Step.CUTOVER or failure is not None:
+                    slot.close()  # the copy is over (or abandoned): free the link for the next move
+                    holding = False
+                if isinstance(failure, RefusedError) and move.method == "live":
+                    return self._fall_back(move, str(failure))
+                if failure is not None and step == Step.CLEANUP:  # destination verified: it stands
+                    return self._finish(move, figures, f"moved; cleanup left for later: {failure}")
+                if isinstance(failure, Cancelled):
+                    return self._compensate(move, f"cancelled by operator during {step}")
+                if failure is not None:
+                    return self._compensate(move, f"{step} failed: {failure}")
         return self._finish(self._move(), figures, "")
+
+    def _attempt(self, move: MoveRow, step: Step, figures: dict[str, float]) -> BackendError | None:
+        """Run one step (with retries); the error that ended it, if any."""
+        try:
+            self._do_step(move, step, figures)
+        except (RefusedError, PermanentError, TransientError, Cancelled) as exc:
+            return exc
+        return None
 
     def _do_step(self, move: MoveRow, step: Step, figures: dict[str, float]) -> None:
         self._update(step=step.value, phase="started")

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from adapters.sim.audit import audit_world
+from fleet.policy import Policy
 from service.config import Config
 from service.jobs import JobConflict, claim_job, create_job, job_detail, set_job_state
 from service.runtime import Runtime
@@ -17,7 +18,9 @@ from tests.test_sim_engine import EVACUATE_A, make_plan, world_file
 
 
 def slow_runtime(tmp: Path, database: str = "") -> Runtime:
-    config = sim_config(tmp, speedup=400.0)  # ~0.1-0.2 s wall per move on this fleet
+    config = sim_config(tmp, speedup=100.0)  # ~0.5 s wall per move on this fleet
+    # one move at a time out of a node, so that pause and cancel find moves still pending
+    config = config.model_copy(update={"policy": Policy(max_outgoing_per_node=1)})
     if database:
         config = config.model_copy(update={"ferry": config.ferry.model_copy(update={"database": database})})
     return Runtime(config)

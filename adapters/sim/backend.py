@@ -55,10 +55,11 @@ class SimBackend(Backend):
         info = self.world.read()
         self.speedup = float(info["speedup"])
         self.seed = int(info["seed"])
+        self._clock = dict(info["clock"])
 
     # -- reading -----------------------------------------------------------------------------
     def now(self) -> float:
-        return sim_now(self.world.read())
+        return sim_now({"clock": self._clock, "speedup": self.speedup})
 
     def discover(self) -> Inventory:
         world = self.world.read()
@@ -281,9 +282,10 @@ class SimBackend(Backend):
             while done < nbytes:
                 if ctx.cancelled():
                     raise Cancelled(f"move of {spec.ct} cancelled during copy")
-                chunk = int(self._rate(spec, world) * _SLICE_WALL_S * self.speedup)
-                done = min(nbytes, done + chunk)
-                time.sleep(_SLICE_WALL_S if done < nbytes else _SLICE_WALL_S * 0.2)
+                rate = self._rate(spec, world)  # bytes per simulated second, for this slice
+                slice_start = time.monotonic()
+                time.sleep(min(_SLICE_WALL_S, (nbytes - done) / rate / self.speedup))
+                done = min(nbytes, done + int(rate * (time.monotonic() - slice_start) * self.speedup) + 1)
                 ctx.progress(done, nbytes)
                 if not half_fired and done * 2 >= nbytes:
                     half_fired = True
@@ -304,6 +306,9 @@ class SimBackend(Backend):
 
     def _fault(self, spec: MoveSpec, step: str, ctx: StepContext) -> None:
         """Raise the fault the world has scheduled for this step of this move, if any."""
+        peek = self.world.read()
+        if not peek.get("faults") and not peek.get("fault_rate"):
+            return
         with self.world.transaction() as world:
             kind = _take_fault(world, spec, step)
         if kind is None:

@@ -121,10 +121,8 @@ class WorldFile:
         """Yield the world for changing; it is written back only if the block ends normally."""
         with self._locked():
             world = json.loads(self.path.read_text(encoding="utf-8"))
-            before = json.dumps(world, sort_keys=True)
             yield world
-            if json.dumps(world, sort_keys=True) != before:
-                self._write(world)
+            self._write(world)
 
 
 def sim_now(world: dict[str, Any]) -> float:

@@ -1,0 +1,215 @@
+"""The loop ``ferry serve`` runs beside the REST API: take approved jobs from the store and run them.
+
+    APScheduler (BackgroundScheduler)
+      |-- every schedule.poll_s --> run_pending --> next_job (store: approved / running / cancelling,
+      |                                                       lease free, window open if it needs one)
+      |                                              --> GatedEngine.run_job (one job at a time)
+      `-- schedule.rebalance_cron --> rebalance_now --> planners.plan_rebalance --> create_job(approved)
+
+The first poll runs at start, so jobs a dead ferry left unfinished are resumed at once (the rule of
+``ferry jobs resume``: nobody holds a live lease on them). Everything the loop decides it reads from
+the store, so several instances can poll one database: the lease (service.jobs.claim_job) makes sure
+only one of them runs a given job.
+
+Stopping (SIGTERM / SIGINT through ``request_stop``) and closed maintenance windows both work the way
+a pause does: the engine starts no new move, lets the moves in flight finish, and returns. The
+worker then frees the job's lease, so the next poll (here, or on another instance) continues it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections.abc import Callable, Collection
+from typing import Any
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import select
+
+from adapters.base import BackendError
+from fleet.errors import InputError
+from fleet.plan import Plan
+from planners import plan_rebalance
+from service.engine import Engine, JobSummary, instance_name
+from service.jobs import JobConflict, create_job, get_job, lease_holder
+from service.runtime import Runtime
+from service.schedule import MaintenanceWindows, cron_trigger, time_zone
+from service.store import JobRow, utcnow
+
+log = logging.getLogger("ferry.worker")
+
+Clock = Callable[[], dt.datetime]
+#: States of a job the worker takes up (the same set ``ferry jobs resume`` resumes).
+RUNNABLE_STATES = ("approved", "running", "cancelling")
+#: Top-level key of a stored plan: when true, the job starts moves only inside a maintenance window.
+WINDOW_KEY = "window"
+
+
+def wall_clock() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def instance_owner(runtime: Runtime) -> str:
+    """This process's name in job leases: the same one Runtime.engine() gives its engines."""
+    return runtime.config.ferry.instance or instance_name()
+
+
+def with_window(plan: Plan) -> Plan:
+    """The plan, marked so that its job starts moves only inside maintenance windows. The mark
+    travels in the stored plan (plan.md allows extra keys), so every instance sees it."""
+    return Plan.model_validate({**plan.to_dict(), WINDOW_KEY: True})
+
+
+def uses_window(job: JobRow) -> bool:
+    return bool((job.plan or {}).get(WINDOW_KEY))
+
+
+class GatedEngine(Engine):
+    """An engine that also treats ``hold(job_id)`` as a pause: no new moves while it is true.
+
+    It refines the control state the engine already reads between moves (Engine._job_state), so
+    holding behaves exactly like an operator's pause, without writing "paused" to the store.
+    """
+
+    def __init__(self, *args: Any, hold: Callable[[int], bool], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.hold = hold
+
+    def _job_state(self, job_id: int) -> str:
+        state = super()._job_state(job_id)
+        return "paused" if state in ("approved", "running") and self.hold(job_id) else state
+
+
+class Worker:
+    """Polls the store and runs approved jobs, one at a time; optionally plans a nightly rebalance."""
+
+    def __init__(self, runtime: Runtime, *, clock: Clock = wall_clock,
+                 windows: MaintenanceWindows | None = None) -> None:
+        schedule = runtime.config.schedule
+        self.runtime = runtime
+        self.clock = clock
+        self.windows = windows or MaintenanceWindows.from_config(schedule.windows, schedule.timezone)
+        self.owner = instance_owner(runtime)
+        self._stopping = threading.Event()
+        self._scheduler: BackgroundScheduler | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start polling now (resuming unfinished jobs first) and arm the nightly rebalance."""
+        schedule = self.runtime.config.schedule
+        scheduler = BackgroundScheduler(
+            timezone=time_zone(schedule.timezone), executors={"default": ThreadPoolExecutor(2)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600})
+        scheduler.add_job(self.run_pending, "interval", seconds=schedule.poll_s, id="poll",
+                          next_run_time=dt.datetime.now(dt.UTC))
+        if schedule.rebalance_cron:
+            scheduler.add_job(self.rebalance_now, cron_trigger(schedule.rebalance_cron, schedule.timezone),
+                              id="rebalance")
+        scheduler.start()
+        self._scheduler = scheduler
+
+    def request_stop(self) -> None:
+        """Take no new job and start no new move; safe to call from a signal handler."""
+        self._stopping.set()
+
+    def stop(self) -> None:
+        """Stop and wait until the job in hand has let its moves in flight finish."""
+        self.request_stop()
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=True)
+            self._scheduler = None
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    # -- the poll ----------------------------------------------------------------------------
+    def run_pending(self) -> list[int]:
+        """Run every job that is ready now, oldest first; each at most once per call."""
+        done: list[int] = []
+        while not self.stopping:
+            job_id = self.next_job(exclude=set(done))
+            if job_id is None:
+                break
+            self.run_one(job_id)
+            done.append(job_id)
+        return done
+
+    def next_job(self, exclude: Collection[int] = ()) -> int | None:
+        now = self.clock()
+        with self.runtime.sessions() as session:
+            query = select(JobRow).where(JobRow.state.in_(RUNNABLE_STATES)).order_by(JobRow.id)
+            for job in session.scalars(query):
+                if job.id in exclude or lease_holder(job) not in (None, self.owner):
+                    continue
+                if job.state != "cancelling" and uses_window(job) and not self.windows.is_open(now):
+                    continue  # a rollback after cancel is not a new move: it may run any time
+                return job.id
+        return None
+
+    def _holds(self, windowed: bool) -> Callable[[int], bool]:
+        return lambda _job_id: self.stopping or (windowed and not self.windows.is_open(self.clock()))
+
+    def engine(self, hold: Callable[[int], bool]) -> GatedEngine:
+        rt = self.runtime
+        return GatedEngine(rt.sessions, rt.backend, rt.policy(), rt.config.engine, owner=self.owner, hold=hold)
+
+    def run_one(self, job_id: int) -> JobSummary | None:
+        """Run one job until it ends or is held; then free its lease if it did not end."""
+        with self.runtime.sessions() as session:
+            windowed = uses_window(get_job(session, job_id))
+        try:
+            summary = self.engine(self._holds(windowed)).run_job(job_id)
+            if summary.state in ("approved", "running") and not _moves_left(summary):
+                summary = self.engine(lambda _job_id: False).run_job(job_id)  # only records the end
+        except JobConflict as exc:  # another instance claimed it between our look and our claim
+            log.info("job %s: %s", job_id, exc.line())
+            return None
+        except (InputError, BackendError) as exc:
+            log.error("job %s could not run: %s", job_id, exc)
+            return None
+        if summary.state in ("approved", "running"):
+            self._release(job_id, windowed)
+        log.info("job %s: %s %s", job_id, summary.state, summary.counts)
+        return summary
+
+    def _release(self, job_id: int, windowed: bool) -> None:
+        """Free the lease of a held job so that the next poll (any instance) takes it up again."""
+        with self.runtime.sessions.begin() as session:
+            job = get_job(session, job_id)
+            if job.owner != self.owner or job.state not in ("approved", "running"):
+                return
+            job.owner, job.lease_until = None, None
+            if self.stopping:
+                job.message = f"left by {self.owner} at shutdown; the next ferry continues it"
+            elif windowed:
+                wait_min = self.windows.minutes_until_open(self.clock())
+                job.state = "approved"
+                job.message = f"waiting for a maintenance window (opens in {wait_min:.0f} min)"
+            job.updated_at = utcnow()
+
+    # -- nightly rebalance -------------------------------------------------------------------
+    def rebalance_now(self) -> int | None:
+        """Plan a rebalance with the configured policy; store it as an approved job if it moves
+        anything (honouring the windows when some are configured)."""
+        if self.stopping:
+            return None
+        rt = self.runtime
+        try:
+            moved, now = rt.cooldown_inputs()
+            plan = plan_rebalance(rt.backend.discover(), rt.policy(), last_moved=moved, now=now)
+            if not plan.moves:
+                log.info("nightly rebalance: nothing worth moving")
+                return None
+            job_id = create_job(rt.sessions, with_window(plan) if self.windows.windows else plan, approved=True)
+        except (InputError, BackendError) as exc:
+            log.error("nightly rebalance not started: %s", exc)
+            return None
+        log.info("nightly rebalance: job %s with %d moves", job_id, len(plan.moves))
+        return job_id
+
+
+def _moves_left(summary: JobSummary) -> bool:
+    return any(summary.counts.get(state) for state in ("pending", "running", "rolling_back"))
