@@ -33,6 +33,7 @@ JOB_STATES = ("pending", "approved", "running", "paused", "cancelling", "succeed
               "cancelled", "rolled_back")
 MOVE_STATES = ("pending", "running", "rolling_back", "succeeded", "failed", "rolled_back", "skipped",
                "cancelled")
+UNFINISHED_JOB_STATES = ("approved", "running", "paused", "cancelling")
 #: Upper bounds (seconds) of the move duration histogram: from a quick live move to a long dump.
 DURATION_BUCKETS = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0)
 
@@ -69,7 +70,8 @@ class StoreCollector(Collector):
     def _job_metrics(self, session: Session) -> Iterator[Metric]:
         jobs = list(session.scalars(select(JobRow)))
         yield _by_state("ferry_jobs", "Jobs in the store, by state.", JOB_STATES, Counter(j.state for j in jobs))
-        holders = Counter(h for h in (lease_holder(j) for j in jobs) if h)
+        live = [j for j in jobs if j.state in UNFINISHED_JOB_STATES]  # a finished job keeps its last owner
+        holders = Counter(h for h in (lease_holder(j) for j in live) if h)
         held = GaugeMetricFamily("ferry_engine_lease_held",
                                  "1 while this instance holds the lease of a running job.")
         held.add_metric([], 1 if holders.get(self.owner) else 0)
