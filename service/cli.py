@@ -272,3 +272,33 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+
+
+# -- the long-running service ----------------------------------------------------------------------
+@app.command()
+def serve(ctx: typer.Context,
+          host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+          port: Annotated[int, typer.Option(min=1, max=65535)] = 8080) -> None:
+    """Serve the REST API and metrics, and run approved jobs (and the nightly rebalance) until
+    SIGTERM / SIGINT; then start no new move, let moves in flight finish, and exit."""
+    import signal
+
+    import uvicorn
+
+    from service.api import create_app
+    from service.worker import Worker
+
+    rt = runtime(ctx)
+    api = create_app(rt)
+    worker = Worker(rt)
+    # uvicorn re-raises the signal that stopped it once it has shut down (uvicorn/server.py,
+    # capture_signals): this handler receives it, so the worker can finish before the exit.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: worker.request_stop())
+    server = uvicorn.Server(uvicorn.Config(api, host=host, port=port, log_level="info"))
+    worker.start()
+    try:
+        server.run()
+    finally:
+        worker.stop()
+    err_console.print("ferry serve: stopped", highlight=False)
