@@ -65,25 +65,25 @@ class _Handler(BaseHTTPRequestHandler):
             return self._reply(501, "Not Implemented", {"data": None})
         path = unquote(parts.path[len(PREFIX):]).rstrip("/")
         if self.headers.get("Authorization") != self.server.auth_header:
-            world.requests.append((self.command, path, 401))
+            world.log_request(self.command, path, 401, params)
             return self._reply(401, "No ticket", {"data": None})
         with world.lock:
             world.tick()
             if world.faults.http_errors > 0:
                 world.faults.http_errors -= 1
-                world.requests.append((self.command, path, world.faults.http_status))
+                world.log_request(self.command, path, world.faults.http_status, params)
                 return self._reply(world.faults.http_status, "Service Unavailable (injected)", {"data": None})
             try:
                 spec, handler, path_params = routes.find(self.command, path)
                 data = handler(world, path_params, validate(spec, params), self.server.user)
                 world.note_states(time.monotonic())
             except ApiError as exc:
-                world.requests.append((self.command, path, exc.status))
+                world.log_request(self.command, path, exc.status, params)
                 body: dict[str, Any] = {"data": None}
                 if exc.errors:
                     body["errors"] = exc.errors
                 return self._reply(exc.status, exc.message, body)
-            world.requests.append((self.command, path, 200))
+            world.log_request(self.command, path, 200, params, data)
         self._reply(200, "OK", {"data": data})
 
     do_GET = do_POST = do_PUT = do_DELETE = _handle

@@ -58,6 +58,8 @@ class World:
         self.tasks: dict[str, Task] = {}
         self.faults = Faults()
         self.requests: list[tuple[str, str, int]] = []
+        #: The same requests with their raw parameters and the UPID a task-starting call returned.
+        self.calls: list[dict] = []
         #: Every change of a container's (node, status): (simulated time, vmid, node, status).
         self.timeline: list[tuple[float, int, str, str]] = []
         self._seen: dict[int, tuple[str, str]] = {}
@@ -121,6 +123,12 @@ class World:
                 if part.startswith("ip=") and part[3:] not in ("dhcp", "manual"):
                     ips.append(part[3:].split("/")[0])
         return ips
+
+    def log_request(self, method: str, path: str, status: int, params: dict, data: object = None) -> None:
+        """Record one served request (the log tests compare ferry's journal with)."""
+        self.requests.append((method, path, status))
+        upid = data if isinstance(data, str) and data.startswith("UPID:") else None
+        self.calls.append({"method": method, "path": path, "status": status, "params": dict(params), "upid": upid})
 
     # -- lookups ----------------------------------------------------------------------------
     def node(self, name: str) -> NodeState:

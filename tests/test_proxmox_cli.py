@@ -1,0 +1,172 @@
+"""The real ``ferry`` console script against the HTTPS Proxmox API double (TLS verified).
+
+    test process: PveDouble (thread, 127.0.0.1:port) <--HTTPS-- ferry subprocess (--config ferry.toml)
+                        |                                              |
+                  world.calls (what it served)  ==  ferry job show --format json (what ferry journaled)
+
+The token secret lives in a file the config names; it must show up nowhere ferry writes.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections import Counter
+from pathlib import Path
+
+from fleet.snapshot import dump_inventory, parse_inventory
+from tests.pvedouble.fixtures import make_double, pve_double, small_fleet  # noqa: F401 - fixtures
+from tests.pvedouble.server import PveDouble
+from tests.test_cli import MOVE_KEYS, PLAN_KEYS, SCORE_KEYS, assert_one_line_error, ferry
+
+
+def write_config(tmp: Path, double: PveDouble, *, secret: str | None = None, ca_file: str | None = None,
+                 port: int | None = None) -> Path:
+    """A ferry config for ``double``; the token secret goes to a file beside it."""
+    (tmp / "pve-token").write_text((secret or double.token_secret) + "\n", encoding="utf-8")
+    lines = ["[ferry]", 'backend = "proxmox"', 'state_dir = "state"',
+             "[engine]", "retry_initial_s = 0.01", "retry_max_s = 0.05",
+             "[proxmox]", f'host = "{double.host}"', f"port = {port or double.port}",
+             f'token_id = "{double.token_id}"', 'token_secret_file = "pve-token"',
+             f'ca_file = "{ca_file or double.ca_file}"', "poll_interval_s = 0.005", "lock_wait_s = 10.0",
+             "task_timeout_s = 20.0", "ha_timeout_s = 10.0", "timeout_s = 5.0", "get_retries = 2",
+             'backup_storage = "nfs-backup"']
+    path = tmp / "ferry.toml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def without_taken_at(text: str) -> dict:
+    data = json.loads(text)
+    data.pop("taken_at", None)
+    return data
+
+
+def normalise(params: dict) -> dict[str, str]:
+    """Parameters as they travel in a form body: every value a string."""
+    return {k: str(v) for k, v in sorted(params.items())}
+
+
+def served(calls: list[dict]) -> Counter:
+    return Counter((c["method"], c["path"], c["status"], json.dumps(normalise(c["params"])), c["upid"])
+                   for c in calls)
+
+
+def journaled(journal: list[dict]) -> Counter:
+    rows = [j for j in journal if j["kind"] == "api"]
+    return Counter((*j["what"].split(" ", 1), j["status"], json.dumps(normalise(j["detail"]["params"])),
+                    j["detail"].get("upid")) for j in rows)
+
+
+def test_inventory_json_is_the_doubles_fleet(pve_double: PveDouble, tmp_path: Path) -> None:  # noqa: F811
+    config = write_config(tmp_path, pve_double)
+    out = ferry("inventory", "--format", "json", config=config).stdout
+    assert without_taken_at(out) == without_taken_at(dump_inventory(pve_double.world.snapshot()))
+    # ...and the snapshot the double was built from, wherever that snapshot states a value.
+    source = small_fleet().model_dump(exclude={"taken_at"})
+    found = parse_inventory(json.loads(out)).model_dump(exclude={"taken_at"})
+    assert [n["name"] for n in found["nodes"]] == [n["name"] for n in source["nodes"]]
+    for want, got in zip(source["containers"], found["containers"], strict=True):
+        for key in ("id", "node", "name", "status", "cpus", "memory_mb", "disk_gb", "storage", "ips", "tags", "ha"):
+            assert got[key] == want[key], (want["id"], key)
+        assert got["memory_used_mb"] == (want["memory_used_mb"] if want["status"] == "running" else 0)
+    for want, got in zip(source["nodes"], found["nodes"], strict=True):
+        assert {k: got[k] for k in ("cpus", "memory_mb", "storage", "kernel", "version")} == \
+               {k: want[k] for k in ("cpus", "memory_mb", "storage", "kernel", "version")}
+
+
+def test_plan_evacuate_is_contract_exact(pve_double: PveDouble, tmp_path: Path) -> None:  # noqa: F811
+    config = write_config(tmp_path, pve_double)
+    first = ferry("plan", "evacuate", "pve1", "--format", "json", config=config).stdout
+    plan = json.loads(first)
+    assert set(plan) == PLAN_KEYS and plan["version"] == 1 and set(plan["score"]) == SCORE_KEYS
+    assert plan["goal"] == {"kind": "evacuate", "nodes": ["pve1"]}
+    assert plan["inventory_digest"].startswith("sha256:") and not plan["unplaced"]
+    assert sorted(m["ct"] for m in plan["moves"]) == ["101", "102", "104"]
+    for move in plan["moves"]:
+        # plan.md's keys, plus the planner's optional target_storage (read by the proxmox adapter)
+        assert MOVE_KEYS <= set(move) <= MOVE_KEYS | {"target_storage"} and move["from"] == "pve1" and move["to"] in ("pve2", "pve3")
+        assert set(move["predicted"]) >= {"duration_s", "downtime_s", "bytes"}
+    assert plan["after"]["pve1"]["memory"] == 0.0
+    # Nothing moved: planning again gives the same plan; only the digest differs, because it
+    # covers the snapshot's taken_at. Planned offline from the snapshot, it is byte-identical.
+    again = json.loads(ferry("plan", "evacuate", "pve1", "--format", "json", config=config).stdout)
+    assert {**again, "inventory_digest": None} == {**plan, "inventory_digest": None}
+    snapshot = tmp_path / "snapshot.json"
+    snapshot.write_text(ferry("inventory", "--format", "json", config=config).stdout, encoding="utf-8")
+    offline = [ferry("plan", "evacuate", "pve1", "--inventory", str(snapshot), "--format", "json",
+                     config=config).stdout for _ in range(2)]
+    assert offline[0] == offline[1]
+    assert {**json.loads(offline[0]), "inventory_digest": None} == {**plan, "inventory_digest": None}
+    assert not [c for c in pve_double.world.calls if c["method"] != "GET"]
+
+
+def test_evacuate_journals_every_api_call_without_the_secret(pve_double: PveDouble, tmp_path: Path) -> None:  # noqa: F811
+    config = write_config(tmp_path, pve_double)
+    ferry("inventory", "--format", "json", config=config)
+    discover_calls = len(pve_double.world.calls)  # what one discover() asks
+    run = ferry("evacuate", "pve1", "--yes", "--format", "json", config=config)
+    summary = json.loads(run.stdout)
+    assert summary["state"] == "succeeded", summary
+    assert summary["counts"].get("succeeded") == 3
+    world = pve_double.world.snapshot()
+    assert not [c.id for c in world.containers if c.node == "pve1"]
+    assert all(world.container(ct).status == "running" for ct in ("101", "102", "104"))
+
+    shown = ferry("job", "show", str(summary["job_id"]), "--format", "json", config=config)
+    detail = json.loads(shown.stdout)
+    job_calls = pve_double.world.calls[2 * discover_calls:]  # the evacuate's own discover is not a step
+    assert journaled(detail["journal"]) == served(job_calls)
+    posts = [j for j in detail["journal"] if j["kind"] == "api" and j["what"].startswith("POST ")]
+    migrations = [j for j in posts if j["what"].endswith("/migrate")]
+    assert len(migrations) == 3 and all((j["detail"]["params"].get("target") or j["detail"]["params"].get("node")) in ("pve2", "pve3")
+                                                for j in migrations)
+    started = [j for j in posts if j["what"].startswith("POST /nodes/")]
+    assert started and all(j["detail"].get("upid", "").startswith("UPID:") for j in started
+                           if not j["what"].endswith("/schedule_now") and "/ha/" not in j["what"])
+    assert all(j["status"] == 200 and j["duration_ms"] >= 0 for j in posts)
+
+    secret = pve_double.token_secret
+    database = tmp_path / "state" / "ferry.db"
+    assert database.is_file()
+    for text in (run.stdout, run.stderr, shown.stdout, shown.stderr):
+        assert secret not in text
+    assert secret.encode() not in database.read_bytes()
+    for extra in database.parent.iterdir():
+        assert secret.encode() not in extra.read_bytes(), extra
+
+
+def test_wrong_token_is_a_one_line_config_error(pve_double: PveDouble, tmp_path: Path) -> None:  # noqa: F811
+    config = write_config(tmp_path, pve_double, secret="00000000-not-the-secret")
+    result = ferry("inventory", "--format", "json", config=config, check=False)
+    assert_one_line_error(result, "proxmox.token_id", "401")
+    assert "00000000-not-the-secret" not in result.stderr + result.stdout
+    assert pve_double.world.requests[-1][2] == 401
+
+
+def test_unknown_ca_is_a_one_line_config_error(make_double, pve_double: PveDouble, tmp_path: Path) -> None:  # noqa: F811
+    other = make_double()  # another double: its CA did not sign pve_double's certificate
+    config = write_config(tmp_path, pve_double, ca_file=str(other.ca_file))
+    result = ferry("inventory", "--format", "json", config=config, check=False)
+    assert_one_line_error(result, "proxmox.ca_file", "not signed by this CA")
+    assert not pve_double.world.calls, "no request may pass an unverified TLS handshake"
+
+
+def test_unreachable_cluster_is_a_clear_error_not_a_traceback(pve_double: PveDouble, tmp_path: Path) -> None:  # noqa: F811
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    config = write_config(tmp_path, pve_double, port=closed)
+    result = ferry("inventory", "--format", "json", config=config, check=False, timeout=60)
+    assert result.returncode != 0 and not result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert "Traceback" not in result.stderr, result.stderr
+    assert len(lines) == 1 and lines[0].startswith("ferry: error: ") and "GET /cluster/resources" in lines[0]
+
+
+def test_missing_secret_file_names_the_key(pve_double: PveDouble, tmp_path: Path) -> None:  # noqa: F811
+    config = write_config(tmp_path, pve_double)
+    (tmp_path / "pve-token").unlink()
+    result = ferry("inventory", config=config, check=False)
+    assert_one_line_error(result, "proxmox.token_secret_file", "cannot read")
+    assert not pve_double.world.calls
