@@ -29,6 +29,10 @@ class Policy(BaseModel):
     # figures as {"src->dst": MB/s} override the default and are later learned from finished moves.
     default_link_mb_s: float = Field(default=1000.0, gt=0)
     link_mb_s: dict[str, float] = Field(default_factory=dict)
+    # Bandwidth budget for ferry's copies, MB/s out of one node (shared by its concurrent moves);
+    # per-node figures override the default. None: as fast as the link allows.
+    bandwidth_budget_mb_s: float | None = Field(default=None, gt=0)
+    node_bandwidth_budget_mb_s: dict[str, float] = Field(default_factory=dict)
     prefer_live: bool = True
     stop_s: float = Field(default=5.0, ge=0)
     start_s: float = Field(default=3.0, ge=0)
@@ -41,5 +45,12 @@ class Policy(BaseModel):
     cooldown_hours: float = Field(default=24.0, ge=0)
 
     def link_speed(self, src: str, dst: str) -> float:
-        """MB/s expected on the link src -> dst."""
-        return self.link_mb_s.get(f"{src}->{dst}", self.default_link_mb_s)
+        """MB/s expected on the link src -> dst (capped by the source's bandwidth budget)."""
+        speed = self.link_mb_s.get(f"{src}->{dst}", self.default_link_mb_s)
+        cap = self.move_bandwidth_cap(src)
+        return min(speed, cap) if cap else speed
+
+    def move_bandwidth_cap(self, node: str) -> float | None:
+        """MB/s one move out of ``node`` may use: the node's budget over its concurrent moves."""
+        budget = self.node_bandwidth_budget_mb_s.get(node, self.bandwidth_budget_mb_s)
+        return budget / self.max_outgoing_per_node if budget else None

@@ -155,7 +155,7 @@ class Engine:
                                   or into[move.target] >= self.policy.max_incoming_per_node * ADMISSION_DEPTH):
                 continue
             saga = MoveSaga(self.sessions, self.backend, self.settings, job_id, move.id, owner=self.owner,
-                            progress=self.progress, slots=self.slots,
+                            progress=self.progress, slots=self.slots, policy=self.policy,
                             cancelled=lambda: self._job_state(job_id) == "cancelling")
             running[pool.submit(saga.run)] = move
             busy.add(move.ct)

@@ -56,7 +56,7 @@ def render_inventory(console: Console, inv: Inventory) -> None:
         state = "offline" if not node.online else "maintenance" if node.maintenance else "online"
         table.add_row(node.name, node.platform, Text(state, style="green" if state == "online" else "red"),
                       str(load["containers"]), load_bar(load["memory"]),
-                      f"{load['cpu'] * node.cpus:.0f}/{node.cpus}", load_bar(load["disk"], 8))
+                      f"{load['cpu'] * node.cpus:.0f}/{node.cpus}", load_bar(load["disk"], 6))
     console.print(table)
 
 

@@ -38,6 +38,7 @@ from adapters.base import (
     TransientError,
     run_step,
 )
+from fleet.policy import Policy
 from service.config import EngineSection
 from service.jobs import add_journal, learn_link, release_locks
 from service.slots import TransferSlots
@@ -59,7 +60,8 @@ class MoveSaga:
 
     def __init__(self, sessions: sessionmaker[Session], backend: Backend, settings: EngineSection,
                  job_id: int, move_id: int, *, owner: str, progress: Progress | None = None,
-                 cancelled: Callable[[], bool] = lambda: False, slots: TransferSlots | None = None) -> None:
+                 cancelled: Callable[[], bool] = lambda: False, slots: TransferSlots | None = None,
+                 policy: Policy | None = None) -> None:
         self.sessions = sessions
         self.backend = backend
         self.settings = settings
@@ -69,6 +71,7 @@ class MoveSaga:
         self.progress = progress
         self.cancelled = cancelled
         self.slots = slots
+        self.policy = policy
 
     # -- store helpers -----------------------------------------------------------------------
     def _move(self) -> MoveRow:
@@ -90,6 +93,9 @@ class MoveSaga:
 
     def _spec(self, move: MoveRow) -> MoveSpec:
         options = {**move.options, "owner": f"job-{self.job_id}"}
+        cap = self.policy.move_bandwidth_cap(move.source) if self.policy else None
+        if cap:
+            options["bwlimit_mb_s"] = cap
         return MoveSpec(move.ct, move.source, move.target, move.method,  # type: ignore[arg-type]
                         move.options.get("target_ct"), options)
 

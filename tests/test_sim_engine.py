@@ -10,6 +10,7 @@ import pytest
 from adapters.sim.audit import audit_world, statuses
 from adapters.sim.world import WorldFile
 from fleet.plan import Goal, Move, Plan
+from fleet.policy import Policy
 from service.jobs import JobConflict, create_job, job_detail
 from service.runtime import Runtime
 from tests.conftest import sim_config
@@ -126,3 +127,13 @@ def test_learned_throughput_feeds_the_policy(sim_runtime: Runtime) -> None:
     run(sim_runtime, make_plan([("104", "c", "restart")]))
     learned = sim_runtime.policy().link_mb_s
     assert set(learned) == {"a->c"} and 10 < learned["a->c"] < 1000
+
+
+def test_bandwidth_budget_slows_copies_to_the_budget(tmp_path: Path) -> None:
+    rt = Runtime(sim_config(tmp_path).model_copy(update={"policy": Policy(
+        max_outgoing_per_node=1, node_bandwidth_budget_mb_s={"a": 100.0})}))
+    _, result = run(rt, make_plan([("104", "c", "restart")]))
+    figures = moves_by_ct(result["detail"])["104"]["figures"]
+    observed = figures["bytes"] / 1048576 / figures["transfer_s"]
+    assert 60 < observed <= 101, observed  # the NIC could do 1000 MB/s; the budget says 100
+    assert rt.policy().link_speed("a", "c") <= 100

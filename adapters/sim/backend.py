@@ -267,8 +267,9 @@ class SimBackend(Backend):
             into = max(1, self._active[f"in:{spec.target}"])
         nodes = world["nodes"]
         factor = world.get("link_factor", {}).get(f"{spec.source}->{spec.target}", 1.0)
-        mb_s = min(nodes[spec.source]["nic_mb_s"] / out, nodes[spec.target]["nic_mb_s"] / into)
-        return max(1.0, mb_s * factor * MB)
+        mb_s = min(nodes[spec.source]["nic_mb_s"] / out, nodes[spec.target]["nic_mb_s"] / into) * factor
+        cap = spec.options.get("bwlimit_mb_s")  # the operator's budget (rsync --bwlimit)
+        return max(1.0, min(mb_s, cap) if cap else mb_s) * MB
 
     def _transfer(self, spec: MoveSpec, nbytes: int, ctx: StepContext, fault_step: str) -> float:
         """Move ``nbytes`` over the link; returns simulated seconds taken."""
