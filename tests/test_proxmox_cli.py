@@ -16,6 +16,7 @@ from pathlib import Path
 
 from fleet.snapshot import dump_inventory, parse_inventory
 from tests.pvedouble.fixtures import make_double, pve_double, small_fleet  # noqa: F401 - fixtures
+from tests.pvedouble.model import ReplicationJob
 from tests.pvedouble.server import PveDouble
 from tests.test_cli import MOVE_KEYS, PLAN_KEYS, SCORE_KEYS, assert_one_line_error, ferry
 
@@ -112,6 +113,11 @@ def test_evacuate_journals_every_api_call_without_the_secret(pve_double: PveDoub
     world = pve_double.world.snapshot()
     assert not [c.id for c in world.containers if c.node == "pve1"]
     assert all(world.container(ct).status == "running" for ct in ("101", "102", "104"))
+    # Cleanup leaves no presync replication job behind; the HA resource follows its CT.
+    assert not pve_double.world.replication
+    ha = pve_double.world.ha["ct:102"]
+    assert (ha.state, ha.current, ha.request) == ("started", "started", None)
+    assert world.container("102").ha and world.container("102").node != "pve1"
 
     shown = ferry("job", "show", str(summary["job_id"]), "--format", "json", config=config)
     detail = json.loads(shown.stdout)
@@ -134,6 +140,29 @@ def test_evacuate_journals_every_api_call_without_the_secret(pve_double: PveDoub
     assert secret.encode() not in database.read_bytes()
     for extra in database.parent.iterdir():
         assert secret.encode() not in extra.read_bytes(), extra
+
+
+def test_dump_move_with_zero_retention_purges_the_source(pve_double: PveDouble, tmp_path: Path) -> None:  # noqa: F811
+    """retention_hours = 0: cleanup destroys the verified move's source with purge=1, which also
+    drops the replication jobs that named it; nothing refers to the old VMID afterwards."""
+    config = write_config(tmp_path, pve_double)
+    config.write_text(config.read_text() + "retention_hours = 0\n", encoding="utf-8")
+    world = pve_double.world
+    world.replication["104-0"] = ReplicationJob("104-0", 104, "pve3", "pve1", comment="operator's own job")
+    plan = json.loads(ferry("plan", "evacuate", "pve1", "--format", "json", config=config).stdout)
+    plan["moves"] = [{**m, "method": "dump", "after": [], "wave": 0} for m in plan["moves"] if m["ct"] == "104"]
+    plan["goal"] = {"kind": "rebalance", "nodes": []}  # one move of the evacuation, as a plan of its own
+    saved = tmp_path / "plan.json"
+    saved.write_text(json.dumps(plan), encoding="utf-8")
+    summary = json.loads(ferry("run", str(saved), "--yes", "--format", "json", config=config).stdout)
+    assert summary["state"] == "succeeded", summary
+    final = world.snapshot()
+    copies = [c for c in final.containers if "ferry-from-104" in c.tags]
+    assert len(copies) == 1 and copies[0].status == "running" and copies[0].node == plan["moves"][0]["to"]
+    assert "104" not in {c.id for c in final.containers}, "the retired source must be gone"
+    assert not world.replication
+    destroyed = [c for c in world.calls if c["method"] == "DELETE" and c["path"] == "/nodes/pve1/lxc/104"]
+    assert len(destroyed) == 1 and destroyed[0]["params"] == {"purge": "1"}
 
 
 def test_wrong_token_is_a_one_line_config_error(pve_double: PveDouble, tmp_path: Path) -> None:  # noqa: F811

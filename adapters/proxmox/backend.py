@@ -94,16 +94,7 @@ class ProxmoxBackend(Backend):
         self._path(spec).rollback(self._mc(spec, ctx))
 
     def purge_expired(self, ctx: StepContext, now: float | None = None) -> list[int]:
-        """Destroy retired sources whose retention ended and whose restored copy still runs."""
-        api, now = Api(self.client, ctx.journal), time.time() if now is None else now
-        cts = observe.guests(api)
-        purged = []
-        for place in cts.values():
-            until = [int(t[len(dump.RETIRED_PREFIX):]) for t in place.tags
-                     if t.startswith(dump.RETIRED_PREFIX) and t[len(dump.RETIRED_PREFIX):].isdigit()]
-            copy = next((p for p in cts.values() if dump.marker(str(place.vmid)) in p.tags), None)
-            if until and until[0] <= now and place.status == "stopped" and copy and copy.status == "running":
-                mc = MoveContext(api, self.settings, MoveSpec(str(place.vmid), place.node, copy.node), ctx)
-                mc.run(api.delete(f"/nodes/{place.node}/lxc/{place.vmid}", purge=1))
-                purged.append(place.vmid)
-        return purged
+        """Destroy retired sources whose retention ended and whose restored copy still runs
+        (for a periodic job; a move with ``retention_hours = 0`` purges its own in cleanup)."""
+        api = Api(self.client, ctx.journal)
+        return dump.purge_retired(api, self.settings, ctx, time.time() if now is None else now)

@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import time
 
-from adapters.base import Check, PermanentError, TransientError
+from adapters.base import Check, MoveSpec, PermanentError, StepContext, TransientError
 from adapters.proxmox import observe
-from adapters.proxmox.client import ApiFailure
+from adapters.proxmox.client import Api, ApiFailure
 from adapters.proxmox.guestops import MoveContext, ensure_power, wait_unlocked
 from adapters.proxmox.migrate import target_checks, target_storage
 from adapters.proxmox.observe import Placement
+from adapters.proxmox.settings import ProxmoxSettings
 
 RETIRED_PREFIX = "ferry-retired-"
 
@@ -164,13 +165,46 @@ def verify(mc: MoveContext) -> None:
 
 
 def cleanup(mc: MoveContext) -> None:
-    """Keep the stopped source until retention ends: tag it ferry-retired-<epoch>."""
+    """Keep the stopped source until retention ends: tag it ferry-retired-<epoch>. With
+    ``retention_hours = 0`` the source is destroyed at once, by the same guarded purge
+    (the copy must still run), so the retention tag also covers a crash between the two."""
     source = observe.locate(mc.api, mc.vmid)
-    if source is None or any(t.startswith(RETIRED_PREFIX) for t in source.tags):
+    if source is None:
         return
-    ensure_power(mc, source.node, mc.vmid, "stopped")
-    until = int(time.time() + mc.settings.retention_hours * 3600)
-    mc.api.put(f"/nodes/{source.node}/lxc/{mc.vmid}/config", tags=";".join([*source.tags, f"{RETIRED_PREFIX}{until}"]))
+    if not any(t.startswith(RETIRED_PREFIX) for t in source.tags):
+        ensure_power(mc, source.node, mc.vmid, "stopped")
+        until = int(time.time() + mc.settings.retention_hours * 3600)
+        mc.api.put(f"/nodes/{source.node}/lxc/{mc.vmid}/config",
+                   tags=";".join([*source.tags, f"{RETIRED_PREFIX}{until}"]))
+    if mc.settings.retention_hours == 0:
+        purge_retired(mc.api, mc.settings, mc.ctx, time.time(), only=mc.vmid)
+
+
+def retired_until(place: Placement) -> int | None:
+    """The epoch a retired source may be destroyed after (its ferry-retired-<epoch> tag)."""
+    until = [int(t[len(RETIRED_PREFIX):]) for t in place.tags
+             if t.startswith(RETIRED_PREFIX) and t[len(RETIRED_PREFIX):].isdigit()]
+    return until[0] if until else None
+
+
+def purge_retired(api: Api, settings: ProxmoxSettings, ctx: StepContext, now: float,
+                  only: int | None = None) -> list[int]:
+    """Destroy retired sources whose retention ended, only while their restored copy runs.
+    ``purge=1``: Proxmox also drops the CT from replication jobs, backup jobs and HA resources
+    (pve-container API2/LXC.pm destroy_vm), so nothing refers to the vanished VMID."""
+    cts = observe.guests(api)
+    purged = []
+    for place in cts.values():
+        until = retired_until(place)
+        if until is None or until > now or place.status != "stopped" or only not in (None, place.vmid):
+            continue
+        copy = next((p for p in cts.values() if marker(str(place.vmid)) in p.tags), None)
+        if copy is not None and copy.status == "running":
+            mc = MoveContext(api, settings, MoveSpec(str(place.vmid), place.node, copy.node), ctx)
+            mc.run(api.delete(f"/nodes/{place.node}/lxc/{place.vmid}", purge=1))
+            mc.event("purged retired source", vmid=place.vmid, node=place.node, copy=copy.vmid)
+            purged.append(place.vmid)
+    return purged
 
 
 def rollback(mc: MoveContext) -> None:
