@@ -20,6 +20,7 @@ from adapters.base import BackendError
 from fleet.errors import InputError
 from fleet.model import Inventory
 from fleet.plan import Plan
+from fleet.policy import Policy
 from fleet.snapshot import dump_inventory, load_inventory, read_document, validate_model
 from planners import place, plan_drain, plan_evacuate, plan_rebalance
 from service import render
@@ -72,6 +73,13 @@ def current_inventory(ctx: typer.Context, snapshot: Path | None = None) -> Inven
     return load_inventory(snapshot) if snapshot else runtime(ctx).backend.discover()
 
 
+def planning_policy(ctx: typer.Context, snapshot: Path | None) -> Policy:
+    """Offline plans use the config's policy alone, so the same snapshot always gives the same
+    plan; live plans add link speeds learned from finished moves."""
+    rt = runtime(ctx)
+    return rt.config.policy if snapshot else rt.policy()
+
+
 # -- inventory and plans -------------------------------------------------------------------------
 @app.command()
 def inventory(ctx: typer.Context, fmt: FormatOpt = Format.table) -> None:
@@ -99,7 +107,7 @@ def plan_evacuate_cmd(ctx: typer.Context, nodes: list[str], snapshot: InventoryO
                       out: OutOpt = None, fmt: FormatOpt = Format.table) -> None:
     """Give every container on NODES a destination (nothing else moves)."""
     inv = current_inventory(ctx, snapshot)
-    show_plan(plan_evacuate(inv, nodes, runtime(ctx).policy()), inv, fmt, out)
+    show_plan(plan_evacuate(inv, nodes, planning_policy(ctx, snapshot)), inv, fmt, out)
 
 
 @plan_app.command("drain")
@@ -107,7 +115,7 @@ def plan_drain_cmd(ctx: typer.Context, nodes: list[str], snapshot: InventoryOpt 
                    out: OutOpt = None, fmt: FormatOpt = Format.table) -> None:
     """Like evacuate, for maintenance: the moves are later fitted into windows."""
     inv = current_inventory(ctx, snapshot)
-    show_plan(plan_drain(inv, nodes, runtime(ctx).policy()), inv, fmt, out)
+    show_plan(plan_drain(inv, nodes, planning_policy(ctx, snapshot)), inv, fmt, out)
 
 
 @plan_app.command("rebalance")
@@ -122,7 +130,7 @@ def plan_rebalance_cmd(
     inv = current_inventory(ctx, snapshot)
     overrides = {k: v for k, v in {"aggressiveness": aggressiveness, "max_moves": max_moves,
                                    "min_gain": min_gain}.items() if v is not None}
-    policy = rt.policy().model_copy(update=overrides)
+    policy = planning_policy(ctx, snapshot).model_copy(update=overrides)
     moved, now = rt.cooldown_inputs() if snapshot is None else ({}, None)
     show_plan(plan_rebalance(inv, policy, last_moved=moved, now=now), inv, fmt, out)
 
@@ -134,7 +142,7 @@ def plan_place_cmd(
     storage: str | None = None, snapshot: InventoryOpt = None, fmt: FormatOpt = Format.table,
 ) -> None:
     """The best node for a new container."""
-    result = place(current_inventory(ctx, snapshot), runtime(ctx).policy(), cpus=cpus, memory_mb=memory,
+    result = place(current_inventory(ctx, snapshot), planning_policy(ctx, snapshot), cpus=cpus, memory_mb=memory,
                    disk_gb=disk, storage=storage).to_dict()
     if fmt is Format.json:
         emit_json(result)

@@ -132,3 +132,25 @@ def test_without_yes_and_without_a_terminal_nothing_runs(tmp_path: Path) -> None
 @pytest.mark.parametrize("command", [("job", "show", "42"), ("job", "cancel", "42")])
 def test_unknown_job_is_one_line_exit_2(tmp_path: Path, command: tuple[str, ...]) -> None:
     assert_one_line_error(ferry(*command, config=write_config(tmp_path), check=False), "job=42")
+
+
+def test_a_saved_plan_runs_as_is_or_is_refused_when_the_fleet_drifted(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    plan_file = tmp_path / "plan.json"
+    ferry("plan", "evacuate", "a", "--out", str(plan_file), "--format", "json", config=config)
+    stale = tmp_path / "stale.json"
+    plan = json.loads(plan_file.read_text())
+    moved = plan["moves"][0]["ct"]
+    stale.write_text(json.dumps({**plan, "moves": [{**plan["moves"][0], "from": "b"}]}))
+    result = ferry("run", str(stale), "--yes", config=config, check=False)
+    assert_one_line_error(result, "fleet changed", f"container {moved} is now on a")
+    summary = json.loads(ferry("run", str(plan_file), "--yes", "--format", "json", config=config).stdout)
+    assert summary["state"] == "succeeded" and summary["counts"] == {"succeeded": len(plan["moves"])}
+    result = ferry("run", str(plan_file), "--yes", config=config, check=False)  # already done: drifted
+    assert_one_line_error(result, "fleet changed")
+
+
+def test_offline_planning_writes_nothing(tmp_path: Path) -> None:
+    ferry("plan", "evacuate", "a", "--inventory", str(SMALL_FLEET), "--format", "json", cwd=tmp_path)
+    ferry("plan", "rebalance", "--inventory", str(SMALL_FLEET), "--format", "json", cwd=tmp_path)
+    assert list(tmp_path.iterdir()) == []

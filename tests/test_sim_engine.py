@@ -137,3 +137,15 @@ def test_bandwidth_budget_slows_copies_to_the_budget(tmp_path: Path) -> None:
     observed = figures["bytes"] / 1048576 / figures["transfer_s"]
     assert 60 < observed <= 101, observed  # the NIC could do 1000 MB/s; the budget says 100
     assert rt.policy().link_speed("a", "c") <= 100
+
+
+def test_a_move_waits_for_its_after_and_is_skipped_when_that_fails(tmp_path: Path) -> None:
+    rt = Runtime(sim_config(tmp_path, faults=[{"kind": "fail", "step": "verify", "ct": "104", "remaining": 1}]))
+    plan = make_plan([("104", "c", "restart"), ("105", "c", "restart"), ("103", "b", "restart")])
+    plan.moves[1].after = ["104"]
+    _, result = run(rt, plan)
+    moves = moves_by_ct(result["detail"])
+    assert moves["104"]["state"] == "rolled_back"
+    assert moves["105"]["state"] == "skipped" and "104" in moves["105"]["message"]
+    assert moves["103"]["state"] == "succeeded"
+    assert audit_world(world_file(rt)) == []
