@@ -30,6 +30,7 @@ from adapters.base import BackendError
 from fleet.errors import InputError
 from fleet.model import Inventory
 from fleet.plan import Plan
+from fleet.policy import Policy
 from fleet.snapshot import dump_inventory, key_path, parse_inventory, validate_model
 from planners import place, plan_drain, plan_evacuate, plan_rebalance
 from service.config import Config
@@ -112,6 +113,12 @@ def _inventory(rt: Runtime, body: _Body) -> Inventory:
     if body.inventory is not None:
         return parse_inventory(body.inventory, source="inventory")
     return rt.backend.discover()
+
+
+def _policy(rt: Runtime, body: _Body) -> Policy:
+    """As the CLI: an offline plan uses the configured policy alone (same snapshot, same plan);
+    a live one adds link speeds learned from finished moves."""
+    return rt.config.policy if body.inventory is not None else rt.policy()
 
 
 def _detail(rt: Runtime, job_id: int) -> dict[str, Any]:
@@ -212,25 +219,25 @@ def create_app(runtime: Runtime, *, token: str | None = None) -> FastAPI:
     @app.post("/v1/plans/evacuate", tags=["plans"], dependencies=auth)
     def plan_evacuate_route(body: NodesBody) -> Response:
         """Give every container on ``nodes`` a destination (contracts/plan.md)."""
-        return _json_bytes(plan_evacuate(_inventory(rt, body), body.nodes, rt.policy()).to_json())
+        return _json_bytes(plan_evacuate(_inventory(rt, body), body.nodes, _policy(rt, body)).to_json())
 
     @app.post("/v1/plans/drain", tags=["plans"], dependencies=auth)
     def plan_drain_route(body: NodesBody) -> Response:
         """Like evacuate, for maintenance."""
-        return _json_bytes(plan_drain(_inventory(rt, body), body.nodes, rt.policy()).to_json())
+        return _json_bytes(plan_drain(_inventory(rt, body), body.nodes, _policy(rt, body)).to_json())
 
     @app.post("/v1/plans/rebalance", tags=["plans"], dependencies=auth)
     def plan_rebalance_route(body: RebalanceBody) -> Response:
         """Spread load with few, cheap moves; knobs override the configured policy."""
         knobs = body.model_dump(exclude_none=True, exclude={"inventory"})
-        policy = rt.policy().model_copy(update=knobs)
+        policy = _policy(rt, body).model_copy(update=knobs)
         moved, now = rt.cooldown_inputs() if body.inventory is None else ({}, None)
         return _json_bytes(plan_rebalance(_inventory(rt, body), policy, last_moved=moved, now=now).to_json())
 
     @app.post("/v1/plans/place", tags=["plans"], dependencies=auth)
     def plan_place_route(body: PlaceBody) -> dict[str, Any]:
         """The best node for a new container."""
-        return place(_inventory(rt, body), rt.policy(), cpus=body.cpus, memory_mb=body.memory,
+        return place(_inventory(rt, body), _policy(rt, body), cpus=body.cpus, memory_mb=body.memory,
                      disk_gb=body.disk, storage=body.storage).to_dict()
 
     _add_job_routes(app, rt, auth)
