@@ -260,6 +260,8 @@ def _add_job_routes(app: FastAPI, rt: Runtime, auth: list[Any]) -> None:
         """Store a reviewed plan as a job, after re-validating it against the live fleet (409 with
         ``changes`` when the fleet drifted). ``approve`` lets the worker run it."""
         plan = validate_model(Plan, body.plan, source="plan")
+        if not plan.moves:
+            raise InputError("plan.moves", [], "the plan moves nothing: there is no job to run")
         problems = rt.drift(plan, rt.backend.discover())
         if problems:
             raise ApiError(status.HTTP_409_CONFLICT, InputError(

@@ -138,6 +138,7 @@ def test_plans_are_the_same_bytes_as_the_cli_prints(tmp_path: Path) -> None:
     ("post", "/v1/plans/evacuate", {"nodes": ["a"], "inventory": {"nodes": "x"}}, 400, "inventory: "),
     ("post", "/v1/jobs", {"plan": {"version": 2}}, 400, "plan: version=2"),
     ("post", "/v1/jobs", {"approve": True}, 400, "plan=None: is required"),
+    ("post", "/v1/jobs", {"plan": hand_plan([])}, 400, "plan.moves=[]: the plan moves nothing"),
     ("get", "/v1/jobs/999", None, 404, "job=999: no such job"),
     ("post", "/v1/jobs/999/cancel", None, 404, "job=999: no such job"),
     ("get", "/v1/jobs?limit=0", None, 400, "limit='0'"),
@@ -256,8 +257,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_ferry_serve_answers_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+def test_ferry_serve_answers_runs_a_job_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     config = write_config(tmp_path)
+    config.write_text(config.read_text() + "[schedule]\npoll_s = 0.2\n")
     port = free_port()
     env = {**os.environ, "FERRY_API_TOKEN": TOKEN}
     proc = subprocess.Popen([FERRY, "--config", str(config), "serve", "--port", str(port)], env=env,
@@ -273,6 +275,11 @@ def test_ferry_serve_answers_and_stops_cleanly_on_sigterm(tmp_path: Path) -> Non
         wait_for(healthy, timeout=30)
         assert httpx.get(f"{base}/v1/jobs", timeout=5).status_code == 401
         assert httpx.get(f"{base}/v1/jobs", headers=AUTH, timeout=5).json() == []
+        created = httpx.post(f"{base}/v1/jobs", headers=AUTH, timeout=30,
+                             json={"plan": hand_plan(EMPTY_A[2:3]), "approve": True})
+        assert created.status_code == 201, created.text
+        job_url = f"{base}/v1/jobs/{created.json()['id']}"
+        wait_for(lambda: httpx.get(job_url, headers=AUTH, timeout=5).json()["state"] == "succeeded")
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
     finally:
