@@ -75,7 +75,7 @@ def test_live_move_keeps_source_area(lab, backend):
     assert "101.conf.migrated" in lab.nodes["n1"].run("ls /etc/vz/conf")
     assert any(e.what[:2] == ["vzmigrate", "--live"] and "-r" in e.what for e in out.journal
                if isinstance(e.what, list))
-    assert all(e.status is not None for e in out.journal)
+    assert all(e.status is not None for e in out.journal if e.kind == "command")
     lab.nodes["n2"].run("vzctl stop 101 && vzctl destroy 101")
 
 
@@ -96,22 +96,19 @@ def test_live_refused_falls_back_to_copy(lab, backend):
     lab.nodes["n2"].run("vzctl stop 102 && vzctl destroy 102")
 
 
-@pytest.mark.xfail(reason="held connections to the new address still fail in the lab "
-                   "(forwarder splice after the destination comes up); under investigation",
-                   strict=False)
-def test_ip_change_with_forwarding_zero_failures(lab, backend, tmp_path):
+def test_ip_change_with_forwarding_zero_failures(lab, tmp_path):
     hook_log = tmp_path / "dns.log"
     hook = tmp_path / "dns-hook"
     hook.write_text(f"#!/bin/sh\necho \"$@\" >> {hook_log}\n")
     hook.chmod(0o755)
-    be = create_backend(lab.settings(forward_seconds=60, retention_hours=0,
+    be = create_backend(lab.settings(forward_seconds=8, retention_hours=0,
                                      dns_hook=[str(hook)]))
     start(lab, "n1", "103", "10.77.0.103", files=300, writer=True)
     probe = Prober(lab, "10.77.0.103")
     time.sleep(0.3)
     spec = MoveSpec(ct="103", source="n1", target="n2", target_ct="203",
                     options={"ips": ["10.77.0.203"], "hostname": "web-new"})
-    out = drive(be, spec)
+    out = drive(be, spec)  # its cleanup retires the source area (retention 0), forwarding stays
     time.sleep(0.5)
     seen = probe.stop()
     print(f"\nIP change: service gap {seen['gap_s']} s (slowest answer {seen['slowest_s']} s), "
@@ -120,8 +117,17 @@ def test_ip_change_with_forwarding_zero_failures(lab, backend, tmp_path):
     assert seen["ok"] > 20
     assert hook_log.read_text().split() == ["10.77.0.103", "10.77.0.203"]
     assert "HOSTNAME=\"web-new\"" in lab.nodes["n2"].run("cat /etc/vz/conf/203.conf")
+    n1 = lab.nodes["n1"]
+    assert "103" not in n1.run("ls /var/lib/vz/private/ /etc/vz/conf/")  # retired (retention 0)
+    assert "ferry-ct-103" in n1.run("iptables -t nat -S")
+    # the forwarders expire on their own (no ferry needed), taking rules and old address along
+    deadline = time.monotonic() + 20
+    while "ferry-ct-103" in n1.run("iptables -t nat -S") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "ferry-ct-103" not in n1.run("iptables -t nat -S")
+    assert "10.77.0.103" not in n1.run("ip -o addr show")
     be.cleanup(out.spec, StepContext())
-    assert "ferry-ct-103" not in lab.nodes["n1"].run("iptables -t nat -S")
+    assert "103" not in n1.run("ls /var/lib/ferry/").split()
     be.close()
     lab.nodes["n2"].run("vzctl stop 203 && vzctl destroy 203")
 

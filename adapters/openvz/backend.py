@@ -37,8 +37,19 @@ from adapters.openvz.ssh import Shell
 from fleet.model import Inventory
 
 _REFUSED = {14, 16, 17, 18, 8}  # vzmigrate: no CPT, ploop, CPT version, CPU, checkpoint failed
+# Probe TCP ports from a node until they answer (bounded: 200 tries, >= 4 s).
 _WAIT_PORT = ('for i in $(seq 200); do socat -u OPEN:/dev/null TCP:"$1":"$2",connect-timeout=0.5 '
               '2>/dev/null && exit 0; sleep 0.02; done; exit 1')
+# Destination switch: $1 CTID, $2 rule tag, IP:PORT... to wait for, "--", the IPs to announce.
+# Start, wait (bounded, 1500 tries) until each port answers, drop the gate, arping -U.
+_START = ('ct=$1 TAG=$2 STATE=/nonexistent; shift 2; vzctl start "$ct" || exit $?; '
+          'while [ "$1" != "--" ]; do ip=${1%:*} port=${1##*:}; shift; i=0; '
+          'until socat -u OPEN:/dev/null TCP:"$ip":"$port",connect-timeout=0.5 2>/dev/null; do '
+          'i=$((i + 1)); [ $i -lt 1500 ] || exit 3; sleep 0.02; done; done; shift; ips="$*"; '
+          + forwarding.TEARDOWN + '; for ip in $ips; do '
+          'dev=$(ip -o -4 addr show to "$ip/32" | awk \'{print $2; exit}\'); '
+          '[ -n "$dev" ] && arping -q -U -c 1 -I "$dev" "$ip" </dev/null >/dev/null 2>&1 & '
+          'done; true')
 
 
 class OpenVZBackend(Backend):
@@ -134,6 +145,11 @@ class OpenVZBackend(Backend):
         if self._status(spec.target, spec.dest_ct, ctx) == "running":
             if self._status(spec.source, spec.ct, ctx) == "running":
                 raise PermanentError(f"CT {spec.ct} runs on both {spec.source} and {spec.target}")
+            if spec.method != "live":  # a resumed cutover: finish the tail of the switch
+                conf = self._source_conf(spec, ctx)
+                old_ips, new_ips = inventory.ips_of(conf), self._new_ips(spec, conf)
+                self._after_switch(spec, bool(old_ips) and new_ips != old_ips, old_ips, new_ips,
+                                   ctx)
             return
         if spec.method == "live":
             return self._live(spec, ctx)
@@ -158,58 +174,106 @@ class OpenVZBackend(Backend):
         raise PermanentError(why)
 
     def _restart(self, spec: MoveSpec, ctx: StepContext) -> None:
+        """Hold clients, stop the source, copy the rest, start the destination, release clients.
+
+        Everything that does not need the source stopped (destination config, the hold/gate
+        rules, the forwarders) happens before the stop, so the downtime is the final delta plus
+        the start. Level-triggered: after a crash the source may already be stopped; the ports
+        and the hold were recorded on the source node (``<state>/ports``) and are read back.
+        """
         conf = self._source_conf(spec, ctx)
         old_ips, new_ips = inventory.ips_of(conf), self._new_ips(spec, conf)
         changed = bool(old_ips) and new_ips != old_ips
         state = self._state(spec)
-        stopped_at = time.monotonic()
-        ports: list[int] = []
         if self._status(spec.source, spec.ct, ctx) == "running":
-            ports = self._ports(spec, old_ips, ctx)
-            kept = forwarding.where(self.shell, spec.source, old_ips[0], ctx.journal) if old_ips else None
-            if ports and changed:
-                forwarding.start_forwarders(self.shell, spec.source, spec.ct, state, old_ips[0],
-                                            new_ips[0], ports, self.settings.forward_seconds,
-                                            ctx.journal)
-            elif ports:
-                forwarding.pause_new_connections(self.shell, spec.source, spec.ct, old_ips[0],
-                                                 ports, ctx.journal)
-            if ports:
-                time.sleep(0.1)  # let requests already inside the container finish
+            if spec.method != "dump":
+                self._stage_config(spec, new_ips, ctx)
+            ports = self._hold_clients(spec, old_ips, new_ips, changed, ctx)
             stopped_at = time.monotonic()
             self._run(spec.source, ["vzctl", "stop", spec.ct], ctx)
-            if changed and ports and kept:
+            kept = self._read_state(spec, "kept", ctx).split()
+            if changed and ports and len(kept) == 1:
                 forwarding.keep_old_address(self.shell, spec.source, state, old_ips[0], kept[0],
                                             ctx.journal)
+        else:
+            stopped_at = time.monotonic()
+            ports = [int(p) for p in self._read_state(spec, "ports", ctx).split()]
         self._copy(spec, conf, new_ips, ctx)
-        self._run(spec.target, ["vzctl", "start", spec.dest_ct], ctx)
-        self._announce(spec.target, new_ips, ctx)
-        for port in ports:
-            self._run(spec.target, ["sh", "-c", _WAIT_PORT, "ferry", new_ips[0], str(port)], ctx,
-                      timeout=30)
+        if self._marker(spec, "source_running", ctx):  # a stopped container stays stopped
+            self._start_destination(spec, new_ips, ports, ctx)
         ctx.figures["downtime_s"] = time.monotonic() - stopped_at
-        if ports and not changed:  # the address lives on the new node now
-            forwarding.stop_forwarders(self.shell, spec.source, spec.ct, state, ctx.journal)
-        self._run(spec.source, ["mv", "-f", f"/etc/vz/conf/{spec.ct}.conf",
-                                f"/etc/vz/conf/{spec.ct}.conf.migrated"], ctx, check=False)
+        self._after_switch(spec, changed, old_ips, new_ips, ctx)
+
+    def _read_state(self, spec: MoveSpec, name: str, ctx: StepContext) -> str:
+        res = self._run(spec.source, ["cat", f"{self._state(spec)}/{name}"], ctx, check=False)
+        return res.out if res.ok else ""
+
+    def _hold_clients(self, spec: MoveSpec, old_ips: list[str], new_ips: list[str],
+                      changed: bool, ctx: StepContext) -> list[int]:
+        """Make new clients wait instead of failing while nothing serves (forwarding.py)."""
+        ports = self._ports(spec, old_ips, ctx)
+        kept = forwarding.where(self.shell, spec.source, old_ips[0], ctx.journal) if old_ips else None
+        record = 'printf "%s\\n" "$2" > "$1/ports"; printf "%s\\n" "$3" > "$1/kept"'
+        self._run(spec.source, ["sh", "-c", record, "ferry", self._state(spec),
+                                " ".join(map(str, ports)), kept[0] if kept else ""], ctx)
+        if not ports:
+            return ports
         if changed:
+            forwarding.start_forwarders(self.shell, spec.source, spec.ct, self._state(spec),
+                                        old_ips[0], new_ips[0], ports,
+                                        self.settings.forward_seconds,
+                                        self.settings.hold_seconds, ctx.journal)
+        else:
+            forwarding.gate(self.shell, spec.target, spec.ct, new_ips[0], ports, ctx.journal)
+            forwarding.gate(self.shell, spec.source, spec.ct, old_ips[0], ports, ctx.journal)
+        time.sleep(0.05)  # let requests already inside the container finish
+        return ports
+
+    def _start_destination(self, spec: MoveSpec, ips: list[str], ports: list[int],
+                           ctx: StepContext) -> None:
+        """Start, wait until every port answers on the node, open the gate, announce (one call:
+        each SSH round trip here is downtime)."""
+        targets = [f"{ips[0]}:{port}" for port in ports] if ips else []
+        self._run(spec.target, ["sh", "-c", _START, "ferry", spec.dest_ct, forwarding.tag(spec.ct),
+                                *targets, "--", *ips], ctx, timeout=60)
+
+    def _after_switch(self, spec: MoveSpec, changed: bool, old_ips: list[str],
+                      new_ips: list[str], ctx: StepContext) -> None:
+        """Idempotent tail of the switch, also run when a resumed cutover finds it done."""
+        if not changed:  # the address lives on the new node now: no pause rules on the old one
+            forwarding.stop_forwarders(self.shell, spec.source, spec.ct, self._state(spec),
+                                       ctx.journal)
+        forwarding.remove_rules(self.shell, spec.target, spec.ct, ctx.journal)
+        self._run(spec.source, ["sh", "-c", '[ ! -f "$1" ] || mv -f "$1" "$1.migrated"', "ferry",
+                                f"/etc/vz/conf/{spec.ct}.conf"], ctx)
+        if changed and not self._marker(spec, "dns_done", ctx):
             self._dns_hook(old_ips[0], new_ips[0], ctx)
+            self._run(spec.source, ["touch", f"{self._state(spec)}/dns_done"], ctx)
+
+    def _stage_config(self, spec: MoveSpec, new_ips: list[str], ctx: StepContext) -> None:
+        """The destination config: the source's, with the new id's IPs and hostname."""
+        text = self._run(spec.source, ["sh", "-c", 'cat "$1" 2>/dev/null || cat "$1.migrated"',
+                                       "ferry", f"/etc/vz/conf/{spec.ct}.conf"], ctx).out
+        self._run(spec.target, ["sh", "-c", 'mkdir -p "${1%/*}" && cat > "$1"', "ferry",
+                                f"/etc/vz/conf/{spec.dest_ct}.conf"], ctx, stdin=text.encode())
+        self._stage_ips(spec, new_ips, ctx)
 
     def _copy(self, spec: MoveSpec, conf: dict[str, str], new_ips: list[str], ctx: StepContext) -> None:
-        """Bring data and config over; the destination config gets the new id, IPs, hostname."""
+        """Bring the data over (final rsync, or vzdump archive); config staged if missing."""
         if spec.method == "dump":
             if self._status(spec.target, spec.dest_ct, ctx) == "absent":
                 transfer.dump_and_restore(self.shell, self.settings, spec.source, spec.target,
                                           spec.ct, spec.dest_ct, ctx.journal)
-        else:
-            transfer.rsync_once(self.shell, self.settings, spec.source, spec.target,
-                                self._private(conf, spec.ct), self._private(None, spec.dest_ct),
-                                ctx.journal)
-            text = self._run(spec.source, ["sh", "-c", 'cat "$1" 2>/dev/null || cat "$1.migrated"',
-                                           "ferry", f"/etc/vz/conf/{spec.ct}.conf"], ctx).out
-            self._run(spec.target, ["sh", "-c", 'cat > "$1"', "ferry",
-                                    f"/etc/vz/conf/{spec.dest_ct}.conf"], ctx,
-                      stdin=text.encode())
+            self._stage_ips(spec, new_ips, ctx)
+            return
+        transfer.rsync_once(self.shell, self.settings, spec.source, spec.target,
+                            self._private(conf, spec.ct), self._private(None, spec.dest_ct),
+                            ctx.journal)
+        if self._status(spec.target, spec.dest_ct, ctx) == "absent":
+            self._stage_config(spec, new_ips, ctx)
+
+    def _stage_ips(self, spec: MoveSpec, new_ips: list[str], ctx: StepContext) -> None:
+        """vzctl set --ipdel all --ipadd ... [--hostname] --save (vzctl(8))."""
         argv = ["vzctl", "set", spec.dest_ct, "--ipdel", "all"]
         for ip in new_ips:
             argv += ["--ipadd", ip]
@@ -223,12 +287,6 @@ class OpenVZBackend(Backend):
         res = self._run(spec.source, ["vzctl", "exec", spec.ct, "cat", "/proc/net/tcp"], ctx,
                         check=False)
         return forwarding.listening_ports(res.out, ips) if res.ok else []
-
-    def _announce(self, node: str, ips: list[str], ctx: StepContext) -> None:
-        script = ('for ip in "$@"; do dev=$(ip -o -4 addr show to "$ip/32" | awk \'{print $2; exit}\'); '
-                  '[ -n "$dev" ] && arping -q -U -c 1 -I "$dev" "$ip" </dev/null >/dev/null 2>&1 & '
-                  'done; true')
-        self._run(node, ["sh", "-c", script, "ferry", *ips], ctx)
 
     def _dns_hook(self, old: str, new: str, ctx: StepContext) -> None:
         if not self.settings.dns_hook:
@@ -244,40 +302,59 @@ class OpenVZBackend(Backend):
                                  duration_ms=(time.monotonic() - started) * 1000))
 
     def verify(self, spec: MoveSpec, ctx: StepContext) -> None:
-        if self._status(spec.target, spec.dest_ct, ctx) != "running":
-            raise PermanentError(f"CT {spec.dest_ct} is not running on {spec.target}")
+        """The destination runs (if the source did) with the expected IPs, and every port its
+        container listens on answers from the old node (checked over the network, not assumed)."""
+        want = "running" if self._marker(spec, "source_running", ctx) else "stopped"
+        if self._status(spec.target, spec.dest_ct, ctx) != want:
+            raise PermanentError(f"CT {spec.dest_ct} is not {want} on {spec.target}")
         if self._status(spec.source, spec.ct, ctx) == "running":
             raise PermanentError(f"CT {spec.ct} still runs on {spec.source}")
         conf = self._conf(spec.target, spec.dest_ct, ctx) or {}
-        source = self._source_conf(spec, ctx)
-        expected = self._new_ips(spec, source)
+        expected = self._new_ips(spec, self._source_conf(spec, ctx))
         if inventory.ips_of(conf) != expected:
             raise PermanentError(f"CT {spec.dest_ct} on {spec.target} has IPs "
                                  f"{inventory.ips_of(conf)}, expected {expected}")
-        ports = [int(p) for p in spec.options.get("ports", [])]
-        for port in ports:
+        if want == "stopped" or not expected:
+            return
+        res = self._run(spec.target, ["vzctl", "exec", spec.dest_ct, "cat", "/proc/net/tcp"], ctx,
+                        check=False)
+        for port in forwarding.listening_ports(res.out, expected) if res.ok else []:
             res = self._run(spec.source, ["sh", "-c", _WAIT_PORT, "ferry", expected[0], str(port)],
                             ctx, check=False, timeout=30)
             if not res.ok:
                 raise PermanentError(f"{expected[0]}:{port} does not answer from {spec.source}")
 
     def cleanup(self, spec: MoveSpec, ctx: StepContext) -> None:
-        """Retire the source after ``retention_hours`` (its area is kept until then)."""
+        """Do what is due now; what is not yet due stays on the source node and is journaled.
+
+        Forwarders stop when ``forward_seconds`` have passed (they also expire on their own);
+        the source area is deleted ``retention_hours`` after the move was prepared. The engine
+        calls cleanup once: a later call (a periodic ``ferry`` run) finishes what remains.
+        """
         state = self._state(spec)
-        age = self._run(spec.source, ["sh", "-c", 'echo $(( $(date +%s) - $(stat -c %Y "$1") ))',
-                                      "ferry", f"{state}/prepared"], ctx, check=False)
-        hours = int(age.out.strip() or 0) / 3600 if age.ok else float("inf")
-        if hours >= self.settings.forward_seconds / 3600:
+        script = ('cd "$1" 2>/dev/null || exit 0; echo $(date +%s) $(stat -c %Y prepared) '
+                  '$(cat forward.until 2>/dev/null)')
+        words = self._run(spec.source, ["sh", "-c", script, "ferry", state], ctx).out.split()
+        if len(words) < 2:  # no state left: cleaned up already, or never prepared
+            words = ["1", "0"]
+        now, prepared = int(words[0]), int(words[1])
+        until = int(words[2]) if len(words) > 2 else 0
+        retire_at = prepared + self.settings.retention_hours * 3600
+        forward_due, retire_due = now >= until, now >= retire_at
+        if forward_due:
             forwarding.stop_forwarders(self.shell, spec.source, spec.ct, state, ctx.journal)
-        if hours < self.settings.retention_hours:
+        if retire_due and (conf := self._conf(spec.source, spec.ct, ctx, ".migrated")):
+            if self._status(spec.source, spec.ct, ctx) == "running":
+                raise PermanentError(f"CT {spec.ct} runs on {spec.source}; not retiring it")
+            self._run(spec.source, ["rm", "-rf", "--one-file-system", self._private(conf, spec.ct),
+                                    f"/etc/vz/conf/{spec.ct}.conf.migrated"], ctx)
+        if forward_due and retire_due:
+            self._run(spec.source, ["rm", "-rf", state], ctx)
             return
-        conf = self._source_conf(spec, ctx)
-        if self._status(spec.source, spec.ct, ctx) == "running":
-            raise PermanentError(f"CT {spec.ct} runs on {spec.source}; not retiring it")
-        self._run(spec.source, ["rm", "-rf", "--one-file-system", self._private(conf, spec.ct)], ctx)
-        self._run(spec.source, ["rm", "-f", f"/etc/vz/conf/{spec.ct}.conf.migrated"], ctx)
-        forwarding.stop_forwarders(self.shell, spec.source, spec.ct, state, ctx.journal)
-        self._run(spec.source, ["rm", "-rf", state], ctx)
+        kept = ([] if retire_due else [f"source area until {retire_at:.0f}"]) + \
+            ([] if forward_due else [f"forwarders until {until}"])
+        ctx.journal(JournalEntry(host=spec.source, what=f"kept on {spec.source} (epoch s): "
+                                 + ", ".join(kept), status=None, duration_ms=0.0, kind="event"))
 
     def rollback(self, spec: MoveSpec, ctx: StepContext) -> None:
         state = self._state(spec)
@@ -288,6 +365,7 @@ class OpenVZBackend(Backend):
             self._run(spec.target, ["rm", "-rf", "--one-file-system",
                                     self._private(None, spec.dest_ct),
                                     f"/etc/vz/conf/{spec.dest_ct}.conf"], ctx)
+        forwarding.remove_rules(self.shell, spec.target, spec.ct, ctx.journal)
         forwarding.stop_forwarders(self.shell, spec.source, spec.ct, state, ctx.journal)
         self._run(spec.source, ["sh", "-c", '[ -f "$1" ] || mv -f "$1.migrated" "$1" 2>/dev/null; true',
                                 "ferry", f"/etc/vz/conf/{spec.ct}.conf"], ctx)

@@ -1,21 +1,36 @@
-"""Hold and forward clients of a moving container, on its old node, so none is refused.
+"""Hold and forward clients of a moving container, so that none is refused during the switch.
+
+Address changes (old node keeps serving the old address)::
 
     client --> OLD_IP:80 --(iptables DNAT, tag ferry-ct-CT)--> NODE_ADDR:HOLD_PORT
                socat TCP-LISTEN:HOLD_PORT,fork --> TCP:NEW_IP:80,retry (holds until NEW is up)
 
-Before the source stops, a socat per port listens on a free port of the node's own address and a
-DNAT rule sends *new* connections to the container's old address there; established connections
-keep going to the container until it stops. socat accepts each client at once and keeps retrying
-the connection to the new address (``retry``/``interval``/``connect-timeout``, socat(1)) until
-the destination serves it, then splices: during the switch clients wait instead of being
-refused. When the address changes, the same forwarder serves clients with stale DNS for
-``forward_seconds`` (the DNS TTL plus a margin).
+Same address (the address itself moves to the new node)::
 
-Crash safety: everything lives on the old node and is found again there, not in ferry's memory:
-``<state_dir>/<CT>/fwd-<port>.pid`` (process group of each forwarder), the DNAT rules tagged
-``ferry-ct-<CT>``, and ``oldip`` (the old address kept on the node). Each forwarder runs under
-``timeout`` and removes its rules when it ends, so it expires even if ferry never comes back;
-:func:`stop_forwarders` removes everything idempotently (cleanup, rollback).
+    old node:  iptables -I INPUT/FORWARD -d IP --syn -j DROP   (pause: a dropped SYN is resent)
+    new node:  the same "gate" until the container listens there, then ungate + arping -U
+
+Address change: before the source stops, one *supervisor* per container starts a socat per port
+listening on a free port of the node's own address, and a DNAT rule sends *new* connections to
+the container's old address there; established connections keep going to the container until it
+stops. socat accepts each client at once and keeps retrying the connection to the new address
+(``retry``/``interval``/``connect-timeout``, socat(1)) until the destination serves it, then
+splices: clients wait instead of being refused. The same forwarders serve clients with stale DNS
+for ``forward_seconds`` (the DNS TTL plus a margin); then the supervisor removes its rules and
+the old address itself, so a forwarder expires even if ferry never comes back.
+
+Same address: holding on the old node cannot work (after the gratuitous ARP the client's packets
+for a held connection reach the new node, which resets them), so new SYNs are dropped on both
+nodes until the container listens on the new one; the client resends a dropped SYN (RFC 6298
+initial RTO 1 s): a delay, never a refusal. The gate on the new node matters because vzctl
+announces the address when the container starts, before its services listen. Rules go in INPUT
+(the lab double and venet-less setups) and FORWARD (OpenVZ venet routes container traffic
+through the node, vzctl's vps-functions add the routes and proxy ARP).
+
+Crash safety: everything lives on the nodes, not in ferry's memory: ``<state_dir>/<CT>/``
+``forward.pid`` (the supervisor's process group), ``forward.until`` (epoch seconds), ``oldip``
+(the old address kept on the node), ``ports``; and iptables rules tagged ``ferry-ct-<CT>``.
+:func:`stop_forwarders` and :func:`remove_rules` undo everything idempotently.
 """
 
 from __future__ import annotations
@@ -25,28 +40,38 @@ import ipaddress
 from adapters.base import Journal
 from adapters.openvz.ssh import Shell
 
-# One forwarder: record the process group, run socat for at most $2 seconds, then remove this
-# container's DNAT rules (they would point at a closed port) and the pid file.
-_FORWARDER = (
-    'echo $$ > "$1"; '
-    'timeout --foreground "$2" socat TCP-LISTEN:"$3",bind="$4",fork,reuseaddr '
-    'TCP:"$5":"$6",connect-timeout=0.5,retry=600,interval=0.05; '
-    'iptables -t nat -S PREROUTING | grep -F -- "$7 " | sed "s/^-A /-D /" '
-    '| xargs -r -L1 iptables -t nat; rm -f "$1"')
+#: Remove every rule tagged $TAG (nat PREROUTING, filter INPUT/FORWARD), then the kept old address.
+TEARDOWN = (
+    'for t in "nat PREROUTING" "filter INPUT" "filter FORWARD"; do set -- $t; '
+    'iptables -t "$1" -S "$2" 2>/dev/null | grep -F -- "$TAG " | sed "s/^-A /-D /" '
+    '| xargs -r -L1 iptables -t "$1"; done; '
+    'if [ -f "$STATE/oldip" ]; then read ip dev < "$STATE/oldip"; '
+    'ip addr del "$ip/32" dev "$dev" 2>/dev/null; rm -f "$STATE/oldip"; fi')
+# The supervisor: $1 state, $2 seconds, $3 node address, $4 new ip, $5 tag, $6 retries,
+# then PORT:HOLD pairs. Runs the socats, sleeps, tears down, kills its process group.
+_SUPERVISOR = (
+    'STATE=$1 secs=$2 addr=$3 new=$4 TAG=$5 tries=$6; shift 6; echo $$ > "$STATE/forward.pid"; '
+    'echo $(( $(date +%s) + secs )) > "$STATE/forward.until"; '
+    'for pair in "$@"; do port=${pair%%:*} hold=${pair#*:}; '
+    'socat TCP-LISTEN:"$hold",bind="$addr",fork,reuseaddr,backlog=512 '
+    'TCP:"$new":"$port",connect-timeout=0.25,retry="$tries",interval=0.02 & done; '
+    'sleep "$secs"; ' + TEARDOWN + '; rm -f "$STATE/forward.pid" "$STATE/forward.until"; '
+    'kill -TERM -- -$$')
 _WAIT_LISTEN = ('for i in $(seq 150); do ss -Hltn "sport = :$1" | grep -q . && exit 0; '
                 'sleep 0.02; done; exit 1')
-_STOP = (
-    'for f in "$1"/fwd-*.pid; do [ -f "$f" ] || continue; '
-    'kill -TERM -- "-$(cat "$f")" 2>/dev/null; rm -f "$f"; done; '
-    'iptables -t nat -S PREROUTING 2>/dev/null | grep -F -- "$2 " | sed "s/^-A /-D /" '
-    '| xargs -r -L1 iptables -t nat; '
-    'iptables -S INPUT 2>/dev/null | grep -F -- "$2 " | sed "s/^-A /-D /" '
-    '| xargs -r -L1 iptables; '
-    'if [ -f "$1/oldip" ]; then read ip dev < "$1/oldip"; '
-    'ip addr del "$ip/32" dev "$dev" 2>/dev/null; rm -f "$1/oldip"; fi; true')
+_STOP = ('STATE=$1 TAG=$2; if [ -f "$STATE/forward.pid" ]; then '
+         'kill -TERM -- "-$(cat "$STATE/forward.pid")" 2>/dev/null; fi; '
+         'rm -f "$STATE/forward.pid" "$STATE/forward.until"; ' + TEARDOWN + '; true')
+_RULES_OFF = 'STATE=/nonexistent TAG=$1; ' + TEARDOWN + '; true'
 # Interface holding address $1 and that interface's primary address.
 _WHERE = ('dev=$(ip -o -4 addr show to "$1/32" | awk \'{print $2; exit}\'); '
           '[ -n "$dev" ] && ip -o -4 addr show dev "$dev" | awk \'{split($4,a,"/"); print $2, a[1]; exit}\'')
+# Drop new SYNs to $1 (ip) on ports $3...; $2 tag. INPUT spares the node's own probes (lo).
+_GATE = ('ip=$1 tag=$2; shift 2; for port in "$@"; do '
+         'iptables -I INPUT -d "$ip/32" ! -i lo -p tcp --syn --dport "$port" '
+         '-m comment --comment "$tag" -j DROP && '
+         'iptables -I FORWARD -d "$ip/32" -p tcp --syn --dport "$port" '
+         '-m comment --comment "$tag" -j DROP || exit 1; done')
 
 
 def tag(ct: str) -> str:
@@ -80,37 +105,32 @@ def where(shell: Shell, node: str, ip: str, journal: Journal) -> tuple[str, str]
 
 
 def start_forwarders(shell: Shell, node: str, ct: str, state: str, old_ip: str, new_ip: str,
-                     ports: list[int], seconds: float, journal: Journal) -> None:
+                     ports: list[int], seconds: float, hold_seconds: float,
+                     journal: Journal) -> None:
     """Hold new connections to ``old_ip:ports`` and forward them to ``new_ip`` (see module doc)."""
     found = where(shell, node, old_ip, journal)
     if found is None:
         return
     _dev, addr = found
-    for index, port in enumerate(ports):
-        hold = hold_port(ct, index)
-        pidfile = f"{state}/fwd-{port}.pid"
-        shell.run(node, ["sh", "-c", "setsid -f sh -c \"$@\" </dev/null >/dev/null 2>&1", "ferry",
-                         _FORWARDER, "ferry-fwd", pidfile, str(int(seconds)), str(hold), addr,
-                         new_ip, str(port), tag(ct)], journal)
-        shell.run(node, ["sh", "-c", _WAIT_LISTEN, "ferry", str(hold)], journal, timeout=10)
+    pairs = [f"{port}:{hold_port(ct, i)}" for i, port in enumerate(ports)]
+    tries = str(int(hold_seconds / 0.02) + 1)
+    shell.run(node, ["sh", "-c", "setsid -f sh -c \"$@\" </dev/null >/dev/null 2>&1", "ferry",
+                     _SUPERVISOR, "ferry-fwd", state, str(int(seconds)), addr, new_ip, tag(ct),
+                     tries, *pairs], journal)
+    for pair in pairs:
+        shell.run(node, ["sh", "-c", _WAIT_LISTEN, "ferry", pair.split(":")[1]], journal,
+                  timeout=10)
+    for pair in pairs:
+        port, hold = pair.split(":")
         shell.run(node, ["iptables", "-t", "nat", "-I", "PREROUTING", "-d", f"{old_ip}/32", "-p",
-                         "tcp", "--dport", str(port), "-m", "comment", "--comment", tag(ct),
+                         "tcp", "--dport", port, "-m", "comment", "--comment", tag(ct),
                          "-j", "DNAT", "--to-destination", f"{addr}:{hold}"], journal)
 
 
-def pause_new_connections(shell: Shell, node: str, ct: str, ip: str, ports: list[int],
-                          journal: Journal) -> None:
-    """Same address on the new node: drop (not refuse) new SYNs to ``ip`` here while it moves.
-
-    Holding clients on the old node cannot work when the address itself moves: the gratuitous
-    ARP from the new node sends the held connections' packets there, which resets them. A
-    dropped SYN is retransmitted by the client after 1 s (RFC 6298 initial RTO) and then reaches
-    the new node: a delay, not a failure. Established connections finish undisturbed.
-    """
-    for port in ports:
-        shell.run(node, ["iptables", "-I", "INPUT", "-d", f"{ip}/32", "-p", "tcp", "--syn",
-                         "--dport", str(port), "-m", "comment", "--comment", tag(ct), "-j",
-                         "DROP"], journal)
+def gate(shell: Shell, node: str, ct: str, ip: str, ports: list[int], journal: Journal) -> None:
+    """Drop (not refuse) new SYNs to ``ip:ports`` on ``node`` until :func:`remove_rules`."""
+    if ports:
+        shell.run(node, ["sh", "-c", _GATE, "ferry", ip, tag(ct), *map(str, ports)], journal)
 
 
 def keep_old_address(shell: Shell, node: str, state: str, old_ip: str, dev: str,
@@ -122,5 +142,17 @@ def keep_old_address(shell: Shell, node: str, state: str, old_ip: str, dev: str,
 
 
 def stop_forwarders(shell: Shell, node: str, ct: str, state: str, journal: Journal) -> None:
-    """Kill this container's forwarders, delete their rules and the kept address. Idempotent."""
+    """Kill this container's forwarders, delete its rules and the kept address. Idempotent."""
     shell.run(node, ["sh", "-c", _STOP, "ferry", state, tag(ct)], journal)
+
+
+def remove_rules(shell: Shell, node: str, ct: str, journal: Journal) -> None:
+    """Delete this container's iptables rules on ``node`` (the gate on the new node)."""
+    shell.run(node, ["sh", "-c", _RULES_OFF, "ferry", tag(ct)], journal)
+
+
+def forwarding_until(shell: Shell, node: str, state: str, journal: Journal) -> float | None:
+    """Epoch second at which the forwarders of this move expire, None when none run."""
+    out = shell.run(node, ["sh", "-c", '[ -f "$1/forward.pid" ] && cat "$1/forward.until"', "ferry",
+                           state], journal, check=False).out.strip()
+    return float(out) if out.isdigit() else None
