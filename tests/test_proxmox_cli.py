@@ -14,6 +14,7 @@ import socket
 from collections import Counter
 from pathlib import Path
 
+from fleet.model import Inventory
 from fleet.snapshot import dump_inventory, parse_inventory
 from tests.pvedouble.fixtures import make_double, pve_double, small_fleet  # noqa: F401 - fixtures
 from tests.pvedouble.model import ReplicationJob
@@ -163,6 +164,28 @@ def test_dump_move_with_zero_retention_purges_the_source(pve_double: PveDouble, 
     assert not world.replication
     destroyed = [c for c in world.calls if c["method"] == "DELETE" and c["path"] == "/nodes/pve1/lxc/104"]
     assert len(destroyed) == 1 and destroyed[0]["params"] == {"purge": "1"}
+
+
+def test_presync_repeats_replication_until_the_delta_is_small(make_double, tmp_path: Path) -> None:  # noqa: F811
+    """A 256 GB volume written at 5 MiB/s: the first replication run takes minutes, so ferry runs
+    another; the migration then sends only what changed in seconds, and the CT is down only for
+    shutdown + that delta + start (the double's timeline, simulated seconds)."""
+    fleet = small_fleet().model_dump()
+    fleet["containers"] = [{**c, "disk_gb": 256, "dirty_mb_per_s": 5.0} for c in fleet["containers"] if c["id"] == "101"]
+    double = make_double(Inventory.model_validate(fleet), time_scale=200.0)
+    config = write_config(tmp_path, double)
+    summary = json.loads(ferry("evacuate", "pve1", "--yes", "--format", "json", config=config).stdout)
+    assert summary["state"] == "succeeded", summary
+    journal = json.loads(ferry("job", "show", str(summary["job_id"]), "--format", "json", config=config).stdout)
+    passes = [j for j in journal["journal"] if j["what"] == "presync done"]
+    assert len(passes) >= 2 and passes[0]["detail"]["duration_s"] > 10 >= passes[-1]["detail"]["duration_s"]
+    migration = next(t for t in double.world.tasks.values() if t.type == "vzmigrate")
+    sent_mib = int(migration.log[1].split()[1])
+    assert sent_mib < 0.002 * 128 * 1024, migration.log  # not the 128 GiB of data
+    rows = [(t, node, status) for t, vmid, node, status in double.world.timeline if vmid == 101]
+    stopped = next(t for t, node, status in rows if status == "stopped")
+    running = next(t for t, node, status in rows if node != "pve1" and status == "running")
+    assert 6.0 <= running - stopped < 8.0  # 4 s shutdown + 2 s start + the small delta
 
 
 def test_wrong_token_is_a_one_line_config_error(pve_double: PveDouble, tmp_path: Path) -> None:  # noqa: F811

@@ -30,6 +30,12 @@ from adapters.proxmox.guestops import MoveContext, ensure_power, wait_unlocked
 from adapters.proxmox.tasks import TaskFailed
 
 PRESYNC_COMMENT = "ferry presync"
+#: Replication runs per presync at most. Each run sends what changed during the previous one
+#: (pvesr snapshots at the start of a run), like repeated rsync rounds: a long first run of a big
+#: volume leaves a big delta, a second run shrinks it to what changes in a few seconds.
+PRESYNC_PASSES = 3
+#: A run this short (cluster seconds) leaves a delta small enough for the stop -> start window.
+PRESYNC_SETTLE_S = 10.0
 #: Task errors that will recur on a retry (pve-container Migrate.pm prepare/phase1 texts).
 PERMANENT_TASK_ERRORS = ("cannot migrate local", "can't determine assigned storage", "is not available on node",
                          "no such", "not enough space", "out of space", "already exists", "not implemented")
@@ -124,23 +130,32 @@ def presync(mc: MoveContext) -> None:
                     schedule="*/15", rate=rate, comment=PRESYNC_COMMENT)
     else:
         job_id = job["id"]
-    _run_replication(mc, place.node, job_id)
+    for _ in range(PRESYNC_PASSES):
+        took = _run_replication(mc, place.node, job_id)
+        if took is None or took <= PRESYNC_SETTLE_S:
+            break
 
 
-def _run_replication(mc: MoveContext, node: str, job_id: str) -> None:
-    asked = int(time.time())
+def _run_replication(mc: MoveContext, node: str, job_id: str) -> float | None:
+    """One replication run, waited for. Returns how long it took by the cluster's account
+    (``duration``, PVE::Replication run_replication: tv_interval of the run), None if it failed
+    or reported no duration: then no further pass is worth it."""
+    status_path = f"/nodes/{node}/replication/{job_id}/status"
+    before = int(mc.api.get(status_path).get("last_sync") or 0)
     mc.api.post(f"/nodes/{node}/replication/{job_id}/schedule_now")
     deadline = time.monotonic() + mc.settings.task_timeout_s
     while time.monotonic() < deadline:
-        status = mc.api.get(f"/nodes/{node}/replication/{job_id}/status")
+        status = mc.api.get(status_path)
         if status.get("error") and int(status.get("fail_count") or 0) > 0:
             mc.event("presync failed", job=job_id, error=status["error"])
-            return
-        if int(status.get("last_sync") or 0) >= asked - 1:
-            mc.event("presync done", job=job_id, last_sync=status["last_sync"])
-            return
+            return None
+        if int(status.get("last_sync") or 0) > before:  # a newer run than the one before ours ended
+            took = status.get("duration")
+            mc.event("presync done", job=job_id, last_sync=status["last_sync"], duration_s=took)
+            return float(took) if took is not None else None
         mc.sleep()
     mc.event("presync timed out", job=job_id)
+    return None
 
 
 def cutover(mc: MoveContext) -> None:

@@ -63,9 +63,11 @@ def run_due(world: World, now: float) -> None:
     for job in world.replication.values():
         if job.sync_due is not None and job.sync_due <= now:
             job.sync_due = None
-            job.last_try = job.last_sync = int(time.time())
+            # Epoch seconds; a run never reports the second of the one before (real runs last
+            # longer than a second, here scaled time may squeeze two into one).
+            job.last_try = job.last_sync = max(int(time.time()), job.last_sync + 1)
             job.fail_count, job.error = 0, None
-            job.synced_at_sim = job.syncing_at_sim
+            job.synced_at_sim, job.duration = job.syncing_at_sim, round(job.syncing_s, 3)
 
 
 def replica_at(world: World, vmid: int, target: str) -> float | None:
@@ -109,8 +111,8 @@ def schedule_now(world: World, node: str, job_id: str) -> str:
     # only what changed since the previous run's snapshot (PVE::Replication::replicate).
     now = world.sim_time()
     sent = guest.changed_since(job.synced_at_sim, now) if job.synced_at_sim is not None else guest.disk_used
-    job.syncing_at_sim = now
-    job.sync_due = time.monotonic() + world.real_seconds(sent / REPL_BYTES_S)
+    job.syncing_at_sim, job.syncing_s = now, sent / REPL_BYTES_S
+    job.sync_due = time.monotonic() + world.real_seconds(job.syncing_s)
     return ""
 
 

@@ -200,8 +200,9 @@ class ReplicationJob:
     sync_due: float | None = None
     #: Simulated instant of the snapshot the last finished sync sent (what the target holds).
     synced_at_sim: float | None = None
-    #: Simulated instant of the snapshot the running sync sends.
+    #: Simulated instant of the snapshot the running sync sends, and how long it takes.
     syncing_at_sim: float | None = None
+    syncing_s: float = 0.0
 
     def config(self) -> dict:
         out = {"id": self.id, "type": "local", "guest": self.guest, "target": self.target,
