@@ -17,6 +17,8 @@ Facts this is built on (pve-container src/PVE/API2/LXC.pm and src/PVE/LXC/Migrat
   GET /nodes/{node}/replication/{id}/status -> last_sync, fail_count, error) copies the ZFS volume
   while the CT runs, so the migration sends only the last delta. DELETE /cluster/replication/{id}
   removes it afterwards. Replication needs local ZFS (zfspool) with the same storage id on the target.
+  A run snapshots at its start (PVE::Replication), so ferry runs it again while the previous run was
+  long (its ``duration``), and the stop -> start window carries only seconds of changes.
 """
 
 from __future__ import annotations

@@ -6,6 +6,11 @@
         guests.py (LXC: migrate, status, config, destroy) / backups.py (vzdump, restore) /
         cluster.py (HA, replication, nextid) --> World --snapshot()--> Inventory (for comparisons)
 
+What a test or bench reads back: ``world.requests`` / ``world.calls`` (every request served, with
+its raw parameters and UPID), ``world.timeline`` (each container's node/status changes in
+simulated seconds, for downtime), ``world.snapshot()``. Replication sends whole volumes first,
+then what changed at the container's ``dirty_mb_per_s`` since the last replicated snapshot.
+
 Faults a test can inject through ``world.faults`` (model.Faults) or the world itself: HTTP 5xx on
 the next N requests, a task ending with an error text or with warnings, slow tasks, a container
 locked for some simulated time (``Guest.lock`` / ``lock_until``).
