@@ -112,9 +112,10 @@ def _storage_for(st: FleetState, ct: str, node: str, taken: dict[str, float]) ->
         (s for s in storages if s != here.storage),
         key=lambda s: (-(st.disk_free(node, s) - taken.get(s, 0.0)), s))
     for sid in ranked:
-        need = c.disk_gb if st.copies_disk(here, Placement(node, sid)) else 0.0
-        if need <= st.disk_free(node, sid) - taken.get(sid, 0.0) + EPS:
-            return sid, need
+        if not st.copies_disk(here, Placement(node, sid)):
+            return sid, 0.0  # the same shared storage: nothing is written, whatever its fill
+        if c.disk_gb <= st.disk_free(node, sid) - taken.get(sid, 0.0) + EPS:
+            return sid, c.disk_gb
     return None, 0.0
 
 

@@ -54,6 +54,12 @@ class Assignment:
             self.state.apply(ct, home.node, home.storage)
         return storages
 
+    def drop(self, unit: Unit) -> None:
+        """Send the unit home for good: it no longer moves."""
+        self.lift(unit)
+        del self.node_of[unit.key]
+        del self._units[unit.key]
+
     def cost(self, unit: Unit, node: str) -> float:
         st = self.state
         return sum(move_cost(st, ct, self.origin[ct], node, st.where[ct].storage) for ct in unit.members)

@@ -19,10 +19,11 @@ from planners.units import Unit
 #: Weight of CPU balance relative to memory balance: memory leads, CPU breaks near-ties (weighing
 #: one resource at a time is what makes greedy balancers oscillate).
 CPU_WEIGHT = 0.1
-#: Penalty per GiB copied: 100 GiB cost 0.005, half the default policy.min_gain.
-COST_PER_GIB = 0.00005
-#: Penalty per second of predicted downtime.
-COST_PER_DOWNTIME_S = 0.0002
+#: Penalty per GiB copied: 100 GiB cost 0.002 (moving 4 GiB between 384 GiB nodes 20 points
+#: apart gains ~0.004).
+COST_PER_GIB = 0.00002
+#: Penalty per second of predicted downtime (a restart-mode move of ~8 s costs 0.0008).
+COST_PER_DOWNTIME_S = 0.0001
 
 
 def node_term(state: FleetState, node: str, mem: float, cpu: float) -> float:

@@ -32,7 +32,7 @@ from fleet.policy import Policy
 from fleet.rules import effective_rules
 from planners.assemble import build_plan
 from planners.filters import Ctx
-from planners.objective import move_cost, relocation_delta
+from planners.objective import CPU_WEIGHT, move_cost
 from planners.ranking import best, rank
 from planners.refine import refine_exact, refine_local
 from planners.sequence import emit
@@ -116,6 +116,10 @@ class Rebalancer:
             unit, node, storages, gain = found
             self.move(unit, node, storages, f"rebalance (gain {gain:.3f})")
 
+    def _may_land(self, unit: Unit, dst: str) -> bool:
+        """The cheap, state-independent rules (pin_to, platform), before any arithmetic."""
+        return (unit.allowed is None or dst in unit.allowed) and unit.platform == self.state.nodes[dst].platform
+
     def _price_estimate(self, unit: Unit, dst: str) -> float:
         """The unit's move cost to a typical destination, cached: a unit moves at most once, so
         its source never changes while it is a candidate. Exact costs are checked before a move."""
@@ -126,25 +130,31 @@ class Rebalancer:
         return self._prices[unit.key]
 
     def _best_balance_move(self, threshold: float) -> tuple[Unit, str, dict[str, str | None], float] | None:
+        """The best-gain feasible move from the hottest nodes to the coolest, or None.
+
+        The gain is the objective's drop (:func:`planners.objective.relocation_delta`, expanded
+        here: the source's share once per unit, the destination's per candidate) less the move's
+        estimated price; the best :data:`CHECKED` candidates then run the filters and the exact price.
+        """
         st = self.state
         by_heat = sorted(st.nodes, key=lambda n: (-st.mem_util(n), n))
         receivers = [n for n in reversed(by_heat) if st.nodes[n].receives
                      and n not in st.rules.exclude_nodes][:COOL_NODES]
+        weights = {n: (1.0 / (st.nodes[n].memory_mb * st.mean_memory),
+                       CPU_WEIGHT / (st.cpu_cap(n) * st.mean_cpu_cap)) for n in by_heat[:HOT_NODES] + receivers}
         candidates = []
         for src in by_heat[:HOT_NODES]:
-            seen: set[str] = set()
-            for ct in sorted(st.members[src]):
-                unit = self.unit_of[ct]
-                if unit.key in seen or not self.may_move(unit):
-                    continue
-                seen.add(unit.key)
-                if any(st.where[m].node != src for m in unit.members):
-                    continue
-                price = self._price_estimate(unit, receivers[0])
+            wm, wc = weights[src]
+            mem, cpu = st.mem[src], st.cpu[src]
+            for unit in self._movable_on(src):
+                m, c = unit.memory_mb, unit.cpus
+                relief = (2 * mem * m - m * m) * wm + (2 * cpu * c - c * c) * wc
+                relief -= self._price_estimate(unit, receivers[0])
                 for dst in receivers:
-                    if dst == src:
+                    if dst == src or not self._may_land(unit, dst):
                         continue
-                    gain = -relocation_delta(st, unit, src, dst) - price
+                    dm, dc = weights[dst]
+                    gain = relief - (2 * st.mem[dst] * m + m * m) * dm - (2 * st.cpu[dst] * c + c * c) * dc
                     if gain >= threshold:
                         candidates.append((gain, unit.key, dst, unit))
         candidates.sort(key=lambda c: (-c[0], c[1], c[2]))
@@ -158,6 +168,17 @@ class Rebalancer:
             if net >= threshold:
                 return unit, dst, storages, net
         return None
+
+    def _movable_on(self, node: str) -> list[Unit]:
+        """Units wholly on ``node`` that may still move, each once, in id order."""
+        out: dict[str, Unit] = {}
+        st = self.state
+        for ct in sorted(st.members[node]):
+            unit = self.unit_of[ct]
+            if unit.key not in out and self.may_move(unit) and all(
+                    st.where[m].node == node for m in unit.members):
+                out[unit.key] = unit
+        return list(out.values())
 
 
 def plan_rebalance(inv: Inventory, policy: Policy, *, last_moved: Mapping[str, datetime] | None = None,
@@ -179,14 +200,14 @@ def plan_rebalance(inv: Inventory, policy: Policy, *, last_moved: Mapping[str, d
         run.balance(max(policy.min_gain * factor, 1e-9))
         balance = run.steps[len(fixes):]
         room = run.budget - len(fixes)
+        fixed = {run.unit_of[s.ct].key for s in fixes}
         moved = [run.unit_of[ct] for ct in dict.fromkeys(s.ct for s in balance)]
-        better = refine_local(after_fixes, balance, moved, room)
+        movable = [u for u in run.units if not u.immovable and u.key not in fixed
+                   and not any(ct in run.cooling for ct in u.members)]
+        better = refine_local(after_fixes, balance, moved, movable, room)
         balance = better if better is not None else balance
         if solver == "cp-sat":
-            fixed = {run.unit_of[s.ct].key for s in fixes}
-            free = [u for u in run.units if not u.immovable and u.key not in fixed
-                    and not any(ct in run.cooling for ct in u.members)
-                    and len({after_fixes.where[ct].node for ct in u.members}) == 1]
+            free = [u for u in movable if len({after_fixes.where[ct].node for ct in u.members}) == 1]
             exact = refine_exact(after_fixes, balance, free, room, time_limit_s)
             balance = exact if exact is not None else balance
         run.steps = fixes + balance

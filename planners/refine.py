@@ -16,12 +16,22 @@ from __future__ import annotations
 
 from planners.cpsat import solve
 from planners.filters import Ctx
-from planners.improve import Assignment, improve
-from planners.objective import node_term, priced
+from planners.improve import TINY, Assignment, improve
+from planners.objective import move_cost, node_term, priced, relocation_delta
+from planners.ranking import Candidate, evaluate
 from planners.sequence import Target, sequence
 from planners.state import FleetState, Placement
 from planners.units import Unit
 from planners.waves import Step
+
+#: The replace neighbourhood re-examines every unit on the hottest nodes for each moving unit; it
+#: runs for plans of up to this many moving units, at most REPLACE_PASSES times, to keep planning
+#: time within its budget (see bench/planner_scale.py).
+REPLACE_MAX_UNITS = 32
+REPLACE_PASSES = 2
+HOT_NODES = 4
+COOL_NODES = 4
+CHECKED = 8
 
 
 def plan_value(start: FleetState, steps: list[Step]) -> float:
@@ -46,9 +56,55 @@ def _resequence(after_fixes: FleetState, proposal: list[Target], greedy: list[St
     return steps
 
 
-def refine_local(after_fixes: FleetState, greedy: list[Step], units: list[Unit],
+def _alternatives(st: FleetState, assigned: Assignment, movable: list[Unit]) -> list[tuple[float, str, str, Unit]]:
+    """Single moves of units not yet moving, hottest sources to coolest nodes, best first."""
+    by_heat = sorted(st.nodes, key=lambda n: (-st.mem_util(n), n))
+    cool = [n for n in reversed(by_heat) if st.nodes[n].receives][:COOL_NODES]
+    hot = set(by_heat[:HOT_NODES])
+    out = []
+    for unit in movable:
+        home = st.where[unit.key].node
+        if unit.key in assigned.node_of or home not in hot:
+            continue
+        if any(st.where[ct].node != home for ct in unit.members):
+            continue
+        price = sum(move_cost(st, ct, st.where[ct], cool[0], st.where[ct].storage) for ct in unit.members)
+        for dst in cool:
+            if dst != home and (unit.allowed is None or dst in unit.allowed) \
+                    and unit.platform == st.nodes[dst].platform:
+                out.append((relocation_delta(st, unit, home, dst) + price, unit.key, dst, unit))
+    out.sort(key=lambda t: t[:3])
+    return out
+
+
+def _replace_pass(ctx: Ctx, assigned: Assignment, movable: list[Unit]) -> bool:
+    """Give each moving unit's slot to an unmoved unit whose move gains more (same move count)."""
+    st = assigned.state
+    changed = False
+    for a in assigned.units():
+        dest = assigned.node_of[a.key]
+        storages = assigned.lift(a)
+        keep = relocation_delta(st, a, st.where[a.key].node, dest) + assigned.cost(a, dest)
+        for delta, _, dst, b in _alternatives(st, assigned, movable)[:CHECKED]:
+            if delta >= keep - TINY or len(b.members) > len(a.members):
+                continue
+            result = evaluate(ctx, b, dst)
+            if isinstance(result, Candidate):
+                assigned.drop(a)
+                assigned.origin.update({ct: st.where[ct] for ct in b.members})
+                assigned.place(b, dst, result.storages)
+                changed = True
+                break
+        else:
+            assigned.place(a, dest, storages)
+    return changed
+
+
+def refine_local(after_fixes: FleetState, greedy: list[Step], units: list[Unit], movable: list[Unit],
                  room: int) -> list[Step] | None:
-    """Relocate/swap the greedily moved ``units`` among destinations; None if nothing better."""
+    """Local search over the greedily moved ``units``: relocate, swap, and (for up to
+    :data:`REPLACE_MAX_UNITS` units) hand a move's slot to another of the ``movable`` units.
+    Returns better steps, or None."""
     if not units:
         return None
     state = after_fixes.clone()
@@ -59,10 +115,16 @@ def refine_local(after_fixes: FleetState, greedy: list[Step], units: list[Unit],
     for u in units:
         assigned.place(u, state.where[u.key].node, {})
     before = dict(assigned.node_of)
-    improve(Ctx(state), assigned, list(state.nodes))
+    ctx = Ctx(state)
+    replaces = REPLACE_PASSES if len(units) <= REPLACE_MAX_UNITS else 0
+    for _ in range(replaces + 1):
+        improve(ctx, assigned, list(state.nodes))
+        if replaces == 0 or not _replace_pass(ctx, assigned, movable):
+            break
+        replaces -= 1
     if assigned.node_of == before:
         return None
-    proposal = [Target(u, assigned.node_of[u.key], "rebalance (refined)") for u in units]
+    proposal = [Target(u, assigned.node_of[u.key], "rebalance (refined)") for u in assigned.units()]
     return _resequence(after_fixes, proposal, greedy, room)
 
 

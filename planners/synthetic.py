@@ -26,7 +26,8 @@ class Shape:
 
     node_memory_mb: tuple[int, ...] = (131072,)
     fill: float = 0.65  # target configured-memory fraction before the planner runs
-    hot_node_fill: float | None = None  # fill of node 0 (an imbalance to fix), if set
+    hot_node_fill: float | None = None  # fill of the hot nodes (an imbalance to fix), if set
+    hot_share: float = 0.0  # fraction of nodes that are hot; node 0 always is when hot_node_fill is set
     rules: bool = True
     openvz_share: float = 0.0  # fraction of nodes on OpenVZ
     offline_share: float = 0.0  # fraction of nodes offline or in maintenance
@@ -55,12 +56,13 @@ def _nodes(rng: random.Random, count: int, shape: Shape) -> list[dict[str, Any]]
 def _containers(rng: random.Random, nodes: list[dict[str, Any]], count: int,
                 shape: Shape) -> list[dict[str, Any]]:
     load = {n["name"]: 0.0 for n in nodes}
+    hot = max(1, int(shape.hot_share * len(nodes)))
     out = []
     for i in range(count):
         mem = rng.choices(MEMORY_SIZES, MEMORY_WEIGHTS)[0]
         order = list(range(len(nodes)))
         rng.shuffle(order)
-        fill = [shape.hot_node_fill if (j == 0 and shape.hot_node_fill) else shape.fill for j in order]
+        fill = [shape.hot_node_fill if (j < hot and shape.hot_node_fill) else shape.fill for j in order]
         node = next((nodes[j] for j, f in zip(order, fill, strict=True)
                      if load[nodes[j]["name"]] + mem <= f * nodes[j]["memory_mb"]),
                     min(nodes, key=lambda n: load[n["name"]] / n["memory_mb"]))
@@ -119,9 +121,11 @@ def _recount(nodes: list[dict[str, Any]], cts: list[dict[str, Any]]) -> None:
             st["used_gb"] = 0.0
     for c in cts:
         by_name[c["node"]]["storage"][c["storage"]]["used_gb"] += c["disk_gb"]
+    shared = sum(c["disk_gb"] for c in cts if c["storage"] == "ceph")
     for n in nodes:
         if "ceph" in n["storage"]:
-            n["storage"]["ceph"]["used_gb"] = sum(c["disk_gb"] for c in cts if c["storage"] == "ceph")
+            n["storage"]["ceph"]["used_gb"] = shared
+            n["storage"]["ceph"]["total_gb"] = max(100000.0, 2 * shared)
 
 
 def synthetic_fleet(seed: int, nodes: int, containers: int, shape: Shape | None = None) -> Inventory:

@@ -36,7 +36,7 @@ policies = st.builds(
 )
 fleets = st.builds(lambda seed, n, c, shape: synthetic_fleet(seed, n, c, shape),
                    st.integers(0, 10_000), st.integers(3, 8), st.integers(4, 60), shapes)
-SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _assert_valid(inv, plan, policy):
