@@ -15,6 +15,7 @@ dropped from the pool, so the engine's retry opens a fresh one.
 from __future__ import annotations
 
 import shlex
+import threading
 import time
 from dataclasses import dataclass
 
@@ -41,6 +42,9 @@ class Shell:
     def __init__(self, settings: OpenVZSettings) -> None:
         self.settings = settings
         self._clients: dict[str, paramiko.SSHClient] = {}
+        # The engine runs several moves at once on one backend: one connection per node, shared
+        # by their threads (paramiko channels are independent), opened and dropped under a lock.
+        self._lock = threading.Lock()
 
     def _connect(self, node: str) -> paramiko.SSHClient:
         access = self.settings.nodes.get(node)
@@ -77,15 +81,21 @@ class Shell:
         return client
 
     def client(self, node: str) -> paramiko.SSHClient:
-        client = self._clients.get(node)
-        transport = client.get_transport() if client else None
-        if client is None or transport is None or not transport.is_active():
-            client = self._connect(node)
-            self._clients[node] = client
-        return client
+        with self._lock:
+            client = self._clients.get(node)
+            transport = client.get_transport() if client else None
+            if client is None or transport is None or not transport.is_active():
+                client = self._connect(node)
+                self._clients[node] = client
+            return client
 
-    def drop(self, node: str) -> None:
-        client = self._clients.pop(node, None)
+    def drop(self, node: str, client: paramiko.SSHClient | None = None) -> None:
+        """Forget ``node``'s connection (only ``client``, if given: another thread may have
+        replaced a broken one already)."""
+        with self._lock:
+            if client is not None and self._clients.get(node) is not client:
+                return
+            client = self._clients.pop(node, None)
         if client is not None:
             client.close()
 
@@ -133,10 +143,10 @@ class Shell:
             status = chan.recv_exit_status()
             chan.close()
         except (TimeoutError, paramiko.SSHException, OSError, EOFError) as exc:
-            self.drop(node)
+            self.drop(node, client)
             raise TransientError(f"{node}: connection lost while running `{command}`: {exc}") from exc
         if status == -1:  # no exit status: the session was cut (sshd killed, network down)
-            self.drop(node)
+            self.drop(node, client)
             raise TransientError(f"{node}: connection lost while running `{command}`")
         return Result(status, out.decode(errors="replace"), err.decode(errors="replace"))
 

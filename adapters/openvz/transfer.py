@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import time
 
 from adapters.base import Journal, PermanentError, TransientError
 from adapters.openvz.settings import OpenVZSettings
@@ -64,9 +65,12 @@ def presync(shell: Shell, settings: OpenVZSettings, source: str, target: str, sr
     """Copy while the container runs; repeat while each round sends less than half the last."""
     previous = None
     for round_no in range(1, settings.presync_max_rounds + 1):
+        started = time.monotonic()
         sent = rsync_once(shell, settings, source, target, src, dst, journal)
         figures[f"presync_round{round_no}_bytes"] = float(sent)
-        figures["presync_bytes"] = figures.get("presync_bytes", 0.0) + sent
+        # "bytes" / "transfer_s": what the engine learns link throughput from (service/saga.py)
+        figures["bytes"] = figures.get("bytes", 0.0) + sent
+        figures["transfer_s"] = figures.get("transfer_s", 0.0) + time.monotonic() - started
         if sent < 1 << 20 or (previous is not None and sent > previous / 2):
             return
         previous = sent

@@ -157,7 +157,8 @@ class Lab:
             f"PidFile {node.root / 'sshd.pid'}\nAuthorizedKeysFile /root/.ssh/authorized_keys\n"
             "StrictModes no\nUsePAM no\nPermitRootLogin prohibit-password\n"
             "PasswordAuthentication no\nKbdInteractiveAuthentication no\nMaxStartups 100\n"
-            "MaxSessions 100\nSubsystem sftp internal-sftp\nPrintMotd no\nUseDNS no\n")
+            "MaxSessions 100\nSubsystem sftp internal-sftp\nPrintMotd no\nUseDNS no\n"
+            "LogLevel VERBOSE\n")
         mounts = []
         for key, target in NODE_PATHS.items():
             src = self.base / "bin" if key == "bin" else node.path(key)
