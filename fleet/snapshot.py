@@ -138,6 +138,8 @@ def dump_inventory(inv: Inventory) -> str:
 
 
 def inventory_digest(inv: Inventory) -> str:
-    """A stable digest of a snapshot's content, so a plan names exactly the world it was made for."""
-    canonical = json.dumps(inventory_to_dict(inv), sort_keys=True, separators=(",", ":"))
+    """A stable digest of a snapshot's content, so a plan names exactly the world it was made for.
+    ``taken_at`` is left out: the same world seen twice has the same digest."""
+    content = {k: v for k, v in inventory_to_dict(inv).items() if k != "taken_at"}
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()

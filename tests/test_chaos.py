@@ -41,6 +41,16 @@ def start(config: Path, *args: str) -> subprocess.Popen[bytes]:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
 
 
+def world_version(world: Path) -> int:
+    return world.stat().st_mtime_ns if world.exists() else 0
+
+
+def wait_until(predicate, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 def jobs(config: Path) -> list[dict]:
     return json.loads(ferry("jobs", "--format", "json", config=config).stdout)
 
@@ -54,15 +64,20 @@ def test_kill_minus_nine_at_random_instants_then_resume(tmp_path: Path) -> None:
         "[sim]", f'fleet_file = "{fleet}"', "speedup = 40", "fault_rate = 0.03",
     ]) + "\n")
     rng = random.Random(int(os.environ.get("FERRY_CHAOS_SEED", "4242")))
+    world = tmp_path / "state" / "world.json"
     kills = 0
     deadline = time.monotonic() + 420
     while time.monotonic() < deadline:
         existing = jobs(config)
         if existing and existing[0]["state"] not in ("approved", "running", "cancelling"):
             break
+        before = world_version(world)
         proc = start(config, *(("jobs", "resume") if existing else ("evacuate", "a", "--yes", "--format", "json")))
         if kills < KILLS:
-            time.sleep(rng.uniform(0.3, 1.6))
+            # Kill at a random instant after this run has started to act on the world, so that
+            # kills land mid-step however long the start-up takes on a loaded machine.
+            wait_until(lambda: world_version(world) != before or proc.poll() is not None, 60)
+            time.sleep(rng.uniform(0.0, 0.8))
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 kills += 1
@@ -73,8 +88,7 @@ def test_kill_minus_nine_at_random_instants_then_resume(tmp_path: Path) -> None:
     assert kills >= KILLS
     final = jobs(config)
     assert len(final) == 1 and final[0]["state"] == "succeeded", final
-    world = str(tmp_path / "state" / "world.json")
-    assert audit_world(world, forbidden_nodes=frozenset({"a"})) == []
+    assert audit_world(str(world), forbidden_nodes=frozenset({"a"})) == []
     detail = json.loads(ferry("job", "show", str(final[0]["id"]), "--format", "json", config=config).stdout)
     assert len(detail["moves"]) == 40 and all(m["state"] == "succeeded" for m in detail["moves"])
     journal = detail["journal"]

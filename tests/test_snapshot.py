@@ -51,6 +51,9 @@ def test_unknown_keys_are_kept_and_round_trip() -> None:
     again = json.loads(dump_inventory(inv))
     assert again["nodes"][0]["rack_power_kw"] == 7.5 and again["vendor"] == {"x": 1}
     assert inventory_digest(parse_inventory(again)) == inventory_digest(inv)
+    assert inventory_digest(parse_inventory({**data, "taken_at": "2027-01-01T00:00:00Z"})) == inventory_digest(inv)
+    data["nodes"][0]["memory_mb"] += 1
+    assert inventory_digest(parse_inventory(data)) != inventory_digest(inv)
 
 
 def test_proxlb_tags_become_rules() -> None:
