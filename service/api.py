@@ -34,7 +34,7 @@ from fleet.policy import Policy
 from fleet.snapshot import dump_inventory, key_path, parse_inventory, validate_model
 from planners import place, plan_drain, plan_evacuate, plan_rebalance
 from service.config import Config
-from service.jobs import JobConflict, create_job, get_job, job_detail, list_jobs
+from service.jobs import JobConflict, NoSuchJob, control_job, create_job, job_detail, list_jobs
 from service.metrics import store_registry
 from service.runtime import Runtime
 from service.worker import instance_owner, with_window
@@ -128,19 +128,13 @@ def _detail(rt: Runtime, job_id: int) -> dict[str, Any]:
         raise ApiError(status.HTTP_404_NOT_FOUND, exc.line()) from None
 
 
-def _control(rt: Runtime, job_id: int, allowed: tuple[str, ...], new_state: str) -> dict[str, Any]:
-    """Change a job's state in one transaction, with the rule and message of ``ferry job ...``."""
-    with rt.sessions.begin() as session:
-        try:
-            job = get_job(session, job_id)
-        except InputError as exc:
-            raise ApiError(status.HTTP_404_NOT_FOUND, exc.line()) from None
-        old = job.state
-        if old not in allowed:
-            verb = "cancelled" if new_state == "cancelling" else new_state
-            raise JobConflict("job", job_id, f"is {old}; only a job that is {' or '.join(allowed)} can be {verb}")
-        job.state = new_state
-    return {"id": job_id, "from": old, "state": new_state}
+def _control(rt: Runtime, job_id: int, action: str) -> dict[str, Any]:
+    """Change a job's state with the rule and message of ``ferry job ...``."""
+    try:
+        old, new = control_job(rt.sessions, job_id, action)
+    except NoSuchJob as exc:
+        raise ApiError(status.HTTP_404_NOT_FOUND, exc.line()) from None
+    return {"id": job_id, "from": old, "state": new}
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -273,19 +267,19 @@ def _add_job_routes(app: FastAPI, rt: Runtime, auth: list[Any]) -> None:
     @app.post("/v1/jobs/{job_id}/approve", tags=["jobs"], dependencies=auth)
     def approve(job_id: int) -> dict[str, Any]:
         """A pending job becomes approved; the worker runs it."""
-        return _control(rt, job_id, ("pending",), "approved")
+        return _control(rt, job_id, "approve")
 
     @app.post("/v1/jobs/{job_id}/pause", tags=["jobs"], dependencies=auth)
     def pause(job_id: int) -> dict[str, Any]:
         """Start no new moves; moves in flight finish."""
-        return _control(rt, job_id, ("approved", "running"), "paused")
+        return _control(rt, job_id, "pause")
 
     @app.post("/v1/jobs/{job_id}/resume", tags=["jobs"], dependencies=auth)
     def resume(job_id: int) -> dict[str, Any]:
         """A paused job is approved again; the worker continues it."""
-        return _control(rt, job_id, ("paused",), "approved")
+        return _control(rt, job_id, "resume")
 
     @app.post("/v1/jobs/{job_id}/cancel", tags=["jobs"], dependencies=auth)
     def cancel(job_id: int) -> dict[str, Any]:
         """Start no more moves; moves in flight roll back."""
-        return _control(rt, job_id, ("pending", "approved", "running", "paused"), "cancelling")
+        return _control(rt, job_id, "cancel")

@@ -25,7 +25,7 @@ from fleet.snapshot import dump_inventory, load_inventory, read_document, valida
 from planners import place, plan_drain, plan_evacuate, plan_rebalance
 from service import render
 from service.config import load_config
-from service.jobs import create_job, job_detail, list_jobs, set_job_state
+from service.jobs import control_job, create_job, job_detail, list_jobs
 from service.runtime import Runtime
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -225,32 +225,27 @@ def job_show(ctx: typer.Context, job_id: int, fmt: FormatOpt = Format.table) -> 
     emit_json(detail) if fmt is Format.json else render.render_job(console, detail)
 
 
-def _control(ctx: typer.Context, job_id: int, allowed: tuple[str, ...], new_state: str) -> None:
-    sessions = runtime(ctx).sessions
-    state = job_detail(sessions, job_id)["state"]
-    if state not in allowed:
-        raise InputError("job", job_id, f"is {state}; only a job that is {' or '.join(allowed)} can be "
-                         f"{'cancelled' if new_state == 'cancelling' else new_state}")
-    set_job_state(sessions, job_id, new_state)
-    console.print(f"job {job_id}: {state} -> {new_state}")
+def _control(ctx: typer.Context, job_id: int, action: str) -> None:
+    old, new = control_job(runtime(ctx).sessions, job_id, action)
+    console.print(f"job {job_id}: {old} -> {new}")
 
 
 @job_app.command("cancel")
 def job_cancel(ctx: typer.Context, job_id: int) -> None:
     """Stop starting moves; moves in flight roll back. Run 'ferry jobs resume' if no ferry runs it."""
-    _control(ctx, job_id, ("pending", "approved", "running", "paused"), "cancelling")
+    _control(ctx, job_id, "cancel")
 
 
 @job_app.command("pause")
 def job_pause(ctx: typer.Context, job_id: int) -> None:
     """Start no new moves; moves in flight finish."""
-    _control(ctx, job_id, ("approved", "running"), "paused")
+    _control(ctx, job_id, "pause")
 
 
 @job_app.command("resume")
 def job_resume(ctx: typer.Context, job_id: int, fmt: FormatOpt = Format.table) -> None:
     """Approve a paused or pending job and run it to the end in this process."""
-    _control(ctx, job_id, ("paused", "pending", "approved", "running"), "approved")
+    _control(ctx, job_id, "resume")
     summary = runtime(ctx).engine().run_job(job_id).to_dict()
     emit_json(summary) if fmt is Format.json else render.render_summary(console, summary)
 

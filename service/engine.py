@@ -17,6 +17,7 @@ import os
 import socket
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,13 +61,17 @@ class JobSummary:
 
 class Engine:
     def __init__(self, sessions: sessionmaker[Session], backend: Backend, policy: Policy,
-                 settings: EngineSection, *, owner: str | None = None, progress: Progress | None = None) -> None:
+                 settings: EngineSection, *, owner: str | None = None, progress: Progress | None = None,
+                 hold: Callable[[int], bool] | None = None) -> None:
         self.sessions = sessions
         self.backend = backend
         self.policy = policy
         self.settings = settings
         self.owner = owner or instance_name()
         self.progress = progress
+        #: While ``hold(job_id)`` is true the job acts as paused (no new moves) without the store
+        #: saying so: ``ferry serve`` uses it for closed maintenance windows and for shutting down.
+        self.hold = hold
         self._control = ("running", 0.0)
 
     def _job_state(self, job_id: int) -> str:
@@ -78,6 +83,8 @@ class Engine:
                 job.lease_until = utcnow() + dt.timedelta(seconds=self.settings.lease_s)
                 state = job.state
             self._control = (state, time.monotonic())
+        if self.hold is not None and state in ("approved", "running") and self.hold(job_id):
+            return "paused"
         return state
 
     def run_job(self, job_id: int) -> JobSummary:

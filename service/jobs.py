@@ -106,11 +106,38 @@ def release_locks(session: Session, job_id: int, ct: str | None = None) -> None:
     session.execute(query)
 
 
+class NoSuchJob(InputError):
+    """The job id names no job."""
+
+
 def get_job(session: Session, job_id: int) -> JobRow:
     job = session.get(JobRow, job_id)
     if job is None:
-        raise InputError("job", job_id, "no such job (see 'ferry jobs')")
+        raise NoSuchJob("job", job_id, "no such job (see 'ferry jobs')")
     return job
+
+
+#: Operator controls: the states a job may be in for each, and the state it moves to.
+CONTROLS: dict[str, tuple[tuple[str, ...], str]] = {
+    "approve": (("pending",), "approved"),
+    "pause": (("approved", "running"), "paused"),
+    "resume": (("paused", "pending", "approved", "running"), "approved"),
+    "cancel": (("pending", "approved", "running", "paused"), "cancelling"),
+}
+
+
+def control_job(sessions: sessionmaker[Session], job_id: int, action: str) -> tuple[str, str]:
+    """Apply an operator's control in one transaction; (old state, new state). The CLI and the
+    REST API share it, so both enforce the same rules with the same words."""
+    allowed, new_state = CONTROLS[action]
+    with sessions.begin() as session:
+        job = get_job(session, job_id)
+        old = job.state
+        if old not in allowed:
+            verb = {"cancel": "cancelled", "pause": "paused", "approve": "approved", "resume": "resumed"}[action]
+            raise JobConflict("job", job_id, f"is {old}; only a job that is {' or '.join(allowed)} can be {verb}")
+        job.state = new_state
+    return old, new_state
 
 
 def set_job_state(sessions: sessionmaker[Session], job_id: int, state: str, message: str | None = None) -> None:

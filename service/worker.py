@@ -3,7 +3,7 @@
     APScheduler (BackgroundScheduler)
       |-- every schedule.poll_s --> run_pending --> next_job (store: approved / running / cancelling,
       |                                                       lease free, window open if it needs one)
-      |                                              --> GatedEngine.run_job (one job at a time)
+      |                                              --> Engine.run_job, held (one job at a time)
       `-- schedule.rebalance_cron --> rebalance_now --> planners.plan_rebalance --> create_job(approved)
 
 The first poll runs at start, so jobs a dead ferry left unfinished are resumed at once (the rule of
@@ -22,7 +22,6 @@ import datetime as dt
 import logging
 import threading
 from collections.abc import Callable, Collection
-from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -64,22 +63,6 @@ def with_window(plan: Plan) -> Plan:
 
 def uses_window(job: JobRow) -> bool:
     return bool((job.plan or {}).get(WINDOW_KEY))
-
-
-class GatedEngine(Engine):
-    """An engine that also treats ``hold(job_id)`` as a pause: no new moves while it is true.
-
-    It refines the control state the engine already reads between moves (Engine._job_state), so
-    holding behaves exactly like an operator's pause, without writing "paused" to the store.
-    """
-
-    def __init__(self, *args: Any, hold: Callable[[int], bool], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.hold = hold
-
-    def _job_state(self, job_id: int) -> str:
-        state = super()._job_state(job_id)
-        return "paused" if state in ("approved", "running") and self.hold(job_id) else state
 
 
 class Worker:
@@ -152,9 +135,9 @@ class Worker:
     def _holds(self, windowed: bool) -> Callable[[int], bool]:
         return lambda _job_id: self.stopping or (windowed and not self.windows.is_open(self.clock()))
 
-    def engine(self, hold: Callable[[int], bool]) -> GatedEngine:
+    def engine(self, hold: Callable[[int], bool]) -> Engine:
         rt = self.runtime
-        return GatedEngine(rt.sessions, rt.backend, rt.policy(), rt.config.engine, owner=self.owner, hold=hold)
+        return Engine(rt.sessions, rt.backend, rt.policy(), rt.config.engine, owner=self.owner, hold=hold)
 
     def run_one(self, job_id: int) -> JobSummary | None:
         """Run one job until it ends or is held; then free its lease if it did not end."""
