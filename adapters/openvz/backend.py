@@ -41,13 +41,16 @@ _REFUSED = {14, 16, 17, 18, 8}  # vzmigrate: no CPT, ploop, CPT version, CPU, ch
 _WAIT_PORT = ('for i in $(seq 200); do socat -u OPEN:/dev/null TCP:"$1":"$2",connect-timeout=0.5 '
               '2>/dev/null && exit 0; sleep 0.02; done; exit 1')
 # Destination switch: $1 CTID, $2 rule tag, IP:PORT... to wait for, "--", the IPs to announce.
-# Start, wait (bounded, 1500 tries) until each port answers, drop the gate, arping -U.
-_START = ('ct=$1 TAG=$2 STATE=/nonexistent; shift 2; vzctl start "$ct" || exit $?; '
+# Start, wait (bounded, 1500 tries) until each port answers, delete its gate rules (the ones
+# forwarding.gate inserted), arping -U. _after_switch removes any leftover rule by tag.
+_START = ('ct=$1 tag=$2; shift 2; vzctl start "$ct" || exit $?; '
           'while [ "$1" != "--" ]; do ip=${1%:*} port=${1##*:}; shift; i=0; '
           'until socat -u OPEN:/dev/null TCP:"$ip":"$port",connect-timeout=0.5 2>/dev/null; do '
-          'i=$((i + 1)); [ $i -lt 1500 ] || exit 3; sleep 0.02; done; done; shift; ips="$*"; '
-          + forwarding.TEARDOWN + '; for ip in $ips; do '
-          'dev=$(ip -o -4 addr show to "$ip/32" | awk \'{print $2; exit}\'); '
+          'i=$((i + 1)); [ $i -lt 1500 ] || exit 3; sleep 0.02; done; '
+          'iptables -D INPUT -d "$ip/32" ! -i lo -p tcp --syn --dport "$port" -m comment '
+          '--comment "$tag" -j DROP 2>/dev/null; iptables -D FORWARD -d "$ip/32" -p tcp --syn '
+          '--dport "$port" -m comment --comment "$tag" -j DROP 2>/dev/null; done; shift; '
+          'for ip in "$@"; do dev=$(ip -o -4 addr show to "$ip/32" | awk \'{print $2; exit}\'); '
           '[ -n "$dev" ] && arping -q -U -c 1 -I "$dev" "$ip" </dev/null >/dev/null 2>&1 & '
           'done; true')
 
@@ -185,21 +188,23 @@ class OpenVZBackend(Backend):
         old_ips, new_ips = inventory.ips_of(conf), self._new_ips(spec, conf)
         changed = bool(old_ips) and new_ips != old_ips
         state = self._state(spec)
+        was_running = self._marker(spec, "source_running", ctx)  # a stopped CT stays stopped
+        staged = False
         if self._status(spec.source, spec.ct, ctx) == "running":
             if spec.method != "dump":
                 self._stage_config(spec, new_ips, ctx)
-            ports = self._hold_clients(spec, old_ips, new_ips, changed, ctx)
-            stopped_at = time.monotonic()
+                staged = True
+            ports, kept = self._hold_clients(spec, old_ips, new_ips, changed, ctx)
+            stopped_at = time.monotonic()  # from here on, only what needs the source stopped
             self._run(spec.source, ["vzctl", "stop", spec.ct], ctx)
-            kept = self._read_state(spec, "kept", ctx).split()
-            if changed and ports and len(kept) == 1:
-                forwarding.keep_old_address(self.shell, spec.source, state, old_ips[0], kept[0],
+            if changed and ports and kept:
+                forwarding.keep_old_address(self.shell, spec.source, state, old_ips[0], kept,
                                             ctx.journal)
         else:
             stopped_at = time.monotonic()
             ports = [int(p) for p in self._read_state(spec, "ports", ctx).split()]
-        self._copy(spec, conf, new_ips, ctx)
-        if self._marker(spec, "source_running", ctx):  # a stopped container stays stopped
+        self._copy(spec, conf, new_ips, ctx, staged)
+        if was_running:
             self._start_destination(spec, new_ips, ports, ctx)
         ctx.figures["downtime_s"] = time.monotonic() - stopped_at
         self._after_switch(spec, changed, old_ips, new_ips, ctx)
@@ -209,15 +214,15 @@ class OpenVZBackend(Backend):
         return res.out if res.ok else ""
 
     def _hold_clients(self, spec: MoveSpec, old_ips: list[str], new_ips: list[str],
-                      changed: bool, ctx: StepContext) -> list[int]:
-        """Make new clients wait instead of failing while nothing serves (forwarding.py)."""
+                      changed: bool, ctx: StepContext) -> tuple[list[int], str]:
+        """Make new clients wait instead of failing while nothing serves (forwarding.py).
+        Returns the ports held and the interface that held the old address."""
         ports = self._ports(spec, old_ips, ctx)
         kept = forwarding.where(self.shell, spec.source, old_ips[0], ctx.journal) if old_ips else None
-        record = 'printf "%s\\n" "$2" > "$1/ports"; printf "%s\\n" "$3" > "$1/kept"'
-        self._run(spec.source, ["sh", "-c", record, "ferry", self._state(spec),
-                                " ".join(map(str, ports)), kept[0] if kept else ""], ctx)
+        self._run(spec.source, ["sh", "-c", 'printf "%s\\n" "$2" > "$1/ports"', "ferry",
+                                self._state(spec), " ".join(map(str, ports))], ctx)
         if not ports:
-            return ports
+            return ports, ""
         if changed:
             forwarding.start_forwarders(self.shell, spec.source, spec.ct, self._state(spec),
                                         old_ips[0], new_ips[0], ports,
@@ -226,8 +231,8 @@ class OpenVZBackend(Backend):
         else:
             forwarding.gate(self.shell, spec.target, spec.ct, new_ips[0], ports, ctx.journal)
             forwarding.gate(self.shell, spec.source, spec.ct, old_ips[0], ports, ctx.journal)
-        time.sleep(0.05)  # let requests already inside the container finish
-        return ports
+        time.sleep(0.02)  # let requests already inside the container finish
+        return ports, kept[0] if kept else ""
 
     def _start_destination(self, spec: MoveSpec, ips: list[str], ports: list[int],
                            ctx: StepContext) -> None:
@@ -258,7 +263,8 @@ class OpenVZBackend(Backend):
                                 f"/etc/vz/conf/{spec.dest_ct}.conf"], ctx, stdin=text.encode())
         self._stage_ips(spec, new_ips, ctx)
 
-    def _copy(self, spec: MoveSpec, conf: dict[str, str], new_ips: list[str], ctx: StepContext) -> None:
+    def _copy(self, spec: MoveSpec, conf: dict[str, str], new_ips: list[str], ctx: StepContext,
+              staged: bool) -> None:
         """Bring the data over (final rsync, or vzdump archive); config staged if missing."""
         if spec.method == "dump":
             if self._status(spec.target, spec.dest_ct, ctx) == "absent":
@@ -269,7 +275,7 @@ class OpenVZBackend(Backend):
         transfer.rsync_once(self.shell, self.settings, spec.source, spec.target,
                             self._private(conf, spec.ct), self._private(None, spec.dest_ct),
                             ctx.journal)
-        if self._status(spec.target, spec.dest_ct, ctx) == "absent":
+        if not staged:
             self._stage_config(spec, new_ips, ctx)
 
     def _stage_ips(self, spec: MoveSpec, new_ips: list[str], ctx: StepContext) -> None:

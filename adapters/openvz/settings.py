@@ -14,7 +14,7 @@ Example (TOML)::
     forward_seconds = 360                           # old address forwards to the new (DNS TTL + margin)
     hold_seconds = 30                               # same address: hold clients during the switch
     dns_hook = ["/usr/local/bin/ferry-dns", "--zone", "example.net"]  # + OLD_IP NEW_IP
-    rsync_options = ["-aHAX", "--delete", "--numeric-ids", "--sparse"]
+    rsync_options = ["-aHAX", "--delete", "--numeric-ids", "--sparse", "--whole-file"]  # --whole-file: LAN links; drop on slow WAN
     presync_max_rounds = 5                          # repeat pre-copy while the delta shrinks
     free_space_margin = 0.10                        # destination needs private area x 1.10
     max_clock_skew_s = 2.0
@@ -63,7 +63,7 @@ class OpenVZSettings(BaseModel):
     hold_seconds: float = Field(default=30.0, ge=0)
     dns_hook: list[str] = Field(default_factory=list)
     rsync_options: list[str] = Field(
-        default_factory=lambda: ["-aHAX", "--delete", "--numeric-ids", "--sparse"])
+        default_factory=lambda: ["-aHAX", "--delete", "--numeric-ids", "--sparse", "--whole-file"])
     presync_max_rounds: int = Field(default=5, ge=1, le=50)
     free_space_margin: float = Field(default=0.10, ge=0, le=10)
     max_clock_skew_s: float = Field(default=2.0, gt=0)
