@@ -8,8 +8,9 @@ capacity and anti-affinity limit. Waves are also capped by ``policy.max_parallel
 wave (a parked container's second hop waits).
 
 Moves keep their order; a move joins the current wave if it can, else opens the next one. A move
-whose destination has room only because earlier waves moved something out of it lists those
-moves in ``after``.
+whose destination has room only because earlier waves moved something out of it, or that joins a
+node an anti-affinity partner has left, lists those moves in ``after`` (by container id; a
+parked container's second hop lists its own id: it waits for its first hop).
 """
 
 from __future__ import annotations
@@ -129,6 +130,10 @@ def _after_of(initial: _Snapshot, step: Step, departed: dict[str, list[tuple[int
     after: list[str] = []
     if step.ct in last_wave_of:
         after.append(step.ct)
+    earlier = [ct for wave, ct in departed.get(step.dst, []) if wave < step.wave]
     if not initial.fits_without_departures(step):
-        after.extend(ct for wave, ct in departed.get(step.dst, []) if wave < step.wave)
+        after.extend(earlier)
+    st = initial.state
+    partners = {m for gi in st.anti_groups_of.get(step.ct, ()) for m in st.rules.anti_affinity[gi]}
+    after.extend(ct for ct in earlier if ct in partners and ct != step.ct)
     return sorted(set(after), key=after.index)

@@ -64,3 +64,15 @@ def test_cp_sat_modes_are_valid_and_never_worse():
         inv, ["d"], policy).score.peak_memory
     with pytest.raises(InputError):
         plan_evacuate(inv, ["d"], policy, solver="magic")
+
+
+def test_after_names_the_anti_affinity_partner_that_left():
+    inv = fleet([node("a"), node("b"), node("c")], [ct("y", "a"), ct("x", "b")], anti_affinity=[["x", "y"]])
+    state = FleetState(inv, Policy())
+    start = state.clone()
+    x, y = units_of(state, ["x", "y"])
+    steps, dropped = sequence(Ctx(state), [Target(y, "b", "join"), Target(x, "c", "leave")], max_parks=0)
+    assert dropped == [] and [s.ct for s in steps] == ["x", "y"]  # y waits until x has left b
+    plan = build_plan(start, Goal(kind="rebalance"), steps, [], movable={"x", "y"}, units=[x, y])
+    assert plan.moves[1].after == ["x"] and plan.moves[1].wave == 1
+    assert check_plan(inv, plan, Policy()) == []
