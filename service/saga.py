@@ -189,11 +189,14 @@ class MoveSaga:
         for check in checks:
             self._event(move.ct, "preflight", f"check {check.name}: {'ok' if check.ok else check.detail}")
 
+    def _rollback_context(self, move: MoveRow) -> StepContext:
+        return StepContext(journal=lambda e: add_journal(self.sessions, self.job_id, move.ct, "rollback", e))
+
     def _fall_back(self, move: MoveRow, why: str) -> MoveOutcome:
         """Live refused: the restart path avoids what live needs. Undo what live did, then retry."""
         self._event(move.ct, move.step, f"live move refused ({why}); falling back to restart")
         try:
-            self.backend.rollback(self._spec(move), StepContext())
+            self.backend.rollback(self._spec(move), self._rollback_context(move))
         except BackendError as exc:
             return self._compensate(move, f"live refused and its undo failed: {exc}")
         self._update(method="restart", step=None, phase=None)
@@ -203,7 +206,7 @@ class MoveSaga:
         self._update(state="rolling_back", message=why)
         self._event(move.ct, move.step, f"rolling back: {why}")
         spec = self._spec(move)
-        ctx = StepContext(journal=lambda e: add_journal(self.sessions, self.job_id, move.ct, "rollback", e))
+        ctx = self._rollback_context(move)
         for attempt in self._retrying(lambda rs: self._event(move.ct, "rollback", "retrying rollback")):
             with attempt:
                 try:
