@@ -3,11 +3,14 @@
 Methods (``contracts/plan.md``):
 
 - ``live``: copy while running, copy the delta again, then a short switch. OpenVZ
-  ``vzmigrate --live`` checkpoints the container and also copies its memory image; it needs the
-  same kernel on both ends (vzmigrate(8): "the destination node must run the same kernel").
-  Proxmox has no live migration for containers; ``pct migrate --restart`` (pve-container
-  ``PVE::LXC::Migrate``) stops, copies the rest and starts, so the pre-copy only shortens the stop.
-  Proxmox migrates to the same major version or a newer one.
+  ``vzmigrate --live`` (vzmigrate(8), vzctl 4.9: "For running containers, either traditional (with
+  CT stop and start) or live migration is possible") checkpoints the container and copies its
+  memory image too; the restore needs a compatible kernel and CPU on the destination (vzctl's
+  vzmigrate checks CPU capabilities for this reason), so ferry requires identical kernels.
+  Proxmox has no live migration for containers: the API's ``POST /nodes/{node}/lxc/{vmid}/migrate``
+  offers ``restart`` ("Use restart migration", pve-container ``src/PVE/API2/LXC.pm``), a stop,
+  a copy of the rest and a start, so the pre-copy only shortens the stop. ferry allows it to the
+  same major Proxmox version or a newer one.
 - ``restart`` (cold): stop, copy everything, start. Used for stopped containers (no downtime: they
   are not serving) and when the operator disables live moves.
 - ``dump``: ``vzdump`` -> transfer -> restore under a new id -> IP swap; the source serves until the

@@ -31,16 +31,14 @@ from planners.cpsat import solve
 from planners.filters import Ctx
 from planners.improve import Assignment, improve
 from planners.objective import node_term
-from planners.ranking import Candidate, best, evaluate, explain_unplaced, rank
+from planners.ranking import Candidate, best, evaluate, explain_unplaced
+from planners.room import make_room
 from planners.sequence import emit
 from planners.state import FleetState, Placement
-from planners.units import Unit, unit_memory_on, units_of
+from planners.units import Unit, units_of
 from planners.waves import Step
 
-#: Bounds of the make-room search (see _make_room), and how many stuck units may try it per plan.
-ROOM_NODES = 8
-ROOM_UNITS = 8
-ROOM_DESTS = 32
+#: How many stuck units may try the make-room search (planners.room) per plan.
 ROOM_TRIES = 16
 
 
@@ -69,36 +67,6 @@ def _immovable_reason(state: FleetState, unit: Unit) -> str:
         else f"{ct} is {why} (never moves)"
 
 
-def _make_room(ctx: Ctx, unit: Unit, targets: list[str], rejected: dict[str, str],
-               moved: set[str]) -> tuple[Unit, str, dict[str, str | None], str] | None:
-    """Find one other unit whose move elsewhere lets ``unit`` fit on its node.
-
-    Returns (other unit, its new node, its storages, the node freed) or None. Bounded: the
-    :data:`ROOM_NODES` allowed nodes closest to fitting; on each, the :data:`ROOM_UNITS` smallest
-    units that free enough memory; for each, the :data:`ROOM_DESTS` least-loaded destinations.
-    """
-    st = ctx.state
-    roomy = [n for n in targets if rejected.get(n) in ("memory", "cpu", "disk")]
-    short = {n: unit_memory_on(st, unit, n) - (st.mem_cap(n) - st.mem[n]) for n in roomy}
-    roomy.sort(key=lambda n: (short[n], n))
-    dests = sorted(targets, key=lambda n: (st.mem_util(n), n))[:ROOM_DESTS]
-    for host in roomy[:ROOM_NODES]:
-        others = units_of(st, sorted(ct for ct in st.members[host] if ct not in moved))
-        others = [u for u in others if not u.immovable and u.memory_mb >= short[host]
-                  and all(st.where[m].node == host for m in u.members)]
-        others.sort(key=lambda u: (u.memory_mb, u.key))
-        for other in others[:ROOM_UNITS]:
-            good, _ = rank(ctx, other, [n for n in dests if n != host])
-            for cand in good[:3]:
-                undo = [(ct, st.apply(ct, cand.node, cand.storages.get(ct))) for ct in other.members]
-                fits = evaluate(ctx, unit, host)
-                for ct, old in reversed(undo):
-                    st.undo(ct, old)
-                if isinstance(fits, Candidate):
-                    return other, cand.node, cand.storages, host
-    return None
-
-
 def _place_all(ctx: Ctx, units: list[Unit], targets: list[str], origin: dict[str, Placement],
                kind: str) -> tuple[Assignment, list[Step], list[Unplaced]]:
     """Greedy: largest unit first to its best node, making room once if that is the only way."""
@@ -115,7 +83,7 @@ def _place_all(ctx: Ctx, units: list[Unit], targets: list[str], origin: dict[str
         chosen, bad = best(ctx, unit, targets)
         if chosen is None and room_tries < ROOM_TRIES:
             room_tries += 1
-            room = _make_room(ctx, unit, targets, {r.node: r.filter for r in bad}, moved)
+            room = make_room(ctx, unit, targets, {r.node: r.filter for r in bad}, moved)
             if room is not None:
                 other, node, storages, host = room
                 moved.update(other.members)
