@@ -63,6 +63,12 @@ class PermanentError(BackendError):
     """Will fail again the same way (no space, bad config); roll back and tell the operator."""
 
 
+class CleanupPending(BackendError):
+    """Cleanup did what is due now; the rest (a retention period, forwarders still needed while
+    DNS moves) is due later. The move stands; the engine calls ``cleanup`` again later
+    (``ferry cleanup``, and ``ferry serve`` on every poll)."""
+
+
 class Cancelled(BackendError):
     """The operator cancelled the move while a long step ran (``StepContext.cancelled``)."""
 

@@ -219,6 +219,16 @@ def jobs_resume(ctx: typer.Context, fmt: FormatOpt = Format.table) -> None:
         render.render_summary(console, summary)
 
 
+@app.command()
+def cleanup(ctx: typer.Context, fmt: FormatOpt = Format.table) -> None:
+    """Finish cleanups left for later: retire kept sources whose retention ended, stop forwarders."""
+    lines = runtime(ctx).engine().run_cleanups()
+    if fmt is Format.json:
+        emit_json(lines)
+    else:
+        console.print("\n".join(lines) if lines else "no cleanup pending")
+
+
 @job_app.command("show")
 def job_show(ctx: typer.Context, job_id: int, fmt: FormatOpt = Format.table) -> None:
     detail = job_detail(runtime(ctx).sessions, job_id)

@@ -28,7 +28,7 @@ from adapters.base import Backend
 from fleet.errors import InputError
 from fleet.policy import Policy
 from service.config import EngineSection
-from service.jobs import claim_job, get_job, set_job_state
+from service.jobs import claim_job, get_job, pending_cleanups, set_job_state
 from service.saga import MoveSaga, Progress
 from service.slots import ADMISSION_DEPTH, TransferSlots
 from service.store import FINAL_MOVE_STATES, MoveRow, job_moves, utcnow
@@ -169,6 +169,17 @@ class Engine:
             state[move.ct] = "running"
             out[move.source] += 1
             into[move.target] += 1
+
+    def run_cleanups(self) -> list[str]:
+        """Retry every cleanup left for later (retention over, forwarders no longer needed, a
+        source node back). Returns one line per move: what happened."""
+        lines = []
+        for job_id, move_id in pending_cleanups(self.sessions):
+            saga = MoveSaga(self.sessions, self.backend, self.settings, job_id, move_id, owner=self.owner,
+                            policy=self.policy)
+            outcome = saga.retry_cleanup()
+            lines.append(f"job {job_id} {outcome.ct}: {outcome.message}")
+        return lines
 
     def _mark(self, move: MoveRow, state: str, message: str) -> None:
         with self.sessions.begin() as session:

@@ -224,3 +224,11 @@ def last_moved(sessions: sessionmaker[Session]) -> dict[str, float]:
             if finished is not None:
                 out[ct] = max(out.get(ct, 0.0), finished)
         return out
+
+
+def pending_cleanups(sessions: sessionmaker[Session]) -> list[tuple[int, int]]:
+    """(job id, move id) of moves that succeeded with their cleanup left for later."""
+    with sessions() as session:
+        rows = session.execute(select(MoveRow.job_id, MoveRow.id).where(
+            MoveRow.state == "succeeded", MoveRow.step == "cleanup", MoveRow.phase == "pending"))
+        return [(job_id, move_id) for job_id, move_id in rows]

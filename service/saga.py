@@ -29,6 +29,7 @@ from adapters.base import (
     Backend,
     BackendError,
     Cancelled,
+    CleanupPending,
     JournalEntry,
     MoveSpec,
     PermanentError,
@@ -145,6 +146,7 @@ class MoveSaga:
                 if isinstance(failure, RefusedError) and move.method == "live":
                     return self._fall_back(move, str(failure))
                 if failure is not None and step == Step.CLEANUP:  # destination verified: it stands
+                    self._update(phase="pending")  # `ferry cleanup` calls cleanup again later
                     return self._finish(move, figures, f"moved; cleanup left for later: {failure}")
                 if isinstance(failure, Cancelled):
                     return self._compensate(move, f"cancelled by operator during {step}")
@@ -156,7 +158,7 @@ class MoveSaga:
         """Run one step (with retries); the error that ended it, if any."""
         try:
             self._do_step(move, step, figures)
-        except (RefusedError, PermanentError, TransientError, Cancelled) as exc:
+        except (RefusedError, PermanentError, TransientError, Cancelled, CleanupPending) as exc:
             return exc
         return None
 
@@ -188,6 +190,19 @@ class MoveSaga:
             raise RefusedError("; ".join(f"{c.name}: {c.detail}" for c in failed))
         for check in checks:
             self._event(move.ct, "preflight", f"check {check.name}: {'ok' if check.ok else check.detail}")
+
+    def retry_cleanup(self) -> MoveOutcome:
+        """Call cleanup again for a succeeded move whose cleanup was left for later."""
+        move = self._move()
+        ctx = StepContext(journal=lambda e: add_journal(self.sessions, self.job_id, move.ct, "cleanup", e))
+        try:
+            self.backend.cleanup(self._spec(move), ctx)
+        except BackendError as exc:
+            self._update(message=f"moved; cleanup left for later: {exc}")
+            return MoveOutcome(move.ct, "succeeded", str(exc))
+        self._update(phase="done", message=f"moved to {move.target}; cleanup done")
+        self._event(move.ct, "cleanup", "deferred cleanup done")
+        return MoveOutcome(move.ct, "succeeded", "cleanup done")
 
     def _rollback_context(self, move: MoveRow) -> StepContext:
         return StepContext(journal=lambda e: add_journal(self.sessions, self.job_id, move.ct, "rollback", e))

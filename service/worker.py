@@ -4,6 +4,7 @@
       |-- every schedule.poll_s --> run_pending --> next_job (store: approved / running / cancelling,
       |                                                       lease free, window open if it needs one)
       |                                              --> Engine.run_job, held (one job at a time)
+      |-- every max(60 s, poll_s) --> run_cleanups --> Engine.run_cleanups (deferred cleanups)
       `-- schedule.rebalance_cron --> rebalance_now --> planners.plan_rebalance --> create_job(approved)
 
 The first poll runs at start, so jobs a dead ferry left unfinished are resumed at once (the rule of
@@ -87,6 +88,7 @@ class Worker:
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600})
         scheduler.add_job(self.run_pending, "interval", seconds=schedule.poll_s, id="poll",
                           next_run_time=dt.datetime.now(dt.UTC))
+        scheduler.add_job(self.run_cleanups, "interval", seconds=max(60.0, schedule.poll_s), id="cleanup")
         if schedule.rebalance_cron:
             scheduler.add_job(self.rebalance_now, cron_trigger(schedule.rebalance_cron, schedule.timezone),
                               id="rebalance")
@@ -109,6 +111,15 @@ class Worker:
         return self._stopping.is_set()
 
     # -- the poll ----------------------------------------------------------------------------
+    def run_cleanups(self) -> list[str]:
+        """Retry cleanups left for later (retention ended, forwarders no longer needed)."""
+        if self.stopping:
+            return []
+        lines = self.engine(lambda _job_id: False).run_cleanups()
+        for line in lines:
+            log.info("cleanup: %s", line)
+        return lines
+
     def run_pending(self) -> list[int]:
         """Run every job that is ready now, oldest first; each at most once per call."""
         done: list[int] = []

@@ -100,14 +100,20 @@ def test_transient_link_drop_is_retried_and_finishes(tmp_path: Path) -> None:
 
 
 def test_unreachable_source_during_cleanup_keeps_the_verified_move(tmp_path: Path) -> None:
+    # unreachable for all four tries of the cleanup step, reachable again afterwards
     rt = Runtime(sim_config(tmp_path, faults=[{"kind": "unreachable", "step": "cleanup", "ct": "103",
-                                               "remaining": 10}]))
-    _, result = run(rt, make_plan([("103", "c", "restart")]))
+                                               "remaining": 4}]))
+    job_id, result = run(rt, make_plan([("103", "c", "restart")]))
     move = moves_by_ct(result["detail"])["103"]
     assert move["state"] == "succeeded" and "cleanup left for later" in move["message"]
+    assert move["phase"] == "pending"
     world = WorldFile(world_file(rt)).read()
     assert world["home"]["103"] == "c" and world["copies"]["103"]["a"]["status"] == "stopped"
     assert audit_world(world_file(rt)) == []  # the kept source is stopped: never two running copies
+    assert rt.engine().run_cleanups() == [f"job {job_id} 103: cleanup done"]
+    assert set(WorldFile(world_file(rt)).read()["copies"]["103"]) == {"c"}  # source retired now
+    assert moves_by_ct(job_detail(rt.sessions, job_id))["103"]["phase"] == "done"
+    assert rt.engine().run_cleanups() == []
 
 
 def test_a_container_is_moved_by_one_job_at_a_time(sim_runtime: Runtime) -> None:
