@@ -42,18 +42,29 @@ class EffectiveRules:
 
 
 def _merge_groups(groups: list[set[str]]) -> tuple[frozenset[str], ...]:
-    """Union overlapping groups (affinity is transitive); order by smallest member for determinism."""
-    merged: list[set[str]] = []
+    """Union overlapping groups (affinity is transitive) with a union-find, near-linear in the
+    number of members; ordered by smallest member for determinism."""
+    parent: dict[str, str] = {}
+
+    def root(x: str) -> str:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
     for group in groups:
-        group = set(group)
-        keep = []
-        for other in merged:
-            if other & group:
-                group |= other
-            else:
-                keep.append(other)
-        merged = keep + [group]
-    return tuple(sorted((frozenset(g) for g in merged if len(g) > 1), key=lambda g: sorted(g)))
+        members = sorted(group)
+        for member in members:
+            parent.setdefault(member, member)
+        first = root(members[0]) if members else None
+        for member in members[1:]:
+            other = root(member)
+            if other != first:
+                parent[other] = first
+    merged: dict[str, set[str]] = {}
+    for member in parent:
+        merged.setdefault(root(member), set()).add(member)
+    return tuple(sorted((frozenset(g) for g in merged.values() if len(g) > 1), key=lambda g: sorted(g)))
 
 
 def effective_rules(inventory: Inventory) -> EffectiveRules:

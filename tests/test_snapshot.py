@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fleet import InputError, effective_rules, inventory_digest, load_inventory, parse_inventory
 from fleet.snapshot import dump_inventory
@@ -145,3 +147,23 @@ def test_demo_fleet_is_valid_and_realistic() -> None:
     assert all(1024 <= c.memory_mb <= 16 * 1024 for c in inv.containers)
     rules = effective_rules(inv)
     assert rules.affinity and rules.anti_affinity and rules.pinned
+
+
+@given(st.lists(st.sets(st.sampled_from("abcdefghij"), min_size=1, max_size=4), max_size=8))
+def test_affinity_merge_is_the_transitive_closure(groups: list[set[str]]) -> None:
+    from fleet.rules import _merge_groups
+
+    closure = [set(g) for g in groups]
+    changed = True
+    while changed:  # naive fixpoint: merge any two overlapping groups until none overlap
+        changed = False
+        for i in range(len(closure)):
+            for j in range(i + 1, len(closure)):
+                if closure[i] & closure[j]:
+                    closure[i] |= closure.pop(j)
+                    changed = True
+                    break
+            if changed:
+                break
+    expected = {frozenset(g) for g in closure if len(g) > 1}
+    assert set(_merge_groups(groups)) == expected
