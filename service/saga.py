@@ -46,6 +46,8 @@ from service.slots import TransferSlots
 from service.store import MoveRow
 
 DATA_STEPS = (Step.PRESYNC, Step.CUTOVER)
+#: The method to try when a backend refuses one (RefusedError).
+FALLBACK = {"live": "restart", "restart": "dump"}
 Progress = Callable[[str, str, int, int], None]  # ct, step, done, total
 
 
@@ -143,7 +145,7 @@ class MoveSaga:
                 if step == Step.CUTOVER or failure is not None:
                     slot.close()  # the copy is over (or abandoned): free the link for the next move
                     holding = False
-                if isinstance(failure, RefusedError) and move.method == "live":
+                if isinstance(failure, RefusedError) and move.method in FALLBACK:
                     return self._fall_back(move, str(failure))
                 if failure is not None and step == Step.CLEANUP:  # destination verified: it stands
                     self._update(phase="pending")  # `ferry cleanup` calls cleanup again later
@@ -208,13 +210,16 @@ class MoveSaga:
         return StepContext(journal=lambda e: add_journal(self.sessions, self.job_id, move.ct, "rollback", e))
 
     def _fall_back(self, move: MoveRow, why: str) -> MoveOutcome:
-        """Live refused: the restart path avoids what live needs. Undo what live did, then retry."""
-        self._event(move.ct, move.step, f"live move refused ({why}); falling back to restart")
+        """A method was refused for a reason the next one avoids (live -> restart: no checkpoint
+        or kernel match needed; restart -> dump: no direct node-to-node migration needed). Undo
+        what the refused attempt did, then start the move again with the next method."""
+        method = FALLBACK[move.method]
+        self._event(move.ct, move.step, f"{move.method} move refused ({why}); falling back to {method}")
         try:
             self.backend.rollback(self._spec(move), self._rollback_context(move))
         except BackendError as exc:
-            return self._compensate(move, f"live refused and its undo failed: {exc}")
-        self._update(method="restart", step=None, phase=None)
+            return self._compensate(move, f"{move.method} refused and its undo failed: {exc}")
+        self._update(method=method, step=None, phase=None)
         return self.run()
 
     def _compensate(self, move: MoveRow, why: str) -> MoveOutcome:

@@ -155,3 +155,17 @@ def test_a_move_waits_for_its_after_and_is_skipped_when_that_fails(tmp_path: Pat
     assert moves["105"]["state"] == "skipped" and "104" in moves["105"]["message"]
     assert moves["103"]["state"] == "succeeded"
     assert audit_world(world_file(rt)) == []
+
+
+def test_refusals_fall_back_live_to_restart_to_dump(tmp_path: Path) -> None:
+    rt = Runtime(sim_config(tmp_path, faults=[
+        {"kind": "refuse_live", "step": "prepare", "ct": "101", "method": "live", "remaining": 1},
+        {"kind": "refuse_live", "step": "prepare", "ct": "101", "method": "restart", "remaining": 1}]))
+    _, result = run(rt, make_plan([("101", "b", "live"), ("102", "b", "live")]))
+    move = moves_by_ct(result["detail"])["101"]
+    assert move["state"] == "succeeded" and move["method"] == "dump", move
+    events = [str(j["what"]) for j in result["detail"]["journal"] if j["ct"] == "101" and j["kind"] == "event"]
+    assert any("live move refused" in e and "falling back to restart" in e for e in events)
+    assert any("restart move refused" in e and "falling back to dump" in e for e in events)
+    assert audit_world(world_file(rt)) == []
+    assert rt.backend.discover().container("101").node == "b"
