@@ -19,7 +19,8 @@ from fleet.policy import Policy
 from fleet.snapshot import validate_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEMO_FLEET = REPO_ROOT / "config" / "fleets" / "demo.yaml"
+#: The built-in simulated fleet: in the source tree, or where an image put it (FERRY_DEMO_FLEET).
+DEMO_FLEET = Path(os.environ.get("FERRY_DEMO_FLEET") or REPO_ROOT / "config" / "fleets" / "demo.yaml")
 
 
 class FerrySection(BaseModel):
