@@ -10,7 +10,7 @@ import pytest
 import requests
 from proxmoxer.core import ResourceException
 
-from adapters.base import MoveSpec, StepContext
+from adapters.base import CleanupPending, MoveSpec, StepContext
 from adapters.proxmox import create_backend
 from adapters.proxmox.tasks import parse_upid
 from tests.pvedouble.drive import Recorder, run_move, settings_for
@@ -128,10 +128,57 @@ def test_rollback_moves_a_landed_container_back(pve_double, backend) -> None:  #
 def test_dump_keeps_the_source_and_purges_it_after_retention(pve_double, backend) -> None:  # noqa: F811
     ctx = StepContext(journal=Recorder())
     spec = MoveSpec("104", "pve1", "pve2", method="dump", options={"net": {"net0": {"ip": "198.51.100.7/24"}}})
-    assert run_move(backend, spec, ctx) == "done"
+    assert run_move(backend, spec, ctx).startswith("cleanup pending: source CT 104 kept stopped on pve1 until ")
     state = backend.observe(spec)
     assert state.target.status == "running" and state.target.ips == ("198.51.100.7",)
     assert state.source.status == "stopped"
     assert backend.purge_expired(ctx) == []  # retention has not ended
+    with pytest.raises(CleanupPending, match=r"\(retention\)"):
+        backend.cleanup(spec, ctx)  # called again: still due later, nothing changes
     assert backend.purge_expired(ctx, now=2**40) == [104]
     assert 104 not in pve_double.world.guests
+    before = len(pve_double.world.calls)
+    backend.cleanup(spec, ctx)  # the sweep purged it: the move's own cleanup has nothing left to do
+    assert not [c for c in pve_double.world.calls[before:] if c["method"] != "GET"]
+
+
+def _dump_until_verified(backend, spec: MoveSpec, ctx: StepContext) -> None:
+    for step in ("preflight", "prepare", "presync", "cutover", "verify"):
+        getattr(backend, step)(spec, ctx)
+
+
+def _set_status(double, vmid: int, status: str) -> None:
+    with double.world.lock:
+        double.world.guests[vmid].status = status
+
+
+@pytest.mark.parametrize("path", ["cleanup", "sweep"])
+def test_cleanup_and_the_sweep_purge_by_the_same_guard(pve_double, monkeypatch, path) -> None:  # noqa: F811
+    """A move's cleanup and purge_expired's sweep are one code path: neither destroys a source whose
+    restored copy is not running; both destroy it once the copy runs, with the same call and event."""
+    monkeypatch.setenv("FERRY_TEST_PVE_SECRET", pve_double.token_secret)
+    backend = create_backend(settings_for(pve_double, retention_hours=0))
+    journal = Recorder()
+    ctx = StepContext(journal=journal)
+    spec = MoveSpec("104", "pve1", "pve2", method="dump")
+    _dump_until_verified(backend, spec, ctx)
+    copy = int(backend.observe(spec).target.ct)
+    _set_status(pve_double, copy, "stopped")  # the copy died after verify
+    with pytest.raises(CleanupPending, match=f"restored copy of CT 104 {copy} is stopped on pve2"):
+        backend.cleanup(spec, ctx)  # retires the source (tag), but holds it: the copy is down
+    assert backend.purge_expired(ctx, now=2**40) == []
+    assert pve_double.world.guests[104].status == "stopped"
+    assert any(t.startswith("ferry-retired-") for t in pve_double.world.guests[104].tags)
+    assert not [c for c in pve_double.world.calls if c["method"] == "DELETE"]
+
+    _set_status(pve_double, copy, "running")
+    if path == "cleanup":
+        backend.cleanup(spec, ctx)
+    else:
+        assert backend.purge_expired(ctx, now=2**40) == [104]
+    assert 104 not in pve_double.world.guests
+    deleted = [c for c in pve_double.world.calls if c["method"] == "DELETE"]
+    assert [(c["path"], c["params"]) for c in deleted] == [("/nodes/pve1/lxc/104", {"purge": "1"})]
+    events = [e.detail for e in journal.entries if e.what == "purged retired source"]
+    assert events == [{"ct": "104", "vmid": 104, "node": "pve1", "copy": copy}]
+    backend.cleanup(spec, ctx)  # idempotent: nothing left, nothing raised

@@ -94,7 +94,8 @@ class ProxmoxBackend(Backend):
         self._path(spec).rollback(self._mc(spec, ctx))
 
     def purge_expired(self, ctx: StepContext, now: float | None = None) -> list[int]:
-        """Destroy retired sources whose retention ended and whose restored copy still runs
-        (for a periodic job; a move with ``retention_hours = 0`` purges its own in cleanup)."""
+        """Destroy retired sources whose retention ended and whose restored copy still runs: a
+        sweep for sources no pending move covers any more. A move's own later ``cleanup`` call
+        purges its source through the same guarded code (dump._purge_if_due)."""
         api = Api(self.client, ctx.journal)
         return dump.purge_retired(api, self.settings, ctx, time.time() if now is None else now)

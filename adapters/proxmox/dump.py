@@ -3,8 +3,9 @@
     cutover: shutdown source -> vzdump (mode stop, to a shared backup storage) -> restore on the
              target under a free VMID, tagged ferry-from-<ct> -> net[n] rewritten -> start
     verify:  the copy runs on the target with the expected addresses, the source is stopped
-    cleanup: the source stays, stopped, tagged ferry-retired-<epoch> until retention ends;
-             purge_expired() destroys it later, only if its verified copy still runs
+    cleanup: the source stays, stopped, tagged ferry-retired-<epoch>; CleanupPending until that
+             epoch, then (a later cleanup call, or purge_expired's sweep: one guarded purge) it is
+             destroyed, only while its restored copy runs
     rollback: the copy is stopped and destroyed, the source started again
 
 Why these choices (pve-docs "Backup and Restore", vzdump(1); pve-container create_vm):
@@ -24,9 +25,10 @@ Why these choices (pve-docs "Backup and Restore", vzdump(1); pve-container creat
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 
-from adapters.base import Check, MoveSpec, PermanentError, StepContext, TransientError
+from adapters.base import Check, CleanupPending, MoveSpec, PermanentError, StepContext, TransientError
 from adapters.proxmox import observe
 from adapters.proxmox.client import Api, ApiFailure
 from adapters.proxmox.guestops import MoveContext, ensure_power, wait_unlocked
@@ -165,19 +167,28 @@ def verify(mc: MoveContext) -> None:
 
 
 def cleanup(mc: MoveContext) -> None:
-    """Keep the stopped source until retention ends: tag it ferry-retired-<epoch>. With
-    ``retention_hours = 0`` the source is destroyed at once, by the same guarded purge
-    (the copy must still run), so the retention tag also covers a crash between the two."""
-    source = observe.locate(mc.api, mc.vmid)
-    if source is None:
+    """Retire the stopped source: tag it ferry-retired-<epoch> (the end of its retention), then
+    destroy it through the same guarded purge as :func:`purge_retired` once that epoch has passed
+    and the restored copy still runs. Until then raise CleanupPending, so the engine calls cleanup
+    again later (``ferry cleanup``). Level-triggered: the tag is the only memory, so a second call
+    after the purge finds no source and does nothing. ``retention_hours = 0`` purges at once."""
+    cts = observe.guests(mc.api)
+    source = cts.get(mc.vmid)
+    if source is None or source.node != mc.spec.source:  # purged already (dump never moves it)
         return
-    if not any(t.startswith(RETIRED_PREFIX) for t in source.tags):
+    if retired_until(source) is None:
         ensure_power(mc, source.node, mc.vmid, "stopped")
-        until = int(time.time() + mc.settings.retention_hours * 3600)
+        until = int(time.time() + mc.settings.retention_hours * 3600)  # whole seconds, as tags hold them
         mc.api.put(f"/nodes/{source.node}/lxc/{mc.vmid}/config",
                    tags=";".join([*source.tags, f"{RETIRED_PREFIX}{until}"]))
-    if mc.settings.retention_hours == 0:
-        purge_retired(mc.api, mc.settings, mc.ctx, time.time(), only=mc.vmid)
+        mc.event("retired source", vmid=mc.vmid, node=source.node, until=until)
+        cts = observe.guests(mc.api)
+        source = cts.get(mc.vmid)
+        if source is None:
+            return
+    held = _purge_if_due(mc.api, mc.settings, mc.ctx, cts, source, time.time())
+    if held is not None:
+        raise CleanupPending(held)
 
 
 def retired_until(place: Placement) -> int | None:
@@ -187,24 +198,44 @@ def retired_until(place: Placement) -> int | None:
     return until[0] if until else None
 
 
-def purge_retired(api: Api, settings: ProxmoxSettings, ctx: StepContext, now: float,
-                  only: int | None = None) -> list[int]:
-    """Destroy retired sources whose retention ended, only while their restored copy runs.
+def _hold_reason(place: Placement, copy: Placement | None, now: float) -> str | None:
+    """Why the retired source ``place`` must stay for now; None once it may be destroyed: its
+    retention ended, it is stopped, and its restored copy runs (the copy proves the move held)."""
+    until = retired_until(place)
+    if until is None:
+        return f"CT {place.vmid} on {place.node} carries no {RETIRED_PREFIX}<epoch> tag; not purged"
+    if until > now:
+        due = dt.datetime.fromtimestamp(until, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return f"source CT {place.vmid} kept stopped on {place.node} until {due} (retention), then purged"
+    if place.status != "stopped":
+        return f"retired source CT {place.vmid} is {place.status} on {place.node}; not purged while it runs"
+    if copy is None or copy.status != "running":
+        what = "is gone" if copy is None else f"{copy.vmid} is {copy.status} on {copy.node}"
+        return f"restored copy of CT {place.vmid} {what}; source kept until the copy runs"
+    return None
+
+
+def _purge_if_due(api: Api, settings: ProxmoxSettings, ctx: StepContext, cts: dict[int, Placement],
+                  place: Placement, now: float) -> str | None:
+    """Destroy the retired source ``place`` if :func:`_hold_reason` allows it; else that reason.
     ``purge=1``: Proxmox also drops the CT from replication jobs, backup jobs and HA resources
     (pve-container API2/LXC.pm destroy_vm), so nothing refers to the vanished VMID."""
+    vmid = place.vmid
+    copy = next((p for p in cts.values() if marker(str(vmid)) in p.tags), None)
+    held = _hold_reason(place, copy, now)
+    if held is None and copy is not None:
+        mc = MoveContext(api, settings, MoveSpec(str(vmid), place.node, copy.node), ctx)
+        mc.run(api.delete(f"/nodes/{place.node}/lxc/{vmid}", purge=1))
+        mc.event("purged retired source", vmid=vmid, node=place.node, copy=copy.vmid)
+    return held
+
+
+def purge_retired(api: Api, settings: ProxmoxSettings, ctx: StepContext, now: float) -> list[int]:
+    """Destroy every retired source whose retention ended while its restored copy runs (the
+    sweep for sources no pending move covers); the same guard and call as :func:`cleanup`."""
     cts = observe.guests(api)
-    purged = []
-    for place in cts.values():
-        until = retired_until(place)
-        if until is None or until > now or place.status != "stopped" or only not in (None, place.vmid):
-            continue
-        copy = next((p for p in cts.values() if marker(str(place.vmid)) in p.tags), None)
-        if copy is not None and copy.status == "running":
-            mc = MoveContext(api, settings, MoveSpec(str(place.vmid), place.node, copy.node), ctx)
-            mc.run(api.delete(f"/nodes/{place.node}/lxc/{place.vmid}", purge=1))
-            mc.event("purged retired source", vmid=place.vmid, node=place.node, copy=copy.vmid)
-            purged.append(place.vmid)
-    return purged
+    return [vmid for vmid, place in sorted(cts.items())
+            if retired_until(place) is not None and _purge_if_due(api, settings, ctx, cts, place, now) is None]
 
 
 def rollback(mc: MoveContext) -> None:

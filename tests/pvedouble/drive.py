@@ -1,6 +1,7 @@
 """A minimal stand-in for the engine, for end-to-end tests of a backend against the double:
-run the steps of adapters.base.STEPS in order, retry TransientError (bounded), and call rollback
-on PermanentError or failed pre-flight checks."""
+run the steps of adapters.base.STEPS in order, retry TransientError (bounded), call rollback
+on PermanentError or failed pre-flight checks, and report a CleanupPending (the move stands, its
+cleanup is due again later) as ``"cleanup pending: <why>"``, as the engine does."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 from adapters.base import (
     STEPS,
     Backend,
+    CleanupPending,
     JournalEntry,
     MoveSpec,
     PermanentError,
@@ -47,7 +49,7 @@ def settings_for(double: Any, env: Mapping[str, str] | None = None, **overrides:
 
 def run_move(backend: Backend, spec: MoveSpec, ctx: StepContext, *, attempts: int = 6,
              backoff_s: float = 0.01) -> str:
-    """"done", "refused" (pre-flight failed) or "rolled back: <reason>"."""
+    """"done", "cleanup pending: <why>", "refused: ..." (pre-flight failed) or "rolled back: <reason>"."""
     for step in STEPS:
         for attempt in range(attempts):
             try:
@@ -60,6 +62,8 @@ def run_move(backend: Backend, spec: MoveSpec, ctx: StepContext, *, attempts: in
                     backend.rollback(spec, ctx)
                     return f"rolled back: {exc}"
                 time.sleep(backoff_s * 2 ** attempt)
+            except CleanupPending as exc:
+                return f"cleanup pending: {exc}"
             except PermanentError as exc:
                 backend.rollback(spec, ctx)
                 return f"rolled back: {exc}"
