@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -230,9 +231,24 @@ def cleanup(ctx: typer.Context, fmt: FormatOpt = Format.table) -> None:
 
 
 @job_app.command("show")
-def job_show(ctx: typer.Context, job_id: int, fmt: FormatOpt = Format.table) -> None:
-    detail = job_detail(runtime(ctx).sessions, job_id)
-    emit_json(detail) if fmt is Format.json else render.render_job(console, detail)
+def job_show(ctx: typer.Context, job_id: int, fmt: FormatOpt = Format.table, watch: Annotated[
+        bool, typer.Option("--watch", "-w", help="refresh every second until the job ends")] = False) -> None:
+    """A job's moves and state (with --format json: and its journal of every command)."""
+    sessions = runtime(ctx).sessions
+    detail = job_detail(sessions, job_id)
+    if fmt is Format.json:
+        emit_json(detail)
+        return
+    if not watch:
+        render.render_job(console, detail)
+        return
+    from rich.live import Live
+
+    with Live(render.job_view(detail), console=console, refresh_per_second=2) as live:
+        while detail["state"] not in ("succeeded", "failed", "cancelled", "rolled_back"):
+            time.sleep(1.0)
+            detail = job_detail(sessions, job_id)
+            live.update(render.job_view(detail))
 
 
 def _control(ctx: typer.Context, job_id: int, action: str) -> None:

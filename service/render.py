@@ -6,9 +6,10 @@ goes where and why, and each node's load before → after as a bar.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
@@ -104,18 +105,25 @@ def render_jobs(console: Console, jobs: list[dict[str, Any]]) -> None:
     console.print(table)
 
 
-def render_job(console: Console, job: dict[str, Any]) -> None:
-    console.print(f"[bold]job {job['id']}[/] {job['kind']} {' '.join(job['nodes'])}: "
-                  f"[bold]{job['state']}[/] {job['message']}")
+def job_view(job: dict[str, Any]) -> Group:
+    """A job as people read it: its state, then one row per move (what ``--watch`` refreshes)."""
+    counts = Counter(m["state"] for m in job["moves"])
+    head = Text.from_markup(f"[bold]job {job['id']}[/] {job['kind']} {' '.join(job['nodes'])}: "
+                            f"[bold]{job['state']}[/] — " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     table = Table()
-    for col in ("ct", "from → to", "method", "state", "step", "tries", "message"):
+    for col in ("ct", "from → to", "method", "state", "step", "message"):
         table.add_column(col, overflow="fold" if col == "message" else "ellipsis")
     for m in job["moves"]:
         step = f"{m['step']} ({m['phase']})" if m["step"] else ""
-        table.add_row(m["ct"], f"{m['from']} → {m['to']}", m["method"], m["state"], step,
-                      str(m["attempts"]), m["message"])
-    console.print(table)
-    console.print(f"journal: {len(job['journal'])} entries (--format json shows them)")
+        style = {"running": "cyan", "succeeded": "green", "rolled_back": "yellow", "failed": "red"}.get(m["state"])
+        table.add_row(m["ct"], f"{m['from']} → {m['to']}", m["method"], Text(m["state"], style=style or ""),
+                      step, m["message"])
+    foot = Text(f"{job['message']}\njournal: {len(job['journal'])} entries (--format json shows them)")
+    return Group(head, table, foot)
+
+
+def render_job(console: Console, job: dict[str, Any]) -> None:
+    console.print(job_view(job))
 
 
 def render_summary(console: Console, summary: dict[str, Any]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -154,3 +155,19 @@ def test_offline_planning_writes_nothing(tmp_path: Path) -> None:
     ferry("plan", "evacuate", "a", "--inventory", str(SMALL_FLEET), "--format", "json", cwd=tmp_path)
     ferry("plan", "rebalance", "--inventory", str(SMALL_FLEET), "--format", "json", cwd=tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_job_show_watch_follows_a_running_job_to_its_end(tmp_path: Path) -> None:
+    config = write_config(tmp_path, speedup=60.0)  # several seconds of moves
+    runner = subprocess.Popen([FERRY, "--config", str(config), "evacuate", "a", "--yes", "--format", "json"],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not (jobs := json.loads(ferry("jobs", "--format", "json", config=config).stdout)):
+            assert time.monotonic() < deadline and runner.poll() is None
+        assert jobs[0]["state"] in ("approved", "running")  # so --watch below had to wait for the end
+        shown = ferry("job", "show", "1", "--watch", config=config, timeout=60).stdout
+        assert runner.wait(timeout=30) == 0
+    finally:
+        runner.kill()
+    assert "job 1 evacuate a: succeeded" in shown and "5 succeeded" in shown
