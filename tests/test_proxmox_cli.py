@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -141,27 +142,127 @@ def test_evacuate_journals_every_api_call_without_the_secret(pve_double: PveDoub
         assert secret.encode() not in extra.read_bytes(), extra
 
 
-def test_dump_move_with_zero_retention_purges_the_source(pve_double: PveDouble, tmp_path: Path) -> None:  # noqa: F811
-    """retention_hours = 0: cleanup destroys the verified move's source with purge=1, which also
-    drops the replication jobs that named it; nothing refers to the old VMID afterwards."""
-    config = write_config(tmp_path, pve_double)
-    config.write_text(config.read_text() + "retention_hours = 0\n", encoding="utf-8")
-    world = pve_double.world
-    world.replication["104-0"] = ReplicationJob("104-0", 104, "pve3", "pve1", comment="operator's own job")
+def run_dump_of_104(config: Path, tmp_path: Path) -> tuple[int, str]:
+    """``ferry run`` a saved plan that moves CT 104 by dump (one move of pve1's evacuation, as a
+    plan of its own); the job id and the move's target node."""
     plan = json.loads(ferry("plan", "evacuate", "pve1", "--format", "json", config=config).stdout)
     plan["moves"] = [{**m, "method": "dump", "after": [], "wave": 0} for m in plan["moves"] if m["ct"] == "104"]
-    plan["goal"] = {"kind": "rebalance", "nodes": []}  # one move of the evacuation, as a plan of its own
+    plan["goal"] = {"kind": "rebalance", "nodes": []}
     saved = tmp_path / "plan.json"
     saved.write_text(json.dumps(plan), encoding="utf-8")
     summary = json.loads(ferry("run", str(saved), "--yes", "--format", "json", config=config).stdout)
     assert summary["state"] == "succeeded", summary
+    return summary["job_id"], plan["moves"][0]["to"]
+
+
+def with_retention(tmp_path: Path, double: PveDouble, hours: float) -> Path:
+    config = write_config(tmp_path, double)
+    config.write_text(config.read_text() + f"retention_hours = {hours}\n", encoding="utf-8")
+    return config
+
+
+def job_move(config: Path, job_id: int, ct: str) -> tuple[dict, list[dict]]:
+    """The move of ``ct`` and the job's journal, as ``ferry job show --format json`` reports them."""
+    detail = json.loads(ferry("job", "show", str(job_id), "--format", "json", config=config).stdout)
+    return next(m for m in detail["moves"] if m["ct"] == ct), detail["journal"]
+
+
+def copy_of(double: PveDouble, ct: str) -> int:
+    copies = [g.vmid for g in double.world.guests.values() if f"ferry-from-{ct}" in g.tags]
+    assert len(copies) == 1, copies
+    return copies[0]
+
+
+def retired_until(double: PveDouble, vmid: int) -> int:
+    return next(int(t.removeprefix("ferry-retired-")) for t in double.world.guests[vmid].tags
+                if t.startswith("ferry-retired-"))
+
+
+def wait_until(epoch: float, bound_s: float = 15.0) -> None:
+    """Sleep until wall-clock ``epoch`` has passed (the end of a retention), at most ``bound_s``."""
+    delay = epoch + 0.05 - time.time()
+    assert delay < bound_s, f"retention ends in {delay:.1f} s, beyond the test's bound"
+    time.sleep(max(0.0, delay))
+
+
+def cleanup_lines(config: Path) -> list[str]:
+    return json.loads(ferry("cleanup", "--format", "json", config=config).stdout)
+
+
+def test_dump_move_with_zero_retention_purges_the_source(pve_double: PveDouble, tmp_path: Path) -> None:  # noqa: F811
+    """retention_hours = 0: cleanup destroys the verified move's source with purge=1, which also
+    drops the replication jobs that named it; nothing refers to the old VMID afterwards."""
+    config = with_retention(tmp_path, pve_double, 0)
+    world = pve_double.world
+    world.replication["104-0"] = ReplicationJob("104-0", 104, "pve3", "pve1", comment="operator's own job")
+    job_id, target = run_dump_of_104(config, tmp_path)
     final = world.snapshot()
     copies = [c for c in final.containers if "ferry-from-104" in c.tags]
-    assert len(copies) == 1 and copies[0].status == "running" and copies[0].node == plan["moves"][0]["to"]
+    assert len(copies) == 1 and copies[0].status == "running" and copies[0].node == target
     assert "104" not in {c.id for c in final.containers}, "the retired source must be gone"
     assert not world.replication
     destroyed = [c for c in world.calls if c["method"] == "DELETE" and c["path"] == "/nodes/pve1/lxc/104"]
     assert len(destroyed) == 1 and destroyed[0]["params"] == {"purge": "1"}
+    assert job_move(config, job_id, "104")[0]["phase"] == "done"
+    assert cleanup_lines(config) == []
+
+
+RETENTION_H = 0.0015  # 5.4 s: long enough for `ferry cleanup` to run once inside it
+
+
+def test_dump_source_waits_out_its_retention_then_a_later_cleanup_purges_it(
+        pve_double: PveDouble, tmp_path: Path) -> None:  # noqa: F811
+    config = with_retention(tmp_path, pve_double, RETENTION_H)
+    world = pve_double.world
+    job_id, target = run_dump_of_104(config, tmp_path)
+    until = retired_until(pve_double, 104)
+    early = cleanup_lines(config)  # at once: the retention still runs
+    assert time.time() < until, "the first `ferry cleanup` must run inside the retention"
+    assert len(early) == 1 and early[0].startswith(f"job {job_id} 104: source CT 104 kept stopped on pve1 until ")
+    move, _ = job_move(config, job_id, "104")
+    assert (move["state"], move["phase"]) == ("succeeded", "pending") and "(retention)" in move["message"]
+    source, copy = world.guests[104], world.guests[copy_of(pve_double, "104")]
+    assert (source.node, source.status) == ("pve1", "stopped")
+    assert (copy.node, copy.status) == (target, "running")
+    assert not [c for c in world.calls if c["method"] == "DELETE"]
+
+    wait_until(until)
+    assert cleanup_lines(config) == [f"job {job_id} 104: cleanup done"]
+    assert 104 not in world.guests and world.guests[copy.vmid].status == "running"
+    move, journal = job_move(config, job_id, "104")
+    assert (move["state"], move["phase"]) == ("succeeded", "done")
+    served_delete = [c for c in world.calls if c["method"] == "DELETE"]
+    assert [(c["path"], c["params"]) for c in served_delete] == [("/nodes/pve1/lxc/104", {"purge": "1"})]
+    purge = [j for j in journal if j["kind"] == "api" and j["what"] == "DELETE /nodes/pve1/lxc/104"]
+    assert len(purge) == 1 and purge[0]["step"] == "cleanup" and purge[0]["status"] == 200
+    assert normalise(purge[0]["detail"]["params"]) == {"purge": "1"}
+    assert purge[0]["detail"]["upid"] == served_delete[0]["upid"]
+    assert any(j["what"] == "purged retired source" and j["detail"]["copy"] == copy.vmid for j in journal)
+
+    before = len(world.calls)
+    assert cleanup_lines(config) == []  # nothing pending any more
+    assert not [c for c in world.calls[before:] if c["method"] != "GET"]
+
+
+def test_later_cleanup_never_purges_a_source_whose_copy_is_not_running(
+        pve_double: PveDouble, tmp_path: Path) -> None:  # noqa: F811
+    config = with_retention(tmp_path, pve_double, RETENTION_H)
+    world = pve_double.world
+    job_id, _ = run_dump_of_104(config, tmp_path)
+    copy = copy_of(pve_double, "104")
+    with world.lock:  # the restored copy stopped after the move was verified
+        world.guests[copy].status = "stopped"
+    wait_until(retired_until(pve_double, 104))
+    assert cleanup_lines(config) == [f"job {job_id} 104: restored copy of CT 104 {copy} is stopped on "
+                                     f"{world.guests[copy].node}; source kept until the copy runs"]
+    assert world.guests[104].status == "stopped" and not [c for c in world.calls if c["method"] == "DELETE"]
+    move, _ = job_move(config, job_id, "104")
+    assert move["phase"] == "pending" and f"{copy} is stopped" in move["message"]
+
+    with world.lock:  # running again: the guard, not the clock, was what held the source
+        world.guests[copy].status = "running"
+    assert cleanup_lines(config) == [f"job {job_id} 104: cleanup done"]
+    assert 104 not in world.guests
 
 
 def test_presync_repeats_replication_until_the_delta_is_small(make_double, tmp_path: Path) -> None:  # noqa: F811
