@@ -6,11 +6,13 @@ moves only the ``movable`` containers; the bound is their maximum:
 
 1. fixed load: a container that cannot move stays, so ``peak >= fixed_n / mem_n`` on every node;
 2. water level: the movable memory ``T`` must fit somewhere. At a peak ``t`` node ``n`` holds at
-   most ``min(t*mem_n, cap_n) - fixed_n`` if it may receive, ``min(t*mem_n, now_n) - fixed_n`` if
-   it may only keep what it has, nothing if it is being emptied; the smallest ``t`` whose total
+   most ``min(t*mem_n, max(cap_n, now_n)) - fixed_n`` if it may receive,
+   ``min(t*mem_n, now_n) - fixed_n`` if it may only keep what it has, nothing if it is being
+   emptied; the smallest ``t`` whose total
    reaches ``T`` (found by bisection, a monotone function) bounds the peak;
 3. biggest units: a unit lands on *some* allowed node, so ``peak >= min_n (fixed_n + size)/mem_n``
-   (checked for the largest units only; a subset still gives a valid bound).
+   (checked for the largest units whose members share a node now; a subset still gives a valid
+   bound).
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ def _water_level(state: FleetState, fixed: dict[str, float], total: float,
             if name in emptying:
                 continue
             receives = node.receives and name not in state.rules.exclude_nodes
-            top = state.mem_cap(name) if receives else state.mem[name]
+            # A node may always keep what it has (even above its cap, if nothing can leave).
+            top = max(state.mem_cap(name), state.mem[name]) if receives else state.mem[name]
             out += max(0.0, min(t * node.memory_mb, top) - fixed[name])
         return out
 
@@ -87,7 +90,10 @@ def lower_bound_peak(state: FleetState, movable: Collection[str], units: list[Un
     bound = max((fixed[n] / node.memory_mb for n, node in state.nodes.items()), default=0.0)
     total = sum(state.containers[ct].memory_mb for ct in movable)
     bound = max(bound, _water_level(state, fixed, total, emptying, bound))
-    largest = sorted((u for u in units if not u.immovable), key=lambda u: (-u.memory_mb, u.key))
+    # A group split over nodes may stay split (a rebalance with no budget left to join it), so
+    # term 3 only counts units whose members share a node now.
+    whole = (u for u in units if not u.immovable and len({state.where[ct].node for ct in u.members}) == 1)
+    largest = sorted(whole, key=lambda u: (-u.memory_mb, u.key))
     for unit in largest[:LARGEST_UNITS]:
         bound = max(bound, _unit_term(state, fixed, unit, emptying))
     return bound

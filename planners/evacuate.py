@@ -33,10 +33,9 @@ from planners.improve import Assignment, improve
 from planners.objective import node_term
 from planners.ranking import Candidate, best, evaluate, explain_unplaced
 from planners.room import make_room
-from planners.sequence import emit
+from planners.sequence import Target, emit, sequence
 from planners.state import FleetState, Placement
 from planners.units import Unit, units_of
-from planners.waves import Step
 
 #: How many stuck units may try the make-room search (planners.room) per plan.
 ROOM_TRIES = 16
@@ -68,34 +67,33 @@ def _immovable_reason(state: FleetState, unit: Unit) -> str:
 
 
 def _place_all(ctx: Ctx, units: list[Unit], targets: list[str], origin: dict[str, Placement],
-               kind: str) -> tuple[Assignment, list[Step], list[Unplaced]]:
+               kind: str) -> tuple[Assignment, list[Target], list[Unplaced]]:
     """Greedy: largest unit first to its best node, making room once if that is the only way."""
     state = ctx.state
     assigned = Assignment(state, origin)
-    room_steps: list[Step] = []
+    room: list[Target] = []
     unplaced: list[Unplaced] = []
     moved: set[str] = set(origin)
-    room_tries = 0
     for unit in sorted(units, key=lambda u: (-u.memory_mb, u.key)):
         if unit.immovable:
             unplaced.extend(Unplaced(ct=ct, reason=_immovable_reason(state, unit)) for ct in unit.members)
             continue
         chosen, bad = best(ctx, unit, targets)
-        if chosen is None and room_tries < ROOM_TRIES:
-            room_tries += 1
-            room = make_room(ctx, unit, targets, {r.node: r.filter for r in bad}, moved)
-            if room is not None:
-                other, node, storages, host = room
+        if chosen is None and len(room) < ROOM_TRIES:
+            found = make_room(ctx, unit, targets, {r.node: r.filter for r in bad}, moved)
+            if found is not None:
+                other, node, storages, host = found
                 moved.update(other.members)
-                emit(state, room_steps, other, node, storages,
-                     f"make room on {host} for {unit.key} ({kind} {origin[unit.key].node})")
+                emit(state, [], other, node, storages, "")
+                leaving = next(origin[ct].node for ct in unit.members if origin[ct].node not in targets)
+                room.append(Target(other, node, f"make room on {host} for {unit.key} ({kind} {leaving})"))
                 chosen, bad = best(ctx, unit, targets)
         if chosen is None:
             why = explain_unplaced(ctx, unit, bad)
             unplaced.extend(Unplaced(ct=ct, reason=why) for ct in unit.members)
             continue
         assigned.place(unit, chosen.node, chosen.storages)
-    return assigned, room_steps, unplaced
+    return assigned, room, unplaced
 
 
 def _value(assigned: Assignment) -> float:
@@ -134,42 +132,56 @@ def _empty(inv: Inventory, nodes: list[str], policy: Policy, kind: str, solver: 
     units = units_of(state, [c.id for c in inv.containers if c.node in ctx.emptying])
     targets = [n.name for n in inv.nodes if n.name not in ctx.emptying]
     origin = {ct: state.where[ct] for u in units for ct in u.members}
-    assigned, room_steps, unplaced = _place_all(ctx, units, targets, origin, kind)
-    if not room_steps:
+    assigned, room, unplaced = _place_all(ctx, units, targets, origin, kind)
+    if not room:
         improve(ctx, assigned, targets)
         if solver == "cp-sat" and assigned.units():
             exact = _exact(start, ctx.emptying, assigned, time_limit_s)
             if exact is not None:
                 assigned = exact
                 improve(Ctx(exact.state, ctx.emptying), exact, targets)
-    steps = room_steps + _evacuee_steps(assigned.state, assigned, kind, targets)
-    movable = set(origin) - {u.ct for u in unplaced} | {s.ct for s in room_steps}
+    # Destinations mostly only gain, but affinity mates and make-room moves also leave nodes:
+    # the sequencer finds an order in which every prefix keeps the rules (room moves first).
+    wanted = room + _evacuee_targets(assigned.state, assigned, kind, targets)
+    steps, dropped = sequence(Ctx(start.clone(), ctx.emptying), wanted, max_parks=len(wanted),
+                              figures=False)
+    for target, why in dropped:
+        unplaced.extend(Unplaced(ct=ct, reason=why) for ct in target.unit.members if ct in origin)
+    movable = set(origin) - {u.ct for u in unplaced} | {s.ct for s in steps}
     return build_plan(start, Goal(kind=kind, nodes=names), steps, unplaced,
                       movable=movable, units=[u for u in units if u.key in movable],
                       emptying=ctx.emptying)
 
 
-def _evacuee_steps(state: FleetState, assigned: Assignment, kind: str, targets: list[str]) -> list[Step]:
-    """One step per placed evacuee, longest predicted move first (see module docstring)."""
-    steps: list[tuple[float, str, Step]] = []
+def _evacuee_targets(state: FleetState, assigned: Assignment, kind: str, targets: list[str]) -> list[Target]:
+    """One target per placed unit, with its reason; longest predicted move first, so that waves
+    pair moves of similar duration (see module docstring)."""
+    out: list[tuple[float, str, Target]] = []
     receiving = [n for n in targets if state.nodes[n].receives and n not in state.rules.exclude_nodes]
     lowest = min((state.mem_util(n) for n in receiving), default=0.0)
     for unit in assigned.units():
         node = assigned.node_of[unit.key]
         util = state.mem_util(node)
+        leaving = next(assigned.origin[ct].node for ct in unit.members
+                       if assigned.origin[ct].node not in targets)
+        longest = 0.0
         for ct in unit.members:
             src: Placement = assigned.origin[ct]
-            storage = state.where[ct].storage
-            cost = predict(state.containers[ct], state.nodes[src.node], state.nodes[node], state.policy,
-                           state.copies_disk(src, Placement(node, storage)))
-            if util <= lowest + 1e-9:
-                reason = f"{kind} {src.node}; {node} has the lowest memory use after the move ({_pct(util)})"
-            else:
-                reason = (f"{kind} {src.node}; {node} ends at {_pct(util)} memory (best balance of "
-                          "memory, CPU and copy cost found)")
-            steps.append((-cost.duration_s, ct, Step(ct, src.node, node, storage, reason)))
-    steps.sort(key=lambda t: (t[0], t[1]))
-    return [s for _, _, s in steps]
+            if src.node != node:
+                copied = state.copies_disk(src, Placement(node, state.where[ct].storage))
+                cost = predict(state.containers[ct], state.nodes[src.node], state.nodes[node],
+                               state.policy, copied)
+                longest = max(longest, cost.duration_s)
+        group = " with its affinity group" if any(
+            assigned.origin[ct].node != leaving for ct in unit.members) else ""
+        if util <= lowest + 1e-9:
+            why = f"{kind} {leaving}{group}; {node} has the lowest memory use after the move ({_pct(util)})"
+        else:
+            why = (f"{kind} {leaving}{group}; {node} ends at {_pct(util)} memory (best balance of "
+                   "memory, CPU and copy cost found)")
+        out.append((-longest, unit.key, Target(unit, node, why)))
+    out.sort(key=lambda t: t[:2])
+    return [t for _, _, t in out]
 
 
 def plan_evacuate(inv: Inventory, nodes: list[str], policy: Policy, *,

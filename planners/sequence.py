@@ -42,17 +42,18 @@ def _pct(x: float) -> str:
 
 
 def emit(st: FleetState, steps: list[Step], unit: Unit, node: str,
-         storages: dict[str, str | None], why: str) -> None:
+         storages: dict[str, str | None], why: str, figures: bool = True) -> None:
     """Apply a unit's move to the state and record one step per member that moves; the reason
-    is ``why`` followed by the memory use of source and destination before and after."""
+    is ``why``, followed (``figures``) by the memory use of source and destination before/after."""
     for ct in unit.members:
         src = st.where[ct].node
         if src == node:
             continue
         before_src, before_dst = st.mem_util(src), st.mem_util(node)
         st.apply(ct, node, storages.get(ct))
-        reason = (f"{why}; {src} memory {_pct(before_src)} -> {_pct(st.mem_util(src))}, "
-                  f"{node} {_pct(before_dst)} -> {_pct(st.mem_util(node))}")
+        reason = why if not figures else (
+            f"{why}; {src} memory {_pct(before_src)} -> {_pct(st.mem_util(src))}, "
+            f"{node} {_pct(before_dst)} -> {_pct(st.mem_util(node))}")
         steps.append(Step(ct, src, node, storages.get(ct), reason))
 
 
@@ -73,8 +74,12 @@ def _park(ctx: Ctx, pending: list[Target], steps: list[Step]) -> bool:
     return False
 
 
-def sequence(ctx: Ctx, targets: list[Target], *, max_parks: int) -> tuple[list[Step], list[tuple[Target, str]]]:
-    """Steps reaching ``targets`` from ``ctx.state`` (which is advanced), and the dropped targets."""
+def sequence(ctx: Ctx, targets: list[Target], *, max_parks: int,
+             figures: bool = True) -> tuple[list[Step], list[tuple[Target, str]]]:
+    """Steps reaching ``targets`` from ``ctx.state`` (which is advanced), and the dropped targets.
+
+    Targets earlier in the list go first whenever the rules allow, so callers choose the order.
+    """
     st = ctx.state
     pending = [t for t in targets if any(st.where[ct].node != t.node for ct in t.unit.members)]
     steps: list[Step] = []
@@ -89,7 +94,7 @@ def sequence(ctx: Ctx, targets: list[Target], *, max_parks: int) -> tuple[list[S
                 break
         if ready is not None:
             t = pending.pop(ready[0])
-            emit(st, steps, t.unit, t.node, ready[1].storages, t.reason)
+            emit(st, steps, t.unit, t.node, ready[1].storages, t.reason, figures)
             continue
         if parks < max_parks and _park(ctx, pending, steps):
             parks += 1

@@ -32,6 +32,7 @@ class Shape:
     openvz_share: float = 0.0  # fraction of nodes on OpenVZ
     offline_share: float = 0.0  # fraction of nodes offline or in maintenance
     shared_storage: bool = True
+    split_affinity: bool = False  # leave affinity pairs on different nodes (a violation to fix)
 
 
 def _nodes(rng: random.Random, count: int, shape: Shape) -> list[dict[str, Any]]:
@@ -80,7 +81,7 @@ def _containers(rng: random.Random, nodes: list[dict[str, Any]], count: int,
 
 
 def _rules(rng: random.Random, nodes: list[dict[str, Any]], cts: list[dict[str, Any]],
-           fill: float) -> dict[str, Any]:
+           fill: float, split: bool) -> dict[str, Any]:
     ids = [c["id"] for c in cts]
     rng.shuffle(ids)
     by_id = {c["id"]: c for c in cts}
@@ -93,6 +94,9 @@ def _rules(rng: random.Random, nodes: list[dict[str, Any]], cts: list[dict[str, 
     size = {n["name"]: n["memory_mb"] for n in nodes}
     for a, b in zip(pool[::2], pool[1::2], strict=False):
         home, other = by_id[a]["node"], by_id[b]["node"]
+        if split:
+            affinity.append([a, b])
+            continue
         if home != other and load[home] + by_id[b]["memory_mb"] > fill * size[home]:
             continue  # joining would overfill a's node: leave this pair out of the rules
         load[home] += by_id[b]["memory_mb"]
@@ -134,7 +138,8 @@ def synthetic_fleet(seed: int, nodes: int, containers: int, shape: Shape | None 
     rng = random.Random(seed)
     node_list = _nodes(rng, nodes, shape)
     cts = _containers(rng, node_list, containers, shape)
-    rules = _rules(rng, node_list, cts, max(shape.fill, shape.hot_node_fill or 0.0)) if shape.rules else {}
+    rules = (_rules(rng, node_list, cts, max(shape.fill, shape.hot_node_fill or 0.0), shape.split_affinity)
+             if shape.rules else {})
     _recount(node_list, cts)
     return Inventory.model_validate({"version": 1, "taken_at": "2026-11-22T03:00:00Z",
                                      "nodes": node_list, "containers": cts, "rules": rules})

@@ -188,3 +188,16 @@ def test_check_plan_finds_each_kind_of_violation():
                    {"ct": "4", "from_node": "b", "to": "a", "wave": 0})
     assert any("anti-affinity" in p for p in check_plan(inv, swap, Policy()))
     assert any("wave order" in p or "earlier wave" in p for p in check_plan(inv, swap, Policy()))
+
+
+def test_affinity_mates_off_the_node_follow_or_host_the_group():
+    inv = fleet([node("a"), node("b"), node("c")], [ct("1", "a"), ct("2", "b"), ct("3", "c", 30)],
+                affinity=[["1", "2"]])
+    plan = _valid(inv, plan_evacuate(inv, ["a"], Policy()))
+    assert [(m.ct, m.to) for m in plan.moves] == [("1", "b")]  # 2 is already where the group goes
+    inv = fleet([node("a"), node("b", 8), node("c")], [ct("1", "a"), ct("2", "b"), ct("3", "b", 4)],
+                affinity=[["1", "2"]])
+    plan = _valid(inv, plan_evacuate(inv, ["a"], Policy()))
+    assert {(m.ct, m.to) for m in plan.moves} == {("1", "c"), ("2", "c")}
+    mate = next(m for m in plan.moves if m.ct == "2")
+    assert mate.reason.startswith("evacuate a with its affinity group; c ")

@@ -21,6 +21,7 @@ shapes = st.builds(
     openvz_share=st.sampled_from([0.0, 0.0, 0.5]),
     offline_share=st.sampled_from([0.0, 0.2]),
     shared_storage=st.booleans(),
+    split_affinity=st.booleans(),
 )
 policies = st.builds(
     Policy,
