@@ -2,7 +2,7 @@
 
     live:    preflight -> prepare -> (presync: no-op) -> cutover: vzmigrate --live -r no --keep-dst
     restart: preflight -> prepare -> presync: rsync rounds -> cutover: hold clients, stop source,
-             final rsync, config (+ vzctl set --ipadd/--hostname --save), start, arping
+             final pass over what changed (delta.py), config (+ vzctl set --ipadd/--hostname --save), start, arping
     dump:    ... cutover: vzdump --compress -> copy -> vzdump --restore (instead of rsync)
     then:    verify -> cleanup (after retention) | rollback
 
@@ -30,7 +30,7 @@ from adapters.base import (
     StepContext,
     TransientError,
 )
-from adapters.openvz import forwarding, inventory, transfer
+from adapters.openvz import delta, forwarding, inventory, transfer
 from adapters.openvz.checks import VZMIGRATE_EXIT, Preflight
 from adapters.openvz.settings import OpenVZSettings
 from adapters.openvz.ssh import Shell
@@ -140,9 +140,12 @@ class OpenVZBackend(Backend):
         if spec.method != "restart" or self._status(spec.target, spec.dest_ct, ctx) == "running":
             return
         conf = self._source_conf(spec, ctx)
+        state, dst = self._state(spec), self._private(None, spec.dest_ct)
         transfer.presync(self.shell, self.settings, spec.source, spec.target,
-                         self._private(conf, spec.ct), self._private(None, spec.dest_ct),
-                         ctx.journal, ctx.figures)
+                         self._private(conf, spec.ct), dst, ctx.journal, ctx.figures,
+                         lambda: delta.mark(self.shell, spec.source, state, ctx.journal))
+        delta.list_destination(self.shell, self.settings, spec.source, spec.target, state, dst,
+                               ctx.journal)
 
     def cutover(self, spec: MoveSpec, ctx: StepContext) -> None:
         if self._status(spec.target, spec.dest_ct, ctx) == "running":
@@ -272,9 +275,13 @@ class OpenVZBackend(Backend):
                                           spec.ct, spec.dest_ct, ctx.journal)
             self._stage_ips(spec, new_ips, ctx)
             return
-        transfer.rsync_once(self.shell, self.settings, spec.source, spec.target,
-                            self._private(conf, spec.ct), self._private(None, spec.dest_ct),
-                            ctx.journal)
+        src, dst = self._private(conf, spec.ct), self._private(None, spec.dest_ct)
+        sent = delta.final_pass(self.shell, self.settings, spec.source, spec.target,
+                                self._state(spec), src, dst, ctx.journal)
+        if sent is None:  # no pre-copy to build on: copy everything
+            sent = transfer.rsync_once(self.shell, self.settings, spec.source, spec.target, src,
+                                       dst, ctx.journal)
+        ctx.figures["final_bytes"] = float(sent)
         if not staged:
             self._stage_config(spec, new_ips, ctx)
 

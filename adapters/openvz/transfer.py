@@ -1,7 +1,9 @@
 """Copy a container's private area node to node: rsync rounds, or a vzdump archive.
 
-    presync:  rsync round 1 (all) -> round 2 (delta) -> ... while the delta shrinks
-    cutover:  final rsync (the small rest, container stopped)
+    presync:  [mark] rsync round 1 (all) -> [mark] round 2 (delta) -> ... while the delta shrinks
+              -> list the destination's paths (delta.py)
+    cutover:  final pass over what changed since the last mark (delta.py), container stopped;
+              full rsync when no mark/list exists
     dump:     vzdump --compress --dumpdir D CT  ->  rsync archive  ->  vzdump --restore F DCT
 
 rsync runs *on the source node* and pushes to the destination over the nodes' own SSH keys
@@ -17,10 +19,11 @@ from __future__ import annotations
 import re
 import shlex
 import time
+from collections.abc import Callable
 
 from adapters.base import Journal, PermanentError, TransientError
 from adapters.openvz.settings import OpenVZSettings
-from adapters.openvz.ssh import Shell
+from adapters.openvz.ssh import Result, Shell
 
 _TRANSIENT = {5, 10, 12, 30, 35, 255}
 
@@ -41,6 +44,25 @@ def remote_path(settings: OpenVZSettings, target: str, path: str) -> str:
     return f"{access.user}@{access.host}:{path}"
 
 
+def check_rsync(res: Result, source: str, target: str, dst: str) -> None:
+    """Raise the error an rsync exit status means (module doc); 0 and 24 pass."""
+    if res.status in (0, 24):
+        return
+    text = (res.err or res.out).strip()
+    if "No space left on device" in text or "Disk quota exceeded" in text:
+        raise PermanentError(f"no space left on {target} for {dst}: free space there, or "
+                             "choose another destination")
+    if res.status in _TRANSIENT:
+        raise TransientError(f"rsync {source} -> {target} broke (exit {res.status}): {text[-200:]}")
+    raise PermanentError(f"rsync {source} -> {target} failed (exit {res.status}): {text[-300:]}")
+
+
+def transferred(stats: str) -> int:
+    """Bytes of file data sent, from rsync's ``--stats`` output."""
+    m = re.search(r"Total transferred file size: ([\d,.]+)", stats)
+    return int(re.sub(r"[,.]", "", m.group(1))) if m else 0
+
+
 def rsync_once(shell: Shell, settings: OpenVZSettings, source: str, target: str, src: str,
                dst: str, journal: Journal) -> int:
     """One rsync pass ``src/`` -> ``target:dst/``; returns the bytes of file data sent."""
@@ -48,23 +70,18 @@ def rsync_once(shell: Shell, settings: OpenVZSettings, source: str, target: str,
              ssh_command(settings, target, shared=True), f"{src}/",
              remote_path(settings, target, f"{dst}/")])
     res = shell.run(source, argv, journal, check=False)
-    if res.status not in (0, 24):
-        text = (res.err or res.out).strip()
-        if "No space left on device" in text or "Disk quota exceeded" in text:
-            raise PermanentError(f"no space left on {target} for {dst}: free space there, or "
-                                 "choose another destination")
-        if res.status in _TRANSIENT:
-            raise TransientError(f"rsync {source} -> {target} broke (exit {res.status}): {text[-200:]}")
-        raise PermanentError(f"rsync {source} -> {target} failed (exit {res.status}): {text[-300:]}")
-    m = re.search(r"Total transferred file size: ([\d,.]+)", res.out)
-    return int(re.sub(r"[,.]", "", m.group(1))) if m else 0
+    check_rsync(res, source, target, dst)
+    return transferred(res.out)
 
 
 def presync(shell: Shell, settings: OpenVZSettings, source: str, target: str, src: str, dst: str,
-            journal: Journal, figures: dict[str, float]) -> None:
-    """Copy while the container runs; repeat while each round sends less than half the last."""
+            journal: Journal, figures: dict[str, float],
+            before_round: Callable[[], None] = lambda: None) -> None:
+    """Copy while the container runs; repeat while each round sends less than half the last.
+    ``before_round`` runs before each round (the change mark of delta.py)."""
     previous = None
     for round_no in range(1, settings.presync_max_rounds + 1):
+        before_round()
         started = time.monotonic()
         sent = rsync_once(shell, settings, source, target, src, dst, journal)
         figures[f"presync_round{round_no}_bytes"] = float(sent)
@@ -72,7 +89,7 @@ def presync(shell: Shell, settings: OpenVZSettings, source: str, target: str, sr
         figures["bytes"] = figures.get("bytes", 0.0) + sent
         figures["transfer_s"] = figures.get("transfer_s", 0.0) + time.monotonic() - started
         if sent < 1 << 20 or (previous is not None and sent > previous / 2):
-            return
+            break
         previous = sent
 
 
