@@ -195,7 +195,7 @@ def test_dump_move_with_zero_retention_purges_the_source(pve_double: PveDouble, 
     config = with_retention(tmp_path, pve_double, 0)
     world = pve_double.world
     world.replication["104-0"] = ReplicationJob("104-0", 104, "pve3", "pve1", comment="operator's own job")
-    job_id, target = run_dump_of_104(config, tmp_path)
+    _, target = run_dump_of_104(config, tmp_path)
     final = world.snapshot()
     copies = [c for c in final.containers if "ferry-from-104" in c.tags]
     assert len(copies) == 1 and copies[0].status == "running" and copies[0].node == target
@@ -203,11 +203,10 @@ def test_dump_move_with_zero_retention_purges_the_source(pve_double: PveDouble, 
     assert not world.replication
     destroyed = [c for c in world.calls if c["method"] == "DELETE" and c["path"] == "/nodes/pve1/lxc/104"]
     assert len(destroyed) == 1 and destroyed[0]["params"] == {"purge": "1"}
-    assert job_move(config, job_id, "104")[0]["phase"] == "done"
-    assert cleanup_lines(config) == []
+    assert cleanup_lines(config) == []  # the move's cleanup is done, not left for later
 
 
-RETENTION_H = 0.0015  # 5.4 s: long enough for `ferry cleanup` to run once inside it
+RETENTION_H = 0.002  # 7.2 s: `ferry cleanup` runs once inside it even on a loaded machine
 
 
 def test_dump_source_waits_out_its_retention_then_a_later_cleanup_purges_it(

@@ -23,7 +23,8 @@ timeout_s            per-request timeout, default 10
 bwlimit_kib          migration / backup bandwidth limit in KiB/s (API ``bwlimit``); default none
 shutdown_timeout_s   seconds a CT gets to shut down in a restart migration, default 180
 storage_map          {source_storage = target_storage}, sent as ``target-storage``
-retention_hours      how long a dump-moved source is kept, stopped, default 72; 0 destroys it in cleanup
+retention_hours      how long a dump-moved source is kept, stopped, default 72 (cleanup raises
+                     CleanupPending until then; a later cleanup destroys it); 0: at once
 backup_storage       shared storage (content "backup") used by the dump fallback
 presync              pre-seed local ZFS with a replication job before a migration, default true
 poll_interval_s      task / state polling interval, default 2
