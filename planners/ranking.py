@@ -123,15 +123,21 @@ def explain_unplaced(ctx: Ctx, unit: Unit, rejections: list[Rejection]) -> str:
     dim = max(order, key=lambda k: (len(by_dim.get(k, [])), -order.index(k)))
     nodes = sorted(r.node for r in allowed)
     if dim == "memory":
-        need = unit.memory_mb
-        top = max(nodes, key=lambda n: (st.mem_cap(n) - st.mem[n], n))
+        top = min(nodes, key=lambda n: (-(st.mem_cap(n) - st.mem[n]), n))
         free = max(st.mem_cap(top) - st.mem[top], 0.0)
-        return (f"needs {need / GIB:.1f} GiB RAM; largest free on an allowed node is "
+        return (f"needs {unit.memory_mb / GIB:.1f} GiB RAM; largest free on an allowed node is "
                 f"{free / GIB:.1f} GiB ({top})")
     if dim == "cpu":
-        top = max(nodes, key=lambda n: (st.cpu_cap(n) - st.cpu[n], n))
+        top = min(nodes, key=lambda n: (-(st.cpu_cap(n) - st.cpu[n]), n))
         free = max(st.cpu_cap(top) - st.cpu[top], 0.0)
         return f"needs {unit.cpus:g} CPUs; most free on an allowed node is {free:g} ({top})"
-    return by_dim[dim][0].reason + f" (best of {len(nodes)} allowed node(s))"
+    return _explain_disk(st, unit, nodes)
 
 
+def _explain_disk(st: FleetState, unit: Unit, nodes: list[str]) -> str:
+    need = max((st.containers[ct].disk_gb for ct in unit.members), default=0.0)
+    spots = [(-st.disk_free(n, sid), n, sid) for n in nodes for sid in st.nodes[n].storage]
+    if not spots:
+        return f"needs {need:g} GB disk; no allowed node has a storage"
+    free, node, sid = min(spots)
+    return f"needs {need:g} GB disk; largest free storage on an allowed node is {max(-free, 0):.0f} GB ({node}:{sid})"

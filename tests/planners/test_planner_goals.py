@@ -201,3 +201,9 @@ def test_affinity_mates_off_the_node_follow_or_host_the_group():
     assert {(m.ct, m.to) for m in plan.moves} == {("1", "c"), ("2", "c")}
     mate = next(m for m in plan.moves if m.ct == "2")
     assert mate.reason.startswith("evacuate a with its affinity group; c ")
+
+
+def test_unplaced_for_disk_names_the_roomiest_storage():
+    inv = fleet([node("a"), node("b", local_gb=50), node("c", local_gb=80)], [ct("1", "a", disk=100)])
+    plan = _valid(inv, plan_evacuate(inv, ["a"], Policy()))
+    assert plan.unplaced[0].reason == "needs 100 GB disk; largest free storage on an allowed node is 80 GB (c:local)"
