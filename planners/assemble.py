@@ -70,12 +70,15 @@ def build_plan(start: FleetState, goal: Goal, steps: list[Step], unplaced: list[
     """
     before = usage(start)
     lb = lower_bound_peak(start, movable, units, emptying)
-    moves = _price(start.clone(), steps)
+    priced = dict(zip((id(s) for s in steps), _price(start.clone(), steps), strict=True))
     end = start.clone()
-    assign_waves(end, steps)
-    for move, step in zip(moves, steps, strict=True):
-        move.wave = step.wave
-        move.after = step.after
+    for s in steps:
+        end.apply(s.ct, s.dst, s.storage)
+    moves = []
+    for step in assign_waves(start, steps):
+        move = priced[id(step)]
+        move.wave, move.after = step.wave, step.after
+        moves.append(move)
     wave_time: dict[int, float] = {}
     for m in moves:
         wave_time[m.wave] = max(wave_time.get(m.wave, 0.0), m.predicted.duration_s)

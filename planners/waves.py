@@ -7,7 +7,8 @@ capacity and anti-affinity limit. Waves are also capped by ``policy.max_parallel
 ``max_outgoing_per_node`` and ``max_incoming_per_node``, and a container moves at most once per
 wave (a parked container's second hop waits).
 
-Moves keep their order; a move joins the current wave if it can, else opens the next one. A move
+Moves are packed into the earliest safe wave (see :func:`assign_waves`), then listed wave by
+wave, so the list stays an execution order in which every prefix keeps every rule. A move
 whose destination has room only because earlier waves moved something out of it, or that joins a
 node an anti-affinity partner has left, lists those moves in ``after`` (by container id; a
 parked container's second hop lists its own id: it waits for its first hop).
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from fleet.policy import Policy
 from planners.state import EPS, FleetState, Placement
 
 
@@ -31,24 +33,6 @@ class Step:
     reason: str
     wave: int = 0
     after: list[str] = field(default_factory=list)
-
-
-class _Wave:
-    def __init__(self) -> None:
-        self.steps: list[Step] = []
-        self.out: dict[str, int] = {}
-        self.inc: dict[str, int] = {}
-        self.cts: set[str] = set()
-
-    def admits(self, step: Step, max_parallel: int, max_out: int, max_in: int) -> bool:
-        return (len(self.steps) < max_parallel and step.ct not in self.cts
-                and self.out.get(step.src, 0) < max_out and self.inc.get(step.dst, 0) < max_in)
-
-    def add(self, step: Step) -> None:
-        self.steps.append(step)
-        self.cts.add(step.ct)
-        self.out[step.src] = self.out.get(step.src, 0) + 1
-        self.inc[step.dst] = self.inc.get(step.dst, 0) + 1
 
 
 def arrivals_fit(state: FleetState, steps: list[Step]) -> bool:
@@ -77,32 +61,98 @@ def arrivals_fit(state: FleetState, steps: list[Step]) -> bool:
     return all(state.anti_count.get(key, 0) + add <= 1 for key, add in anti.items())
 
 
-def assign_waves(state: FleetState, steps: list[Step]) -> list[Step]:
-    """Set ``wave`` and ``after`` on ``steps`` (in place, order kept); ``state`` is the start.
+def assign_waves(start: FleetState, steps: list[Step]) -> list[Step]:
+    """The steps re-ordered by wave, with ``wave`` and ``after`` set; ``start`` is not changed.
 
-    ``state`` is advanced to the end of the plan as a side effect.
+    Each step, in the given (feasible) order, takes the earliest wave in which: its container
+    does not move already or later; no earlier step arrives at its destination in a later wave;
+    the wave's concurrency limits allow it; and its destination, at the start of that wave, holds
+    every arrival of the wave with no departure counted. Capacity and anti-affinity are per node,
+    so steps on other nodes commute with it; the arrival rule keeps every earlier step's own check
+    valid, and a new last wave always works (it sees exactly the state the given order had).
     """
-    p = state.policy
-    limits = (p.max_parallel, p.max_outgoing_per_node, p.max_incoming_per_node)
-    initial = _Snapshot(state)
-    waves: list[_Wave] = [_Wave()]
+    info = _replay(start, steps)
+    waves: list[list[int]] = []
+    last_arrival: dict[str, int] = {}
+    last_move: dict[str, int] = {}
+    events: dict[str, list[int]] = {}
+    wave_of: list[int] = []
+    for i, s in enumerate(steps):
+        w = max(last_move.get(s.ct, -1) + 1, last_arrival.get(s.dst, 0))
+        while w < len(waves) and not (_admits(start.policy, steps, waves[w], s)
+                                      and _fits(start, steps, info, wave_of, events.get(s.dst, []), i, w)):
+            w += 1
+        if w == len(waves):
+            waves.append([])
+        waves[w].append(i)
+        wave_of.append(w)
+        s.wave = w
+        last_arrival[s.dst] = max(last_arrival.get(s.dst, 0), w)
+        last_move[s.ct] = w
+        events.setdefault(s.dst, []).append(i)
+        events.setdefault(s.src, []).append(i)
+    ordered = [steps[i] for wave in waves for i in wave]
+    _attach_after(start, ordered)
+    return ordered
+
+
+def _replay(start: FleetState, steps: list[Step]) -> list[tuple[str | None, bool]]:
+    """(source storage, whether the disk is copied) per step, from the given order."""
+    state = start.clone()
+    out = []
+    for s in steps:
+        here = state.where[s.ct]
+        out.append((here.storage, state.copies_disk(here, Placement(s.dst, s.storage))))
+        state.apply(s.ct, s.dst, s.storage)
+    return out
+
+
+def _admits(policy: Policy, steps: list[Step], wave: list[int], s: Step) -> bool:
+    if len(wave) >= policy.max_parallel or any(steps[j].ct == s.ct for j in wave):
+        return False
+    out = sum(1 for j in wave if steps[j].src == s.src)
+    inc = sum(1 for j in wave if steps[j].dst == s.dst)
+    return out < policy.max_outgoing_per_node and inc < policy.max_incoming_per_node
+
+
+def _fits(start: FleetState, steps: list[Step], info: list[tuple[str | None, bool]], wave_of: list[int],
+          touching: list[int], i: int, w: int) -> bool:
+    """Whether step ``i`` fits its destination at the start of wave ``w`` with the wave's arrivals."""
+    s = steps[i]
+    node = s.dst
+    mem, cpu = start.mem[node], start.cpu[node]
+    anti_of = start.anti_groups_of.get(s.ct, ())
+    anti = {gi: start.anti_count.get((node, gi), 0) for gi in anti_of}
+    disk = start.disk.get((node, s.storage), 0.0) if s.storage else 0.0
+    for j in touching + [i]:
+        t = steps[j]
+        wj = w if j == i else wave_of[j]
+        c = start.containers[t.ct]
+        sign = 1 if t.dst == node and wj <= w else -1 if t.src == node and wj < w else 0
+        mem += sign * c.memory_mb
+        cpu += sign * c.cpus
+        src_storage, copied = info[j]
+        if copied and ((sign > 0 and t.storage == s.storage) or (sign < 0 and src_storage == s.storage)):
+            disk += sign * c.disk_gb
+        for gi in start.anti_groups_of.get(t.ct, ()):
+            if gi in anti:
+                anti[gi] += sign
+    if mem > start.mem_cap(node) + EPS or cpu > start.cpu_cap(node) + EPS:
+        return False
+    if s.storage is not None and info[i][1] and (node, s.storage) in start.disk:
+        if disk > start.disk_cap(node, s.storage) + EPS:
+            return False
+    return all(count <= 1 for count in anti.values())
+
+
+def _attach_after(start: FleetState, ordered: list[Step]) -> None:
+    initial = _Snapshot(start)
     departed: dict[str, list[tuple[int, str]]] = {}
     last_wave_of: dict[str, int] = {}
-    for step in steps:
-        wave = waves[-1]
-        if not (wave.admits(step, *limits) and arrivals_fit(state, wave.steps + [step])):
-            for s in wave.steps:
-                state.apply(s.ct, s.dst, s.storage)
-            waves.append(_Wave())
-            wave = waves[-1]
-        step.wave = len(waves) - 1
+    for step in ordered:
         step.after = _after_of(initial, step, departed, last_wave_of)
-        wave.add(step)
         departed.setdefault(step.src, []).append((step.wave, step.ct))
         last_wave_of[step.ct] = step.wave
-    for s in waves[-1].steps:
-        state.apply(s.ct, s.dst, s.storage)
-    return steps
 
 
 class _Snapshot:

@@ -76,3 +76,19 @@ def test_after_names_the_anti_affinity_partner_that_left():
     plan = build_plan(start, Goal(kind="rebalance"), steps, [], movable={"x", "y"}, units=[x, y])
     assert plan.moves[1].after == ["x"] and plan.moves[1].wave == 1
     assert check_plan(inv, plan, Policy()) == []
+
+
+def test_waves_pack_independent_moves_early_and_keep_dependent_ones_late():
+    from planners.waves import Step, assign_waves
+
+    inv = fleet([node("a"), node("b"), node("e", 8), node("f"), node("g"), node("h")],
+                [ct("1", "a"), ct("2", "a"), ct("3", "a"), ct("4", "b"), ct("5", "e", 6)])
+    start = FleetState(inv, Policy(max_outgoing_per_node=2))
+    steps = [Step("1", "a", "f", "local", ""), Step("2", "a", "g", "local", ""),
+             Step("3", "a", "h", "local", ""), Step("5", "e", "f", "local", ""),
+             Step("4", "b", "e", "local", "")]
+    ordered = assign_waves(start, steps)
+    waves = {s.ct: s.wave for s in ordered}
+    assert waves == {"1": 0, "2": 0, "5": 0, "4": 1, "3": 1}  # 3: a's two outgoing slots are taken
+    assert next(s for s in ordered if s.ct == "4").after == ["5"]  # e has room once 5 has left
+    assert [s.wave for s in ordered] == sorted(s.wave for s in ordered)
