@@ -76,7 +76,8 @@ def test_kill_minus_nine_at_random_instants_then_resume(tmp_path: Path) -> None:
         if kills < KILLS:
             # Kill at a random instant after this run has started to act on the world, so that
             # kills land mid-step however long the start-up takes on a loaded machine.
-            wait_until(lambda: world_version(world) != before or proc.poll() is not None, 60)
+            wait_until(lambda before=before, proc=proc: world_version(world) != before or proc.poll() is not None,
+                       60)
             time.sleep(rng.uniform(0.0, 0.8))
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
