@@ -40,14 +40,16 @@ def lab():
         yield lab
 
 
-def write_config(lab: Lab, tmp: Path) -> Path:
+def write_config(lab: Lab, tmp: Path, retention_hours: float = 1,
+                 forward_seconds: float = 30) -> Path:
     nodes = "".join(f'[openvz.nodes.{n.name}]\nhost = "{n.addr}"\n' for n in lab.nodes.values())
     path = tmp / "ferry.toml"
     path.write_text(
         '[ferry]\nbackend = "openvz"\nstate_dir = "state"\n'
         "[engine]\nretry_initial_s = 0.2\nretry_max_s = 1.0\n"
         f'[openvz]\nidentity_file = "{lab.identity}"\nknown_hosts_file = "{lab.known_hosts}"\n'
-        "retention_hours = 1\nforward_seconds = 30\nhold_seconds = 20\n" + nodes)
+        f"retention_hours = {retention_hours}\nforward_seconds = {forward_seconds}\n"
+        "hold_seconds = 20\n" + nodes)
     return path
 
 
@@ -184,3 +186,57 @@ def test_kill_9_mid_presync_then_resume(lab, tmp_path):
     for ct in cts:  # retention 1 h: the stopped source copy and its config are kept
         assert n1.run(f"test -f /var/lib/vz/private/{ct}/sbin/init && "
                       f"test -f /etc/vz/conf/{ct}.conf.migrated && echo kept").strip() == "kept"
+
+
+def node_facts(lab: Lab) -> dict[str, str]:
+    """What a cleanup could touch on each node: containers, configs, areas, ferry's state and
+    rules, addresses."""
+    script = ("vzlist -a -H -o ctid,status,ip; ls /etc/vz/conf /var/lib/vz/private "
+              "/var/lib/ferry; iptables -S; iptables -t nat -S; ip -o -4 addr show dev eth0")
+    return {n.name: n.run(script) for n in lab.nodes.values()}
+
+
+def test_deferred_cleanup_retires_the_source_when_due(lab, tmp_path):
+    cts = {"441": "10.77.0.144", "442": "10.77.0.145"}
+    for ct, ip in cts.items():
+        serve(lab, "n1", ct, ip, files=20)
+    serve(lab, "n3", "443", "10.77.0.146")  # a bystander no cleanup may touch
+    retention_s = 12.0
+    config = write_config(lab, tmp_path, retention_hours=retention_s / 3600, forward_seconds=2)
+    started = time.monotonic()
+    summary = json.loads(ferry(config, "evacuate", "n1", "--yes", "--format", "json").stdout)
+    assert summary["state"] == "succeeded", summary
+    lines = json.loads(ferry(config, "cleanup", "--format", "json").stdout)
+    assert time.monotonic() - started < retention_s, "the evacuation outlasted the retention"
+    assert len(lines) == 2 and all("source area of CT" in line for line in lines), lines
+    detail = json.loads(ferry(config, "job", "show", str(summary["job_id"]), "--format",
+                              "json").stdout)
+    assert {(m["state"], m["phase"]) for m in detail["moves"]} == {("succeeded", "pending")}
+    assert all("kept on n1: source area" in m["message"] for m in detail["moves"]), detail
+    n1 = lab.nodes["n1"]
+    for ct in cts:  # nothing retired before its time
+        assert n1.run(f"test -f /var/lib/vz/private/{ct}/sbin/init && echo kept").strip() == "kept"
+    before = node_facts(lab)
+    deadline = started + retention_s + 20
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        lines = json.loads(ferry(config, "cleanup", "--format", "json").stdout)
+        if lines and all(line.endswith("cleanup done") for line in lines):
+            break
+    assert lines and all(line.endswith("cleanup done") for line in lines), lines
+    assert json.loads(ferry(config, "cleanup", "--format", "json").stdout) == []
+    detail = json.loads(ferry(config, "job", "show", str(summary["job_id"]), "--format",
+                              "json").stdout)
+    assert {(m["state"], m["phase"]) for m in detail["moves"]} == {("succeeded", "done")}
+    assert detail["state"] == "succeeded"
+    after = node_facts(lab)
+    for ct in cts:  # the source area, its config and ferry's state (forwarders) are gone
+        assert f"{ct}.conf" not in after["n1"] and f"\n{ct}\n" not in f"\n{after['n1']}"
+        assert before["n1"].count(ct) > after["n1"].count(ct) == 0, after["n1"]
+    assert "ferry-ct-" not in "".join(after.values())
+    assert after["n2"] == before["n2"] and after["n3"] == before["n3"]  # nothing else changed
+    assert_one_running_copy(lab, {**cts, "443": "10.77.0.146"}, "n1")
+    for ct in cts:
+        node = next(n for n, s, _ in world(lab)[ct] if s == "running")
+        lab.nodes[node].run(f"vzctl stop {ct} && vzctl destroy {ct}")
+    lab.nodes["n3"].run("vzctl stop 443 && vzctl destroy 443")

@@ -15,12 +15,14 @@ and :meth:`rollback` can bring it back. Per-move state lives on the source node 
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import time
 
 from adapters.base import (
     Backend,
     Check,
+    CleanupPending,
     Copy,
     JournalEntry,
     MoveSpec,
@@ -30,7 +32,7 @@ from adapters.base import (
     StepContext,
     TransientError,
 )
-from adapters.openvz import delta, forwarding, inventory, transfer
+from adapters.openvz import delta, forwarding, inventory, retire, transfer
 from adapters.openvz.checks import VZMIGRATE_EXIT, Preflight
 from adapters.openvz.settings import OpenVZSettings
 from adapters.openvz.ssh import Shell
@@ -193,20 +195,19 @@ class OpenVZBackend(Backend):
         state = self._state(spec)
         was_running = self._marker(spec, "source_running", ctx)  # a stopped CT stays stopped
         staged = False
+        switch: list[list[str]] = []  # source-side commands run with the final copy
         if self._status(spec.source, spec.ct, ctx) == "running":
             if spec.method != "dump":
                 self._stage_config(spec, new_ips, ctx)
                 staged = True
-            ports, kept = self._hold_clients(spec, old_ips, new_ips, changed, ctx)
-            stopped_at = time.monotonic()  # from here on, only what needs the source stopped
-            self._run(spec.source, ["vzctl", "stop", spec.ct], ctx)
+            ports, kept, switch = self._hold_clients(spec, old_ips, new_ips, changed, ctx)
+            switch.append(["vzctl", "stop", spec.ct])
             if changed and ports and kept:
-                forwarding.keep_old_address(self.shell, spec.source, state, old_ips[0], kept,
-                                            ctx.journal)
+                switch.append(forwarding.keep_command(state, old_ips[0], kept))
         else:
-            stopped_at = time.monotonic()
             ports = [int(p) for p in self._read_state(spec, "ports", ctx).split()]
-        self._copy(spec, conf, new_ips, ctx, staged)
+        stopped_at = time.monotonic()  # from here on, only what needs the source stopped
+        self._copy(spec, conf, new_ips, ctx, staged, switch)
         if was_running:
             self._start_destination(spec, new_ips, ports, ctx)
         ctx.figures["downtime_s"] = time.monotonic() - stopped_at
@@ -217,25 +218,27 @@ class OpenVZBackend(Backend):
         return res.out if res.ok else ""
 
     def _hold_clients(self, spec: MoveSpec, old_ips: list[str], new_ips: list[str],
-                      changed: bool, ctx: StepContext) -> tuple[list[int], str]:
+                      changed: bool, ctx: StepContext) -> tuple[list[int], str, list[list[str]]]:
         """Make new clients wait instead of failing while nothing serves (forwarding.py).
-        Returns the ports held and the interface that held the old address."""
+        Returns the ports held, the interface that held the old address, and the source-side
+        commands still due right before the stop (run in the same call as the stop and the
+        final copy: every SSH round trip there is downtime)."""
         ports = self._ports(spec, old_ips, ctx)
         kept = forwarding.where(self.shell, spec.source, old_ips[0], ctx.journal) if old_ips else None
         self._run(spec.source, ["sh", "-c", 'printf "%s\\n" "$2" > "$1/ports"', "ferry",
                                 self._state(spec), " ".join(map(str, ports))], ctx)
         if not ports:
-            return ports, ""
+            return ports, "", []
+        wait = ["sleep", "0.02"]  # let requests already inside the container finish
         if changed:
             forwarding.start_forwarders(self.shell, spec.source, spec.ct, self._state(spec),
                                         old_ips[0], new_ips[0], ports,
                                         self.settings.forward_seconds,
                                         self.settings.hold_seconds, ctx.journal)
-        else:
-            forwarding.gate(self.shell, spec.target, spec.ct, new_ips[0], ports, ctx.journal)
-            forwarding.gate(self.shell, spec.source, spec.ct, old_ips[0], ports, ctx.journal)
-        time.sleep(0.02)  # let requests already inside the container finish
-        return ports, kept[0] if kept else ""
+            return ports, kept[0] if kept else "", [wait]
+        forwarding.gate(self.shell, spec.target, spec.ct, new_ips[0], ports, ctx.journal)
+        return ports, kept[0] if kept else "", [forwarding.gate_command(spec.ct, old_ips[0],
+                                                                        ports), wait]
 
     def _start_destination(self, spec: MoveSpec, ips: list[str], ports: list[int],
                            ctx: StepContext) -> None:
@@ -267,9 +270,13 @@ class OpenVZBackend(Backend):
         self._stage_ips(spec, new_ips, ctx)
 
     def _copy(self, spec: MoveSpec, conf: dict[str, str], new_ips: list[str], ctx: StepContext,
-              staged: bool) -> None:
-        """Bring the data over (final rsync, or vzdump archive); config staged if missing."""
+              staged: bool, switch: list[list[str]]) -> None:
+        """Run ``switch`` (gate, stop) then bring the data over: the final pass over what changed
+        (delta.py), a full rsync when there is no pre-copy to build on, or a vzdump archive."""
+        prelude = " && ".join(shlex.join(argv) for argv in switch)
         if spec.method == "dump":
+            if prelude:
+                self._run(spec.source, ["sh", "-c", prelude], ctx)
             if self._status(spec.target, spec.dest_ct, ctx) == "absent":
                 transfer.dump_and_restore(self.shell, self.settings, spec.source, spec.target,
                                           spec.ct, spec.dest_ct, ctx.journal)
@@ -277,7 +284,7 @@ class OpenVZBackend(Backend):
             return
         src, dst = self._private(conf, spec.ct), self._private(None, spec.dest_ct)
         sent = delta.final_pass(self.shell, self.settings, spec.source, spec.target,
-                                self._state(spec), src, dst, ctx.journal)
+                                self._state(spec), src, dst, ctx.journal, prelude)
         if sent is None:  # no pre-copy to build on: copy everything
             sent = transfer.rsync_once(self.shell, self.settings, spec.source, spec.target, src,
                                        dst, ctx.journal)
@@ -338,36 +345,38 @@ class OpenVZBackend(Backend):
                 raise PermanentError(f"{expected[0]}:{port} does not answer from {spec.source}")
 
     def cleanup(self, spec: MoveSpec, ctx: StepContext) -> None:
-        """Do what is due now; what is not yet due stays on the source node and is journaled.
+        """Do what is due now (retire.py); raise CleanupPending naming what is left and when.
 
         Forwarders stop when ``forward_seconds`` have passed (they also expire on their own);
-        the source area is deleted ``retention_hours`` after the move was prepared. The engine
-        calls cleanup once: a later call (a periodic ``ferry`` run) finishes what remains.
+        the source area is deleted ``retention_hours`` after the move was prepared, and only
+        while the destination still stands as verified. The engine calls cleanup again later
+        (``ferry cleanup``, ``ferry serve``) until nothing is left.
         """
         state = self._state(spec)
-        script = ('cd "$1" 2>/dev/null || exit 0; echo $(date +%s) $(stat -c %Y prepared) '
-                  '$(cat forward.until 2>/dev/null)')
-        words = self._run(spec.source, ["sh", "-c", script, "ferry", state], ctx).out.split()
-        if len(words) < 2:  # no state left: cleaned up already, or never prepared
-            words = ["1", "0"]
-        now, prepared = int(words[0]), int(words[1])
-        until = int(words[2]) if len(words) > 2 else 0
-        retire_at = prepared + self.settings.retention_hours * 3600
-        forward_due, retire_due = now >= until, now >= retire_at
-        if forward_due:
+        words = self._run(spec.source, ["sh", "-c", retire.STATE_SCRIPT, "ferry", state],
+                          ctx).out.split()
+        due = retire.due(words, self.settings.retention_hours)
+        if due.forwarders:
             forwarding.stop_forwarders(self.shell, spec.source, spec.ct, state, ctx.journal)
-        if retire_due and (conf := self._conf(spec.source, spec.ct, ctx, ".migrated")):
-            if self._status(spec.source, spec.ct, ctx) == "running":
-                raise PermanentError(f"CT {spec.ct} runs on {spec.source}; not retiring it")
+        if due.source_area and (conf := self._conf(spec.source, spec.ct, ctx, ".migrated")):
+            self._guard_retirement(spec, due.source_was_running, ctx)
             self._run(spec.source, ["rm", "-rf", "--one-file-system", self._private(conf, spec.ct),
                                     f"/etc/vz/conf/{spec.ct}.conf.migrated"], ctx)
-        if forward_due and retire_due:
+        if due.forwarders and due.source_area:
             self._run(spec.source, ["rm", "-rf", state], ctx)
             return
-        kept = ([] if retire_due else [f"source area until {retire_at:.0f}"]) + \
-            ([] if forward_due else [f"forwarders until {until}"])
-        ctx.journal(JournalEntry(host=spec.source, what=f"kept on {spec.source} (epoch s): "
-                                 + ", ".join(kept), status=None, duration_ms=0.0, kind="event"))
+        raise CleanupPending(due.remains(spec.source, spec.ct))
+
+    def _guard_retirement(self, spec: MoveSpec, was_running: bool, ctx: StepContext) -> None:
+        """The source copy is the only way back: delete it only while the destination stands
+        as verify left it (running if the source ran) and the source is not running."""
+        if self._status(spec.source, spec.ct, ctx) == "running":
+            raise PermanentError(f"CT {spec.ct} runs on {spec.source}; not retiring it")
+        want = "running" if was_running else "stopped"
+        found = self._status(spec.target, spec.dest_ct, ctx)
+        if found != want:
+            raise PermanentError(f"CT {spec.dest_ct} is {found} on {spec.target}, expected {want};"
+                                 f" keeping the source copy of CT {spec.ct} on {spec.source}")
 
     def rollback(self, spec: MoveSpec, ctx: StepContext) -> None:
         state = self._state(spec)

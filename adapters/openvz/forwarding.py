@@ -127,18 +127,23 @@ def start_forwarders(shell: Shell, node: str, ct: str, state: str, old_ip: str, 
                          "-j", "DNAT", "--to-destination", f"{addr}:{hold}"], journal)
 
 
+def gate_command(ct: str, ip: str, ports: list[int]) -> list[str]:
+    """The argv that drops (not refuses) new SYNs to ``ip:ports`` until :func:`remove_rules`."""
+    return ["sh", "-c", _GATE, "ferry", ip, tag(ct), *map(str, ports)]
+
+
 def gate(shell: Shell, node: str, ct: str, ip: str, ports: list[int], journal: Journal) -> None:
-    """Drop (not refuse) new SYNs to ``ip:ports`` on ``node`` until :func:`remove_rules`."""
+    """Run :func:`gate_command` on ``node``."""
     if ports:
-        shell.run(node, ["sh", "-c", _GATE, "ferry", ip, tag(ct), *map(str, ports)], journal)
+        shell.run(node, gate_command(ct, ip, ports), journal)
 
 
-def keep_old_address(shell: Shell, node: str, state: str, old_ip: str, dev: str,
-                     journal: Journal) -> None:
-    """Put the old address back on the node after the container released it (stale clients)."""
+def keep_command(state: str, old_ip: str, dev: str) -> list[str]:
+    """The argv that puts the old address back on the node after the container released it
+    (clients with stale DNS keep reaching the forwarders)."""
     script = ('ip addr add "$1/32" dev "$2" 2>/dev/null; echo "$1 $2" > "$3/oldip"; '
               'arping -q -U -c 1 -I "$2" "$1" </dev/null >/dev/null 2>&1 &')
-    shell.run(node, ["sh", "-c", script, "ferry", old_ip, dev, state], journal)
+    return ["sh", "-c", script, "ferry", old_ip, dev, state]
 
 
 def stop_forwarders(shell: Shell, node: str, ct: str, state: str, journal: Journal) -> None:

@@ -1,7 +1,8 @@
 """A small stand-in for the engine: drive a move through adapters.base.STEPS.
 
 TransientError -> retry (bounded); RefusedError from a live step -> same move as ``restart``;
-PermanentError -> rollback and re-raise. Returns the journal and the figures.
+PermanentError -> rollback and re-raise; any error from cleanup (CleanupPending or not) -> the
+move stands, as in the engine, and what remains is in ``Outcome.cleanup_pending``. Returns the journal and the figures.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import time
 from adapters.base import (
     STEPS,
     Backend,
+    CleanupPending,
     JournalEntry,
     MoveSpec,
     PermanentError,
@@ -31,6 +33,7 @@ class Outcome:
     retries: int = 0
     fell_back: bool = False
     checks: list = dataclasses.field(default_factory=list)
+    cleanup_pending: str = ""
 
 
 def drive(backend: Backend, spec: MoveSpec, *, max_retries: int = 5,
@@ -60,12 +63,16 @@ def drive(backend: Backend, spec: MoveSpec, *, max_retries: int = 5,
                 raise
             time.sleep(0.2)
             continue
+        except CleanupPending as exc:
+            out.cleanup_pending = str(exc)
         except RefusedError:
             out.spec, out.fell_back = dataclasses.replace(out.spec, method="restart"), True
             i = steps.index(Step.PRESYNC)
             continue
-        except PermanentError:
-            backend.rollback(out.spec, ctx)
-            raise
+        except PermanentError as exc:
+            if step is not Step.CLEANUP:
+                backend.rollback(out.spec, ctx)
+                raise
+            out.cleanup_pending = str(exc)  # destination verified: the move stands (engine rule)
         i += 1
     return out
