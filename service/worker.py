@@ -34,6 +34,7 @@ from fleet.plan import Plan
 from planners import plan_rebalance
 from service.engine import Engine, JobSummary, instance_name
 from service.jobs import JobConflict, create_job, get_job, lease_holder
+from service.leader import Leadership
 from service.runtime import Runtime
 from service.schedule import MaintenanceWindows, cron_trigger, time_zone
 from service.store import JobRow, utcnow
@@ -77,6 +78,7 @@ class Worker:
         self.windows = windows or MaintenanceWindows.from_config(schedule.windows, schedule.timezone)
         self.owner = instance_owner(runtime)
         self._stopping = threading.Event()
+        self.leadership = Leadership(runtime.sessions.kw["bind"])
         self._scheduler: BackgroundScheduler | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -105,6 +107,7 @@ class Worker:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=True)
             self._scheduler = None
+        self.leadership.release()
 
     @property
     def stopping(self) -> bool:
@@ -189,6 +192,9 @@ class Worker:
         """Plan a rebalance with the configured policy; store it as an approved job if it moves
         anything (honouring the windows when some are configured)."""
         if self.stopping:
+            return None
+        if not self.leadership.try_lead():
+            log.info("nightly rebalance: another instance leads; it plans the rebalance")
             return None
         rt = self.runtime
         try:

@@ -100,3 +100,26 @@ def test_the_engine_runs_on_postgresql(tmp_path: Path, postgres_url: str) -> Non
     detail = job_detail(rt.sessions, job_id)
     assert len(detail["journal"]) > 20 and all(m["state"] == "succeeded" for m in detail["moves"])
     assert rt.policy().link_mb_s  # learned figures stored in PostgreSQL too
+
+
+def test_one_leader_among_instances_sharing_postgresql(postgres_url: str) -> None:
+    from sqlalchemy import create_engine
+
+    from service.leader import Leadership
+
+    first, second = (Leadership(create_engine(postgres_url)) for _ in range(2))
+    assert first.shared and first.try_lead() and first.try_lead()  # holding it, asking again
+    assert not second.try_lead()
+    first.release()
+    assert second.try_lead() and not first.try_lead()
+    second._conn.invalidate()  # the leader's session dies (as with a crashed instance)...
+    wait_for(first.try_lead, timeout=10)  # ...and PostgreSQL frees its lock: another one leads
+    assert not second.try_lead()
+    first.release()
+
+
+def test_with_sqlite_the_only_instance_leads(sim_runtime: Runtime) -> None:
+    from service.leader import Leadership
+
+    leadership = Leadership(sim_runtime.sessions.kw["bind"])
+    assert not leadership.shared and leadership.try_lead()
