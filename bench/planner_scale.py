@@ -65,6 +65,8 @@ def measure(containers: int) -> dict[str, float]:
         "rebalance": best_time(lambda: plan_rebalance(inv, POLICY), repeats=2),
         "check": best_time(lambda: check_plan(inv, rebalance, POLICY), repeats=2),
         "moves": len(rebalance.moves),
+        "makespan": rebalance.score.predicted_makespan_s,
+        "serial": sum(m.predicted.duration_s for m in rebalance.moves),
         "valid": check_plan(inv, rebalance, POLICY) == [] and check_plan(
             inv, plan_evacuate(inv, [node], POLICY), POLICY) == [],
     }
@@ -86,6 +88,9 @@ def main() -> None:
               f"{'yes' if r['valid'] else 'NO':>6}{per_k:>11.1f}")
     print("own s: evacuate less the fleet helpers every plan calls (inventory_digest for the plan's "
           "digest, effective_rules for ProxLB tags)")
+    print("rebalance predicted makespan (waves) vs one move at a time: " + ", ".join(
+        f"{r['containers'] // 1000}k {r['makespan'] / 60:.0f} min / {r['serial'] / 60:.0f} min "
+        f"= {r['makespan'] / max(r['serial'], 1e-9):.2f}" for r in rows))
     traced = next(r["traced_mib"] for r in rows if "traced_mib" in r)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"20k rebalance: traced allocation peak {traced:.0f} MiB; "
