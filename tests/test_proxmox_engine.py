@@ -46,3 +46,50 @@ def test_engine_evacuates_a_node_of_the_double(make_double, monkeypatch, tmp_pat
         (f"{m} {p}", s) for m, p, s in double.world.requests[before_job:])
     assert ("vzmigrate", 206) not in double.world.faults.task_failures  # the injected failure happened
     assert all(double.token_secret not in repr(r.detail) for r in rows)
+
+
+def test_engine_evacuation_with_a_failing_task_a_lock_and_5xx(make_double, monkeypatch, tmp_path) -> None:  # noqa: F811
+    """The done-when of the Proxmox adapter, through the service: 30 containers (HA and not, local
+    and shared storage), a failing migration task, a container locked by a backup, and HTTP 503s
+    in the middle; `ferry job show ID --format json` (job_detail) journals every API call."""
+    import time
+
+    from service.jobs import job_detail
+
+    double = make_double(evacuation_fleet())
+    monkeypatch.setenv("FERRY_TEST_PVE_SECRET", double.token_secret)
+    world = double.world
+    world.faults.task_failures[("vzmigrate", 205)] = "migration aborted"
+    world.guests[210].lock, world.guests[210].lock_until = "backup", time.monotonic() + 0.3
+    backend = create_backend(settings_for(double))
+    policy = Policy(max_parallel=4, max_outgoing_per_node=4, max_incoming_per_node=2)
+    inventory = backend.discover()
+    plan = plan_evacuate(inventory, ["pve1"], policy)
+    assert len(inventory.on_node("pve1")) >= 30 and not plan.unplaced
+    before_job = len(world.requests)
+    sessions = open_database(f"sqlite:///{tmp_path / 'ferry.db'}")
+    job_id = create_job(sessions, plan, approved=True)
+    fired = []
+
+    def progress(ct: str, step: str, done: int, total: int) -> None:
+        if step == "done" and not fired:  # the first move is over: 503 on the next three requests
+            fired.append(ct)
+            world.faults.http_errors = 3
+
+    engine = Engine(sessions, backend, policy, EngineSection(retry_initial_s=0.01, retry_max_s=0.05, lease_s=30),
+                    progress=progress)
+    summary = engine.run_job(job_id)
+    assert summary.state == "succeeded", summary.messages
+    assert fired and world.faults.http_errors == 0 and ("vzmigrate", 205) not in world.faults.task_failures
+    final = {c.id: c for c in world.snapshot().containers}
+    assert sorted(final) == sorted(c.id for c in inventory.containers)  # every container exactly once
+    assert all(final[m.ct].node == m.to for m in plan.moves)
+    detail = job_detail(sessions, job_id)
+    api = [j for j in detail["journal"] if j["kind"] == "api"]
+    served = world.requests[before_job:]
+    assert sorted((j["what"], j["status"]) for j in api) == sorted((f"{m} {p}", s) for m, p, s in served)
+    assert sum(1 for j in api if j["status"] == 503) == 3
+    assert all(double.token_secret not in repr(j) for j in detail["journal"])
+    started = [j for j in api if j["what"].startswith("POST") and "upid" in {k.lower() for k in j["detail"]}]
+    assert started and all(str(j["detail"].get("upid", j["detail"].get("UPID", ""))).startswith("UPID:")
+                           for j in started)
