@@ -62,25 +62,13 @@ def solve(ctx: Ctx, units: list[Unit], objective: Literal["peak", "squares"], *,
     model = cp_model.CpModel()
     home = {u.key: _home(st, u) if may_stay else None for u in units}
     moving = {ct for u in units for ct in u.members}
-    fixed_mem, fixed_cpu = _fixed(st, moving)
     x: dict[tuple[str, str], cp_model.IntVar] = {}
     for u in units:
         nodes = allowed_nodes(ctx, u, home[u.key])
         for n in nodes:
             x[(u.key, n)] = model.new_bool_var(f"x_{u.key}_{n}")
         model.add_exactly_one(x[(u.key, n)] for n in nodes)
-    loads = {}
-    for n in st.nodes:
-        on = [(u, x[(u.key, n)]) for u in units if (u.key, n) in x]
-        mem = _grains(fixed_mem[n]) + sum(_grains(u.memory_mb) * v for u, v in on)
-        cpu = int(round(fixed_cpu[n] * 100)) + sum(int(round(u.cpus * 100)) * v for u, v in on)
-        current = _grains(st.mem[n])
-        model.add(mem <= max(int(st.mem_cap(n) // GRAIN_MB), current))
-        model.add(cpu <= max(int(st.cpu_cap(n) * 100), int(round(st.cpu[n] * 100))))
-        top = _grains(fixed_mem[n]) + sum(_grains(u.memory_mb) for u, _ in on)
-        load = model.new_int_var(0, max(top, 0), f"load_{n}")
-        model.add(load == mem)
-        loads[n] = (load, max(top, 0))
+    loads = _capacity(model, st, units, x, moving)
     _anti_affinity(model, st, units, x, moving)
     if max_moved is not None:
         model.add(sum(len(u.members) * (1 - x[(u.key, home[u.key])]) for u in units
@@ -101,6 +89,24 @@ def solve(ctx: Ctx, units: list[Unit], objective: Literal["peak", "squares"], *,
         return None
     node_of = {key: n for (key, n), v in x.items() if solver.boolean_value(v)}
     return Solution(node_of, status == cp_model.OPTIMAL, solver.objective_value)
+
+
+def _capacity(model: cp_model.CpModel, st: FleetState, units: list[Unit],
+              x: dict[tuple[str, str], cp_model.IntVar], moving: Collection[str]) -> dict:
+    """Memory and CPU limits per node; returns node -> (load variable in grains, its upper bound)."""
+    fixed_mem, fixed_cpu = _fixed(st, moving)
+    loads = {}
+    for n in st.nodes:
+        on = [(u, x[(u.key, n)]) for u in units if (u.key, n) in x]
+        mem = _grains(fixed_mem[n]) + sum(_grains(u.memory_mb) * v for u, v in on)
+        cpu = int(round(fixed_cpu[n] * 100)) + sum(int(round(u.cpus * 100)) * v for u, v in on)
+        model.add(mem <= max(int(st.mem_cap(n) // GRAIN_MB), _grains(st.mem[n])))
+        model.add(cpu <= max(int(st.cpu_cap(n) * 100), int(round(st.cpu[n] * 100))))
+        top = max(_grains(fixed_mem[n]) + sum(_grains(u.memory_mb) for u, _ in on), 0)
+        load = model.new_int_var(0, top, f"load_{n}")
+        model.add(load == mem)
+        loads[n] = (load, top)
+    return loads
 
 
 def _home(st: FleetState, unit: Unit) -> str | None:
