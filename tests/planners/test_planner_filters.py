@@ -147,3 +147,13 @@ def test_predicted_cost_follows_size_link_and_dirty_rate():
     assert live.downtime_s < 30 and live.duration_s > 1024
     shared = costs.predict(inv.containers[0], a, b, pol, disk_copied=False)
     assert shared.bytes == 0
+
+
+def test_cpu_balance_prefers_the_node_with_fewer_configured_cpus():
+    inv = fleet([node("a", cpus=8), node("b", cpus=8), node("c", cpus=8)],
+                [ct("1", "a", cpus=2), ct("2", "b", cpus=6), ct("3", "c", cpus=1)])
+    c = _ctx(inv)
+    u = _unit(c, "1")
+    assert scorers.cpu_balance(c, u, "c", {}) < scorers.cpu_balance(c, u, "b", {})
+    # weighted well below memory: CPU breaks near-ties, memory decides
+    assert scorers.cpu_balance(c, u, "b", {}) < scorers.memory_balance(c, u, "b", {})

@@ -69,3 +69,21 @@ def test_rebalance_keeps_every_rule_and_budget(inv, policy):
     firsts = [m for m in plan.moves if not m.reason.startswith("park ")]
     assert len({m.ct for m in firsts}) == len(firsts)  # only a parked container moves twice
     assert plan.to_json() == plan_rebalance(inv, policy).to_json()
+
+
+@SETTINGS
+@given(fleets, policies, st.sampled_from([512, 4096, 16384, 65536]), st.sampled_from([1, 2, 8]))
+def test_place_candidates_all_fit_and_rejections_all_fail(inv, policy, memory_mb, cpus):
+    from planners import place
+
+    result = place(inv, policy, cpus=cpus, memory_mb=memory_mb, disk_gb=20)
+    load = {n.name: sum(c.memory_mb for c in inv.containers if c.node == n.name) for n in inv.nodes}
+    sizes = {n.name: n for n in inv.nodes}
+    for cand in result.candidates:
+        node = sizes[cand.node]
+        assert node.online and not node.maintenance
+        cap = node.memory_mb * policy.memory_overcommit * (1 - policy.memory_headroom)
+        assert load[cand.node] + memory_mb <= cap + 1e-6
+    assert {c.node for c in result.candidates} | {r[0] for r in result.rejected} == set(sizes)
+    assert [c.score for c in result.candidates] == sorted(c.score for c in result.candidates)
+    assert (result.best is None) == (result.unplaceable is not None)
