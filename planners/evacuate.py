@@ -1,6 +1,6 @@
 """evacuate / drain: give every container on the named nodes a destination.
 
-    units on the nodes --largest first--> rank(filters, scorers) --> best node
+    units on the nodes --largest first--> best node (filters, then scorers)
             |                                  | none fits
             |                                  v
             |                           make room: move one other unit elsewhere (said so)
@@ -8,14 +8,17 @@
             |                                  v
             |                           unplaced, with the binding constraint
             v
-    local search (relocate / swap evacuees between destinations) --> steps --> build_plan
+    local search (relocate / swap evacuees)  [+ CP-SAT with solver="cp-sat"]
+            |
+            v
+    sequence: make-room moves first, then evacuees longest first --> build_plan
 
-Only the evacuated containers move, unless moving one other unit is the only way to make room
-for an evacuee; such moves run first and their reason says whom they make room for. Destinations
-only gain load during an evacuation, so any order of the evacuees' moves keeps every rule; they
-are ordered longest first so that waves pair moves of similar duration (shorter makespan).
+Only the evacuated containers move (with their affinity mates), unless moving one other unit is
+the only way to make room for an evacuee; such moves come first and their reason says whom they
+make room for. Destinations mostly only gain load, but mates and make-room moves also leave
+nodes, so the sequencer (:mod:`planners.sequence`) fixes an order in which every prefix keeps
+every rule. Longest moves first lets waves pair moves of similar duration (shorter makespan).
 """
-
 from __future__ import annotations
 
 from typing import Literal

@@ -5,10 +5,12 @@
     aggressiveness >= 2:  repeat until max_moves or no gain >= threshold:               v
         hottest nodes x their movable units x coolest nodes --delta--> best few --filters--> apply
                                                                                         |
-                                                                 steps (already in a safe order)
+    refine (planners.refine): local search [+ CP-SAT with solver="cp-sat"], re-sequenced,
+    kept only if complete, within budget and better                                     |
+                                                                 steps (in a safe order)
 
-Every move is decided on the state left by the moves before it, so the decision order is an
-execution order in which every prefix keeps the rules. A unit moves at most once per plan and not
+Every greedy move is decided on the state left by the moves before it, so the decision order is
+an execution order in which every prefix keeps the rules; refined plans are re-sequenced. A unit moves at most once per plan and not
 at all while cooling down (moved within ``policy.cooldown_hours``), and a balance move must gain
 more than ``policy.min_gain`` times the aggressiveness factor *after* paying its copy and downtime
 cost: on a balanced fleet a second run plans nothing, so plans never ping-pong.
