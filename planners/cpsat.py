@@ -23,11 +23,15 @@ from typing import Literal
 
 from ortools.sat.python import cp_model
 
+from fleet.errors import InputError
 from planners.filters import Ctx, node_receives, not_emptying, not_excluded, pin_to, platform
 from planners.state import FleetState
 from planners.units import Unit
 
 GRAIN_MB = 256
+#: Largest model (units x nodes Booleans) solver="cp-sat" accepts; beyond it the default planner
+#: is the tool (see BENCHMARKS.md, planner scale).
+MAX_PAIRS = 200_000
 _DOMAIN_FILTERS = (node_receives, not_excluded, not_emptying, pin_to, platform)
 
 
@@ -44,6 +48,13 @@ def allowed_nodes(ctx: Ctx, unit: Unit, home: str | None) -> list[str]:
     if home is not None and home not in out:
         out.append(home)
     return out
+
+
+def check_size(units: int, nodes: int) -> None:
+    """Refuse, with a one-line reason, a model too large to build and solve in reasonable time."""
+    if units * nodes > MAX_PAIRS:
+        raise InputError("solver", "cp-sat", f"{units} units x {nodes} nodes is beyond the exact "
+                         f"model's {MAX_PAIRS:,} pairs; use the default solver")
 
 
 def _grains(mb: float) -> int:

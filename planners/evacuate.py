@@ -30,7 +30,7 @@ from fleet.policy import Policy
 from fleet.rules import effective_rules
 from planners.assemble import build_plan
 from planners.costs import predict
-from planners.cpsat import solve
+from planners.cpsat import check_size, solve
 from planners.filters import Ctx
 from planners.improve import Assignment, improve
 from planners.objective import node_term
@@ -109,6 +109,7 @@ def _exact(start: FleetState, emptying: frozenset[str], greedy: Assignment,
            time_limit_s: float) -> Assignment | None:
     """CP-SAT's placement of the greedily placed units, if it is complete and better."""
     units = greedy.units()
+    check_size(len(units), len(start.nodes))
     solution = solve(Ctx(start.clone(), emptying), units, "squares", may_stay=False,
                      hint=dict(greedy.node_of), time_limit_s=time_limit_s)
     if solution is None:

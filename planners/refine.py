@@ -14,7 +14,7 @@ on the objective (:mod:`planners.objective`, move costs included).
 
 from __future__ import annotations
 
-from planners.cpsat import solve
+from planners.cpsat import check_size, solve
 from planners.filters import Ctx
 from planners.improve import TINY, Assignment, improve
 from planners.objective import move_cost, node_term, priced, relocation_delta
@@ -133,6 +133,7 @@ def refine_exact(after_fixes: FleetState, greedy: list[Step], units: list[Unit],
     """CP-SAT's best end placement of ``units`` with at most ``room`` containers moved."""
     if not units or room <= 0:
         return None
+    check_size(len(units), len(after_fixes.nodes))
     end = after_fixes.clone()
     for s in greedy:
         end.apply(s.ct, s.dst, s.storage)

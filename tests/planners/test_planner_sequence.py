@@ -92,3 +92,12 @@ def test_waves_pack_independent_moves_early_and_keep_dependent_ones_late():
     assert waves == {"1": 0, "2": 0, "5": 0, "4": 1, "3": 1}  # 3: a's two outgoing slots are taken
     assert next(s for s in ordered if s.ct == "4").after == ["5"]  # e has room once 5 has left
     assert [s.wave for s in ordered] == sorted(s.wave for s in ordered)
+
+
+def test_cp_sat_mode_refuses_models_too_large():
+    from planners.synthetic import synthetic_fleet
+
+    inv = synthetic_fleet(3, 100, 2500)
+    with pytest.raises(InputError) as err:
+        plan_rebalance(inv, Policy(aggressiveness=5, max_moves=5, min_gain=0.0), solver="cp-sat")
+    assert err.value.key == "solver" and "default solver" in str(err.value)
