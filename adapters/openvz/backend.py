@@ -43,12 +43,12 @@ _REFUSED = {14, 16, 17, 18, 8}  # vzmigrate: no CPT, ploop, CPT version, CPU, ch
 _WAIT_PORT = ('for i in $(seq 200); do socat -u OPEN:/dev/null TCP:"$1":"$2",connect-timeout=0.5 '
               '2>/dev/null && exit 0; sleep 0.02; done; exit 1')
 # Destination switch: $1 CTID, $2 rule tag, IP:PORT... to wait for, "--", the IPs to announce.
-# Start, wait (bounded, 1500 tries) until each port answers, delete its gate rules (the ones
+# Start, wait (bounded, 4000 tries, 5 ms apart) until each port answers, delete its gate rules (the ones
 # forwarding.gate inserted), arping -U. _after_switch removes any leftover rule by tag.
 _START = ('ct=$1 tag=$2; shift 2; vzctl start "$ct" || exit $?; '
           'while [ "$1" != "--" ]; do ip=${1%:*} port=${1##*:}; shift; i=0; '
           'until socat -u OPEN:/dev/null TCP:"$ip":"$port",connect-timeout=0.5 2>/dev/null; do '
-          'i=$((i + 1)); [ $i -lt 1500 ] || exit 3; sleep 0.02; done; '
+          'i=$((i + 1)); [ $i -lt 4000 ] || exit 3; sleep 0.005; done; '
           'iptables -D INPUT -d "$ip/32" ! -i lo -p tcp --syn --dport "$port" -m comment '
           '--comment "$tag" -j DROP 2>/dev/null; iptables -D FORWARD -d "$ip/32" -p tcp --syn '
           '--dport "$port" -m comment --comment "$tag" -j DROP 2>/dev/null; done; shift; '

@@ -15,6 +15,9 @@ user space cannot set back (stat(2), inode(7)). So::
                                                               -> gone paths (deleted, renamed away)
                                   rsync -I --from0 --files-from=delta.list --delete-missing-args
 
+When no directory changed since the mark, no name was added, removed or renamed (each of
+those changes its directory's ctime), so the path lists are neither built nor compared: the
+common case (a container rewriting some files) costs one ``find`` with a stat per file.
 ``changed`` alone would miss the contents of a directory renamed after the mark (their ctime does
 not change); the path-list diff against what the destination really holds catches them, and
 catches every deletion, including files created and deleted during the last round. ``-I`` sends
@@ -48,16 +51,27 @@ PRELUDE_FAILED = 96
 #: Set the mark (2 s back) and forget the destination list of an earlier round.
 _MARK = ('mkdir -p "$1" && touch -d "@$(( $(date +%s) - 2 ))" "$1/' + MARK + '" && '
          'rm -f "$1/' + DEST_LIST + '"')
-# $1 state dir, $2 source dir; then the rsync argv. Lists, then runs rsync (its exit status).
+# The listing: writes <state>/delta.list from the marks (module doc); cwd is the source area.
+# Every name added, removed or renamed changes its directory's ctime: when no directory changed
+# since the mark, the names are those the destination holds and the path-list diff is skipped.
+_LIST = (
+    '{ find . -maxdepth 0 -cnewer "$st/' + MARK + '" -printf ".\\0" && '
+    'find . -mindepth 1 -cnewer "$st/' + MARK + '" -printf "%P\\0" \\( -type d '
+    '-fprintf "$st/dirs" "%P\\0" \\); } > "$st/delta.list" && '
+    'if [ -s "$st/dirs" ] || [ "$(head -c 1 "$st/delta.list")" = . ]; then '
+    'find . -mindepth 1 -printf "%P\\0" > "$st/src.raw" && sort -z "$st/src.raw" > "$st/src.list" '
+    '&& comm -z -13 "$st/' + DEST_LIST + '" "$st/src.list" >> "$st/delta.list" && '
+    'comm -z -23 "$st/' + DEST_LIST + '" "$st/src.list" >> "$st/delta.list"; fi')
+# $1 state dir, $2 source dir, then the rsync argv (reading the list on stdin). rsync starts at
+# once and connects (ssh, remote rsync, protocol handshake) while the left side runs the prelude
+# (gate, stop) and the listing; it reads the list only when they are done. The left side's
+# failures reach the exit status through <state>/final.rc (sh has no pipefail).
 _FINAL = (
-    'st=$1 src=$2; shift 2; [ -f "$st/' + MARK + '" ] && [ -f "$st/' + DEST_LIST + '" ] && '
-    'cd "$src" || exit ' + str(NO_DELTA) + '; export LC_ALL=C; '
-    'find . -mindepth 1 -printf "%P\\0" \\( -cnewer "$st/' + MARK + '" '
-    '-fprintf "$st/changed" "%P\\0" \\) > "$st/src.raw" && sort -z "$st/src.raw" > "$st/src.list" '
-    '&& { find . -maxdepth 0 -cnewer "$st/' + MARK + '" -printf ".\\0" && cat "$st/changed" && '
-    'comm -z -13 "$st/' + DEST_LIST + '" "$st/src.list" && '
-    'comm -z -23 "$st/' + DEST_LIST + '" "$st/src.list"; } > "$st/delta.list" '
-    '|| exit ' + str(NO_DELTA) + '; exec "$@"')
+    'st=$1 src=$2; shift 2; rm -f "$st/final.rc"; export LC_ALL=C; '
+    '{ { PRELUDE; } >&2 || { echo ' + str(PRELUDE_FAILED) + ' > "$st/final.rc"; exit; }; '
+    '{ [ -f "$st/' + MARK + '" ] && [ -f "$st/' + DEST_LIST + '" ] && cd "$src" && ' + _LIST
+    + '; } || { echo ' + str(NO_DELTA) + ' > "$st/final.rc"; exit; }; cat "$st/delta.list"; } '
+    '| "$@"; rc=$?; [ -s "$st/final.rc" ] && exit "$(cat "$st/final.rc")"; exit $rc')
 
 
 def mark(shell: Shell, node: str, state: str, journal: Journal) -> None:
@@ -83,9 +97,10 @@ def final_pass(shell: Shell, settings: OpenVZSettings, source: str, target: str,
     of file data sent. ``prelude`` (shell text, already quoted) runs first in the same call:
     the cutover gates and stops the container there, saving SSH round trips in the downtime."""
     rsync = ["rsync", *settings.rsync_options, "--stats", "--ignore-times", "--from0",
-             f"--files-from={state}/delta.list", "--delete-missing-args", "-e", ssh_command(settings, target, shared=True),
-             f"{src}/", remote_path(settings, target, f"{dst}/")]
-    script = f"{{ {prelude}; }} || exit {PRELUDE_FAILED}; {_FINAL}" if prelude else _FINAL
+             "--files-from=-", "--delete-missing-args", "-e",
+             ssh_command(settings, target, shared=True), f"{src}/",
+             remote_path(settings, target, f"{dst}/")]
+    script = _FINAL.replace("PRELUDE", prelude or "true")
     res = shell.run(source, ["sh", "-c", script, "ferry", state, src, *rsync], journal,
                     check=False)
     if res.status == PRELUDE_FAILED:

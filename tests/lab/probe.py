@@ -55,12 +55,16 @@ def main():
         th.join(TIMEOUT + 1)
     ok_ends = sorted(r[1] for r in results if r[2])
     gaps = [b - a for a, b in zip(ok_ends, ok_ends[1:], strict=False)]
+    widest = max(range(len(gaps)), key=gaps.__getitem__, default=None)
     failures = [{"at_s": round(r[0] - t0, 3), "error": r[3]} for r in results if not r[2]]
     slowest = sorted(results, key=lambda r: r[0] - r[1])[:5]
     summary = {"attempts": len(results), "ok": len(ok_ends), "failed": len(failures),
                "slow": [{"at_s": round(r[0] - t0, 3), "took_s": round(r[1] - r[0], 3)}
                         for r in slowest],
                "failures": failures[:20], "gap_s": round(max(gaps, default=0.0), 3),
+               # where the widest gap lies, on the machine's monotonic clock (to line it up
+               # with what the mover did meanwhile)
+               "gap_between": [ok_ends[widest], ok_ends[widest + 1]] if widest is not None else [],
                "slowest_s": round(max((r[1] - r[0] for r in results), default=0.0), 3)}
     with open(out, "w") as fh:
         json.dump(summary, fh)
