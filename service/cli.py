@@ -13,7 +13,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 
@@ -51,6 +50,15 @@ FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table for peo
 InventoryOpt = Annotated[Path | None, typer.Option("--inventory", "-i", help="plan offline from this snapshot")]
 OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="also save the plan to this file")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="execute without asking")]
+
+
+class Solver(StrEnum):
+    greedy = "greedy"
+    cp_sat = "cp-sat"
+
+
+SolverOpt = Annotated[Solver, typer.Option(help="greedy: fast, near-optimal; cp-sat: OR-Tools, for small fleets")]
+TimeLimitOpt = Annotated[float, typer.Option("--time-limit", min=0.1, help="cp-sat: seconds to search")]
 
 
 @app.callback()
@@ -105,18 +113,22 @@ def show_plan(plan: Plan, inv: Inventory, fmt: Format, out: Path | None) -> None
 
 @plan_app.command("evacuate")
 def plan_evacuate_cmd(ctx: typer.Context, nodes: list[str], snapshot: InventoryOpt = None,
-                      out: OutOpt = None, fmt: FormatOpt = Format.table) -> None:
+                      out: OutOpt = None, fmt: FormatOpt = Format.table, solver: SolverOpt = Solver.greedy,
+                      time_limit: TimeLimitOpt = 10.0) -> None:
     """Give every container on NODES a destination (nothing else moves)."""
     inv = current_inventory(ctx, snapshot)
-    show_plan(plan_evacuate(inv, nodes, planning_policy(ctx, snapshot)), inv, fmt, out)
+    show_plan(plan_evacuate(inv, nodes, planning_policy(ctx, snapshot), solver=solver.value,
+                            time_limit_s=time_limit), inv, fmt, out)
 
 
 @plan_app.command("drain")
 def plan_drain_cmd(ctx: typer.Context, nodes: list[str], snapshot: InventoryOpt = None,
-                   out: OutOpt = None, fmt: FormatOpt = Format.table) -> None:
+                   out: OutOpt = None, fmt: FormatOpt = Format.table, solver: SolverOpt = Solver.greedy,
+                   time_limit: TimeLimitOpt = 10.0) -> None:
     """Like evacuate, for maintenance: the moves are later fitted into windows."""
     inv = current_inventory(ctx, snapshot)
-    show_plan(plan_drain(inv, nodes, planning_policy(ctx, snapshot)), inv, fmt, out)
+    show_plan(plan_drain(inv, nodes, planning_policy(ctx, snapshot), solver=solver.value,
+                         time_limit_s=time_limit), inv, fmt, out)
 
 
 @plan_app.command("rebalance")
@@ -125,6 +137,7 @@ def plan_rebalance_cmd(
     aggressiveness: Annotated[int | None, typer.Option(min=1, max=5, help="1 = fix violations only, 5 = any gain")] = None,
     max_moves: Annotated[int | None, typer.Option(min=0)] = None,
     min_gain: Annotated[float | None, typer.Option(min=0.0)] = None,
+    solver: SolverOpt = Solver.greedy, time_limit: TimeLimitOpt = 10.0,
 ) -> None:
     """Spread load with few, cheap moves."""
     rt = runtime(ctx)
@@ -133,7 +146,8 @@ def plan_rebalance_cmd(
                                    "min_gain": min_gain}.items() if v is not None}
     policy = planning_policy(ctx, snapshot).model_copy(update=overrides)
     moved, now = rt.cooldown_inputs() if snapshot is None else ({}, None)
-    show_plan(plan_rebalance(inv, policy, last_moved=moved, now=now), inv, fmt, out)
+    show_plan(plan_rebalance(inv, policy, last_moved=moved, now=now, solver=solver.value,
+                             time_limit_s=time_limit), inv, fmt, out)
 
 
 @plan_app.command("place")
@@ -284,25 +298,6 @@ def demo(speedup: Annotated[float, typer.Option(min=1.0)] = 120.0) -> None:
     raise typer.Exit(run_demo(console, speedup=speedup))
 
 
-def main() -> None:
-    try:
-        app(standalone_mode=False)
-    except InputError as exc:
-        err_console.print(f"ferry: error: {exc.line()}", markup=False, highlight=False, soft_wrap=True)
-        sys.exit(2)
-    except BackendError as exc:  # the cluster refused or could not be reached: not a user mistake
-        err_console.print(f"ferry: error: {exc}", markup=False, highlight=False, soft_wrap=True)
-        sys.exit(1)
-    except click.exceptions.Abort:
-        err_console.print("ferry: aborted, nothing changed")
-        sys.exit(1)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-
-
 # -- the long-running service ----------------------------------------------------------------------
 @app.command()
 def serve(ctx: typer.Context,
@@ -331,3 +326,26 @@ def serve(ctx: typer.Context,
     finally:
         worker.stop()
     err_console.print("ferry serve: stopped", highlight=False)
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except InputError as exc:
+        err_console.print(f"ferry: error: {exc.line()}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except BackendError as exc:  # the cluster refused or could not be reached: not a user mistake
+        err_console.print(f"ferry: error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except typer.Abort:
+        err_console.print("ferry: aborted, nothing changed")
+        sys.exit(1)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.TyperException as exc:  # usage errors: click's own message (and help), exit 2
+        show = getattr(exc, "show", None)
+        if show is not None:
+            show()
+        else:
+            err_console.print(f"ferry: error: {exc}")
+        sys.exit(getattr(exc, "exit_code", 2))

@@ -171,3 +171,18 @@ def test_job_show_watch_follows_a_running_job_to_its_end(tmp_path: Path) -> None
     finally:
         runner.kill()
     assert "job 1 evacuate a: succeeded" in shown and "5 succeeded" in shown
+
+
+def test_cp_sat_solver_gives_a_valid_plan_no_worse_than_greedy() -> None:
+    from fleet.plan import Plan
+    from fleet.policy import Policy
+    from fleet.snapshot import load_inventory
+    from planners import check_plan
+
+    args = ("plan", "rebalance", "--inventory", str(SMALL_FLEET), "--format", "json", "--aggressiveness", "5")
+    greedy = Plan.model_validate(json.loads(ferry(*args).stdout))
+    exact = Plan.model_validate(json.loads(ferry(*args, "--solver", "cp-sat", "--time-limit", "5").stdout))
+    assert check_plan(load_inventory(SMALL_FLEET), exact, Policy()) == []
+    assert exact.score.peak_memory <= greedy.score.peak_memory + 1e-9
+    bad = ferry(*args, "--solver", "magic", check=False)
+    assert bad.returncode == 2 and "magic" in bad.stderr
