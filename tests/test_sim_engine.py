@@ -133,6 +133,15 @@ def test_learned_throughput_feeds_the_policy(sim_runtime: Runtime) -> None:
     run(sim_runtime, make_plan([("104", "c", "restart")]))
     learned = sim_runtime.policy().link_mb_s
     assert set(learned) == {"a->c"} and 10 < learned["a->c"] < 1000
+    # the next plan's prediction for that link uses the learned figure, not the default 1000 MB/s
+    from planners import plan_evacuate
+
+    inv = sim_runtime.backend.discover()
+    default = plan_evacuate(inv, ["a"], sim_runtime.config.policy)
+    learned_plan = plan_evacuate(inv, ["a"], sim_runtime.policy())
+    slower = [(m.ct, m.predicted.duration_s) for m in learned_plan.moves if m.to == "c" and m.predicted.bytes]
+    faster = {m.ct: m.predicted.duration_s for m in default.moves}
+    assert slower and all(duration > faster[ct] for ct, duration in slower if ct in faster)
 
 
 def test_bandwidth_budget_slows_copies_to_the_budget(tmp_path: Path) -> None:
