@@ -62,7 +62,8 @@ class JobSummary:
 class Engine:
     def __init__(self, sessions: sessionmaker[Session], backend: Backend, policy: Policy,
                  settings: EngineSection, *, owner: str | None = None, progress: Progress | None = None,
-                 hold: Callable[[int], bool] | None = None) -> None:
+                 hold: Callable[[int], bool] | None = None,
+                 may_start: Callable[[MoveRow], bool] | None = None) -> None:
         self.sessions = sessions
         self.backend = backend
         self.policy = policy
@@ -72,6 +73,9 @@ class Engine:
         #: While ``hold(job_id)`` is true the job acts as paused (no new moves) without the store
         #: saying so: ``ferry serve`` uses it for closed maintenance windows and for shutting down.
         self.hold = hold
+        #: A move not yet started starts only if ``may_start(move)`` (``ferry serve``: only if its
+        #: predicted duration fits in what is left of the maintenance window).
+        self.may_start = may_start
         self._control = ("running", 0.0)
 
     def _job_state(self, job_id: int) -> str:
@@ -103,8 +107,9 @@ class Engine:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="move") as pool:
             self._schedule(job_id, pool)
         state = self._job_state_now(job_id)
-        if state == "paused":
-            return self.summary(job_id)
+        summary = self.summary(job_id)
+        if state == "paused" or any(summary.counts.get(s) for s in ("pending", "running", "rolling_back")):
+            return summary  # held or gated: the job goes on later, from the store
         final = self._final_state(job_id, cancelled=state == "cancelling")
         set_job_state(self.sessions, job_id, final, self._final_message(job_id, final))
         summary = self.summary(job_id)
@@ -126,11 +131,8 @@ class Engine:
             cancelling = cancelling or control == "cancelling"
             if control not in ("paused",) or cancelling:
                 self._start_ready(job_id, moves, state, running, pool, cancelling)
-            if not running:
-                if control == "paused" or all(s in FINAL_MOVE_STATES for s in state.values()):
-                    return
-                if not any(s == "pending" for s in state.values()):
-                    return
+            if not running:  # nothing in flight: pending moves can only be gated (or paused)
+                return
             done, _ = wait(list(running), timeout=_TICK_S, return_when=FIRST_COMPLETED)
             for future in done:
                 move = running.pop(future)
@@ -156,6 +158,8 @@ class Engine:
                 state[move.ct] = "skipped"
                 continue
             if not in_flight and any(state.get(d) != "succeeded" for d in move.after if d in state):
+                continue
+            if not in_flight and self.may_start is not None and not self.may_start(move):
                 continue
             if not in_flight and (len(running) >= self.policy.max_parallel * ADMISSION_DEPTH
                                   or out[move.source] >= self.policy.max_outgoing_per_node * ADMISSION_DEPTH

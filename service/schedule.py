@@ -119,6 +119,19 @@ class MaintenanceWindows:
         return any(lo <= m < hi for w in self.windows for lo, hi in w.intervals()
                    for m in (minute, minute + _MINUTES_PER_WEEK))
 
+    def seconds_left(self, now: dt.datetime) -> float:
+        """Seconds until the open window closes (0 when closed; infinite with no windows)."""
+        if not self.windows:
+            return float("inf")
+        minute = self._minute_of_week(now)
+        left = [hi - m for w in self.windows for lo, hi in w.intervals()
+                for m in (minute, minute + _MINUTES_PER_WEEK) if lo <= m < hi]
+        return max(left, default=0.0) * 60
+
+    def fits(self, now: dt.datetime, duration_s: float) -> bool:
+        """Whether work of ``duration_s`` started now ends before the window closes."""
+        return duration_s <= self.seconds_left(now)
+
     def minutes_until_open(self, now: dt.datetime) -> float:
         """0 when open; else minutes until the next window opens (for messages)."""
         if self.is_open(now):

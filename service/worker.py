@@ -37,7 +37,7 @@ from service.jobs import JobConflict, create_job, get_job, lease_holder
 from service.leader import Leadership
 from service.runtime import Runtime
 from service.schedule import MaintenanceWindows, cron_trigger, time_zone
-from service.store import JobRow, utcnow
+from service.store import JobRow, MoveRow, utcnow
 
 log = logging.getLogger("ferry.worker")
 
@@ -61,6 +61,10 @@ def with_window(plan: Plan) -> Plan:
     """The plan, marked so that its job starts moves only inside maintenance windows. The mark
     travels in the stored plan (plan.md allows extra keys), so every instance sees it."""
     return Plan.model_validate({**plan.to_dict(), WINDOW_KEY: True})
+
+
+#: Predicted durations are stretched by this much before they are fitted into a window.
+WINDOW_MARGIN = 1.25
 
 
 def uses_window(job: JobRow) -> bool:
@@ -149,16 +153,23 @@ class Worker:
     def _holds(self, windowed: bool) -> Callable[[int], bool]:
         return lambda _job_id: self.stopping or (windowed and not self.windows.is_open(self.clock()))
 
-    def engine(self, hold: Callable[[int], bool]) -> Engine:
+    def engine(self, hold: Callable[[int], bool], windowed: bool = False) -> Engine:
         rt = self.runtime
-        return Engine(rt.sessions, rt.backend, rt.policy(), rt.config.engine, owner=self.owner, hold=hold)
+        return Engine(rt.sessions, rt.backend, rt.policy(), rt.config.engine, owner=self.owner, hold=hold,
+                      may_start=self._fits_window if windowed else None)
+
+    def _fits_window(self, move: MoveRow) -> bool:
+        """Never start a move that cannot finish before the window closes (predicted duration,
+        with a margin for the prediction's error)."""
+        duration = float((move.predicted or {}).get("duration_s", 0.0)) * WINDOW_MARGIN
+        return self.windows.fits(self.clock(), duration)
 
     def run_one(self, job_id: int) -> JobSummary | None:
         """Run one job until it ends or is held; then free its lease if it did not end."""
         with self.runtime.sessions() as session:
             windowed = uses_window(get_job(session, job_id))
         try:
-            summary = self.engine(self._holds(windowed)).run_job(job_id)
+            summary = self.engine(self._holds(windowed), windowed).run_job(job_id)
             if summary.state in ("approved", "running") and not _moves_left(summary):
                 summary = self.engine(lambda _job_id: False).run_job(job_id)  # only records the end
         except JobConflict as exc:  # another instance claimed it between our look and our claim

@@ -123,3 +123,26 @@ def test_with_sqlite_the_only_instance_leads(sim_runtime: Runtime) -> None:
 
     leadership = Leadership(sim_runtime.sessions.kw["bind"])
     assert not leadership.shared and leadership.try_lead()
+
+
+def test_a_move_that_cannot_finish_in_the_window_does_not_start(sim_runtime: Runtime) -> None:
+    import datetime as dt
+
+    from service.engine import Engine
+    from service.schedule import MaintenanceWindows, parse_window
+
+    windows = MaintenanceWindows([parse_window("Sat 01:00-02:00")])
+    saturday = dt.datetime(2026, 11, 28, 1, 50, tzinfo=dt.UTC)  # ten minutes before it closes
+    assert windows.seconds_left(saturday) == 600 and windows.seconds_left(saturday.replace(hour=3)) == 0
+    assert windows.fits(saturday, 599) and not windows.fits(saturday, 601)
+    plan = make_plan([("104", "c", "restart"), ("102", "b", "restart")])
+    plan.moves[0].predicted.duration_s, plan.moves[1].predicted.duration_s = 60.0, 3600.0
+    job_id = create_job(sim_runtime.sessions, plan, approved=True)
+    rt = sim_runtime
+    gate = lambda move: windows.fits(saturday, move.predicted["duration_s"])  # noqa: E731
+    summary = Engine(rt.sessions, rt.backend, rt.policy(), rt.config.engine, may_start=gate).run_job(job_id)
+    assert states(rt, job_id) == {"104": "succeeded", "102": "pending"}
+    assert summary.state == "running"  # not finished, not failed: it goes on in a later window
+    assert audit_world(world_file(rt)) == []
+    done = Engine(rt.sessions, rt.backend, rt.policy(), rt.config.engine).run_job(job_id)
+    assert done.state == "succeeded"

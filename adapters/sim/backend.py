@@ -279,14 +279,15 @@ class SimBackend(Backend):
         started = time.monotonic()
         try:
             world = self.world.read()
-            done, half_fired = 0, False
+            done, half_fired, last = 0, False, time.monotonic()
             while done < nbytes:
                 if ctx.cancelled():
                     raise Cancelled(f"move of {spec.ct} cancelled during copy")
                 rate = self._rate(spec, world)  # bytes per simulated second, for this slice
-                slice_start = time.monotonic()
-                time.sleep(min(_SLICE_WALL_S, (nbytes - done) / rate / self.speedup))
-                done = min(nbytes, done + int(rate * (time.monotonic() - slice_start) * self.speedup) + 1)
+                time.sleep(max(0.0, min(_SLICE_WALL_S, (nbytes - done) / rate / self.speedup - (time.monotonic() - last))))
+                now = time.monotonic()  # all wall time since the last slice counts, busy or asleep
+                done = min(nbytes, done + int(rate * (now - last) * self.speedup) + 1)
+                last = now
                 ctx.progress(done, nbytes)
                 if not half_fired and done * 2 >= nbytes:
                     half_fired = True
