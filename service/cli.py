@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -111,24 +112,21 @@ def show_plan(plan: Plan, inv: Inventory, fmt: Format, out: Path | None) -> None
             console.print(f"saved to {out}; run it with: ferry run {out}")
 
 
-@plan_app.command("evacuate")
-def plan_evacuate_cmd(ctx: typer.Context, nodes: list[str], snapshot: InventoryOpt = None,
-                      out: OutOpt = None, fmt: FormatOpt = Format.table, solver: SolverOpt = Solver.greedy,
-                      time_limit: TimeLimitOpt = 10.0) -> None:
-    """Give every container on NODES a destination (nothing else moves)."""
-    inv = current_inventory(ctx, snapshot)
-    show_plan(plan_evacuate(inv, nodes, planning_policy(ctx, snapshot), solver=solver.value,
-                            time_limit_s=time_limit), inv, fmt, out)
+def _node_plan_command(name: str, planner: Callable[..., Plan], doc: str) -> None:
+    """Register ``ferry plan NAME NODE…`` (evacuate and drain share their options)."""
+    def command(ctx: typer.Context, nodes: list[str], snapshot: InventoryOpt = None, out: OutOpt = None,
+                fmt: FormatOpt = Format.table, solver: SolverOpt = Solver.greedy,
+                time_limit: TimeLimitOpt = 10.0) -> None:
+        inv = current_inventory(ctx, snapshot)
+        show_plan(planner(inv, nodes, planning_policy(ctx, snapshot), solver=solver.value,
+                          time_limit_s=time_limit), inv, fmt, out)
+
+    command.__doc__ = doc
+    plan_app.command(name)(command)
 
 
-@plan_app.command("drain")
-def plan_drain_cmd(ctx: typer.Context, nodes: list[str], snapshot: InventoryOpt = None,
-                   out: OutOpt = None, fmt: FormatOpt = Format.table, solver: SolverOpt = Solver.greedy,
-                   time_limit: TimeLimitOpt = 10.0) -> None:
-    """Like evacuate, for maintenance: the moves are later fitted into windows."""
-    inv = current_inventory(ctx, snapshot)
-    show_plan(plan_drain(inv, nodes, planning_policy(ctx, snapshot), solver=solver.value,
-                         time_limit_s=time_limit), inv, fmt, out)
+_node_plan_command("evacuate", plan_evacuate, "Give every container on NODES a destination (nothing else moves).")
+_node_plan_command("drain", plan_drain, "Like evacuate, for maintenance: the moves are later fitted into windows.")
 
 
 @plan_app.command("rebalance")
