@@ -29,7 +29,7 @@ import datetime as dt
 import time
 
 from adapters.base import Check, CleanupPending, MoveSpec, PermanentError, StepContext, TransientError
-from adapters.proxmox import observe
+from adapters.proxmox import identity, observe
 from adapters.proxmox.client import Api, ApiFailure
 from adapters.proxmox.guestops import MoveContext, ensure_power, wait_unlocked
 from adapters.proxmox.migrate import target_checks, target_storage
@@ -89,12 +89,16 @@ def _backup(mc: MoveContext, node: str) -> str:
     return max(fresh, key=lambda a: int(a.get("ctime", 0)))["volid"]
 
 
-def _restore(mc: MoveContext, volid: str, tags: tuple[str, ...], storage: str | None) -> int:
+def _restore(mc: MoveContext, volid: str, tags: tuple[str, ...], conf: dict) -> int:
+    """Restore ``volid`` on the target; the copy's tags carry the marker and the source's identity
+    record (identity.py), written with the copy itself so no crash can separate them."""
     dest = int(mc.spec.target_ct) if mc.spec.target_ct else int(mc.api.get("/cluster/nextid"))
     keep = [t for t in tags if not t.startswith(RETIRED_PREFIX)]
+    record = identity.record_tag(mc.vmid, identity.of_config(conf).fingerprint, "recorded")
     try:
         upid = mc.api.post(f"/nodes/{mc.spec.target}/lxc", vmid=dest, ostemplate=volid, restore=1, unique=1,
-                           storage=target_storage(mc, storage), tags=";".join([*keep, marker(mc.spec.ct)]))
+                           storage=target_storage(mc, observe.rootfs_storage(conf)),
+                           tags=";".join([*keep, marker(mc.spec.ct), record]))
     except ApiFailure as exc:
         if "already exists" in exc.message and not mc.spec.target_ct:
             raise TransientError(f"VMID {dest} was taken meanwhile; a new one is picked on retry") from None
@@ -128,7 +132,7 @@ def cutover(mc: MoveContext) -> None:
         ensure_power(mc, source.node, mc.vmid, "stopped")
         conf = observe.config(mc.api, source.node, mc.vmid)
         volid = _backup(mc, source.node)
-        dest = _restore(mc, volid, source.tags, observe.rootfs_storage(conf))
+        dest = _restore(mc, volid, source.tags, conf)
         mc.event("restored", dest_vmid=dest, archive=volid)
         mc.ctx.figures["target_vmid"] = float(dest)
     else:
@@ -170,11 +174,19 @@ def cleanup(mc: MoveContext) -> None:
     """Retire the stopped source: tag it ferry-retired-<epoch> (the end of its retention), then
     destroy it through the same guarded purge as :func:`purge_retired` once that epoch has passed
     and the restored copy still runs. Until then raise CleanupPending, so the engine calls cleanup
-    again later (``ferry cleanup``). Level-triggered: the tag is the only memory, so a second call
-    after the purge finds no source and does nothing. ``retention_hours = 0`` purges at once."""
+    again later (``ferry cleanup``). Level-triggered: a second call after the purge finds no source
+    and does nothing. Before any stop, tag or purge, the CT under the source's VMID must match the
+    identity recorded on the copy (identity.py): a CT that took the VMID after a purge whose end
+    ferry never wrote down is left alone, and the cleanup ends. ``retention_hours = 0`` purges
+    at once."""
     cts = observe.guests(mc.api)
     source = cts.get(mc.vmid)
     if source is None or source.node != mc.spec.source:  # purged already (dump never moves it)
+        return
+    verdict = _claim(mc.api, cts, source)
+    if verdict.stranger:
+        mc.event("retired source already purged or replaced", vmid=mc.vmid, node=source.node,
+                 reason=verdict.stranger)
         return
     if retired_until(source) is None:
         ensure_power(mc, source.node, mc.vmid, "stopped")
@@ -182,6 +194,8 @@ def cleanup(mc: MoveContext) -> None:
         mc.api.put(f"/nodes/{source.node}/lxc/{mc.vmid}/config",
                    tags=";".join([*source.tags, f"{RETIRED_PREFIX}{until}"]))
         mc.event("retired source", vmid=mc.vmid, node=source.node, until=until)
+        if verdict.record is not None:
+            identity.mark(mc.api, verdict.record, "retired")
         cts = observe.guests(mc.api)
         source = cts.get(mc.vmid)
         if source is None:
@@ -189,6 +203,16 @@ def cleanup(mc: MoveContext) -> None:
     held = _purge_if_due(mc.api, mc.settings, mc.ctx, cts, source, time.time())
     if held is not None:
         raise CleanupPending(held)
+
+
+def _claim(api: Api, cts: dict[int, Placement], source: Placement) -> identity.Claim:
+    """identity.claim, adopting a copy restored before ferry kept identity records: its record
+    is written now, from the CT under the VMID (the old behaviour's trust, kept for that case)."""
+    verdict = identity.claim(api, cts, source, retired=retired_until(source) is not None)
+    copy = next((p for p in cts.values() if marker(str(source.vmid)) in p.tags), None)
+    if verdict.record is None and verdict.stranger is None and copy is not None:
+        return identity.Claim(identity.adopt(api, copy, source, retired=retired_until(source) is not None))
+    return verdict
 
 
 def retired_until(place: Placement) -> int | None:
@@ -217,16 +241,23 @@ def _hold_reason(place: Placement, copy: Placement | None, now: float) -> str | 
 
 def _purge_if_due(api: Api, settings: ProxmoxSettings, ctx: StepContext, cts: dict[int, Placement],
                   place: Placement, now: float) -> str | None:
-    """Destroy the retired source ``place`` if :func:`_hold_reason` allows it; else that reason.
+    """Destroy the retired source ``place`` if it is the source its identity record describes and
+    :func:`_hold_reason` allows it; else the reason it stays. The copy that must run is the one
+    holding the matching record (the marker's holder for a move from before records).
     ``purge=1``: Proxmox also drops the CT from replication jobs, backup jobs and HA resources
     (pve-container API2/LXC.pm destroy_vm), so nothing refers to the vanished VMID."""
     vmid = place.vmid
-    copy = next((p for p in cts.values() if marker(str(vmid)) in p.tags), None)
+    verdict = _claim(api, cts, place)
+    if verdict.stranger:
+        return verdict.stranger
+    copy = verdict.record.copy if verdict.record else None
     held = _hold_reason(place, copy, now)
     if held is None and copy is not None:
         mc = MoveContext(api, settings, MoveSpec(str(vmid), place.node, copy.node), ctx)
         mc.run(api.delete(f"/nodes/{place.node}/lxc/{vmid}", purge=1))
         mc.event("purged retired source", vmid=vmid, node=place.node, copy=copy.vmid)
+        if verdict.record is not None:
+            identity.mark(api, verdict.record, "purged")
     return held
 
 
