@@ -5,6 +5,8 @@
         preflight..cleanup, rollback --> migrate.py ("live"/"restart": restart-mode migration,
                                          replication presync, HA through the HA stack)
                                      --> dump.py    ("dump": vzdump -> restore -> net -> start)
+                                           identity.py (the source's identity, recorded on the copy,
+                                                        checked before any retire or purge)
         every call ------------------> client.py (journal entry, redaction, retry policy)
                                          tasks.py (follow UPIDs, judge exit status)
 

@@ -5,7 +5,9 @@
     verify:  the copy runs on the target with the expected addresses, the source is stopped
     cleanup: the source stays, stopped, tagged ferry-retired-<epoch>; CleanupPending until that
              epoch, then (a later cleanup call, or purge_expired's sweep: one guarded purge) it is
-             destroyed, only while its restored copy runs
+             destroyed, only while its restored copy runs, and only if the CT under the VMID has
+             the identity the restore recorded on the copy (identity.py); a CT that took the VMID
+             after an unrecorded purge is left alone and the cleanup ends
     rollback: the copy is stopped and destroyed, the source started again
 
 Why these choices (pve-docs "Backup and Restore", vzdump(1); pve-container create_vm):
