@@ -45,6 +45,22 @@ def relocation_delta(state: FleetState, unit: Unit, src: str, dst: str) -> float
     return after - before
 
 
+def moves_delta(state: FleetState, hops: list[tuple[Unit, str, str]]) -> float:
+    """Objective change (balance terms only) of several whole-unit moves ``(unit, src, dst)``.
+
+    Loads are summed per node first, so a node that one hop leaves and another enters (the
+    middle of an ejection chain, :mod:`planners.chains`) is counted once, at its final load.
+    """
+    dmem: dict[str, float] = {}
+    dcpu: dict[str, float] = {}
+    for unit, src, dst in hops:
+        for node, sign in ((src, -1.0), (dst, 1.0)):
+            dmem[node] = dmem.get(node, 0.0) + sign * unit.memory_mb
+            dcpu[node] = dcpu.get(node, 0.0) + sign * unit.cpus
+    return sum(node_term(state, n, state.mem[n] + dmem[n], state.cpu[n] + dcpu[n])
+               - node_term(state, n, state.mem[n], state.cpu[n]) for n in dmem)
+
+
 def swap_delta(state: FleetState, a: Unit, na: str, b: Unit, nb: str) -> float:
     """Objective change (balance terms only) of exchanging unit ``a`` on ``na`` with ``b`` on ``nb``."""
     dm = b.memory_mb - a.memory_mb

@@ -33,6 +33,7 @@ from fleet.plan import Goal, Plan
 from fleet.policy import Policy
 from fleet.rules import effective_rules
 from planners.assemble import build_plan
+from planners.chains import Chain, best_chain
 from planners.filters import Ctx
 from planners.objective import CPU_WEIGHT, move_cost
 from planners.ranking import best, rank
@@ -86,6 +87,9 @@ class Rebalancer:
         self.moved: set[str] = set()
         self.steps: list[Step] = []
         self._prices: dict[str, float] = {}
+        #: unit key -> (reason, keys of its chain) for balance moves made as part of a chain
+        self.chain_reasons: dict[str, tuple[str, tuple[str, ...]]] = {}
+        self.chain_tried: set[str] = set()  # hottest nodes already offered a peak-first chain
         limit = policy.max_moves
         self.budget = len(inv.containers) if limit is None else limit
         self.targets = [n.name for n in inv.nodes]
@@ -111,18 +115,47 @@ class Rebalancer:
                 self.move(unit, chosen.node, chosen.storages, f"fix: {why}")
 
     def balance(self, threshold: float) -> None:
+        """Best single moves while one pays, peak first: when the hottest node cannot shed load by
+        any single paying move, an ejection chain for it (:mod:`planners.chains`) comes first, once
+        per node; when no single move pays anywhere, the best chain from any hot node."""
         while len(self.steps) < self.budget:
-            found = self._best_balance_move(threshold)
-            if found is None:
+            hot, cool = self.heat()
+            top = hot[0]
+            if top not in self.chain_tried and self._best_balance_move(threshold, [top]) is None:
+                self.chain_tried.add(top)
+                if self._chain(best_chain(self, [top], cool, threshold, self.budget - len(self.steps))):
+                    continue
+            found = self._best_balance_move(threshold, hot[:HOT_NODES])
+            if found is not None:
+                unit, node, storages, gain = found
+                self.move(unit, node, storages, f"rebalance (gain {gain:.3f})")
+                continue
+            if not self._chain(best_chain(self, hot, cool, threshold, self.budget - len(self.steps))):
                 return
-            unit, node, storages, gain = found
-            self.move(unit, node, storages, f"rebalance (gain {gain:.3f})")
 
-    def _may_land(self, unit: Unit, dst: str) -> bool:
+    def _chain(self, chain: Chain | None) -> bool:
+        """Apply an ejection chain hop by hop (ejections first); False when there is none."""
+        if chain is None:
+            return False
+        keys = tuple(u.key for u, _, _ in chain.hops)
+        for (unit, _, dst), storages, why in zip(chain.hops, chain.storages, chain.reasons(), strict=True):
+            self.move(unit, dst, storages, why)
+            self.chain_reasons[unit.key] = (why, keys)
+        return True
+
+    def heat(self) -> tuple[list[str], list[str]]:
+        """Nodes hottest first, and the :data:`COOL_NODES` coolest nodes that may receive."""
+        st = self.state
+        by_heat = sorted(st.nodes, key=lambda n: (-st.mem_util(n), n))
+        receivers = [n for n in reversed(by_heat) if st.nodes[n].receives
+                     and n not in st.rules.exclude_nodes][:COOL_NODES]
+        return by_heat, receivers
+
+    def may_land(self, unit: Unit, dst: str) -> bool:
         """The cheap, state-independent rules (pin_to, platform), before any arithmetic."""
         return (unit.allowed is None or dst in unit.allowed) and unit.platform == self.state.nodes[dst].platform
 
-    def _price_estimate(self, unit: Unit, dst: str) -> float:
+    def price_estimate(self, unit: Unit, dst: str) -> float:
         """The unit's move cost to a typical destination, cached: a unit moves at most once, so
         its source never changes while it is a candidate. Exact costs are checked before a move."""
         if unit.key not in self._prices:
@@ -131,29 +164,28 @@ class Rebalancer:
                                          for ct in unit.members)
         return self._prices[unit.key]
 
-    def _best_balance_move(self, threshold: float) -> tuple[Unit, str, dict[str, str | None], float] | None:
-        """The best-gain feasible move from the hottest nodes to the coolest, or None.
+    def _best_balance_move(self, threshold: float,
+                           sources: list[str]) -> tuple[Unit, str, dict[str, str | None], float] | None:
+        """The best-gain feasible move from the ``sources`` (hot nodes) to the coolest, or None.
 
         The gain is the objective's drop (:func:`planners.objective.relocation_delta`, expanded
         here: the source's share once per unit, the destination's per candidate) less the move's
         estimated price; the best :data:`CHECKED` candidates then run the filters and the exact price.
         """
         st = self.state
-        by_heat = sorted(st.nodes, key=lambda n: (-st.mem_util(n), n))
-        receivers = [n for n in reversed(by_heat) if st.nodes[n].receives
-                     and n not in st.rules.exclude_nodes][:COOL_NODES]
+        _, receivers = self.heat()
         weights = {n: (1.0 / (st.nodes[n].memory_mb * st.mean_memory),
-                       CPU_WEIGHT / (st.cpu_cap(n) * st.mean_cpu_cap)) for n in by_heat[:HOT_NODES] + receivers}
+                       CPU_WEIGHT / (st.cpu_cap(n) * st.mean_cpu_cap)) for n in sources + receivers}
         candidates = []
-        for src in by_heat[:HOT_NODES]:
+        for src in sources:
             wm, wc = weights[src]
             mem, cpu = st.mem[src], st.cpu[src]
-            for unit in self._movable_on(src):
+            for unit in self.movable_on(src):
                 m, c = unit.memory_mb, unit.cpus
                 relief = (2 * mem * m - m * m) * wm + (2 * cpu * c - c * c) * wc
-                relief -= self._price_estimate(unit, receivers[0])
+                relief -= self.price_estimate(unit, receivers[0])
                 for dst in receivers:
-                    if dst == src or not self._may_land(unit, dst):
+                    if dst == src or not self.may_land(unit, dst):
                         continue
                     dm, dc = weights[dst]
                     gain = relief - (2 * st.mem[dst] * m + m * m) * dm - (2 * st.cpu[dst] * c + c * c) * dc
@@ -165,13 +197,13 @@ class Rebalancer:
             if not good:
                 continue
             storages = good[0].storages
-            net = gain + self._price_estimate(unit, dst) - sum(
+            net = gain + self.price_estimate(unit, dst) - sum(
                 move_cost(st, ct, st.where[ct], dst, storages.get(ct)) for ct in unit.members)
             if net >= threshold:
                 return unit, dst, storages, net
         return None
 
-    def _movable_on(self, node: str) -> list[Unit]:
+    def movable_on(self, node: str) -> list[Unit]:
         """Units wholly on ``node`` that may still move, each once, in id order."""
         out: dict[str, Unit] = {}
         st = self.state
@@ -206,7 +238,7 @@ def plan_rebalance(inv: Inventory, policy: Policy, *, last_moved: Mapping[str, d
         moved = [run.unit_of[ct] for ct in dict.fromkeys(s.ct for s in balance)]
         movable = [u for u in run.units if not u.immovable and u.key not in fixed
                    and not any(ct in run.cooling for ct in u.members)]
-        better = refine_local(after_fixes, balance, moved, movable, room)
+        better = refine_local(after_fixes, balance, moved, movable, room, run.chain_reasons)
         balance = better if better is not None else balance
         if solver == "cp-sat":
             free = [u for u in movable if len({after_fixes.where[ct].node for ct in u.members}) == 1]

@@ -14,6 +14,8 @@ on the objective (:mod:`planners.objective`, move costs included).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from planners.cpsat import check_size, solve
 from planners.filters import Ctx
 from planners.improve import TINY, Assignment, improve
@@ -100,11 +102,22 @@ def _replace_pass(ctx: Ctx, assigned: Assignment, movable: list[Unit]) -> bool:
     return changed
 
 
+def _reason(key: str, reasons: Mapping[str, tuple[str, tuple[str, ...]]], before: dict[str, str],
+            after: dict[str, str]) -> str:
+    why, chain = reasons.get(key, ("", ()))
+    if why and all(k in after and after[k] == before.get(k) for k in chain):
+        return why
+    return "rebalance (refined)"
+
+
 def refine_local(after_fixes: FleetState, greedy: list[Step], units: list[Unit], movable: list[Unit],
-                 room: int) -> list[Step] | None:
+                 room: int, reasons: Mapping[str, tuple[str, tuple[str, ...]]] | None = None) -> list[Step] | None:
     """Local search over the greedily moved ``units``: relocate, swap, and (for up to
     :data:`REPLACE_MAX_UNITS` units) hand a move's slot to another of the ``movable`` units.
-    Returns better steps, or None."""
+    Returns better steps, or None.
+
+    ``reasons`` maps a unit key to its greedy reason and the units that reason depends on (an
+    ejection chain's members); the reason is kept when all of them keep their destinations."""
     if not units:
         return None
     state = after_fixes.clone()
@@ -124,7 +137,8 @@ def refine_local(after_fixes: FleetState, greedy: list[Step], units: list[Unit],
         replaces -= 1
     if assigned.node_of == before:
         return None
-    proposal = [Target(u, assigned.node_of[u.key], "rebalance (refined)") for u in assigned.units()]
+    proposal = [Target(u, assigned.node_of[u.key], _reason(u.key, reasons or {}, before, assigned.node_of))
+                for u in assigned.units()]
     return _resequence(after_fixes, proposal, greedy, room)
 
 
