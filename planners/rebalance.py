@@ -121,11 +121,13 @@ class Rebalancer:
         while len(self.steps) < self.budget:
             hot, cool = self.heat()
             top = hot[0]
-            if top not in self.chain_tried and self._best_balance_move(threshold, [top]) is None:
+            found = self._best_balance_move(threshold, hot[:HOT_NODES])
+            if top not in self.chain_tried and (found is None or (
+                    self.state.where[found[0].key].node != top
+                    and self._best_balance_move(threshold, [top]) is None)):
                 self.chain_tried.add(top)
                 if self._chain(best_chain(self, [top], cool, threshold, self.budget - len(self.steps))):
                     continue
-            found = self._best_balance_move(threshold, hot[:HOT_NODES])
             if found is not None:
                 unit, node, storages, gain = found
                 self.move(unit, node, storages, f"rebalance (gain {gain:.3f})")
