@@ -4,19 +4,21 @@ Model (https://developers.google.com/optimization/cp/cp_solver): a Boolean ``x[u
 and allowed node (rule filters without anti-affinity, which is a constraint here); each unit on
 exactly one node; per node, fixed load + placed units within the memory and CPU capacity (a node
 already over capacity may keep what it has); at most one member of an anti-affinity group per
-node; optionally at most ``max_moved`` containers away from home. Objective, either:
+node; disk per node, storages pooled (see :func:`_disk`); optionally at most ``max_moved``
+containers away from home. Objective, either:
 
 - ``peak``: minimise ``P`` with ``10^4 * load_n <= P * ram_n`` (utilisation in 1/10^4 steps);
 - ``squares``: minimise ``sum_n c_n * load_n^2`` with ``c_n ~ mean_ram / ram_n`` (the planner's
   objective, :mod:`planners.objective`; on equal nodes simply the sum of squared utilisations).
 
 Loads are counted in units of :data:`GRAIN_MB` (VPS sizes are multiples of it) to keep products
-small. Disk is not modelled (callers check it with the filters afterwards). With ``workers=1``
+small. The storage choice is left to the filters (callers check solutions with them). With ``workers=1``
 and a deterministic time limit the result is reproducible, as plans must be.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Literal
@@ -25,6 +27,7 @@ from ortools.sat.python import cp_model
 
 from fleet.errors import InputError
 from planners.filters import Ctx, node_receives, not_emptying, not_excluded, pin_to, platform
+from planners.objective import expected_copy
 from planners.state import FleetState
 from planners.units import Unit
 
@@ -81,6 +84,7 @@ def solve(ctx: Ctx, units: list[Unit], objective: Literal["peak", "squares"], *,
         model.add_exactly_one(x[(u.key, n)] for n in nodes)
     loads = _capacity(model, st, units, x, moving)
     _anti_affinity(model, st, units, x, moving)
+    _disk(model, st, units, x)
     if max_moved is not None:
         model.add(sum(len(u.members) * (1 - x[(u.key, home[u.key])]) for u in units
                       if home[u.key] is not None and (u.key, home[u.key]) in x) <= max_moved)
@@ -144,6 +148,30 @@ def _anti_affinity(model: cp_model.CpModel, st: FleetState, units: list[Unit],
                      if ct in unit_of and (unit_of[ct].key, n) in x]
             if terms:
                 model.add(sum(terms) <= max(1 - fixed, 0))
+
+
+def _disk(model: cp_model.CpModel, st: FleetState, units: list[Unit],
+          x: dict[tuple[str, str], cp_model.IntVar]) -> None:
+    """End-state disk per node, its storages pooled (exact for one storage per node; the filters
+    still choose the storage): disks copied in must fit what is free once local disks copied out
+    have left. A disk on a shared storage the destination mounts under the same id moves nothing
+    (:func:`planners.objective.expected_copy`); one leaving a shared storage is not counted free."""
+    for n in st.nodes:
+        free = int(math.floor(sum(st.disk_free(n, s) for s in st.nodes[n].storage) + 1e-6))
+        arrive, leave, most = [], [], 0
+        for u in units:
+            var = x.get((u.key, n))
+            for ct in u.members:
+                here, gb = st.where[ct], st.containers[ct].disk_gb
+                if here.storage is None or gb <= 0:
+                    continue
+                if here.node != n and var is not None and expected_copy(st, ct, n):
+                    arrive.append(math.ceil(gb) * var)
+                    most += math.ceil(gb)
+                elif here.node == n and not st.nodes[n].storage[here.storage].shared:
+                    leave.append(int(gb) * (1 - var) if var is not None else int(gb))
+        if most > free:
+            model.add(sum(arrive) - sum(leave) <= max(free, 0))
 
 
 def _objective(model: cp_model.CpModel, st: FleetState, loads: dict, objective: str) -> None:

@@ -33,6 +33,10 @@ class Shape:
     offline_share: float = 0.0  # fraction of nodes offline or in maintenance
     shared_storage: bool = True
     split_affinity: bool = False  # leave affinity pairs on different nodes (a violation to fix)
+    memory_sizes: tuple[int, ...] = MEMORY_SIZES  # VPS plan sizes (MiB) ...
+    memory_weights: tuple[int, ...] = MEMORY_WEIGHTS  # ... and how common each is
+    anti_affinity_share: float | None = None  # fraction of containers in anti-affinity triples (None: 15 %)
+    disk_fill: float | None = None  # local storage sized so each node's is this full (None: 4000 GB)
 
 
 def _nodes(rng: random.Random, count: int, shape: Shape) -> list[dict[str, Any]]:
@@ -60,7 +64,7 @@ def _containers(rng: random.Random, nodes: list[dict[str, Any]], count: int,
     hot = max(1, int(shape.hot_share * len(nodes)))
     out = []
     for i in range(count):
-        mem = rng.choices(MEMORY_SIZES, MEMORY_WEIGHTS)[0]
+        mem = rng.choices(shape.memory_sizes, shape.memory_weights)[0]
         order = list(range(len(nodes)))
         rng.shuffle(order)
         fill = [shape.hot_node_fill if (j < hot and shape.hot_node_fill) else shape.fill for j in order]
@@ -81,7 +85,7 @@ def _containers(rng: random.Random, nodes: list[dict[str, Any]], count: int,
 
 
 def _rules(rng: random.Random, nodes: list[dict[str, Any]], cts: list[dict[str, Any]],
-           fill: float, split: bool) -> dict[str, Any]:
+           fill: float, split: bool, anti_share: float | None) -> dict[str, Any]:
     ids = [c["id"] for c in cts]
     rng.shuffle(ids)
     by_id = {c["id"]: c for c in cts}
@@ -105,7 +109,8 @@ def _rules(rng: random.Random, nodes: list[dict[str, Any]], cts: list[dict[str, 
         affinity.append([a, b])
     rest = ids[2 * k:]
     used: set[str] = set()
-    for start in range(0, min(len(rest), 3 * k), 3):
+    triples = k if anti_share is None else max(1, int(anti_share * len(ids) / 3))
+    for start in range(0, min(len(rest), 3 * triples), 3):
         group = [ct for ct in rest[start:start + 3]]
         if len({by_id[ct]["node"] for ct in group}) == len(group):
             anti.append(group)
@@ -117,14 +122,19 @@ def _rules(rng: random.Random, nodes: list[dict[str, Any]], cts: list[dict[str, 
     return {"affinity": affinity, "anti_affinity": anti, "pinned": pinned, "pin_to": pin_to}
 
 
-def _recount(nodes: list[dict[str, Any]], cts: list[dict[str, Any]]) -> None:
-    """Storage use follows the final placement (affinity pairs were moved together)."""
+def _recount(nodes: list[dict[str, Any]], cts: list[dict[str, Any]], disk_fill: float | None) -> None:
+    """Storage use follows the final placement (affinity pairs were moved together); with
+    ``disk_fill`` each node's local storage is sized so that it is that full."""
     by_name = {n["name"]: n for n in nodes}
     for n in nodes:
         for st in n["storage"].values():
             st["used_gb"] = 0.0
     for c in cts:
         by_name[c["node"]]["storage"][c["storage"]]["used_gb"] += c["disk_gb"]
+    if disk_fill is not None:
+        for n in nodes:
+            local = n["storage"]["local"]
+            local["total_gb"] = float(round(max(local["used_gb"], 100.0) / disk_fill))
     shared = sum(c["disk_gb"] for c in cts if c["storage"] == "ceph")
     for n in nodes:
         if "ceph" in n["storage"]:
@@ -138,8 +148,8 @@ def synthetic_fleet(seed: int, nodes: int, containers: int, shape: Shape | None 
     rng = random.Random(seed)
     node_list = _nodes(rng, nodes, shape)
     cts = _containers(rng, node_list, containers, shape)
-    rules = (_rules(rng, node_list, cts, max(shape.fill, shape.hot_node_fill or 0.0), shape.split_affinity)
-             if shape.rules else {})
-    _recount(node_list, cts)
+    rules = (_rules(rng, node_list, cts, max(shape.fill, shape.hot_node_fill or 0.0), shape.split_affinity,
+                    shape.anti_affinity_share) if shape.rules else {})
+    _recount(node_list, cts, shape.disk_fill)
     return Inventory.model_validate({"version": 1, "taken_at": "2026-11-22T03:00:00Z",
                                      "nodes": node_list, "containers": cts, "rules": rules})

@@ -63,3 +63,17 @@ def test_cooldown_defaults_to_the_snapshot_time():
     assert plan_rebalance(inv, Policy(aggressiveness=5), last_moved=recent).moves == []
     stale = {str(i): taken - timedelta(hours=48) for i in range(6)}
     assert plan_rebalance(inv, Policy(aggressiveness=5), last_moved=stale).moves
+
+
+def test_exact_model_keeps_disk_where_memory_alone_would_not():
+    # Memory alone would send big (8 GiB) to the empty node e, but e's disk holds 50 GB and big's
+    # needs 80; CP-SAT must put it on c (room for both) and every solution must fit the disks.
+    inv = fleet([node("a", 32), node("c", 32, local_gb=200), node("e", 32, local_gb=50)],
+                [ct("big", "a", 8, disk=80), ct("s", "a", 16, disk=10), ct("t", "c", 4, disk=10)],
+                pinned=["s"])
+    policy = Policy()
+    state = FleetState(inv, policy)
+    units = [u for u in all_units(state) if not u.immovable]
+    for objective in ("peak", "squares"):
+        sol = solve(Ctx(FleetState(inv, policy)), units, objective, may_stay=False, time_limit_s=5)
+        assert sol is not None and sol.node_of["big"] == "c" and sol.optimal
