@@ -4,6 +4,8 @@
                                                                                         |
     aggressiveness >= 2:  repeat until max_moves or no gain >= threshold:               v
         hottest nodes x their movable units x coolest nodes --delta--> best few --filters--> apply
+        hottest node stuck (no single paying move leaves it), or no single move pays:   |
+        ejection chain of 2-3 moves (planners.chains), applied whole, hop by hop -----> apply
                                                                                         |
     refine (planners.refine): local search [+ CP-SAT with solver="cp-sat"], re-sequenced,
     kept only if complete, within budget and better                                     |
@@ -13,7 +15,9 @@ Every greedy move is decided on the state left by the moves before it, so the de
 an execution order in which every prefix keeps the rules; refined plans are re-sequenced. A unit moves at most once per plan and not
 at all while cooling down (moved within ``policy.cooldown_hours``), and a balance move must gain
 more than ``policy.min_gain`` times the aggressiveness factor *after* paying its copy and downtime
-cost: on a balanced fleet a second run plans nothing, so plans never ping-pong.
+cost (a chain: times the number of its moves). Every accepted move or chain lowers the
+objective, so repeated runs never return to an earlier placement; on a balanced fleet a second
+run plans nothing, so plans never ping-pong.
 
 Aggressiveness (like VMware DRS): 1 = only fix violations and overloads; 2..5 accept balance moves
 whose gain is at least 2, 1, 1/2, 1/4 x ``min_gain``. Gain is the drop of the objective

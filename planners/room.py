@@ -1,7 +1,7 @@
 """Make room: the one other unit whose move elsewhere lets a stuck unit fit on its node.
 
-Used by evacuate/drain (an evacuee fits nowhere) and by rebalance (the hottest node's units fit
-nowhere cooler). The search is bounded so that it stays cheap on large fleets: the
+Used by evacuate/drain (an evacuee fits nowhere); rebalance has its own objective-ranked chains
+(:mod:`planners.chains`). The search is bounded so that it stays cheap on large fleets: the
 :data:`ROOM_NODES` allowed nodes closest to fitting; on each, the :data:`ROOM_UNITS` smallest
 units that free enough memory; for each, the :data:`ROOM_DESTS` least-loaded destinations.
 """
