@@ -111,7 +111,11 @@ class Preflight:
         for node in (self.spec.source, self.spec.target):
             before = time.time()
             out = self.run(node, ["date", "+%s.%N"]).out.strip()
-            stamps.append(float(out) - (before + time.time()) / 2)
+            try:
+                stamps.append(float(out) - (before + time.time()) / 2)
+            except ValueError:
+                return Check("clock-skew", False, f"`date +%s.%N` on {node} printed {out[:40]!r}, "
+                             "not a time: check GNU date (coreutils) is installed there")
         skew = abs(stamps[0] - stamps[1])
         ok = skew < self.settings.max_clock_skew_s
         return Check("clock-skew", ok, f"{skew:.2f} s" if ok else

@@ -14,6 +14,7 @@ dropped from the pool, so the engine's retry opens a fresh one.
 
 from __future__ import annotations
 
+import select
 import shlex
 import threading
 import time
@@ -23,6 +24,9 @@ import paramiko
 
 from adapters.base import Journal, JournalEntry, PermanentError, TransientError
 from adapters.openvz.settings import OpenVZSettings
+
+#: How long to wait for the end of a command's output after its exit status arrived.
+_OUTPUT_GRACE_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -125,21 +129,7 @@ class Shell:
             if stdin is not None:
                 chan.sendall(stdin)
             chan.shutdown_write()
-            out, err = bytearray(), bytearray()
-            deadline = time.monotonic() + timeout
-            while not (chan.exit_status_ready() and not chan.recv_ready()
-                       and not chan.recv_stderr_ready()):
-                if time.monotonic() > deadline:
-                    chan.close()
-                    raise TransientError(f"{node}: `{command}` did not finish in {timeout:.0f} s")
-                if chan.closed and not chan.recv_ready() and not chan.exit_status_ready():
-                    raise TransientError(f"{node}: connection lost while running `{command}`")
-                if chan.recv_ready():
-                    out += chan.recv(65536)
-                elif chan.recv_stderr_ready():
-                    err += chan.recv_stderr(65536)
-                else:
-                    chan.status_event.wait(0.02)
+            out, err = self._collect(chan, node, command, timeout)
             status = chan.recv_exit_status()
             chan.close()
         except (TimeoutError, paramiko.SSHException, OSError, EOFError) as exc:
@@ -149,6 +139,37 @@ class Shell:
             self.drop(node, client)
             raise TransientError(f"{node}: connection lost while running `{command}`")
         return Result(status, out.decode(errors="replace"), err.decode(errors="replace"))
+
+    @staticmethod
+    def _collect(chan: paramiko.Channel, node: str, command: str,
+                 timeout: float) -> tuple[bytearray, bytearray]:
+        """Read stdout and stderr until the command ended *and* its output did. sshd may send
+        the exit status before the last output (RFC 4254 section 6.10 orders only the status
+        before the channel's close), so the end is the EOF; a command that leaves a background
+        process holding its stdout never sends one, hence a short grace after the status."""
+        out, err = bytearray(), bytearray()
+        deadline, grace_until = time.monotonic() + timeout, None
+        while True:
+            if chan.recv_ready():
+                out += chan.recv(65536)
+                continue
+            if chan.recv_stderr_ready():
+                err += chan.recv_stderr(65536)
+                continue
+            if chan.closed or (chan.eof_received and chan.exit_status_ready()):
+                return out, err
+            now = time.monotonic()
+            if chan.exit_status_ready():
+                grace_until = grace_until or now + _OUTPUT_GRACE_S
+                if now > grace_until:
+                    return out, err
+            if now > deadline:
+                chan.close()
+                raise TransientError(f"{node}: `{command}` did not finish in {timeout:.0f} s")
+            if chan.eof_received:  # output done, status on its way
+                chan.status_event.wait(0.005)
+            else:
+                select.select([chan], [], [], 0.005)
 
     def close(self) -> None:
         for node in list(self._clients):

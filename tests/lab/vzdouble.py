@@ -1,7 +1,13 @@
 #!/usr/bin/python3
-"""Test double of the OpenVZ tools: ``vzctl``, ``vzlist``, ``vzmigrate``, ``vzdump`` in one script.
+"""Test double of the OpenVZ tools: ``vzctl``, ``vzlist``, ``vzmigrate``, ``vzdump``.
 
-Installed on every lab node as symlinks named after the tools; ``argv[0]`` picks the tool. It keeps
+    node's /usr/local/sbin/<tool> --> python3 vzdouble.py <tool> ARGS --> main()
+        vzctl             -> vzdouble_ctl.py   (start/stop/set/destroy/status/exec/chkpnt)
+        vzlist            -> vzdouble_list.py  (text and -j output)
+        vzmigrate, vzdump -> vzdouble_move.py
+    this module: what they share (configs, run state, the per-CT lock, addresses)
+
+Installed on every lab node as wrappers named after the tools, which pass the tool's name. It keeps
 the real tools' interfaces, taken from the vzctl sources (github.com/kolyshkin/vzctl):
 
 - ``man/vzctl.8.in``: ``vzctl [flags] CMD CTID [options]``; ``status`` prints
@@ -29,11 +35,8 @@ mismatch (exit 17), to exercise the fallback.
 
 import os
 import re
-import shutil
-import signal
 import subprocess
 import sys
-import time
 
 CONF_DIR = "/etc/vz/conf"
 LOCK_DIR = "/vz/lock"
@@ -161,264 +164,20 @@ def announce(ips):
                          start_new_session=True)
 
 
-def ct_start(ctid, quiet=False):
-    exists, pid, _ = state_of(ctid)
-    if not exists:
-        die(14, f"Container config file does not exist: {conf_path(ctid)}")
-    if pid:
-        die(32, "Container is already running")
-    conf = read_conf(conf_path(ctid))
-    private = private_of(ctid, conf)
-    if not os.path.isfile(f"{private}/sbin/init"):
-        die(43, f"Container private area {private} does not exist")
-    ips = conf.get("IP_ADDRESS", "").split()
-    net("add", ips)
-    os.makedirs(RUN_DIR, exist_ok=True)
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "IPS": " ".join(i.split("/")[0] for i in ips),
-           "HOSTNAME": conf.get("HOSTNAME", "")}
-    proc = subprocess.Popen(
-        ["unshare", "--pid", "--mount", "--uts", "--fork", "--kill-child",
-         "chroot", private, "/bin/busybox", "sh", "/sbin/init"],
-        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True)
-    with open(f"{RUN_DIR}/{ctid}.pid", "w") as fh:
-        fh.write(str(proc.pid))
-    announce(ips)
-    if not quiet:
-        print("Container start in progress...")
-
-
-def ct_stop(ctid, quiet=False):
-    _, pid, _ = state_of(ctid)
-    if not pid:
-        die(31, "Unable to stop container: container is not running")
-    try:
-        os.killpg(pid, signal.SIGCONT)
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
-    deadline = time.monotonic() + 3
-    while alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    if alive(pid):
-        os.killpg(pid, signal.SIGKILL)
-        while alive(pid):
-            time.sleep(0.01)
-    for f in (f"{RUN_DIR}/{ctid}.pid", f"{RUN_DIR}/{ctid}.suspended"):
-        if os.path.exists(f):
-            os.unlink(f)
-    net("del", ip_addrs(ctid))
-    if not quiet:
-        print("Container was stopped")
-
-
-def ct_set(ctid, opts):
-    if not os.path.exists(conf_path(ctid)):
-        die(14, f"Container config file does not exist: {conf_path(ctid)}")
-    conf = read_conf(conf_path(ctid))
-    ips = conf.get("IP_ADDRESS", "").split()
-    updates, running = {}, init_pid(ctid) is not None
-    i = 0
-    while i < len(opts):
-        opt = opts[i]
-        if opt in ("--save", "--force"):
-            i += 1
-            continue
-        if i + 1 >= len(opts):
-            die(20, f"Invalid command line parameter: {opt}")
-        val = opts[i + 1]
-        if opt == "--ipadd":
-            if not re.match(r"^[0-9a-fA-F.:]+(/\d+)?$", val):
-                die(71, f"Incorrect IP address format: {val}")
-            ips.append(val)
-            if running:
-                net("add", [val])
-                announce([val])
-        elif opt == "--ipdel":
-            gone = list(ips) if val == "all" else [val]
-            ips = [] if val == "all" else [x for x in ips if x != val]
-            if running:
-                net("del", gone)
-        elif opt in ("--hostname", "--name", "--description", "--private", "--root",
-                     "--onboot", "--cpus", "--diskspace"):
-            key = {"--private": "VE_PRIVATE", "--root": "VE_ROOT"}.get(opt, opt[2:].upper())
-            updates[key] = val
-        else:
-            die(20, f"Invalid command line parameter: {opt}")
-        i += 2
-    updates["IP_ADDRESS"] = " ".join(ips)
-    write_conf_keys(conf_path(ctid), updates)
-
-
-def ct_destroy(ctid):
-    exists, pid, _ = state_of(ctid)
-    if pid:
-        die(32, "Container is currently running. Stop it first.")
-    if not exists:
-        print("Container does not exist")
-        return
-    shutil.rmtree(private_of(ctid), ignore_errors=True)
-    os.replace(conf_path(ctid), conf_path(ctid) + ".destroyed")
-    print("Container private area was destroyed")
-
-
-def vzctl(args):
-    while args and args[0] in ("--quiet", "--verbose", "--skiplock"):
-        args = args[1:]
-    if len(args) < 2:
-        die(20, "Invalid command line: vzctl CMD CTID")
-    cmd, ctid, rest = args[0], args[1], args[2:]
-    if not ctid.isdigit():
-        die(21, f"Invalid CTID: {ctid}")
-    if cmd == "status":
-        exists, pid, suspended = state_of(ctid)
-        words = ["exist" if exists else "deleted", "mounted" if pid else "unmounted",
-                 "running" if pid else "down"] + (["suspended"] if suspended else [])
-        print(f"CTID {ctid} " + " ".join(words))
-        return
-    if cmd == "exec":  # same network namespace as the node: run in the node's context
-        sys.exit(subprocess.run(rest).returncode if init_pid(ctid) else 31)
-    handlers = {"start": lambda: ct_start(ctid), "stop": lambda: ct_stop(ctid),
-                "set": lambda: ct_set(ctid, rest), "destroy": lambda: ct_destroy(ctid),
-                "delete": lambda: ct_destroy(ctid), "chkpnt": lambda: chkpnt(ctid, rest)}
-    if cmd not in handlers:
-        die(20, f"Invalid command: {cmd}")
-    with Lock(ctid):
-        handlers[cmd]()
-
-
-def chkpnt(ctid, opts):
-    pid = init_pid(ctid)
-    if not pid:
-        die(31, "Container is not running")
-    if "--suspend" in opts:
-        os.killpg(pid, signal.SIGSTOP)
-        open(f"{RUN_DIR}/{ctid}.suspended", "w").close()
-    elif "--resume" in opts:
-        os.killpg(pid, signal.SIGCONT)
-        os.unlink(f"{RUN_DIR}/{ctid}.suspended")
-    else:
-        die(16, "Checkpointing is not supported by this kernel")
-
-
-# ---------------------------------------------------------------- vzlist
-
-FIELD_HDR = {"ctid": ("CTID", 10), "hostname": ("HOSTNAME", -32), "name": ("NAME", -32),
-             "status": ("STATUS", -9), "ip": ("IP_ADDR", -15), "private": ("PRIVATE", -32),
-             "cpus": ("CPUS", 5), "numproc": ("NPROC", 10), "physpages": ("PHYSP", 10),
-             "swappages": ("SWAPP", 10), "diskspace": ("DSPACE", 10)}
-
-
-def du_kib(path):
-    out = subprocess.run(["du", "-sk", path], capture_output=True, text=True).stdout.split()
-    return int(out[0]) if out else 0
-
-
-def ct_record(ctid):
-    conf = read_conf(conf_path(ctid))
-    pid = init_pid(ctid)
-    def pair(key):
-        parts = conf.get(key, "0:0").split(":")
-        return int(parts[0]), int(parts[-1])
-    phys, swap, dspace = pair("PHYSPAGES"), pair("SWAPPAGES"), pair("DISKSPACE")
-    held = 0
-    if pid:
-        for p in os.listdir("/proc"):
-            if p.isdigit() and os.path.exists(f"/proc/{p}/status"):
-                try:
-                    if os.getpgid(int(p)) == pid:
-                        held += int(open(f"/proc/{p}/statm").read().split()[1])
-                except (OSError, ValueError):
-                    pass
-    return {"ctid": int(ctid), "hostname": conf.get("HOSTNAME") or None,
-            "name": conf.get("NAME") or None, "status": "running" if pid else "stopped",
-            "ip": conf.get("IP_ADDRESS", "").split(), "private": private_of(ctid, conf),
-            "cpus": int(conf.get("CPUS", "0") or 0), "numproc": {"held": 1 if pid else 0},
-            "physpages": {"held": held, "barrier": phys[0], "limit": phys[1]},
-            "swappages": {"held": 0, "barrier": swap[0], "limit": swap[1]},
-            "diskspace": {"usage": du_kib(private_of(ctid, conf)), "softlimit": dspace[0],
-                          "hardlimit": dspace[1]}}
-
-
-def text_cell(rec, field, last):
-    val = rec[field]
-    if isinstance(val, dict):
-        val = val.get("held", val.get("usage"))
-    if isinstance(val, list):
-        val = " ".join(val) if last else (val[0] if val else None)
-    s = "-" if val in (None, "") else str(val)
-    width = FIELD_HDR[field][1]
-    return s.rjust(width) if width > 0 else (s if last else s.ljust(-width)[: -width])
-
-
-def json_value(val):
-    if val is None:
-        return "null"
-    if isinstance(val, str):
-        return f'"{val}"'  # unescaped, like print_json_str() in vzlist.c
-    if isinstance(val, list):
-        return "[" + ", ".join(f'"{v}"' for v in val) + "]"
-    if isinstance(val, dict):
-        return "{" + ", ".join(f'"{k}": {v}' for k, v in val.items()) + "}"
-    return str(val)
-
-
-def vzlist(args):
-    header = True
-    show_all, as_json, fields, ids = False, False, None, []
-    i = 0
-    while i < len(args):
-        a = args[i]
-        if a in ("-a", "--all"):
-            show_all = True
-        elif a in ("-H", "--no-header"):
-            header = False
-        elif a in ("-t", "--no-trim"):
-            pass
-        elif a in ("-j", "--json"):
-            as_json = True
-        elif a == "-1":
-            header, fields = False, ["ctid"]
-        elif a in ("-o", "--output"):
-            i += 1
-            fields = args[i].split(",")
-        elif a.startswith("-o"):
-            fields = a[2:].split(",")
-        elif a.isdigit():
-            ids.append(a)
-        else:
-            die(1, f"Unrecognized option: {a}")
-        i += 1
-    for f in fields or []:
-        if f not in FIELD_HDR:
-            die(1, f"Unknown field: {f}")
-    known = sorted((f[:-5] for f in os.listdir(CONF_DIR) if re.match(r"^\d+\.conf$", f)), key=int)
-    for ctid in ids:
-        if ctid not in known:
-            die(1, f"Container(s) not found: {ctid}")
-    recs = [ct_record(c) for c in (ids or known)]
-    if not (show_all or ids):
-        recs = [r for r in recs if r["status"] == "running"]
-    fields = fields or ["ctid", "numproc", "status", "ip", "hostname"]
-    if as_json:
-        body = ",\n".join("  {" + ", ".join(f'"{f}": {json_value(r[f])}' for f in fields) + "}"
-                          for r in recs)
-        print("[\n" + body + "\n]")
-        return
-    if header:
-        print(" ".join(FIELD_HDR[f][0].rjust(FIELD_HDR[f][1]) if FIELD_HDR[f][1] > 0
-                       else FIELD_HDR[f][0].ljust(-FIELD_HDR[f][1]) for f in fields).rstrip())
-    for r in recs:
-        print(" ".join(text_cell(r, f, n == len(fields) - 1) for n, f in enumerate(fields)).rstrip())
-
-
 def main():
+    """``argv[1]`` names the tool (the lab's wrappers pass it); each lives in its own module."""
     tool, args = sys.argv[1], sys.argv[2:]
     if tool in ("vzmigrate", "vzdump"):
         import vzdouble_move
 
         return vzdouble_move.main(tool, args)
-    return {"vzctl": vzctl, "vzlist": vzlist}[tool](args)
+    if tool == "vzlist":
+        import vzdouble_list
+
+        return vzdouble_list.vzlist(args)
+    import vzdouble_ctl
+
+    return vzdouble_ctl.vzctl(args)
 
 
 if __name__ == "__main__":

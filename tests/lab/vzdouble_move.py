@@ -16,6 +16,7 @@ import tarfile
 import time
 
 import vzdouble as vz
+import vzdouble_ctl as ctl
 
 ERR_USAGE, ERR_STOPPED, ERR_CONNECT, ERR_COPY, ERR_START = 1, 2, 4, 6, 7
 ERR_EXISTS, ERR_NOEXIST, ERR_IP_IN_USE, ERR_CPT_VER, ERR_LOCKED = 9, 10, 12, 17, 20
@@ -106,22 +107,22 @@ class Migration:
         if pid:
             self.switch()
         if self.opts["remove"]:
-            vz.ct_destroy(self.ctid)
+            ctl.ct_destroy(self.ctid)
         else:  # "Move config as veid.migrated to allow backward migration"
             os.replace(self.conf, self.conf + ".migrated")
 
     def switch(self):
         """Stop (or freeze, for --live) the source, copy the rest, start on the destination."""
         if self.opts["live"]:
-            vz.chkpnt(self.ctid, ["--suspend"])
+            ctl.chkpnt(self.ctid, ["--suspend"])
         else:
-            vz.ct_stop(self.ctid, quiet=True)
+            ctl.ct_stop(self.ctid, quiet=True)
         if not self.rsync():
             self.restart_source()
             self.undo_dest()
             vz.die(ERR_COPY, "Error: Failed to sync container private areas")
         if self.opts["live"]:
-            vz.ct_stop(self.ctid, quiet=True)  # the frozen source goes before the copy resumes
+            ctl.ct_stop(self.ctid, quiet=True)  # the frozen source goes before the copy resumes
         if self.remote(f"vzctl start {self.ctid}").returncode != 0:
             self.restart_source()
             self.undo_dest()
@@ -129,9 +130,9 @@ class Migration:
 
     def restart_source(self):
         if vz.init_pid(self.ctid) and os.path.exists(f"{vz.RUN_DIR}/{self.ctid}.suspended"):
-            vz.chkpnt(self.ctid, ["--resume"])
+            ctl.chkpnt(self.ctid, ["--resume"])
         elif not vz.init_pid(self.ctid):
-            vz.ct_start(self.ctid, quiet=True)
+            ctl.ct_start(self.ctid, quiet=True)
 
 
 def vzdump(args):
@@ -162,7 +163,7 @@ def dump(ctid, opts):
     path = f"{opts['dumpdir']}/vzdump-openvz-{ctid}-{stamp}.{ext}"
     running = vz.init_pid(ctid) is not None
     if running and opts["mode"] == "stop":
-        vz.ct_stop(ctid, quiet=True)
+        ctl.ct_stop(ctid, quiet=True)
     print(f"INFO: creating archive '{path}'")
     with tarfile.open(path + ".dat", "w:gz" if opts["compress"] else "w") as tar:
         tar.add(vz.private_of(ctid), arcname=".")
@@ -172,7 +173,7 @@ def dump(ctid, opts):
         tar.addfile(info, io.BytesIO(data))
     os.replace(path + ".dat", path)
     if running and opts["mode"] == "stop":
-        vz.ct_start(ctid, quiet=True)
+        ctl.ct_start(ctid, quiet=True)
     print(f"INFO: Finished Backup of VM {ctid}")
 
 
