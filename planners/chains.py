@@ -12,7 +12,7 @@ The search is arithmetic first, filters last, like the single-move search of
 :mod:`planners.rebalance`, and every loop has a fixed bound so planning time stays predictable:
 
     hot nodes H (CHAIN_HOT) x their movable units Y, largest first (CHAIN_UNITS)
-      x cool nodes D (CHAIN_DESTS) that allow Y by rule but lack room for it
+      x cool nodes D (CHAIN_DESTS) that allow Y by rule but lack room for it (memory, CPU or disk)
       x units X on D that free enough room, smallest first (CHAIN_EJECT)
       x cool nodes E (CHAIN_LANDING) with room for X               -> chain (X: D->E, Y: H->D)
       [depth 3, only when no depth-2 chain passes: X lacks room on E:
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from planners.filters import Ctx
-from planners.objective import move_cost, moves_delta
+from planners.objective import expected_copy, move_cost, moves_delta
 from planners.ranking import Candidate, evaluate
 from planners.state import EPS, FleetState, Placement
 from planners.units import Unit
@@ -81,22 +81,34 @@ class Mover(Protocol):
     def price_estimate(self, unit: Unit, dst: str) -> float: ...
 
 
-def _short(st: FleetState, unit: Unit, node: str) -> tuple[float, float]:
-    """Memory and CPUs ``node`` lacks for ``unit`` (<= 0: it has room)."""
+def _short(st: FleetState, unit: Unit, node: str) -> tuple[float, float, float]:
+    """Memory, CPUs and disk (GB, the node's storages pooled) ``node`` lacks for ``unit``
+    (all <= 0: it has room, as far as arithmetic tells; the filters have the last word)."""
+    disk = sum(st.containers[ct].disk_gb for ct in unit.members if expected_copy(st, ct, node))
+    if disk > 0:
+        disk -= sum(max(st.disk_free(node, s), 0.0) for s in st.nodes[node].storage)
     return (unit.memory_mb - (st.mem_cap(node) - st.mem[node]),
-            unit.cpus - (st.cpu_cap(node) - st.cpu[node]))
+            unit.cpus - (st.cpu_cap(node) - st.cpu[node]), disk)
 
 
 def _fits(st: FleetState, unit: Unit, node: str) -> bool:
-    mem, cpu = _short(st, unit, node)
-    return mem <= EPS and cpu <= EPS
+    return all(short <= EPS for short in _short(st, unit, node))
 
 
-def _ejectable(run: Mover, node: str, need: tuple[float, float], limit: int,
+def _frees(st: FleetState, unit: Unit) -> tuple[float, float, float]:
+    """Memory, CPUs and disk a unit's departure frees on its node (a shared disk frees nothing)."""
+    disk = sum(st.containers[ct].disk_gb for ct in unit.members
+               if st.where[ct].storage is not None
+               and not st.nodes[st.where[ct].node].storage[st.where[ct].storage].shared)
+    return unit.memory_mb, unit.cpus, disk
+
+
+def _ejectable(run: Mover, node: str, need: tuple[float, float, float], limit: int,
                skip: set[str]) -> list[Unit]:
-    """The smallest units on ``node`` whose departure frees ``need`` (memory, CPUs)."""
+    """The smallest units on ``node`` whose departure frees ``need`` (memory, CPUs, disk)."""
+    st = run.ctx.state
     units = [u for u in run.movable_on(node) if u.key not in skip
-             and u.memory_mb >= need[0] - EPS and u.cpus >= need[1] - EPS]
+             and all(free >= short - EPS for free, short in zip(_frees(st, u), need, strict=True))]
     units.sort(key=lambda u: (u.memory_mb, u.key))
     return units[:limit]
 
@@ -115,7 +127,7 @@ def _candidates(run: Mover, hot: list[str], cool: list[str], room: int,
         for y in ys:
             for d in _landings(run, y, cool, {h}, CHAIN_DESTS):
                 need = _short(st, y, d)
-                if need[0] <= EPS and need[1] <= EPS:
+                if all(short <= EPS for short in need):
                     continue  # a single move; the single-move search has judged it
                 for x in _ejectable(run, d, need, CHAIN_EJECT, {y.key}):
                     if len(x.members) + len(y.members) > room:

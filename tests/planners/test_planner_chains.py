@@ -60,6 +60,17 @@ def test_three_move_chain_when_no_two_move_chain_exists():
     assert plan.score.peak_memory == 0.9
 
 
+def test_chain_ejects_for_disk_when_memory_fits():
+    # y has the memory on b but not the disk: x (2 GiB, 90 GB local disk) leaves first.
+    inv = fleet([node("a", 20), node("b", 20, local_gb=100), node("c", 20)],
+                [ct("y", "a", 16, disk=40), ct("p1", "a", 4), ct("x", "b", 2, disk=90),
+                 ct("p2", "b", 2, disk=10), ct("w", "c", 4)],
+                pinned=["p1", "p2"], pin_to={"y": ["a", "b"]})
+    plan = _valid(inv, plan_rebalance(inv, AGGRESSIVE), AGGRESSIVE)
+    assert [(m.ct, m.to) for m in plan.moves] == [("x", "c"), ("y", "b")]
+    assert "x leaves b, which makes room for y" in plan.moves[0].reason
+
+
 def test_repeated_chain_plans_converge_without_revisiting_a_placement():
     # A unit moves once per plan, so a second run may still improve; the objective falls every
     # run, so no placement comes back and the runs stop.
