@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from adapters.base import MoveSpec, PermanentError, StepContext
+from adapters.base import MoveSpec, PermanentError, Step, StepContext
 from adapters.openvz import create_backend
 from tests.lab.containers import Prober, make_container
 from tests.lab.driver import drive
@@ -109,6 +109,8 @@ def test_ip_change_with_forwarding_zero_failures(lab, tmp_path):
     spec = MoveSpec(ct="103", source="n1", target="n2", target_ct="203",
                     options={"ips": ["10.77.0.203"], "hostname": "web-new"})
     out = drive(be, spec)  # its cleanup retires the source area (retention 0), forwarding stays
+    assert out.cleanup_pending.startswith("kept on n1: forwarders of CT 103 until "), out
+    assert "source area" not in out.cleanup_pending
     time.sleep(0.5)
     seen = probe.stop()
     print(f"\nIP change: service gap {seen['gap_s']} s (slowest answer {seen['slowest_s']} s), "
@@ -126,7 +128,7 @@ def test_ip_change_with_forwarding_zero_failures(lab, tmp_path):
         time.sleep(0.2)
     assert "ferry-ct-103" not in n1.run("iptables -t nat -S")
     assert "10.77.0.103" not in n1.run("ip -o addr show")
-    be.cleanup(out.spec, StepContext())
+    be.cleanup(out.spec, StepContext())  # nothing left: returns instead of CleanupPending
     assert "103" not in n1.run("ls /var/lib/ferry/").split()
     be.close()
     lab.nodes["n2"].run("vzctl stop 203 && vzctl destroy 203")
@@ -169,3 +171,25 @@ def test_ssh_drop_mid_rsync_retries_and_finishes(lab, backend):
     assert out.retries >= 1
     assert status(lab, "n2", "105") == ["exist", "mounted", "running"]
     lab.nodes["n2"].run("vzctl stop 105 && vzctl destroy 105")
+
+
+def test_source_is_not_retired_while_the_destination_does_not_stand(lab):
+    be = create_backend(lab.settings(retention_hours=0))
+    start(lab, "n1", "106", "10.77.0.106", files=20)
+    n1, n2 = lab.nodes["n1"], lab.nodes["n2"]
+
+    def break_destination(step):
+        if step is Step.CLEANUP:  # verified, then stopped behind ferry's back
+            n2.run("vzctl stop 106")
+
+    out = drive(be, MoveSpec(ct="106", source="n1", target="n2"), between=break_destination)
+    assert "keeping the source copy of CT 106 on n1" in out.cleanup_pending, out
+    assert n1.run("test -f /var/lib/vz/private/106/sbin/init && test -f "
+                  "/etc/vz/conf/106.conf.migrated && echo kept").strip() == "kept"
+    n2.run("vzctl start 106")
+    be.cleanup(out.spec, StepContext())  # the destination stands again: retired, all done
+    assert n1.run("ls /var/lib/vz/private /etc/vz/conf /var/lib/ferry").split().count("106") == 0
+    assert "106.conf.migrated" not in n1.run("ls /etc/vz/conf")
+    assert status(lab, "n2", "106") == ["exist", "mounted", "running"]
+    be.close()
+    n2.run("vzctl stop 106 && vzctl destroy 106")

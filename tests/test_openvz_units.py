@@ -6,7 +6,7 @@ import shlex
 
 import pytest
 
-from adapters.openvz import create_backend, inventory
+from adapters.openvz import create_backend, inventory, retire
 from adapters.openvz.forwarding import listening_ports
 from fleet.errors import InputError
 
@@ -68,3 +68,15 @@ def test_listening_ports_from_proc_net_tcp():
 def test_untrusted_names_stay_one_argument():
     argv = ["vzctl", "status", "x; rm -rf /"]
     assert shlex.split(shlex.join(argv)) == argv
+
+
+def test_cleanup_due_reads_the_source_node_clock():
+    due = retire.due(["1000", "400", "1", "1030"], retention_hours=0.25)  # retire at 1300
+    assert (due.forwarders, due.source_area, due.source_was_running) == (False, False, True)
+    text = due.remains("n1", "101")
+    assert "forwarders of CT 101 until 1970-01-01 00:17:10 UTC (in 30 s)" in text
+    assert "source area of CT 101 until 1970-01-01 00:21:40 UTC (in 300 s)" in text
+    later = retire.due(["1300", "400", "0"], retention_hours=0.25)  # forwarders gone by now
+    assert (later.forwarders, later.source_area, later.source_was_running) == (True, True, False)
+    gone = retire.due([], retention_hours=24)  # no state left: nothing to wait for
+    assert gone.forwarders and gone.source_area
