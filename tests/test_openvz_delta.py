@@ -76,6 +76,8 @@ def mutate_after_round(src: Path) -> None:
     (src / "etc/during-round").unlink()                          # created in the round, gone now
     (src / "data/new\nline").write_text("odd name")
     (src / "data/empty").mkdir()
+    (src / "top-level-new").write_text("the area's root changed too")
+    os.chmod(src, 0o750)
     (src / "data/link").symlink_to("d0/f6")
     for leaf in (src / "www/deep").rglob("*"):
         if leaf.is_file():

@@ -2,8 +2,10 @@
 
     config [openvz] --settings.load_settings--> OpenVZSettings
     engine --MoveSpec--> backend.OpenVZBackend --argv--> ssh.Shell --> node: vzctl, vzlist,
-                             |       |      |                          vzmigrate, vzdump, rsync,
-                        checks  transfer  forwarding                   socat, iptables, arping
+                             |     |      |      |                     vzmigrate, vzdump, rsync,
+                        checks transfer delta forwarding               socat, iptables, arping
+                             |     (rounds) (final pass over what changed)
+                          retire (what cleanup may do now; CleanupPending for the rest)
                              \\--- inventory (pure parsers) ---> fleet.model.Inventory
 
 Entry point for the service: :func:`create_backend`.

@@ -1,10 +1,10 @@
 """The OpenVZ backend: the steps of a move, each observing the nodes before acting.
 
     live:    preflight -> prepare -> (presync: no-op) -> cutover: vzmigrate --live -r no --keep-dst
-    restart: preflight -> prepare -> presync: rsync rounds -> cutover: hold clients, stop source,
-             final pass over what changed (delta.py), config (+ vzctl set --ipadd/--hostname --save), start, arping
+    restart: preflight -> prepare -> presync: rsync rounds -> cutover: hold clients; in one call
+             stop the source + final pass over what changed (delta.py); start, arping
     dump:    ... cutover: vzdump --compress -> copy -> vzdump --restore (instead of rsync)
-    then:    verify -> cleanup (after retention) | rollback
+    then:    verify -> cleanup (what is due; CleanupPending names the rest) | rollback
 
 The default of vzmigrate (``-r yes``) destroys the source area; ferry always passes ``-r no``
 (source config kept as ``CTID.conf.migrated``, bin/vzmigrate.in) and ``--keep-dst``, and its

@@ -2,7 +2,8 @@
 
 TransientError -> retry (bounded); RefusedError from a live step -> same move as ``restart``;
 PermanentError -> rollback and re-raise; any error from cleanup (CleanupPending or not) -> the
-move stands, as in the engine, and what remains is in ``Outcome.cleanup_pending``. Returns the journal and the figures.
+move stands, as in the engine, and what remains is in ``Outcome.cleanup_pending``. Returns the
+journal and the figures.
 """
 
 from __future__ import annotations
