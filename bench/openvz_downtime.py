@@ -2,8 +2,11 @@
 
 Both runs use the same lab (network namespaces, real sshd/rsync), the same container (>= 500 MB,
 >= 20,000 files, writing 64 KiB every 50 ms) and the same client (a new HTTP connection every
-20 ms); downtime is the longest time between two successful answers. Run:
-``.venv/bin/python -m bench.openvz_downtime`` (root; FERRY_BENCH_MB / FERRY_BENCH_FILES to shrink).
+20 ms); downtime is the longest time between two successful answers. ferry's restart path:
+pre-copy rounds while the container serves, then in one call on the source node: gate new
+connections, stop, send only what changed since the last round (adapters/openvz/delta.py), and
+start on the new node. Run: ``.venv/bin/python -m bench.openvz_downtime`` (root;
+FERRY_BENCH_MB / FERRY_BENCH_FILES to shrink).
 """
 
 from __future__ import annotations
@@ -50,12 +53,16 @@ def main() -> None:
             make_container(lab.nodes["n1"], ctid, ip, files=files, file_kb=file_kb, writer=True)
         naive = measure(lab, "301", "10.77.0.31", lambda: naive_move(lab, "301"))
         spec = MoveSpec(ct="302", source="n1", target="n2")
-        ferry = measure(lab, "302", "10.77.0.32", lambda: drive(backend, spec))
+        moved = []
+        ferry = measure(lab, "302", "10.77.0.32", lambda: moved.append(drive(backend, spec)))
         backend.close()
+    figures = moved[0].figures
     print(f"container: {files} files, {files * file_kb // 1024} MB, writing 1.3 MB/s")
     print(f"naive stop -> full copy -> start: downtime {naive:.2f} s (baseline 1.00)")
     print(f"ferry pre-copy + final delta:     downtime {ferry:.2f} s "
           f"(ratio {ferry / naive:.3f}, {naive / max(ferry, 1e-3):.1f}x less)")
+    print(f"ferry's final pass sent {figures.get('final_bytes', 0) / 2**20:.1f} MiB; its own "
+          f"stop-to-started figure {figures.get('downtime_s', 0):.2f} s")
 
 
 if __name__ == "__main__":
