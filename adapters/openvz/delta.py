@@ -104,7 +104,8 @@ def final_pass(shell: Shell, settings: OpenVZSettings, source: str, target: str,
     res = shell.run(source, ["sh", "-c", script, "ferry", state, src, *rsync], journal,
                     check=False)
     if res.status == PRELUDE_FAILED:
-        raise PermanentError(f"{source}: {prelude[:200]} failed: {res.err.strip()[-300:]}")
+        raise PermanentError(f"{source}: the switch before the final copy (gate, stop) failed: "
+                             f"{res.err.strip()[-300:] or 'no message'}")
     if res.status == NO_DELTA:
         return None
     check_rsync(res, source, target, dst)
