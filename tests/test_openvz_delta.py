@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.base import MoveSpec
+from adapters.base import MoveSpec, PermanentError
 from adapters.openvz import create_backend, delta, transfer
 from tests.lab.containers import make_container
 from tests.lab.driver import drive
@@ -114,6 +114,10 @@ def test_final_pass_makes_the_destination_equal_the_source(lab, backend):
     # nothing to build on (no mark): the caller is told to copy everything
     n1.run(f"rm -f {STATE}/{delta.MARK}")
     assert delta.final_pass(shell, settings, "n1", "n2", STATE, *paths[2:], journal.append) is None
+    # the switch in front of the copy failed (here: stopping a container that does not run)
+    with pytest.raises(PermanentError, match="switch before the final copy.*not running"):
+        delta.final_pass(shell, settings, "n1", "n2", STATE, *paths[2:], journal.append,
+                         prelude="vzctl stop 601")
     n1.run(f"rm -rf {STATE} /var/lib/vz/private/601 /etc/vz/conf/601.conf")
     n2.run("rm -rf /var/lib/vz/private/601")
 
