@@ -55,14 +55,16 @@ def rank(ctx: Ctx, unit: Unit, nodes: Iterable[str]) -> tuple[list[Candidate], l
     return good, bad
 
 
-def best(ctx: Ctx, unit: Unit, nodes: list[str]) -> tuple[Candidate | None, list[Rejection]]:
+def best(ctx: Ctx, unit: Unit, nodes: list[str], *,
+         explain: bool = True) -> tuple[Candidate | None, list[Rejection]]:
     """The same winner as ``rank(...)[0]``, found without filtering every node.
 
     Every score term is known before the filters run: balance terms are arithmetic on loads,
     and the move cost depends only on the destination's platform/kernel/version, the link speed
     and whether the disk is copied (:func:`planners.objective.expected_copy`), so it is cached per
     such class. Nodes are visited best score first; the first one the filters accept wins.
-    Rejections are collected (a full pass) only when no node fits, to explain why.
+    Rejections are collected (a full pass) only when no node fits and ``explain`` is set, to say
+    why; callers that drop the reasons skip that pass (an overloaded fleet can have thousands).
     """
     st = ctx.state
     cache: dict[tuple, float] = {}
@@ -71,7 +73,7 @@ def best(ctx: Ctx, unit: Unit, nodes: list[str]) -> tuple[Candidate | None, list
         result = evaluate(ctx, unit, node)
         if isinstance(result, Candidate):
             return result, []
-    return None, rank(ctx, unit, nodes)[1]
+    return None, rank(ctx, unit, nodes)[1] if explain else []
 
 
 def _full_score(st: FleetState, unit: Unit, node: str, cache: dict[tuple, float]) -> float:

@@ -77,6 +77,17 @@ def _cooling(inv: Inventory, policy: Policy, last_moved: Mapping[str, datetime] 
     return out
 
 
+def _harder(st: FleetState, unit: Unit, stuck: Unit) -> bool:
+    """Whether lone container ``unit`` fails every filter ``stuck`` (a lone container with no
+    anti-affinity that fits no node) failed: same node, storage and platform, no more allowed
+    nodes, at least as much memory, CPU and disk. Each filter is then at least as strict for it."""
+    a, b = st.containers[unit.key], st.containers[stuck.key]
+    return (len(unit.members) == 1 and st.where[a.id] == st.where[b.id]
+            and unit.platform == stuck.platform
+            and (stuck.allowed is None or (unit.allowed is not None and unit.allowed <= stuck.allowed))
+            and a.memory_mb >= b.memory_mb and a.cpus >= b.cpus and a.disk_gb >= b.disk_gb)
+
+
 class Rebalancer:
     """One rebalance run: the state, the units and what has moved so far."""
 
@@ -108,15 +119,24 @@ class Rebalancer:
         self.moved.add(unit.key)
 
     def fix_violations(self) -> None:
+        """Move each violating unit to its best node. A lone container that found no node makes
+        every container that is harder to place (see :func:`_harder`) skip the search until the
+        next move changes the state: an overloaded fleet can list thousands of them."""
+        stuck: dict[str, list[Unit]] = {}  # home node -> lone containers that found no node
         for unit, why in violations(self.state, self.units):
             # A hard-rule violation outranks the cooldown; pinned/ignored units still never move.
             if unit.immovable or unit.key in self.moved or len(unit.members) > self.budget - len(self.steps):
                 continue
             homes = {self.state.where[ct].node for ct in unit.members}
             stay = homes.pop() if len(homes) == 1 else None
-            chosen, _ = best(self.ctx, unit, [n for n in self.targets if n != stay])
+            if any(_harder(self.state, unit, other) for other in stuck.get(stay or "", ())):
+                continue
+            chosen, _ = best(self.ctx, unit, [n for n in self.targets if n != stay], explain=False)
             if chosen is not None:
                 self.move(unit, chosen.node, chosen.storages, f"fix: {why}")
+                stuck.clear()
+            elif stay is not None and len(unit.members) == 1 and not self.state.anti_groups_of.get(unit.key):
+                stuck.setdefault(stay, []).append(unit)
 
     def balance(self, threshold: float) -> None:
         """Best single moves while one pays, peak first: when the hottest node cannot shed load by

@@ -65,7 +65,7 @@ def _park(ctx: Ctx, pending: list[Target], steps: list[Step]) -> bool:
         if src is None or src not in awaited:
             continue
         spare = [n for n in st.nodes if n not in (src, t.node)]
-        cand, _ = best(ctx, t.unit, spare)
+        cand, _ = best(ctx, t.unit, spare, explain=False)
         if cand is not None:
             emit(st, steps, t.unit, cand.node, cand.storages,
                  f"park {t.unit.key} on {cand.node} to break a cycle (a move into {src} needs its "

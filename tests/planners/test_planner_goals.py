@@ -207,3 +207,33 @@ def test_unplaced_for_disk_names_the_roomiest_storage():
     inv = fleet([node("a"), node("b", local_gb=50), node("c", local_gb=80)], [ct("1", "a", disk=100)])
     plan = _valid(inv, plan_evacuate(inv, ["a"], Policy()))
     assert plan.unplaced[0].reason == "needs 100 GB disk; largest free storage on an allowed node is 80 GB (c:local)"
+
+
+def test_overload_fixes_skip_only_searches_that_must_fail(monkeypatch):
+    # Overloaded fleets (nodes above 85 % with memory_overcommit 0.85, pins, anti-affinity, tight
+    # local disks): skipping a container harder to place than one that found no node must save
+    # searches and change no plan.
+    import planners.rebalance as rebalance
+    from planners.synthetic import Shape, synthetic_fleet
+
+    shape = Shape(node_memory_mb=(16384, 32768, 65536), fill=0.6, hot_node_fill=1.0, hot_share=0.3,
+                  memory_sizes=(1024, 2048, 4096, 8192, 16384), memory_weights=(2, 3, 3, 2, 1),
+                  disk_fill=0.9, shared_storage=False, anti_affinity_share=0.3)
+    fleets = [synthetic_fleet(seed, 4 + seed % 5, 7 * (4 + seed % 5), shape) for seed in range(12)]
+    policy = Policy(aggressiveness=1, memory_overcommit=0.85)
+    searches = [0]
+    real_best = rebalance.best
+
+    def counted(*args, **kwargs):
+        searches[0] += 1
+        return real_best(*args, **kwargs)
+
+    monkeypatch.setattr(rebalance, "best", counted)
+    fast = [plan_rebalance(inv, policy) for inv in fleets]
+    with_skips, searches[0] = searches[0], 0
+    monkeypatch.setattr(rebalance, "_harder", lambda *args: False)
+    slow = [plan_rebalance(inv, policy) for inv in fleets]
+    assert [p.to_json() for p in fast] == [p.to_json() for p in slow]
+    assert with_skips < searches[0]
+    assert sum(bool(p.moves) for p in fast) >= 5
+    assert all(check_plan(inv, p, policy) == [] for inv, p in zip(fleets, fast, strict=True))
