@@ -8,7 +8,11 @@ an abandoned move), and which containers are locked by which job.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +27,7 @@ from sqlalchemy import (
     create_engine,
     event,
     select,
+    text,
 )
 from sqlalchemy.engine import Engine as SqlEngine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
@@ -142,9 +147,31 @@ def migrate(engine: SqlEngine) -> None:
 
     config = AlembicConfig()
     config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
-    with engine.begin() as connection:
+    # Two ferry processes may open a new store at once (`ferry evacuate` and `ferry jobs`): the
+    # migration runs under a lock, so the second one finds the schema made instead of racing.
+    with _migration_lock(engine), engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_KEY})
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+
+
+_MIGRATION_KEY = int.from_bytes(b"ferrymig", "big", signed=True)
+
+
+@contextlib.contextmanager
+def _migration_lock(engine: SqlEngine) -> Iterator[None]:
+    """An exclusive file lock beside a SQLite database (PostgreSQL uses an advisory lock)."""
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:":
+        yield
+        return
+    fd = os.open(f"{database}.migrate.lock", os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def job_moves(session: Session, job_id: int) -> list[MoveRow]:

@@ -160,14 +160,14 @@ def test_offline_planning_writes_nothing(tmp_path: Path) -> None:
 def test_job_show_watch_follows_a_running_job_to_its_end(tmp_path: Path) -> None:
     config = write_config(tmp_path, speedup=60.0)  # several seconds of moves
     runner = subprocess.Popen([FERRY, "--config", str(config), "evacuate", "a", "--yes", "--format", "json"],
-                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 30
         while not (jobs := json.loads(ferry("jobs", "--format", "json", config=config).stdout)):
-            assert time.monotonic() < deadline and runner.poll() is None
+            assert time.monotonic() < deadline and runner.poll() is None, runner.stderr.read().decode()
         assert jobs[0]["state"] in ("approved", "running")  # so --watch below had to wait for the end
         shown = ferry("job", "show", "1", "--watch", config=config, timeout=60).stdout
-        assert runner.wait(timeout=30) == 0
+        assert runner.wait(timeout=30) == 0, runner.stderr.read().decode()
     finally:
         runner.kill()
     assert "job 1 evacuate a: succeeded" in shown and "5 succeeded" in shown

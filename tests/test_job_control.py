@@ -146,3 +146,14 @@ def test_a_move_that_cannot_finish_in_the_window_does_not_start(sim_runtime: Run
     assert audit_world(world_file(rt)) == []
     done = Engine(rt.sessions, rt.backend, rt.policy(), rt.config.engine).run_job(job_id)
     assert done.state == "succeeded"
+
+
+def test_processes_opening_a_new_store_at_once_all_succeed(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    code = f"from service.store import open_database; open_database({url!r})"
+    procs = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE) for _ in range(4)]
+    errors = [p.communicate(timeout=60)[1].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
