@@ -56,6 +56,9 @@ class SimBackend(Backend):
         self.speedup = float(info["speedup"])
         self.seed = int(info["seed"])
         self._clock = dict(info["clock"])
+        # Faults are part of the world from its creation (sim.faults / sim.fault_rate): a world
+        # made without any never fires one, so its steps need not read the world to find out.
+        self._faulty = bool(info.get("faults") or info.get("fault_rate"))
 
     # -- reading -----------------------------------------------------------------------------
     def now(self) -> float:
@@ -308,8 +311,7 @@ class SimBackend(Backend):
 
     def _fault(self, spec: MoveSpec, step: str, ctx: StepContext) -> None:
         """Raise the fault the world has scheduled for this step of this move, if any."""
-        peek = self.world.read()
-        if not peek.get("faults") and not peek.get("fault_rate"):
+        if not self._faulty:
             return
         with self.world.transaction() as world:
             kind = _take_fault(world, spec, step)
