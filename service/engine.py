@@ -48,6 +48,7 @@ class JobSummary:
     state: str
     counts: dict[str, int] = field(default_factory=dict)
     bytes: int = 0
+    predicted_makespan_s: float = 0.0
     predicted_duration_s: float = 0.0
     predicted_downtime_s: float = 0.0
     observed_duration_s: float = 0.0
@@ -215,6 +216,7 @@ class Engine:
             job = get_job(session, job_id)
             moves = job_moves(session, job_id)
         out = JobSummary(job_id, job.state, dict(Counter(m.state for m in moves)))
+        out.predicted_makespan_s = float((job.plan or {}).get("score", {}).get("predicted_makespan_s", 0.0))
         starts = [m.started_at for m in moves if m.started_at is not None]
         ends = [m.finished_at for m in moves if m.finished_at is not None]
         for m in moves:

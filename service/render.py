@@ -129,9 +129,8 @@ def render_job(console: Console, job: dict[str, Any]) -> None:
 def render_summary(console: Console, summary: dict[str, Any]) -> None:
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary["counts"].items()))
     console.print(f"[bold]job {summary['job_id']}: {summary['state']}[/] — {counts}")
-    console.print(f"copied {summary['bytes'] / GIB:.1f} GiB; makespan {summary['makespan_s']:.0f} s; "
-                  f"summed move time predicted {summary['predicted_duration_s']:.0f} s, "
-                  f"observed {summary['observed_duration_s']:.0f} s; downtime predicted "
-                  f"{summary['predicted_downtime_s']:.0f} s, observed {summary['observed_downtime_s']:.0f} s")
+    console.print(f"copied {summary['bytes'] / GIB:.1f} GiB; makespan {summary['makespan_s']:.0f} s "
+                  f"(predicted {summary['predicted_makespan_s']:.0f} s); downtime summed over moves "
+                  f"{summary['observed_downtime_s']:.0f} s (predicted {summary['predicted_downtime_s']:.0f} s)")
     for message in summary["messages"][:10]:
         console.print(Text(f"  {message}", style="yellow"))
