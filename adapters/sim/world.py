@@ -85,6 +85,10 @@ class WorldFile:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._lock_path = self.path.with_name(self.path.name + ".lock")
+        # The last world this process read or wrote, and the file's identity then: reading an
+        # unchanged file again costs a stat, not a parse (another process's write changes the
+        # identity: os.replace gives the file a new inode).
+        self._cache: tuple[tuple[int, int, int], dict[str, Any]] | None = None
 
     def exists(self) -> bool:
         return self.path.exists()
@@ -111,17 +115,36 @@ class WorldFile:
         with open(tmp, "w", encoding="utf-8") as fh:
             fh.write(json.dumps(world, separators=(",", ":")))  # dumps: the C encoder, 50x json.dump
         os.replace(tmp, self.path)
+        self._cache = (self._identity(), world)
+
+    def _identity(self) -> tuple[int, int, int]:
+        st = os.stat(self.path)
+        return st.st_ino, st.st_mtime_ns, st.st_size
+
+    def _load(self) -> dict[str, Any]:
+        """The current world (call with the lock held)."""
+        identity = self._identity()
+        if self._cache is not None and self._cache[0] == identity:
+            return self._cache[1]
+        world = json.loads(self.path.read_text(encoding="utf-8"))
+        self._cache = (identity, world)
+        return world
 
     def read(self) -> dict[str, Any]:
+        """The world as it is now. Callers only look: it may be the object this process shares."""
         with self._locked():
-            return json.loads(self.path.read_text(encoding="utf-8"))
+            return self._load()
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[dict[str, Any]]:
         """Yield the world for changing; it is written back only if the block ends normally."""
         with self._locked():
-            world = json.loads(self.path.read_text(encoding="utf-8"))
-            yield world
+            world = self._load()
+            try:
+                yield world
+            except BaseException:
+                self._cache = None  # the block may have changed it half-way: read the file again
+                raise
             self._write(world)
 
 
