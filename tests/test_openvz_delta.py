@@ -96,7 +96,9 @@ def test_final_pass_makes_the_destination_equal_the_source(lab, backend):
     shell, settings, journal = backend.shell, backend.settings, []
     paths = ("n1", "n2", "/var/lib/vz/private/601", "/var/lib/vz/private/601")
     transfer.rsync_once(shell, settings, *paths, journal.append)       # round 1
-    time.sleep(2.1)  # the mark is set 2 s back: older files must not count as changed
+    # The mark is set 2 s back from the node's clock in whole seconds (up to 3 s back): files
+    # written before round 1 must be older than it, so wait more than 3 s.
+    time.sleep(3.2)
     delta.mark(shell, "n1", STATE, journal.append)                      # round 2 starts
     (src / "etc/during-round").write_text("created after the mark, copied by round 2")
     (src / "data/d0/f8").write_bytes(b"changed during the round")
@@ -126,7 +128,7 @@ def test_restart_move_sends_only_the_delta(lab, backend):
     n1, n2 = lab.nodes["n1"], lab.nodes["n2"]
     src = make_container(n1, "602", "10.77.0.62", files=2000, file_kb=8, writer=True)  # 16 MB
     n1.run("vzctl start 602")
-    time.sleep(2.1)  # older than the mark's 2 s margin: only the writer's files count as changed
+    time.sleep(3.2)  # older than the mark (2 s back, in whole seconds): only the writer counts
     out = drive(backend, MoveSpec(ct="602", source="n1", target="n2"))
     n2.run("vzctl stop 602")
     finals = [e.what for e in out.journal if isinstance(e.what, list) and "--files-from" in
