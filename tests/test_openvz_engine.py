@@ -41,7 +41,7 @@ def lab():
 
 
 def write_config(lab: Lab, tmp: Path, retention_hours: float = 1,
-                 forward_seconds: float = 30) -> Path:
+                 forward_seconds: float = 30, rsync_extra: str = "") -> Path:
     nodes = "".join(f'[openvz.nodes.{n.name}]\nhost = "{n.addr}"\n' for n in lab.nodes.values())
     path = tmp / "ferry.toml"
     path.write_text(
@@ -49,7 +49,10 @@ def write_config(lab: Lab, tmp: Path, retention_hours: float = 1,
         "[engine]\nretry_initial_s = 0.2\nretry_max_s = 1.0\n"
         f'[openvz]\nidentity_file = "{lab.identity}"\nknown_hosts_file = "{lab.known_hosts}"\n'
         f"retention_hours = {retention_hours}\nforward_seconds = {forward_seconds}\n"
-        "hold_seconds = 20\n" + nodes)
+        "hold_seconds = 20\n"
+        + ('rsync_options = ["-aHAX", "--delete", "--numeric-ids", "--sparse", "--whole-file", '
+           f'"{rsync_extra}"]\n' if rsync_extra else "")
+        + nodes)
     return path
 
 
@@ -161,7 +164,9 @@ def test_kill_9_mid_presync_then_resume(lab, tmp_path):
     serve(lab, "n1", "432", cts["432"], files=20)
     serve(lab, "n1", "433", cts["433"], files=20)
     n1.run("echo REFUSE_LIVE=yes >> /etc/vz/lab.conf")  # live refused: restart path, presync
-    config = write_config(lab, tmp_path)
+    # rsync at 20 MB/s: the ~140 MB presync lasts seconds, so the kill below lands inside it
+    # however fast this machine copies
+    config = write_config(lab, tmp_path, rsync_extra="--bwlimit=20000")
     log = open(tmp_path / "ferry.log", "w")
     try:
         proc = subprocess.Popen([FERRY, "--config", str(config), "evacuate", "n1", "--yes",
