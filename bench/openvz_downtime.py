@@ -16,9 +16,9 @@ import time
 
 from adapters.base import MoveSpec
 from adapters.openvz import create_backend
-from tests.lab.containers import Prober, make_container
-from tests.lab.driver import drive
-from tests.lab.netlab import Lab
+from tests.doubles.lab.containers import Prober, make_container
+from tests.doubles.lab.driver import drive
+from tests.doubles.lab.netlab import Lab
 
 
 def naive_move(lab: Lab, ctid: str) -> None:

@@ -1,7 +1,7 @@
 """Downtime of a Proxmox restart-mode migration, plain against pre-seeded by replication.
 
 Both paths run ferry's real proxmox adapter (HTTPS, proxmoxer, TLS verified) against the API
-double of tests/pvedouble, one container on local ZFS moving pve1 -> pve2 per run:
+double of tests/doubles/pvedouble, one container on local ZFS moving pve1 -> pve2 per run:
 
     plain:    presync = false -> POST .../migrate {restart=1}: stop, send the whole volume, start
     presync:  presync = true  -> replication job, schedule_now, wait for the sync, then the same
@@ -24,9 +24,9 @@ from pathlib import Path
 from adapters.base import MoveSpec, StepContext
 from adapters.proxmox import create_backend
 from fleet.model import Inventory
-from tests.pvedouble.drive import Recorder, run_move, settings_for
-from tests.pvedouble.server import start_double
-from tests.pvedouble.world import World
+from tests.doubles.pvedouble.drive import Recorder, run_move, settings_for
+from tests.doubles.pvedouble.server import start_double
+from tests.doubles.pvedouble.world import World
 
 #: Simulated seconds per real second: a 256 GB volume's full copy takes ~0.7 s of real time.
 TIME_SCALE = 200.0

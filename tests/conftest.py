@@ -13,7 +13,7 @@ from service.config import Config, EngineSection, FerrySection
 from service.runtime import Runtime
 
 HERE = Path(__file__).parent
-SMALL_FLEET = HERE / "fleets" / "small.yaml"
+SMALL_FLEET = HERE / "doubles" / "fleets" / "small.yaml"
 REPO = HERE.parent
 
 
@@ -39,7 +39,7 @@ def sim_runtime(tmp_path: Path) -> Runtime:
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    from tests.postgres_cluster import postgres_cluster
+    from tests.doubles.postgres_cluster import postgres_cluster
 
     try:
         cluster = postgres_cluster()

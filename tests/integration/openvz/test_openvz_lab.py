@@ -1,0 +1,195 @@
+"""End-to-end moves of OpenVZ containers across the namespace lab (real sshd, rsync, socat)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+
+from adapters.base import MoveSpec, PermanentError, Step, StepContext
+from adapters.openvz import create_backend
+from tests.doubles.lab.containers import Prober, make_container
+from tests.doubles.lab.driver import drive
+from tests.doubles.lab.netlab import Lab, missing_binaries
+
+pytestmark = [pytest.mark.lab]
+
+if os.geteuid() != 0:
+    pytest.skip("the OpenVZ lab needs root (network and mount namespaces)", allow_module_level=True)
+if missing_binaries():
+    pytest.skip(f"the OpenVZ lab needs: {', '.join(missing_binaries())} "
+                "(tests/apt-packages.txt)", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def lab():
+    with Lab().up(3, disk_mb={"n3": 12}) as lab:
+        yield lab
+
+
+@pytest.fixture()
+def backend(lab):
+    be = create_backend(lab.settings(forward_seconds=60, hold_seconds=20, retention_hours=1))
+    yield be
+    be.close()
+
+
+def start(lab, node, ctid, ip, **kw):
+    make_container(lab.nodes[node], ctid, ip, **kw)
+    lab.nodes[node].run(f"vzctl start {ctid}")
+    lab.nodes[node].run(f"for i in $(seq 100); do ss -Hltn | grep -q {ip}:80 && exit 0; "
+                        "sleep 0.02; done; exit 1")
+
+
+def status(lab, node, ctid):
+    return lab.nodes[node].run(f"vzctl status {ctid}").split()[2:]
+
+
+def test_discover_reads_vzlist_and_configs(lab, backend):
+    make_container(lab.nodes["n1"], "150", "10.77.0.150", hostname='x; rm -rf / #', ram_mb=512)
+    inv = backend.discover()
+    ct = inv.container("150")
+    assert (ct.node, ct.status, ct.memory_mb, ct.ips) == ("n1", "stopped", 512, ["10.77.0.150"])
+    assert ct.name == 'x; rm -rf / #'
+    assert inv.node("n1").platform == "openvz" and inv.node("n1").cpus >= 1
+    lab.nodes["n1"].run("rm -rf /var/lib/vz/private/150 /etc/vz/conf/150.conf")
+
+
+def test_hostile_ctid_is_one_argument(lab, backend):
+    journal = []
+    spec = MoveSpec(ct="1; touch /tmp/pwned-ferry", source="n1", target="n2")
+    checks = backend.preflight(spec, StepContext(journal=journal.append))
+    assert not next(c for c in checks if c.name == "container-exists").ok
+    assert not os.path.exists("/tmp/pwned-ferry")
+    assert lab.nodes["n1"].run("ls /tmp/pwned-ferry 2>/dev/null; true") == ""
+    assert all(isinstance(e.what, list) for e in journal) and journal
+
+
+def test_live_move_keeps_source_area(lab, backend):
+    start(lab, "n1", "101", "10.77.0.101")
+    out = drive(backend, MoveSpec(ct="101", source="n1", target="n2", method="live"))
+    assert not out.fell_back
+    assert status(lab, "n2", "101") == ["exist", "mounted", "running"]
+    assert "101.conf.migrated" in lab.nodes["n1"].run("ls /etc/vz/conf")
+    assert any(e.what[:2] == ["vzmigrate", "--live"] and "-r" in e.what for e in out.journal
+               if isinstance(e.what, list))
+    assert all(e.status is not None for e in out.journal if e.kind == "command")
+    lab.nodes["n2"].run("vzctl stop 101 && vzctl destroy 101")
+
+
+def test_live_refused_falls_back_to_copy(lab, backend):
+    lab.nodes["n1"].run("echo REFUSE_LIVE=yes >> /etc/vz/lab.conf")
+    try:
+        start(lab, "n1", "102", "10.77.0.102", files=200)
+        probe = Prober(lab, "10.77.0.102")
+        out = drive(backend, MoveSpec(ct="102", source="n1", target="n2", method="live"))
+        seen = probe.stop()
+    finally:
+        lab.nodes["n1"].run("sed -i /REFUSE_LIVE/d /etc/vz/lab.conf")
+    assert out.fell_back and out.spec.method == "restart"
+    assert status(lab, "n2", "102") == ["exist", "mounted", "running"]
+    print(f"\nfallback move: service gap {seen['gap_s']} s, downtime "
+          f"{out.figures.get('downtime_s', 0):.3f} s, failed {seen['failed']}")
+    assert seen["failed"] == 0, seen["failures"]
+    lab.nodes["n2"].run("vzctl stop 102 && vzctl destroy 102")
+
+
+def test_ip_change_with_forwarding_zero_failures(lab, tmp_path):
+    hook_log = tmp_path / "dns.log"
+    hook = tmp_path / "dns-hook"
+    hook.write_text(f"#!/bin/sh\necho \"$@\" >> {hook_log}\n")
+    hook.chmod(0o755)
+    be = create_backend(lab.settings(forward_seconds=8, retention_hours=0,
+                                     dns_hook=[str(hook)]))
+    start(lab, "n1", "103", "10.77.0.103", files=300, writer=True)
+    probe = Prober(lab, "10.77.0.103")
+    time.sleep(0.3)
+    spec = MoveSpec(ct="103", source="n1", target="n2", target_ct="203",
+                    options={"ips": ["10.77.0.203"], "hostname": "web-new"})
+    out = drive(be, spec)  # its cleanup retires the source area (retention 0), forwarding stays
+    assert out.cleanup_pending.startswith("kept on n1: forwarders of CT 103 until "), out
+    assert "source area" not in out.cleanup_pending
+    time.sleep(0.5)
+    seen = probe.stop()
+    print(f"\nIP change: service gap {seen['gap_s']} s (slowest answer {seen['slowest_s']} s), "
+          f"{seen['ok']}/{seen['attempts']} ok, downtime {out.figures['downtime_s']:.3f} s")
+    assert seen["failed"] == 0, seen["failures"]
+    assert seen["ok"] > 20
+    assert hook_log.read_text().split() == ["10.77.0.103", "10.77.0.203"]
+    assert "HOSTNAME=\"web-new\"" in lab.nodes["n2"].run("cat /etc/vz/conf/203.conf")
+    n1 = lab.nodes["n1"]
+    assert "103" not in n1.run("ls /var/lib/vz/private/ /etc/vz/conf/")  # retired (retention 0)
+    assert "ferry-ct-103" in n1.run("iptables -t nat -S")
+    # the forwarders expire on their own (no ferry needed), taking rules and old address along
+    deadline = time.monotonic() + 20
+    while "ferry-ct-103" in n1.run("iptables -t nat -S") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "ferry-ct-103" not in n1.run("iptables -t nat -S")
+    assert "10.77.0.103" not in n1.run("ip -o addr show")
+    be.cleanup(out.spec, StepContext())  # nothing left: returns instead of CleanupPending
+    assert "103" not in n1.run("ls /var/lib/ferry/").split()
+    be.close()
+    lab.nodes["n2"].run("vzctl stop 203 && vzctl destroy 203")
+
+
+def test_destination_disk_full_rolls_back(lab, backend):
+    start(lab, "n1", "104", "10.77.0.104", files=40, file_kb=512)  # ~20 MB; n3 has 12 MB
+    spec = MoveSpec(ct="104", source="n1", target="n3")
+    with pytest.raises(PermanentError, match="free-space"):
+        drive(backend, spec)
+    # as if the disk filled up after the check: the copy itself hits ENOSPC
+    checks = backend.preflight
+    backend.preflight = lambda s, c: [x for x in checks(s, c) if x.name != "free-space"]
+    with pytest.raises(PermanentError, match="no space left on n3"):
+        drive(backend, spec)
+    assert status(lab, "n1", "104") == ["exist", "mounted", "running"]
+    assert lab.nodes["n3"].run("ls /var/lib/vz/private/") == ""
+    lab.nodes["n1"].run("vzctl stop 104 && vzctl destroy 104")
+
+
+def test_ssh_drop_mid_rsync_retries_and_finishes(lab, backend):
+    start(lab, "n1", "105", "10.77.0.105", files=2000, file_kb=16)
+    n1 = lab.nodes["n1"]
+
+    def cut_when_rsync_runs():
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if "rsync" in n1.run("ps -eo comm", check=False):
+                # kill ferry's SSH session processes (children of this node's sshd), by pid
+                pids = n1.run(f"ps -o pid= --ppid {n1.proc.pid}", check=False).split()
+                for pid in pids:
+                    n1.run(f"kill -9 {pid}", check=False)
+                return
+            time.sleep(0.01)
+
+    cutter = threading.Thread(target=cut_when_rsync_runs)
+    cutter.start()
+    out = drive(backend, MoveSpec(ct="105", source="n1", target="n2"))
+    cutter.join()
+    assert out.retries >= 1
+    assert status(lab, "n2", "105") == ["exist", "mounted", "running"]
+    lab.nodes["n2"].run("vzctl stop 105 && vzctl destroy 105")
+
+
+def test_source_is_not_retired_while_the_destination_does_not_stand(lab):
+    be = create_backend(lab.settings(retention_hours=0))
+    start(lab, "n1", "106", "10.77.0.106", files=20)
+    n1, n2 = lab.nodes["n1"], lab.nodes["n2"]
+
+    def break_destination(step):
+        if step is Step.CLEANUP:  # verified, then stopped behind ferry's back
+            n2.run("vzctl stop 106")
+
+    out = drive(be, MoveSpec(ct="106", source="n1", target="n2"), between=break_destination)
+    assert "keeping the source copy of CT 106 on n1" in out.cleanup_pending, out
+    assert n1.run("test -f /var/lib/vz/private/106/sbin/init && test -f "
+                  "/etc/vz/conf/106.conf.migrated && echo kept").strip() == "kept"
+    n2.run("vzctl start 106")
+    be.cleanup(out.spec, StepContext())  # the destination stands again: retired, all done
+    assert n1.run("ls /var/lib/vz/private /etc/vz/conf /var/lib/ferry").split().count("106") == 0
+    assert "106.conf.migrated" not in n1.run("ls /etc/vz/conf")
+    assert status(lab, "n2", "106") == ["exist", "mounted", "running"]
+    be.close()
+    n2.run("vzctl stop 106 && vzctl destroy 106")
