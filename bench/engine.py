@@ -15,6 +15,7 @@ the same bound shows what overlapping checks with copies buys.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import random
 import tempfile
 import threading
@@ -24,13 +25,14 @@ from typing import Any
 
 import yaml
 
-from adapters.base import Backend, MoveSpec, Step, StepContext
+from adapters.base import Backend, MoveSpec, StepContext
 from fleet.policy import Policy
 from planners import plan_evacuate
 from service import engine as engine_module
 from service import saga
 from service.config import Config, EngineSection, FerrySection
 from service.jobs import create_job
+from service.lifecycle import STEP_POLICY, JobState
 from service.runtime import Runtime
 
 NIC_MB_S = 1250.0
@@ -134,13 +136,13 @@ class StoreTimer:
 @contextlib.contextmanager
 def _whole_move_slots(enabled: bool) -> Any:
     """Baseline: every step holds the transfer slot, so the limit counts whole moves."""
-    saved = saga.DATA_STEPS
+    saved = dict(STEP_POLICY)
     if enabled:
-        saga.DATA_STEPS = tuple(Step)
+        STEP_POLICY.update({step: dataclasses.replace(policy, holds_slot=True) for step, policy in saved.items()})
     try:
         yield
     finally:
-        saga.DATA_STEPS = saved
+        STEP_POLICY.update(saved)
 
 
 def run_once(count: int, outgoing: int, *, slots: bool = True) -> dict[str, float]:
@@ -181,7 +183,7 @@ def main(count: int = 1000) -> None:
             r = run_once(n, 2, slots=depth > 1)
         finally:
             engine_module.ADMISSION_DEPTH = saved
-        assert r["state"] == "succeeded", r
+        assert r["state"] == JobState.SUCCEEDED, r
         print(f"{label:<34}{r['moves']:>6}{r['makespan_s']:>12.0f}{r['bound_s']:>10.0f}{r['ratio']:>7.3f}"
               f"{r['predicted_s']:>12.0f}{r['overhead_ms']:>16.2f}{r['wall_s']:>8.1f}")
 

@@ -1,4 +1,4 @@
-"""The running system: job store, migration engine, CLI (and later REST API, scheduler, metrics).
+"""The running system: job store, migration engine, CLI, REST API, scheduler, metrics.
 
     CLI / API --plan--> planners --Plan--> jobs.create_job (store, locks)
                                                |

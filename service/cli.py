@@ -27,6 +27,7 @@ from planners import place, plan_drain, plan_evacuate, plan_rebalance
 from service import render
 from service.config import load_config
 from service.jobs import control_job, create_job, job_detail, list_jobs
+from service.lifecycle import JOB_FINAL, JOB_RUNNABLE
 from service.runtime import Runtime
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -222,7 +223,7 @@ def jobs_resume(ctx: typer.Context, fmt: FormatOpt = Format.table) -> None:
     """Continue every unfinished job from what the store and the world say."""
     rt = runtime(ctx)
     pending = [j for j in list_jobs(rt.sessions, limit=10_000)
-               if j["state"] in ("approved", "running", "cancelling") and not j["run_by"]]
+               if j["state"] in JOB_RUNNABLE and not j["run_by"]]
     results = [rt.engine().run_job(job["id"]).to_dict() for job in reversed(pending)]
     if fmt is Format.json:
         emit_json(results)
@@ -257,7 +258,7 @@ def job_show(ctx: typer.Context, job_id: int, fmt: FormatOpt = Format.table, wat
     from rich.live import Live
 
     with Live(render.job_view(detail), console=console, refresh_per_second=2) as live:
-        while detail["state"] not in ("succeeded", "failed", "cancelled", "rolled_back"):
+        while detail["state"] not in JOB_FINAL:
             time.sleep(1.0)
             detail = job_detail(sessions, job_id)
             live.update(render.job_view(detail))

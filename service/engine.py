@@ -29,9 +29,19 @@ from fleet.errors import InputError
 from fleet.policy import Policy
 from service.config import EngineSection
 from service.jobs import claim_job, get_job, pending_cleanups, set_job_state
+from service.lifecycle import (
+    JOB_ADVANCING,
+    JOB_FINAL,
+    MOVE_FINAL,
+    MOVE_IN_FLIGHT,
+    MOVE_PROBLEM,
+    MOVE_UNFINISHED,
+    JobState,
+    MoveState,
+)
 from service.saga import MoveSaga, Progress
 from service.slots import ADMISSION_DEPTH, TransferSlots
-from service.store import FINAL_MOVE_STATES, MoveRow, job_moves, utcnow
+from service.store import MoveRow, job_moves, utcnow
 
 _TICK_S = 0.1
 #: How often the engine re-reads the job's control state (pause / cancel) from the store.
@@ -77,7 +87,7 @@ class Engine:
         #: A move not yet started starts only if ``may_start(move)`` (``ferry serve``: only if its
         #: predicted duration fits in what is left of the maintenance window).
         self.may_start = may_start
-        self._control = ("running", 0.0)
+        self._control: tuple[str, float] = (JobState.RUNNING, 0.0)
 
     def _job_state(self, job_id: int) -> str:
         state, read_at = self._control
@@ -88,20 +98,20 @@ class Engine:
                 job.lease_until = utcnow() + dt.timedelta(seconds=self.settings.lease_s)
                 state = job.state
             self._control = (state, time.monotonic())
-        if self.hold is not None and state in ("approved", "running") and self.hold(job_id):
-            return "paused"
+        if self.hold is not None and state in JOB_ADVANCING and self.hold(job_id):
+            return JobState.PAUSED
         return state
 
     def run_job(self, job_id: int) -> JobSummary:
         """Run (or resume) a job until every move is final, or the job is paused."""
         job = claim_job(self.sessions, job_id, self.owner, self.settings.lease_s)
-        if job.state == "pending":
+        if job.state == JobState.PENDING:
             raise InputError("job", job_id, "is pending: approve it with 'ferry job resume ID'")
-        if job.state in ("succeeded", "failed", "cancelled", "rolled_back"):
+        if job.state in JOB_FINAL:
             return self.summary(job_id)
-        if job.state != "cancelling":
-            set_job_state(self.sessions, job_id, "running")
-        self._control = ("running", 0.0)
+        if job.state != JobState.CANCELLING:
+            set_job_state(self.sessions, job_id, JobState.RUNNING)
+        self._control = (JobState.RUNNING, 0.0)
         world_start = self.backend.now()
         self.slots = TransferSlots(self.policy)
         workers = self.policy.max_parallel * ADMISSION_DEPTH
@@ -109,9 +119,9 @@ class Engine:
             self._schedule(job_id, pool)
         state = self._job_state_now(job_id)
         summary = self.summary(job_id)
-        if state == "paused" or any(summary.counts.get(s) for s in ("pending", "running", "rolling_back")):
+        if state == JobState.PAUSED or any(summary.counts.get(s) for s in MOVE_UNFINISHED):
             return summary  # held or gated: the job goes on later, from the store
-        final = self._final_state(job_id, cancelled=state == "cancelling")
+        final = self._final_state(job_id, cancelled=state == JobState.CANCELLING)
         set_job_state(self.sessions, job_id, final, self._final_message(job_id, final))
         summary = self.summary(job_id)
         summary.makespan_s = max(summary.makespan_s, self.backend.now() - world_start)
@@ -129,8 +139,8 @@ class Engine:
         cancelling = False
         while True:
             control = self._job_state(job_id)
-            cancelling = cancelling or control == "cancelling"
-            if control not in ("paused",) or cancelling:
+            cancelling = cancelling or control == JobState.CANCELLING
+            if control != JobState.PAUSED or cancelling:
                 self._start_ready(job_id, moves, state, running, pool, cancelling)
             if not running:  # nothing in flight: pending moves can only be gated (or paused)
                 return
@@ -143,22 +153,21 @@ class Engine:
                      running: dict[Future[Any], MoveRow], pool: ThreadPoolExecutor, cancelling: bool) -> None:
         out, into = Counter(m.source for m in running.values()), Counter(m.target for m in running.values())
         # Moves a dead process left in flight come first: they already hold resources.
-        order = sorted(moves, key=lambda m: (m.state not in ("running", "rolling_back"), m.seq))
+        order = sorted(moves, key=lambda m: (m.state not in MOVE_IN_FLIGHT, m.seq))
         busy = {m.ct for m in running.values()}
         for move in order:
-            if state[move.ct] in FINAL_MOVE_STATES or move.ct in busy:
+            if state[move.ct] in MOVE_FINAL or move.ct in busy:
                 continue
-            in_flight = state[move.ct] in ("running", "rolling_back")
+            in_flight = state[move.ct] in MOVE_IN_FLIGHT
             if cancelling and not in_flight:
-                self._mark(move, "cancelled", "cancelled by operator before it started")
-                state[move.ct] = "cancelled"
+                state[move.ct] = self._mark(move, MoveState.CANCELLED, "cancelled by operator before it started")
                 continue
-            blocked = [d for d in move.after if state.get(d) in FINAL_MOVE_STATES and state[d] != "succeeded"]
+            blocked = [d for d in move.after if state.get(d) in MOVE_FINAL and state[d] != MoveState.SUCCEEDED]
             if blocked:
-                self._mark(move, "skipped", f"skipped: move of {blocked[0]} it waits for did not succeed")
-                state[move.ct] = "skipped"
+                state[move.ct] = self._mark(move, MoveState.SKIPPED,
+                                            f"skipped: move of {blocked[0]} it waits for did not succeed")
                 continue
-            if not in_flight and any(state.get(d) != "succeeded" for d in move.after if d in state):
+            if not in_flight and any(state.get(d) != MoveState.SUCCEEDED for d in move.after if d in state):
                 continue
             if not in_flight and self.may_start is not None and not self.may_start(move):
                 continue
@@ -168,10 +177,10 @@ class Engine:
                 continue
             saga = MoveSaga(self.sessions, self.backend, self.settings, job_id, move.id, owner=self.owner,
                             progress=self.progress, slots=self.slots, policy=self.policy,
-                            cancelled=lambda: self._job_state(job_id) == "cancelling")
+                            cancelled=lambda: self._job_state(job_id) == JobState.CANCELLING)
             running[pool.submit(saga.run)] = move
             busy.add(move.ct)
-            state[move.ct] = "running"
+            state[move.ct] = MoveState.RUNNING
             out[move.source] += 1
             into[move.target] += 1
 
@@ -186,29 +195,31 @@ class Engine:
             lines.append(f"job {job_id} {outcome.ct}: {outcome.message}")
         return lines
 
-    def _mark(self, move: MoveRow, state: str, message: str) -> None:
+    def _mark(self, move: MoveRow, state: MoveState, message: str) -> MoveState:
+        """End a move that never started; returns ``state``."""
         with self.sessions.begin() as session:
             row = session.get(MoveRow, move.id)
             assert row is not None
             row.state, row.message = state, message
+        return state
 
-    def _final_state(self, job_id: int, *, cancelled: bool) -> str:
+    def _final_state(self, job_id: int, *, cancelled: bool) -> JobState:
         with self.sessions() as session:
             states = Counter(m.state for m in job_moves(session, job_id))
         if cancelled:
-            return "cancelled"
-        if states["succeeded"] == sum(states.values()):
-            return "succeeded"
-        if states["succeeded"] == 0 and states["failed"] == 0:
-            return "rolled_back"
-        return "failed"
+            return JobState.CANCELLED
+        if states[MoveState.SUCCEEDED] == sum(states.values()):
+            return JobState.SUCCEEDED
+        if states[MoveState.SUCCEEDED] == 0 and states[MoveState.FAILED] == 0:
+            return JobState.ROLLED_BACK
+        return JobState.FAILED
 
-    def _final_message(self, job_id: int, final: str) -> str:
+    def _final_message(self, job_id: int, final: JobState) -> str:
         with self.sessions() as session:
             moves = job_moves(session, job_id)
         counts = Counter(m.state for m in moves)
         text = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-        bad = [f"{m.ct}: {m.message}" for m in moves if m.state in ("failed", "rolled_back")]
+        bad = [f"{m.ct}: {m.message}" for m in moves if m.state in MOVE_PROBLEM]
         return f"{final}: {text}" + (f"; first problem: {bad[0]}" if bad else "")
 
     def summary(self, job_id: int) -> JobSummary:
@@ -222,11 +233,11 @@ class Engine:
         for m in moves:
             out.predicted_duration_s += float(m.predicted.get("duration_s", 0.0))
             out.predicted_downtime_s += float(m.predicted.get("downtime_s", 0.0))
-            if m.state == "succeeded":
+            if m.state == MoveState.SUCCEEDED:
                 out.bytes += int(m.figures.get("bytes", 0))
                 out.observed_duration_s += float(m.figures.get("duration_s", 0.0))
                 out.observed_downtime_s += float(m.figures.get("downtime_s", 0.0))
-            if m.state in ("failed", "rolled_back", "skipped"):
+            if m.state in (*MOVE_PROBLEM, MoveState.SKIPPED):
                 out.messages.append(f"{m.ct}: {m.message}")
         if starts and ends:
             out.makespan_s = max(ends) - min(starts)

@@ -15,11 +15,22 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapters.base import JournalEntry
+from adapters.base import JournalEntry, Step
 from fleet.errors import InputError
 from fleet.plan import Plan
+from service.lifecycle import (
+    CONTROLS,
+    JOB_ACTIVE,
+    JOB_FINAL,
+    IllegalTransition,
+    JobEvent,
+    JobState,
+    MoveState,
+    Phase,
+    job_event_for,
+    job_transition,
+)
 from service.store import (
-    ACTIVE_JOB_STATES,
     JobRow,
     JournalRow,
     LinkRow,
@@ -39,7 +50,7 @@ def create_job(sessions: sessionmaker[Session], plan: Plan, *, approved: bool) -
     """Store ``plan`` as a new job and lock its containers; refuse if another job holds one."""
     with sessions.begin() as session:
         if plan.goal.kind in ("evacuate", "drain"):
-            for job in session.scalars(select(JobRow).where(JobRow.state.in_(ACTIVE_JOB_STATES))):
+            for job in session.scalars(select(JobRow).where(JobRow.state.in_(JOB_ACTIVE))):
                 busy = sorted(set(job.nodes) & set(plan.goal.nodes)) if job.kind in ("evacuate", "drain") else []
                 if busy:
                     verb = {"evacuate": "evacuated", "drain": "drained"}[job.kind]
@@ -50,7 +61,7 @@ def create_job(sessions: sessionmaker[Session], plan: Plan, *, approved: bool) -
             raise JobConflict("ct", lock.ct, f"is being moved by job {lock.job_id}; "
                               f"see 'ferry job show {lock.job_id}'")
         job = JobRow(kind=plan.goal.kind, nodes=list(plan.goal.nodes),
-                     state="approved" if approved else "pending", plan=plan.to_dict())
+                     state=JobState.APPROVED if approved else JobState.PENDING, plan=plan.to_dict())
         session.add(job)
         session.flush()
         for seq, move in enumerate(plan.moves):
@@ -117,38 +128,33 @@ def get_job(session: Session, job_id: int) -> JobRow:
     return job
 
 
-#: Operator controls: the states a job may be in for each, and the state it moves to.
-CONTROLS: dict[str, tuple[tuple[str, ...], str]] = {
-    "approve": (("pending",), "approved"),
-    "pause": (("approved", "running"), "paused"),
-    "resume": (("paused", "pending", "approved", "running"), "approved"),
-    "cancel": (("pending", "approved", "running", "paused"), "cancelling"),
-}
-
-
 def control_job(sessions: sessionmaker[Session], job_id: int, action: str) -> tuple[str, str]:
-    """Apply an operator's control in one transaction; (old state, new state). The CLI and the
-    REST API share it, so both enforce the same rules with the same words."""
-    allowed, new_state = CONTROLS[action]
+    """Apply an operator's control (lifecycle.CONTROLS) in one transaction; (old state, new state).
+    The CLI and the REST API share it, so both enforce the same rules with the same words."""
+    if JobEvent(action) not in CONTROLS:
+        raise ValueError(f"{action!r} is the engine's, not an operator's control")
     with sessions.begin() as session:
         job = get_job(session, job_id)
         old = job.state
-        if old not in allowed:
-            verb = {"cancel": "cancelled", "pause": "paused", "approve": "approved", "resume": "resumed"}[action]
-            raise JobConflict("job", job_id, f"is {old}; only a job that is {' or '.join(allowed)} can be {verb}")
-        job.state = new_state
-    return old, new_state
+        try:
+            job.state = job_transition(JobEvent(action), old)
+        except IllegalTransition as exc:
+            raise JobConflict("job", job_id, str(exc)) from None
+    return old, job.state
 
 
-def set_job_state(sessions: sessionmaker[Session], job_id: int, state: str, message: str | None = None) -> None:
+def set_job_state(sessions: sessionmaker[Session], job_id: int, state: JobState, message: str | None = None) -> None:
+    """Move the job to ``state``, if the lifecycle's transition table allows it from where it is
+    (IllegalTransition if not: a job never leaves a final state, for one)."""
     with sessions.begin() as session:
         job = get_job(session, job_id)
+        job_event_for(job.state, state)
         job.state = state
         if message is not None:
             job.message = message
-        if state == "running" and job.started_at is None:
+        if state == JobState.RUNNING and job.started_at is None:
             job.started_at = utcnow()
-        if state in ("succeeded", "failed", "cancelled", "rolled_back"):
+        if state in JOB_FINAL:
             job.finished_at = utcnow()
             release_locks(session, job_id)
 
@@ -159,7 +165,7 @@ def list_jobs(sessions: sessionmaker[Session], limit: int = 50) -> list[dict[str
         out = []
         for job in jobs:
             moves = job_moves(session, job.id)
-            done = sum(1 for m in moves if m.state == "succeeded")
+            done = sum(1 for m in moves if m.state == MoveState.SUCCEEDED)
             out.append({"id": job.id, "kind": job.kind, "nodes": job.nodes, "state": job.state,
                         "run_by": lease_holder(job),
                         "moves": len(moves), "done": done, "created_at": job.created_at.isoformat() + "Z",
@@ -218,7 +224,7 @@ def learned_links(sessions: sessionmaker[Session]) -> dict[str, float]:
 def last_moved(sessions: sessionmaker[Session]) -> dict[str, float]:
     """World-clock time each container last finished a move, for the rebalancer's cooldown."""
     with sessions() as session:
-        rows = session.execute(select(MoveRow.ct, MoveRow.finished_at).where(MoveRow.state == "succeeded"))
+        rows = session.execute(select(MoveRow.ct, MoveRow.finished_at).where(MoveRow.state == MoveState.SUCCEEDED))
         out: dict[str, float] = {}
         for ct, finished in rows:
             if finished is not None:
@@ -230,5 +236,5 @@ def pending_cleanups(sessions: sessionmaker[Session]) -> list[tuple[int, int]]:
     """(job id, move id) of moves that succeeded with their cleanup left for later."""
     with sessions() as session:
         rows = session.execute(select(MoveRow.job_id, MoveRow.id).where(
-            MoveRow.state == "succeeded", MoveRow.step == "cleanup", MoveRow.phase == "pending"))
+            MoveRow.state == MoveState.SUCCEEDED, MoveRow.step == Step.CLEANUP, MoveRow.phase == Phase.PENDING))
         return [(job_id, move_id) for job_id, move_id in rows]

@@ -27,22 +27,18 @@ from sqlalchemy import String, cast, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.jobs import lease_holder
+from service.lifecycle import JOB_UNFINISHED, JobState, MoveState
 from service.store import JobRow, JournalRow, MoveRow
 
-JOB_STATES = ("pending", "approved", "running", "paused", "cancelling", "succeeded", "failed",
-              "cancelled", "rolled_back")
-MOVE_STATES = ("pending", "running", "rolling_back", "succeeded", "failed", "rolled_back", "skipped",
-               "cancelled")
-UNFINISHED_JOB_STATES = ("approved", "running", "paused", "cancelling")
 #: Upper bounds (seconds) of the move duration histogram: from a quick live move to a long dump.
 DURATION_BUCKETS = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0)
 
 
-def _by_state(name: str, doc: str, states: tuple[str, ...], counts: Counter[str]) -> GaugeMetricFamily:
+def _by_state(name: str, doc: str, states: type[JobState] | type[MoveState], counts: Counter[str]) -> GaugeMetricFamily:
     """Every known state gets a sample (0 included), so dashboards see a series from the start."""
     family = GaugeMetricFamily(name, doc, labels=["state"])
     for state in sorted(set(states) | set(counts)):
-        family.add_metric([state], counts.get(state, 0))
+        family.add_metric([str(state)], counts.get(state, 0))
     return family
 
 
@@ -69,8 +65,8 @@ class StoreCollector(Collector):
 
     def _job_metrics(self, session: Session) -> Iterator[Metric]:
         jobs = list(session.scalars(select(JobRow)))
-        yield _by_state("ferry_jobs", "Jobs in the store, by state.", JOB_STATES, Counter(j.state for j in jobs))
-        live = [j for j in jobs if j.state in UNFINISHED_JOB_STATES]  # a finished job keeps its last owner
+        yield _by_state("ferry_jobs", "Jobs in the store, by state.", JobState, Counter(j.state for j in jobs))
+        live = [j for j in jobs if j.state in JOB_UNFINISHED]  # a finished job keeps its last owner
         holders = Counter(h for h in (lease_holder(j) for j in live) if h)
         held = GaugeMetricFamily("ferry_engine_lease_held",
                                  "1 while this instance holds the lease of a running job.")
@@ -81,7 +77,7 @@ class StoreCollector(Collector):
         for owner, count in sorted(holders.items()):
             leases.add_metric([owner], count)
         yield leases
-        finished = [j.finished_at for j in jobs if j.state == "succeeded" and j.finished_at]
+        finished = [j.finished_at for j in jobs if j.state == JobState.SUCCEEDED and j.finished_at]
         last = GaugeMetricFamily("ferry_last_successful_job_timestamp_seconds",
                                  "Unix time the newest succeeded job finished (0: none yet).")
         last.add_metric([], max(finished).replace(tzinfo=dt.UTC).timestamp() if finished else 0.0)
@@ -89,9 +85,9 @@ class StoreCollector(Collector):
 
     def _move_metrics(self, session: Session) -> Iterator[Metric]:
         rows = session.execute(select(MoveRow.state, MoveRow.figures)).all()
-        yield _by_state("ferry_moves", "Moves in the store, by state.", MOVE_STATES,
+        yield _by_state("ferry_moves", "Moves in the store, by state.", MoveState,
                         Counter(state for state, _ in rows))
-        done = [figures or {} for state, figures in rows if state == "succeeded"]
+        done = [figures or {} for state, figures in rows if state == MoveState.SUCCEEDED]
         yield duration_histogram([float(f.get("duration_s", 0.0)) for f in done])
         moved = CounterMetricFamily("ferry_moved_bytes", "Bytes copied by succeeded moves.")
         moved.add_metric([], sum(int(f.get("bytes", 0)) for f in done))

@@ -17,6 +17,8 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from service.lifecycle import PROGRESS_END
+
 
 class JobProgress:
     def __init__(self, console: Console, total_moves: int) -> None:
@@ -38,7 +40,7 @@ class JobProgress:
 
     def update(self, ct: str, step: str, done: int, total: int) -> None:
         """Called by the engine; step ``done`` means the move reached a final state."""
-        if step == "done":
+        if step == PROGRESS_END:
             self.finished(ct)
             return
         with self._lock:

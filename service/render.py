@@ -15,6 +15,7 @@ from rich.text import Text
 
 from fleet.model import Inventory
 from fleet.plan import Plan
+from service.lifecycle import MoveState
 
 GIB = 1024**3
 
@@ -115,7 +116,8 @@ def job_view(job: dict[str, Any]) -> Group:
         table.add_column(col, overflow="fold" if col == "message" else "ellipsis")
     for m in job["moves"]:
         step = f"{m['step']} ({m['phase']})" if m["step"] else ""
-        style = {"running": "cyan", "succeeded": "green", "rolled_back": "yellow", "failed": "red"}.get(m["state"])
+        style = {MoveState.RUNNING: "cyan", MoveState.SUCCEEDED: "green", MoveState.ROLLED_BACK: "yellow",
+                 MoveState.FAILED: "red"}.get(m["state"])
         table.add_row(m["ct"], f"{m['from']} → {m['to']}", m["method"], Text(m["state"], style=style or ""),
                       step, m["message"])
     foot = Text(f"{job['message']}\njournal: {len(job['journal'])} entries (--format json shows them)")

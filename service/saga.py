@@ -1,53 +1,49 @@
 """One move as a saga: steps in order, each journaled before and after, retried, compensated.
 
-    preflight -> prepare -> presync -> cutover -> verify -> cleanup -> succeeded
-         \\___________\\__________\\__________\\_________\\--> rollback -> rolled_back / failed
+    for method in live -> restart -> dump (lifecycle.FALLBACK, while the backend refuses one):
+        for step in preflight .. cleanup (lifecycle.STEP_POLICY[step] says what it may do):
+            cancelled? roll back -> cancelled    run it (in a transfer slot if it holds one)
+            failed? roll back -> rolled_back / failed | defer -> succeeded, cleanup later | fall back
+    all done -> succeeded
 
-Before a step acts, the store records ``step=X, phase=started``; after, ``phase=done``. A process
-that dies in between leaves ``started``: on resume the step is called again, and because every
-backend step observes before it acts (adapters/base.py), it completes what is missing instead of
-repeating what was done. The journal shows such a resumption as an ``event``.
+The store records ``step=X, phase=started`` before a step acts and ``phase=done`` after. A process
+that dies in between leaves ``started``: on resume the saga observes both ends of the move and
+journals what it saw, then calls the step again, which (adapters/base.py) observes before it acts
+and so completes what is missing instead of repeating what was done.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+import tenacity
 from sqlalchemy.orm import Session, sessionmaker
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
 
 from adapters.base import (
     STEPS,
     Backend,
     BackendError,
     Cancelled,
-    CleanupPending,
     JournalEntry,
     MoveSpec,
     PermanentError,
-    RefusedError,
     Step,
     StepContext,
     TransientError,
     run_step,
 )
 from fleet.policy import Policy
+from service import lifecycle
 from service.config import EngineSection
 from service.jobs import add_journal, learn_link, release_locks
+from service.lifecycle import Cause, MoveState, OnFailure, Phase
 from service.slots import TransferSlots
-from service.store import MoveRow
+from service.store import MoveRow, utcnow
 
-DATA_STEPS = (Step.PRESYNC, Step.CUTOVER)
-#: The method to try when a backend refuses one (RefusedError).
-FALLBACK = {"live": "restart", "restart": "dump"}
 Progress = Callable[[str, str, int, int], None]  # ct, step, done, total
 
 
@@ -56,6 +52,19 @@ class MoveOutcome:
     ct: str
     state: str
     message: str
+    #: Why the move was rolled back, when it was (``None``: it was not).
+    cause: Cause | None = None
+
+
+@dataclass(frozen=True)
+class _Stop:
+    """Where one pass over the steps ended: ``step is None`` when every step is done."""
+
+    step: Step | None = None
+    reaction: OnFailure | None = None
+    cause: Cause = Cause.FAILURE
+    why: str = ""
+    error: BackendError | None = None
 
 
 class MoveSaga:
@@ -65,34 +74,35 @@ class MoveSaga:
                  job_id: int, move_id: int, *, owner: str, progress: Progress | None = None,
                  cancelled: Callable[[], bool] = lambda: False, slots: TransferSlots | None = None,
                  policy: Policy | None = None) -> None:
-        self.sessions = sessions
-        self.backend = backend
-        self.settings = settings
-        self.job_id = job_id
-        self.move_id = move_id
-        self.owner = owner
-        self.progress = progress
-        self.cancelled = cancelled
-        self.slots = slots
-        self.policy = policy
+        self.sessions, self.backend, self.settings = sessions, backend, settings
+        self.job_id, self.move_id, self.owner = job_id, move_id, owner
+        self.progress, self.cancelled, self.slots, self.policy = progress, cancelled, slots, policy
 
-    # -- store helpers -----------------------------------------------------------------------
     def _move(self) -> MoveRow:
         with self.sessions() as session:
             move = session.get(MoveRow, self.move_id)
             assert move is not None
             return move
 
-    def _update(self, **fields: object) -> None:
+    def _update(self, *, hold: bool = False, tried: bool = False, **fields: object) -> None:
+        """Write ``fields``; ``hold`` (re)news this saga's claim on the move for ``engine.lease_s``,
+        ``tried`` counts one more try of the move (its first, a retry of a step, a fallback)."""
         with self.sessions.begin() as session:
             move = session.get(MoveRow, self.move_id)
             assert move is not None
             for key, value in fields.items():
                 setattr(move, key, value)
+            move.attempts += int(tried)
+            if hold:
+                move.claimed_by = self.owner
+                move.lease_until = utcnow() + dt.timedelta(seconds=self.settings.lease_s)
 
-    def _event(self, ct: str, step: str | None, text: str, status: int | None = None) -> None:
-        add_journal(self.sessions, self.job_id, ct, step,
-                    JournalEntry("ferry", text, status, 0.0, kind="event"))
+    def _event(self, ct: str, step: str | None, text: str) -> None:
+        add_journal(self.sessions, self.job_id, ct, step, JournalEntry("ferry", text, None, 0.0, kind="event"))
+
+    def _context(self, move: MoveRow, step: str, **kwargs: Any) -> StepContext:
+        """What a backend step gets: a journal writing under ``step``, and ``kwargs``."""
+        return StepContext(journal=lambda e: add_journal(self.sessions, self.job_id, move.ct, step, e), **kwargs)
 
     def _spec(self, move: MoveRow) -> MoveSpec:
         options = {**move.options, "owner": f"job-{self.job_id}"}
@@ -102,139 +112,141 @@ class MoveSaga:
         return MoveSpec(move.ct, move.source, move.target, move.method,  # type: ignore[arg-type]
                         move.options.get("target_ct"), options)
 
-    def _retrying(self, before_sleep: Callable[[RetryCallState], None]) -> Retrying:
+    def _retrying(self, before_sleep: Callable[[tenacity.RetryCallState], None]) -> tenacity.Retrying:
         """Transient failures: bounded tries, exponential backoff with jitter (engine settings)."""
-        initial = self.settings.retry_initial_s
-        return Retrying(
-            retry=retry_if_exception_type(TransientError), reraise=True, before_sleep=before_sleep,
-            stop=stop_after_attempt(self.settings.retry_attempts),
-            wait=wait_exponential_jitter(multiplier=initial, jitter=initial, max=self.settings.retry_max_s),
-        )
+        initial, most = self.settings.retry_initial_s, self.settings.retry_max_s
+        return tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(TransientError), reraise=True, before_sleep=before_sleep,
+            stop=tenacity.stop_after_attempt(self.settings.retry_attempts),
+            wait=tenacity.wait_exponential_jitter(multiplier=initial, jitter=initial, max=most))
 
-    # -- running -----------------------------------------------------------------------------
     def run(self) -> MoveOutcome:
         move = self._move()
-        if move.state in ("succeeded", "failed", "rolled_back", "skipped", "cancelled"):
+        if move.state in lifecycle.MOVE_FINAL:
             return MoveOutcome(move.ct, move.state, move.message)
-        start = 0
-        if move.step is not None:
-            index = STEPS.index(Step(move.step))
-            start = index + 1 if move.phase == "done" else index
-            if move.phase == "started":
-                self._event(move.ct, move.step, f"resuming: outcome of {move.step} unknown, "
-                            "observing before acting")
-        if move.state == "rolling_back":
-            return self._compensate(move, "resumed an interrupted rollback")
-        self._update(state="running", claimed_by=self.owner,
-                     started_at=move.started_at or self.backend.now())
+        if move.state == MoveState.ROLLING_BACK:
+            cause = Cause.CANCEL if self.cancelled() else Cause.FAILURE
+            return self._compensate(move, cause, "resumed an interrupted rollback")
+        started_at = move.started_at or self.backend.now()
+        self._update(hold=True, tried=move.state == MoveState.PENDING, state=MoveState.RUNNING, started_at=started_at)
         figures: dict[str, float] = dict(move.figures or {})
+        while True:  # one pass per method, while the backend refuses them (live -> restart -> dump)
+            stop = self._walk(figures)
+            move = self._move()
+            if stop.step is None:
+                return self._finish(move, figures, "")
+            if stop.reaction is OnFailure.DEFER:  # destination verified: the move stands
+                self._update(phase=Phase.PENDING)  # `ferry cleanup` calls cleanup again later
+                return self._finish(move, figures, f"moved; cleanup left for later: {stop.error}")
+            if stop.reaction is OnFailure.ROLL_BACK:
+                return self._compensate(move, stop.cause, stop.why)
+            failed = self._fall_back(move, str(stop.error))
+            if failed is not None:
+                return failed
+
+    def _walk(self, figures: dict[str, float]) -> _Stop:
+        """Run the move's steps from where the store says it is, until one stops it or all are done."""
+        move = self._move()
+        if move.phase == Phase.STARTED:
+            self._observe(move)
         with contextlib.ExitStack() as slot:
             holding = False
-            for step in STEPS[start:]:
-                move = self._move()
-                if self.cancelled() and step != Step.CLEANUP:
-                    slot.close()
-                    return self._compensate(move, "cancelled by operator")
-                if step in DATA_STEPS and self.slots and not holding:
+            for step in STEPS[lifecycle.resume_index(move.step, move.phase):]:
+                policy, move = lifecycle.STEP_POLICY[step], self._move()
+                if holding and not policy.holds_slot:
+                    slot.close()  # the copy is over: free the link for the next move
+                    holding = False
+                if policy.cancellable and self.cancelled():
+                    return _Stop(step, OnFailure.ROLL_BACK, Cause.CANCEL, "cancelled by operator")
+                if policy.holds_slot and self.slots and not holding:
                     try:
                         slot.enter_context(self.slots.hold(move.source, move.target, self.cancelled))
                     except TimeoutError:
-                        return self._compensate(move, "cancelled by operator while waiting to copy")
+                        return _Stop(step, OnFailure.ROLL_BACK, Cause.CANCEL,
+                                     "cancelled by operator while waiting to copy")
                     holding = True
-                failure = self._attempt(move, step, figures)
-                if step == Step.CUTOVER or failure is not None:
-                    slot.close()  # the copy is over (or abandoned): free the link for the next move
-                    holding = False
-                if isinstance(failure, RefusedError) and move.method in FALLBACK:
-                    return self._fall_back(move, str(failure))
-                if failure is not None and step == Step.CLEANUP:  # destination verified: it stands
-                    self._update(phase="pending")  # `ferry cleanup` calls cleanup again later
-                    return self._finish(move, figures, f"moved; cleanup left for later: {failure}")
-                if isinstance(failure, Cancelled):
-                    return self._compensate(move, f"cancelled by operator during {step}")
-                if failure is not None:
-                    return self._compensate(move, f"{step} failed: {failure}")
-        return self._finish(self._move(), figures, "")
+                error = self._attempt(move, step, figures)
+                if error is None:
+                    continue
+                cause = Cause.CANCEL if isinstance(error, Cancelled) else Cause.FAILURE
+                why = f"cancelled by operator during {step}" if cause is Cause.CANCEL else f"{step} failed: {error}"
+                return _Stop(step, policy.reaction(error, move.method), cause, why, error)
+        return _Stop()
+
+    def _observe(self, move: MoveRow) -> None:
+        """Journal both ends of a move whose step's outcome is unknown, before calling it again."""
+        try:
+            seen = self.backend.observe(self._spec(move))
+            what = (f"source {seen.source.node} {seen.source.status}, "
+                    f"destination {seen.target.node} {seen.target.status}")
+        except BackendError as exc:
+            what = f"could not observe ({exc}); the step observes for itself"
+        self._event(move.ct, move.step, f"resuming: outcome of {move.step} unknown; observed {what}")
+        self._update(tried=True)
 
     def _attempt(self, move: MoveRow, step: Step, figures: dict[str, float]) -> BackendError | None:
-        """Run one step (with retries); the error that ended it, if any."""
-        try:
-            self._do_step(move, step, figures)
-        except (RefusedError, PermanentError, TransientError, Cancelled, CleanupPending) as exc:
-            return exc
-        return None
-
-    def _do_step(self, move: MoveRow, step: Step, figures: dict[str, float]) -> None:
-        self._update(step=step.value, phase="started")
-        ctx = StepContext(
-            journal=lambda entry: add_journal(self.sessions, self.job_id, move.ct, step.value, entry),
-            progress=lambda done, total: self.progress and self.progress(move.ct, step.value, done, total),
-            cancelled=self.cancelled,
-        )
+        """Run one step (transient errors retried); the error that ended it, if any."""
+        self._update(hold=True, step=step.value, phase=Phase.STARTED)
+        ctx = self._context(move, step.value, cancelled=self.cancelled, progress=lambda done, total: (
+            self.progress and self.progress(move.ct, step.value, done, total)))
         spec = self._spec(move)
-        retrying = self._retrying(
-            lambda rs: self._event(move.ct, step.value, f"retrying {step}: {rs.outcome.exception()}"))
-        for attempt in retrying:
-            with attempt:
-                result = run_step(self.backend, step, spec, ctx)
-        if step == Step.PREFLIGHT:
-            self._judge_preflight(move, result)
+
+        def retried(rs: tenacity.RetryCallState) -> None:
+            self._event(move.ct, step.value, f"retrying {step}: {rs.outcome.exception()}")
+            self._update(tried=True)
+
+        try:
+            for attempt in self._retrying(retried):
+                with attempt:
+                    result = run_step(self.backend, step, spec, ctx)
+            if step == Step.PREFLIGHT:
+                lifecycle.raise_for_checks(result, move.method)
+        except BackendError as exc:
+            return exc
+        for check in result if step == Step.PREFLIGHT else []:
+            self._event(move.ct, step.value, f"check {check.name}: {'ok' if check.ok else check.detail}")
         for key, value in ctx.figures.items():
             figures[key] = figures.get(key, 0.0) + value
-        self._update(phase="done", figures=dict(figures))
-
-    def _judge_preflight(self, move: MoveRow, checks: list) -> None:
-        failed = [c for c in checks if not c.ok]
-        blocking = [c for c in failed if c.blocks == "move"]
-        if blocking:
-            raise PermanentError("; ".join(f"{c.name}: {c.detail}" for c in blocking))
-        if failed and move.method == "live":
-            raise RefusedError("; ".join(f"{c.name}: {c.detail}" for c in failed))
-        for check in checks:
-            self._event(move.ct, "preflight", f"check {check.name}: {'ok' if check.ok else check.detail}")
+        self._update(phase=Phase.DONE, figures=dict(figures))
+        return None
 
     def retry_cleanup(self) -> MoveOutcome:
         """Call cleanup again for a succeeded move whose cleanup was left for later."""
         move = self._move()
-        ctx = StepContext(journal=lambda e: add_journal(self.sessions, self.job_id, move.ct, "cleanup", e))
         try:
-            self.backend.cleanup(self._spec(move), ctx)
+            self.backend.cleanup(self._spec(move), self._context(move, Step.CLEANUP))
         except BackendError as exc:
             self._update(message=f"moved; cleanup left for later: {exc}")
-            return MoveOutcome(move.ct, "succeeded", str(exc))
-        self._update(phase="done", message=f"moved to {move.target}; cleanup done")
+            return MoveOutcome(move.ct, MoveState.SUCCEEDED, str(exc))
+        self._update(phase=Phase.DONE, message=f"moved to {move.target}; cleanup done")
         self._event(move.ct, "cleanup", "deferred cleanup done")
-        return MoveOutcome(move.ct, "succeeded", "cleanup done")
+        return MoveOutcome(move.ct, MoveState.SUCCEEDED, "cleanup done")
 
-    def _rollback_context(self, move: MoveRow) -> StepContext:
-        return StepContext(journal=lambda e: add_journal(self.sessions, self.job_id, move.ct, "rollback", e))
-
-    def _fall_back(self, move: MoveRow, why: str) -> MoveOutcome:
-        """A method was refused for a reason the next one avoids (live -> restart: no checkpoint
-        or kernel match needed; restart -> dump: no direct node-to-node migration needed). Undo
-        what the refused attempt did, then start the move again with the next method."""
-        method = FALLBACK[move.method]
+    def _fall_back(self, move: MoveRow, why: str) -> MoveOutcome | None:
+        """Undo what the refused method did and set the move up for the next one; the outcome only
+        if the undo failed (then the move is rolled back)."""
+        method = lifecycle.FALLBACK[move.method]
         self._event(move.ct, move.step, f"{move.method} move refused ({why}); falling back to {method}")
         try:
-            self.backend.rollback(self._spec(move), self._rollback_context(move))
+            self.backend.rollback(self._spec(move), self._context(move, "rollback"))
         except BackendError as exc:
-            return self._compensate(move, f"{move.method} refused and its undo failed: {exc}")
-        self._update(method=method, step=None, phase=None)
-        return self.run()
+            return self._compensate(move, Cause.FAILURE, f"{move.method} refused and its undo failed: {exc}")
+        self._update(hold=True, method=method, step=None, phase=None, tried=True)
+        return None
 
-    def _compensate(self, move: MoveRow, why: str) -> MoveOutcome:
-        self._update(state="rolling_back", message=why)
+    def _compensate(self, move: MoveRow, cause: Cause, why: str) -> MoveOutcome:
+        self._update(hold=True, state=MoveState.ROLLING_BACK, message=why)
         self._event(move.ct, move.step, f"rolling back: {why}")
         spec = self._spec(move)
-        ctx = self._rollback_context(move)
+        ctx = self._context(move, "rollback")
         for attempt in self._retrying(lambda rs: self._event(move.ct, "rollback", "retrying rollback")):
             with attempt:
                 try:
                     self.backend.rollback(spec, ctx)
                 except PermanentError as exc:
-                    return self._end(move, "failed", f"{why}; rollback impossible: {exc}")
-        state = "cancelled" if why.startswith("cancelled") else "rolled_back"
-        return self._end(move, state, f"{why}; rolled back: {move.ct} runs on {move.source}")
+                    return self._end(move, MoveState.FAILED, f"{why}; rollback impossible: {exc}", cause)
+        back = f"{why}; rolled back: {move.ct} runs on {move.source}"
+        return self._end(move, lifecycle.ROLLED_BACK_STATE[cause], back, cause)
 
     def _finish(self, move: MoveRow, figures: dict[str, float], note: str) -> MoveOutcome:
         now = self.backend.now()
@@ -244,15 +256,15 @@ class MoveSaga:
             learn_link(self.sessions, move.source, move.target,
                        figures["bytes"] / 1048576 / figures["transfer_s"], self.settings.learn_weight)
         self._update(figures=figures, finished_at=now)
-        return self._end(move, "succeeded", note or f"moved to {move.target}")
+        return self._end(move, MoveState.SUCCEEDED, note or f"moved to {move.target}")
 
-    def _end(self, move: MoveRow, state: str, message: str) -> MoveOutcome:
+    def _end(self, move: MoveRow, state: MoveState, message: str, cause: Cause | None = None) -> MoveOutcome:
         with self.sessions.begin() as session:
             row = session.get(MoveRow, self.move_id)
             assert row is not None
-            row.state, row.message, row.claimed_by = state, message, None
+            row.state, row.message, row.claimed_by, row.lease_until = state, message, None, None
             release_locks(session, self.job_id, move.ct)
         self._event(move.ct, None, f"{state}: {message}")
         if self.progress:
-            self.progress(move.ct, "done", 1, 1)
-        return MoveOutcome(move.ct, state, message)
+            self.progress(move.ct, lifecycle.PROGRESS_END, 1, 1)
+        return MoveOutcome(move.ct, state, message, cause)

@@ -32,8 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine as SqlEngine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-ACTIVE_JOB_STATES = ("pending", "approved", "running", "paused")
-FINAL_MOVE_STATES = ("succeeded", "failed", "rolled_back", "skipped", "cancelled")
+from service.lifecycle import MoveState
 
 
 def utcnow() -> dt.datetime:
@@ -49,7 +48,7 @@ class JobRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(32))
     nodes: Mapped[list[str]] = mapped_column(JSON, default=list)
-    state: Mapped[str] = mapped_column(String(16), index=True)
+    state: Mapped[str] = mapped_column(String(16), index=True)  # lifecycle.JobState
     plan: Mapped[dict[str, Any]] = mapped_column(JSON)
     message: Mapped[str] = mapped_column(Text, default="")
     owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
@@ -72,13 +71,15 @@ class MoveRow(Base):
     wave: Mapped[int] = mapped_column(Integer, default=0)
     after: Mapped[list[str]] = mapped_column(JSON, default=list)
     options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    state: Mapped[str] = mapped_column(String(16), default="pending", index=True)
-    step: Mapped[str | None] = mapped_column(String(16), nullable=True)
-    phase: Mapped[str | None] = mapped_column(String(16), nullable=True)  # started | done
+    state: Mapped[str] = mapped_column(String(16), default=MoveState.PENDING, index=True)  # MoveState
+    step: Mapped[str | None] = mapped_column(String(16), nullable=True)  # adapters.base.Step
+    phase: Mapped[str | None] = mapped_column(String(16), nullable=True)  # lifecycle.Phase
+    #: Tries of the move: its first, plus one per retried step, resumed step and fallback.
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     message: Mapped[str] = mapped_column(Text, default="")
     predicted: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     figures: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: The instance whose saga drives the move, until ``lease_until`` (renewed at every step).
     claimed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
     lease_until: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     started_at: Mapped[float | None] = mapped_column(Float, nullable=True)  # world clock

@@ -35,6 +35,7 @@ from planners import plan_rebalance
 from service.engine import Engine, JobSummary, instance_name
 from service.jobs import JobConflict, create_job, get_job, lease_holder
 from service.leader import Leadership
+from service.lifecycle import JOB_ADVANCING, JOB_RUNNABLE, MOVE_UNFINISHED, JobEvent, JobState, job_transition
 from service.runtime import Runtime
 from service.schedule import MaintenanceWindows, cron_trigger, time_zone
 from service.store import JobRow, MoveRow, utcnow
@@ -42,8 +43,6 @@ from service.store import JobRow, MoveRow, utcnow
 log = logging.getLogger("ferry.worker")
 
 Clock = Callable[[], dt.datetime]
-#: States of a job the worker takes up (the same set ``ferry jobs resume`` resumes).
-RUNNABLE_STATES = ("approved", "running", "cancelling")
 #: Top-level key of a stored plan: when true, the job starts moves only inside a maintenance window.
 WINDOW_KEY = "window"
 
@@ -141,11 +140,11 @@ class Worker:
     def next_job(self, exclude: Collection[int] = ()) -> int | None:
         now = self.clock()
         with self.runtime.sessions() as session:
-            query = select(JobRow).where(JobRow.state.in_(RUNNABLE_STATES)).order_by(JobRow.id)
+            query = select(JobRow).where(JobRow.state.in_(JOB_RUNNABLE)).order_by(JobRow.id)
             for job in session.scalars(query):
                 if job.id in exclude or lease_holder(job) not in (None, self.owner):
                     continue
-                if job.state != "cancelling" and uses_window(job) and not self.windows.is_open(now):
+                if job.state != JobState.CANCELLING and uses_window(job) and not self.windows.is_open(now):
                     continue  # a rollback after cancel is not a new move: it may run any time
                 return job.id
         return None
@@ -170,7 +169,7 @@ class Worker:
             windowed = uses_window(get_job(session, job_id))
         try:
             summary = self.engine(self._holds(windowed), windowed).run_job(job_id)
-            if summary.state in ("approved", "running") and not _moves_left(summary):
+            if summary.state in JOB_ADVANCING and not _moves_left(summary):
                 summary = self.engine(lambda _job_id: False).run_job(job_id)  # only records the end
         except JobConflict as exc:  # another instance claimed it between our look and our claim
             log.info("job %s: %s", job_id, exc.line())
@@ -178,7 +177,7 @@ class Worker:
         except (InputError, BackendError) as exc:
             log.error("job %s could not run: %s", job_id, exc)
             return None
-        if summary.state in ("approved", "running"):
+        if summary.state in JOB_ADVANCING:
             self._release(job_id, windowed)
         log.info("job %s: %s %s", job_id, summary.state, summary.counts)
         return summary
@@ -187,14 +186,14 @@ class Worker:
         """Free the lease of a held job so that the next poll (any instance) takes it up again."""
         with self.runtime.sessions.begin() as session:
             job = get_job(session, job_id)
-            if job.owner != self.owner or job.state not in ("approved", "running"):
+            if job.owner != self.owner or job.state not in JOB_ADVANCING:
                 return
             job.owner, job.lease_until = None, None
             if self.stopping:
                 job.message = f"left by {self.owner} at shutdown; the next ferry continues it"
             elif windowed:
                 wait_min = self.windows.minutes_until_open(self.clock())
-                job.state = "approved"
+                job.state = job_transition(JobEvent.HAND_BACK, job.state)
                 job.message = f"waiting for a maintenance window (opens in {wait_min:.0f} min)"
             job.updated_at = utcnow()
 
@@ -223,4 +222,4 @@ class Worker:
 
 
 def _moves_left(summary: JobSummary) -> bool:
-    return any(summary.counts.get(state) for state in ("pending", "running", "rolling_back"))
+    return any(summary.counts.get(state) for state in MOVE_UNFINISHED)

@@ -1,0 +1,225 @@
+"""The lifecycle of jobs and moves, in one place: states, their groups, the transitions a job may
+take, and what the saga does at each step of a move.
+
+    job:   pending --approve--> approved --start--> running --finish--> succeeded | failed |
+              |                    ^  |                |  |                  rolled_back | cancelled
+              |                    |  +--pause--> paused  +--hand back--> approved (window closed)
+              +----cancel----------+----cancel------+-----+--> cancelling --finish--> cancelled
+
+    move:  pending --> running --every step done--> succeeded
+                          |--step failed / cancelled--> rolling_back --> rolled_back | cancelled | failed
+                          `--a move it waits for did not succeed / job cancelled first--> skipped | cancelled
+
+    step:  preflight -> prepare -> presync -> cutover -> verify -> cleanup   (STEP_POLICY below)
+
+The values are the words the store has always held ("pending", "rolled_back", ...), so existing
+databases and the Alembic migration stay valid. Everything else imports the names from here: a
+state written as a quoted word anywhere else is a test failure (tests/unit/test_lifecycle.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from adapters.base import BackendError, Cancelled, Check, PermanentError, RefusedError, Step
+
+
+class JobState(StrEnum):
+    PENDING = "pending"  # planned, waiting for an operator's approval
+    APPROVED = "approved"  # may run: the next engine (or ``ferry serve`` poll) takes it up
+    RUNNING = "running"
+    PAUSED = "paused"  # starts no new move; moves in flight finish
+    CANCELLING = "cancelling"  # starts no new move; moves in flight roll back
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    ROLLED_BACK = "rolled_back"  # nothing moved and nothing failed for good
+
+
+class MoveState(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    ROLLING_BACK = "rolling_back"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # rolled back impossible: the message says what to do by hand
+    ROLLED_BACK = "rolled_back"
+    SKIPPED = "skipped"  # a move it waits for (``after``) did not succeed
+    CANCELLED = "cancelled"
+
+
+class Phase(StrEnum):
+    """Where the move's current ``step`` is: the store records it before and after each action."""
+
+    STARTED = "started"  # acting, or died acting: on resume, observe, then call the step again
+    DONE = "done"
+    PENDING = "pending"  # only for cleanup: the move stands, cleanup is called again later
+
+
+#: The ``step`` a progress callback receives when a move reached a final state.
+PROGRESS_END = "done"
+
+# -- groups ------------------------------------------------------------------------------------
+JOB_FINAL: tuple[JobState, ...] = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED,
+                                   JobState.ROLLED_BACK)
+#: Jobs that hold their nodes: a second evacuate / drain of one of them is refused.
+JOB_ACTIVE: tuple[JobState, ...] = (JobState.PENDING, JobState.APPROVED, JobState.RUNNING, JobState.PAUSED)
+#: Jobs an engine takes up by itself (``ferry serve`` polls, ``ferry jobs resume``).
+JOB_RUNNABLE: tuple[JobState, ...] = (JobState.APPROVED, JobState.RUNNING, JobState.CANCELLING)
+#: Jobs moving forward: the ones a closed maintenance window or a shutdown holds.
+JOB_ADVANCING: tuple[JobState, ...] = (JobState.APPROVED, JobState.RUNNING)
+#: Approved and not final: someone may hold the job's lease.
+JOB_UNFINISHED: tuple[JobState, ...] = (JobState.APPROVED, JobState.RUNNING, JobState.PAUSED,
+                                        JobState.CANCELLING)
+
+MOVE_FINAL: tuple[MoveState, ...] = (MoveState.SUCCEEDED, MoveState.FAILED, MoveState.ROLLED_BACK,
+                                     MoveState.SKIPPED, MoveState.CANCELLED)
+#: Moves a saga is (or was, when its process died) driving: they hold resources, resume them first.
+MOVE_IN_FLIGHT: tuple[MoveState, ...] = (MoveState.RUNNING, MoveState.ROLLING_BACK)
+#: Moves that still have work to do.
+MOVE_UNFINISHED: tuple[MoveState, ...] = (MoveState.PENDING, *MOVE_IN_FLIGHT)
+#: Moves whose message explains a problem (a job's summary quotes them).
+MOVE_PROBLEM: tuple[MoveState, ...] = (MoveState.FAILED, MoveState.ROLLED_BACK)
+
+
+# -- job transitions ---------------------------------------------------------------------------
+class JobEvent(StrEnum):
+    """What changes a job's state: an operator's control, or the engine."""
+
+    APPROVE = "approve"
+    PAUSE = "pause"
+    RESUME = "resume"
+    CANCEL = "cancel"
+    START = "start"  # an engine runs the job (or resumes it after a crash)
+    HAND_BACK = "hand back"  # a closed window held it: back to approved for the next poll
+    FINISH = "finish"  # every move is final: the moves decide the job's final state
+
+
+@dataclass(frozen=True)
+class Transition:
+    sources: tuple[JobState, ...]
+    targets: tuple[JobState, ...]
+    #: How an operator reads the control in a refusal: "can be <done>".
+    done: str = ""
+
+
+JOB_TRANSITIONS: dict[JobEvent, Transition] = {
+    JobEvent.APPROVE: Transition((JobState.PENDING,), (JobState.APPROVED,), "approved"),
+    JobEvent.PAUSE: Transition(JOB_ADVANCING, (JobState.PAUSED,), "paused"),
+    JobEvent.RESUME: Transition((JobState.PAUSED, JobState.PENDING, *JOB_ADVANCING), (JobState.APPROVED,),
+                                "resumed"),
+    JobEvent.CANCEL: Transition(JOB_ACTIVE, (JobState.CANCELLING,), "cancelled"),
+    JobEvent.START: Transition((*JOB_ADVANCING, JobState.PAUSED), (JobState.RUNNING,), "started"),
+    JobEvent.HAND_BACK: Transition(JOB_ADVANCING, (JobState.APPROVED,), "handed back"),
+    # A control that lands after the last move ended does not change what the moves did.
+    JobEvent.FINISH: Transition(JOB_UNFINISHED, JOB_FINAL, "finished"),
+}
+#: The events an operator may ask for (CLI ``ferry job <control>``, REST ``POST /v1/jobs/ID/<control>``).
+CONTROLS: tuple[JobEvent, ...] = (JobEvent.APPROVE, JobEvent.PAUSE, JobEvent.RESUME, JobEvent.CANCEL)
+
+
+class IllegalTransition(ValueError):
+    """A job state change the table does not allow; ``str()`` is the one-line reason."""
+
+
+def job_transition(event: JobEvent | str, current: JobState | str, to: JobState | str | None = None) -> JobState:
+    """The state ``event`` takes a job in ``current`` to (``to`` picks one when the event has
+    several, e.g. finish); raises IllegalTransition, worded for the operator, if it may not."""
+    transition = JOB_TRANSITIONS[JobEvent(event)]
+    target = JobState(to) if to is not None else transition.targets[0]
+    if current not in transition.sources:
+        allowed = " or ".join(transition.sources)
+        raise IllegalTransition(f"is {current}; only a job that is {allowed} can be {transition.done}")
+    if target not in transition.targets:
+        raise IllegalTransition(f"cannot be {transition.done} as {target}")
+    return target
+
+
+def job_event_for(current: JobState | str, new: JobState | str) -> JobEvent:
+    """The event that explains a change from ``current`` to ``new``; IllegalTransition if none does."""
+    for event, transition in JOB_TRANSITIONS.items():
+        if current in transition.sources and new in transition.targets:
+            return event
+    raise IllegalTransition(f"a job that is {current} cannot become {new}")
+
+
+# -- the steps of a move -----------------------------------------------------------------------
+class OnFailure(StrEnum):
+    ROLL_BACK = "roll back"  # undo every step so far: the source runs as before
+    DEFER = "defer"  # the destination is verified: the move stands, the step runs again later
+    FALL_BACK = "fall back"  # the method is refused: undo it, start over with the next method
+
+
+class Cause(StrEnum):
+    """Why a saga rolls a move back; decides the state it ends in."""
+
+    FAILURE = "failure"
+    CANCEL = "cancel"
+
+
+#: The state a move ends in once its rollback is done, by cause.
+ROLLED_BACK_STATE: dict[Cause, MoveState] = {Cause.FAILURE: MoveState.ROLLED_BACK,
+                                             Cause.CANCEL: MoveState.CANCELLED}
+
+
+@dataclass(frozen=True)
+class StepPolicy:
+    #: ``rollback`` undoes it (the source still exists and can take over again).
+    compensable: bool
+    #: It runs inside a transfer slot (source outgoing, target incoming, fleet; service/slots.py).
+    holds_slot: bool
+    #: What a failure (permanent, retries exhausted, cancelled during the step) leads to.
+    on_failure: OnFailure
+    #: What a refusal of the method (RefusedError) leads to.
+    on_refusal: OnFailure
+    #: An operator's cancel stops the move before (and, for long steps, during) this step.
+    cancellable: bool
+
+    def reaction(self, error: BackendError, method: str) -> OnFailure:
+        """What the saga does when this step ends with ``error`` for a move by ``method``."""
+        if isinstance(error, Cancelled) and self.cancellable:
+            return OnFailure.ROLL_BACK
+        action = self.on_refusal if isinstance(error, RefusedError) else self.on_failure
+        if action is OnFailure.FALL_BACK and method not in FALLBACK:
+            return OnFailure.ROLL_BACK
+        return action
+
+
+_FORWARD = StepPolicy(compensable=True, holds_slot=False, on_failure=OnFailure.ROLL_BACK,
+                      on_refusal=OnFailure.FALL_BACK, cancellable=True)
+_COPY = StepPolicy(compensable=True, holds_slot=True, on_failure=OnFailure.ROLL_BACK,
+                   on_refusal=OnFailure.FALL_BACK, cancellable=True)
+STEP_POLICY: dict[Step, StepPolicy] = {
+    Step.PREFLIGHT: _FORWARD,
+    Step.PREPARE: _FORWARD,
+    Step.PRESYNC: _COPY,
+    Step.CUTOVER: _COPY,
+    Step.VERIFY: _FORWARD,
+    # After verify the destination runs with the source's data: the move stands whatever happens.
+    Step.CLEANUP: StepPolicy(compensable=False, holds_slot=False, on_failure=OnFailure.DEFER,
+                             on_refusal=OnFailure.DEFER, cancellable=False),
+}
+
+#: The method to try when a backend refuses one: live -> restart needs no checkpoint or kernel
+#: match; restart -> dump needs no direct node-to-node migration.
+FALLBACK: dict[str, str] = {"live": "restart", "restart": "dump"}
+
+
+def resume_index(step: str | None, phase: str | None) -> int:
+    """Index into STEPS of the step a saga continues with, from the move's stored step and phase."""
+    if step is None:
+        return 0
+    index = list(Step).index(Step(step))
+    return index + 1 if phase == Phase.DONE else index
+
+
+def raise_for_checks(checks: Sequence[Check], method: str) -> None:
+    """The pre-flight's verdict: a failed check that blocks the move fails it (roll back); one
+    that only rules out the live method refuses it (fall back to the next method)."""
+    failed = [c for c in checks if not c.ok]
+    blocking = [c for c in failed if c.blocks == "move"]
+    if blocking:
+        raise PermanentError("; ".join(f"{c.name}: {c.detail}" for c in blocking))
+    if failed and method == "live":
+        raise RefusedError("; ".join(f"{c.name}: {c.detail}" for c in failed))
