@@ -1,20 +1,23 @@
-"""The lifecycle of jobs and moves, in one place: states, their groups, the transitions a job may
-take, and what the saga does at each step of a move.
+"""The lifecycle of jobs and moves in one place: states, their groups, the transitions a job may
+take, and what the saga does at each step of a move. Everything else imports these names; a state
+spelled as a quoted word anywhere else fails tests/unit/test_lifecycle.py.
 
-    job:   pending --approve--> approved --start--> running --finish--> succeeded | failed |
-              |                    ^  |                |  |                  rolled_back | cancelled
-              |                    |  +--pause--> paused  +--hand back--> approved (window closed)
-              +----cancel----------+----cancel------+-----+--> cancelling --finish--> cancelled
+    job (JOB_TRANSITIONS)
+        pending --approve--> approved --start--> running --finish--> succeeded | failed | rolled_back
+        operators: pause (approved, running -> paused), resume (-> approved), cancel (-> cancelling,
+        which the engine finishes as cancelled); a closed window hands a running job back (-> approved)
 
-    move:  pending --> running --every step done--> succeeded
-                          |--step failed / cancelled--> rolling_back --> rolled_back | cancelled | failed
-                          `--a move it waits for did not succeed / job cancelled first--> skipped | cancelled
+    move (driven by service/saga.py)
+        pending --> running --every step done--> succeeded (a failed cleanup: succeeded, phase pending)
+        running --failed or cancelled--> rolling_back --> rolled_back | cancelled | failed
+        pending --what it waits for did not succeed, or the job was cancelled--> skipped | cancelled
 
-    step:  preflight -> prepare -> presync -> cutover -> verify -> cleanup   (STEP_POLICY below)
+    step (STEP_POLICY, by adapters.base.Step): compensable? holds a transfer slot? cancellable?
+        on failure / on refusal: roll back, defer (the move stands, run it later) or fall back
+        (FALLBACK: live -> restart -> dump)
 
-The values are the words the store has always held ("pending", "rolled_back", ...), so existing
-databases and the Alembic migration stay valid. Everything else imports the names from here: a
-state written as a quoted word anywhere else is a test failure (tests/unit/test_lifecycle.py).
+The values are the words the store has always held, so existing databases and the Alembic
+migration stay valid.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ class MoveState(StrEnum):
     RUNNING = "running"
     ROLLING_BACK = "rolling_back"
     SUCCEEDED = "succeeded"
-    FAILED = "failed"  # rolled back impossible: the message says what to do by hand
+    FAILED = "failed"  # its rollback was impossible: the message says what to do by hand
     ROLLED_BACK = "rolled_back"
     SKIPPED = "skipped"  # a move it waits for (``after``) did not succeed
     CANCELLED = "cancelled"
@@ -100,8 +103,8 @@ class JobEvent(StrEnum):
 class Transition:
     sources: tuple[JobState, ...]
     targets: tuple[JobState, ...]
-    #: How an operator reads the control in a refusal: "can be <done>".
-    done: str = ""
+    #: The event in a refusal's words: "only a job that is ... can be <past>".
+    past: str = ""
 
 
 JOB_TRANSITIONS: dict[JobEvent, Transition] = {
@@ -130,9 +133,9 @@ def job_transition(event: JobEvent | str, current: JobState | str, to: JobState 
     target = JobState(to) if to is not None else transition.targets[0]
     if current not in transition.sources:
         allowed = " or ".join(transition.sources)
-        raise IllegalTransition(f"is {current}; only a job that is {allowed} can be {transition.done}")
+        raise IllegalTransition(f"is {current}; only a job that is {allowed} can be {transition.past}")
     if target not in transition.targets:
-        raise IllegalTransition(f"cannot be {transition.done} as {target}")
+        raise IllegalTransition(f"cannot be {transition.past} as {target}")
     return target
 
 
@@ -161,6 +164,17 @@ class Cause(StrEnum):
 #: The state a move ends in once its rollback is done, by cause.
 ROLLED_BACK_STATE: dict[Cause, MoveState] = {Cause.FAILURE: MoveState.ROLLED_BACK,
                                              Cause.CANCEL: MoveState.CANCELLED}
+
+
+@dataclass
+class MoveOutcome:
+    """How a saga left a move (service.saga.MoveSaga.run)."""
+
+    ct: str
+    state: MoveState
+    message: str
+    #: Why the move was rolled back, when it was (``None``: it was not).
+    cause: Cause | None = None
 
 
 @dataclass(frozen=True)

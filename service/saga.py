@@ -40,26 +40,15 @@ from fleet.policy import Policy
 from service import lifecycle
 from service.config import EngineSection
 from service.jobs import add_journal, learn_link, release_locks
-from service.lifecycle import Cause, MoveState, OnFailure, Phase
+from service.lifecycle import Cause, MoveOutcome, MoveState, OnFailure, Phase
 from service.slots import TransferSlots
 from service.store import MoveRow, utcnow
 
 Progress = Callable[[str, str, int, int], None]  # ct, step, done, total
 
 
-@dataclass
-class MoveOutcome:
-    ct: str
-    state: str
-    message: str
-    #: Why the move was rolled back, when it was (``None``: it was not).
-    cause: Cause | None = None
-
-
 @dataclass(frozen=True)
-class _Stop:
-    """Where one pass over the steps ended: ``step is None`` when every step is done."""
-
+class _Stop:  # where one pass over the steps ended; ``step is None``: every step is done
     step: Step | None = None
     reaction: OnFailure | None = None
     cause: Cause = Cause.FAILURE
@@ -123,12 +112,12 @@ class MoveSaga:
     def run(self) -> MoveOutcome:
         move = self._move()
         if move.state in lifecycle.MOVE_FINAL:
-            return MoveOutcome(move.ct, move.state, move.message)
+            return MoveOutcome(move.ct, MoveState(move.state), move.message)
         if move.state == MoveState.ROLLING_BACK:
             cause = Cause.CANCEL if self.cancelled() else Cause.FAILURE
             return self._compensate(move, cause, "resumed an interrupted rollback")
-        started_at = move.started_at or self.backend.now()
-        self._update(hold=True, tried=move.state == MoveState.PENDING, state=MoveState.RUNNING, started_at=started_at)
+        self._update(hold=True, tried=move.state == MoveState.PENDING, state=MoveState.RUNNING,
+                     started_at=move.started_at or self.backend.now())
         figures: dict[str, float] = dict(move.figures or {})
         while True:  # one pass per method, while the backend refuses them (live -> restart -> dump)
             stop = self._walk(figures)
@@ -140,9 +129,8 @@ class MoveSaga:
                 return self._finish(move, figures, f"moved; cleanup left for later: {stop.error}")
             if stop.reaction is OnFailure.ROLL_BACK:
                 return self._compensate(move, stop.cause, stop.why)
-            failed = self._fall_back(move, str(stop.error))
-            if failed is not None:
-                return failed
+            if (undo_failed := self._fall_back(move, str(stop.error))) is not None:
+                return undo_failed
 
     def _walk(self, figures: dict[str, float]) -> _Stop:
         """Run the move's steps from where the store says it is, until one stops it or all are done."""
