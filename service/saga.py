@@ -1,15 +1,14 @@
 """One move as a saga: steps in order, each journaled before and after, retried, compensated.
 
     for method in live -> restart -> dump (lifecycle.FALLBACK, while the backend refuses one):
-        for step in preflight .. cleanup (lifecycle.STEP_POLICY[step] says what it may do):
-            cancelled? roll back -> cancelled    run it (in a transfer slot if it holds one)
-            failed? roll back -> rolled_back / failed | defer -> succeeded, cleanup later | fall back
+        for step in preflight .. cleanup, as lifecycle.STEP_POLICY[step] says: cancelled? roll back;
+            run it (in a transfer slot if it holds one); failed? roll back, defer or fall back
     all done -> succeeded
 
 The store records ``step=X, phase=started`` before a step acts and ``phase=done`` after. A process
 that dies in between leaves ``started``: on resume the saga observes both ends of the move and
-journals what it saw, then calls the step again, which (adapters/base.py) observes before it acts
-and so completes what is missing instead of repeating what was done.
+journals what it saw, then calls the step again, which completes what is missing (every backend
+step observes before it acts: adapters/base.py).
 """
 
 from __future__ import annotations
