@@ -38,6 +38,7 @@ from service.lifecycle import (
     MOVE_UNFINISHED,
     JobState,
     MoveState,
+    finished_job_state,
 )
 from service.saga import MoveSaga, Progress
 from service.slots import ADMISSION_DEPTH, TransferSlots
@@ -205,14 +206,7 @@ class Engine:
 
     def _final_state(self, job_id: int, *, cancelled: bool) -> JobState:
         with self.sessions() as session:
-            states = Counter(m.state for m in job_moves(session, job_id))
-        if cancelled:
-            return JobState.CANCELLED
-        if states[MoveState.SUCCEEDED] == sum(states.values()):
-            return JobState.SUCCEEDED
-        if states[MoveState.SUCCEEDED] == 0 and states[MoveState.FAILED] == 0:
-            return JobState.ROLLED_BACK
-        return JobState.FAILED
+            return finished_job_state((m.state for m in job_moves(session, job_id)), cancelled=cancelled)
 
     def _final_message(self, job_id: int, final: JobState) -> str:
         with self.sessions() as session:

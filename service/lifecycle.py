@@ -22,7 +22,8 @@ migration stay valid.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -137,6 +138,19 @@ def job_transition(event: JobEvent | str, current: JobState | str, to: JobState 
     if target not in transition.targets:
         raise IllegalTransition(f"cannot be {transition.past} as {target}")
     return target
+
+
+def finished_job_state(move_states: Iterable[str], *, cancelled: bool) -> JobState:
+    """The state a job's ``finish`` takes it to, decided by its moves' final states: succeeded
+    when all moved, rolled_back when none moved and none failed for good, else failed."""
+    counts = Counter(move_states)
+    if cancelled:
+        return JobState.CANCELLED
+    if counts[MoveState.SUCCEEDED] == sum(counts.values()):
+        return JobState.SUCCEEDED
+    if counts[MoveState.SUCCEEDED] == 0 and counts[MoveState.FAILED] == 0:
+        return JobState.ROLLED_BACK
+    return JobState.FAILED
 
 
 def job_event_for(current: JobState | str, new: JobState | str) -> JobEvent:

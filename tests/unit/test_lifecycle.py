@@ -31,6 +31,7 @@ from service.lifecycle import (
     MoveState,
     OnFailure,
     Phase,
+    finished_job_state,
     job_event_for,
     job_transition,
 )
@@ -187,6 +188,17 @@ def test_the_engine_transitions(old: JobState, new: JobState, event: JobEvent) -
 def test_illegal_engine_transitions_are_refused(old: JobState, new: JobState) -> None:
     with pytest.raises(IllegalTransition, match=f"a job that is {old} cannot become {new}"):
         job_event_for(old, new)
+
+
+@pytest.mark.parametrize(("moves", "cancelled", "final"), [
+    (["succeeded", "succeeded"], False, JobState.SUCCEEDED),
+    (["succeeded", "rolled_back"], False, JobState.FAILED),  # half moved: the operator must look
+    (["rolled_back", "skipped"], False, JobState.ROLLED_BACK),  # nothing moved, nothing left broken
+    (["failed", "skipped"], False, JobState.FAILED),  # a rollback was impossible
+    (["succeeded", "cancelled"], True, JobState.CANCELLED),
+])
+def test_the_moves_decide_how_a_job_finishes(moves: list[str], cancelled: bool, final: JobState) -> None:
+    assert finished_job_state(moves, cancelled=cancelled) == final
 
 
 def test_set_job_state_records_start_and_end(store: sessionmaker[Session]) -> None:
