@@ -286,19 +286,19 @@ def test_a_failed_cleanup_defers_and_the_move_stands(tmp_path: Path) -> None:
 
 
 def test_cancel_during_a_step_rolls_back_and_ends_cancelled(tmp_path: Path) -> None:
-    rt = Runtime(sim_config(tmp_path, speedup=50.0))  # 10 GB at 1000 MB/s: ~0.2 s of copy slices
-    job_id, move_id = one_move(rt)
+    rt = Runtime(sim_config(tmp_path, speedup=50.0))  # 80 GB at 1000 MB/s: ~1.6 s of 0.05 s slices
+    job_id, move_id = one_move(rt, "102", "b")
     asked = threading.Event()
 
     def progress(ct: str, step: str, done: int, total: int) -> None:
-        if step == Step.PRESYNC and 0 < done < total:
+        if step == Step.PRESYNC and done:
             asked.set()  # the operator cancels while the copy runs
 
     outcome = saga(rt, job_id, move_id, progress=progress, cancelled=asked.is_set).run()
     assert (outcome.state, outcome.cause) == (MoveState.CANCELLED, Cause.CANCEL), outcome
     assert outcome.message.startswith("cancelled by operator during presync")
     assert stored(rt, move_id).state == MoveState.CANCELLED
-    assert rt.backend.discover().container("104").node == "a"
+    assert rt.backend.discover().container("102").node == "a"
 
 
 def test_a_resumed_step_is_observed_first_and_the_lease_is_held_meanwhile(tmp_path: Path) -> None:
