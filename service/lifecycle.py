@@ -214,19 +214,16 @@ class StepPolicy:
         return action
 
 
-_FORWARD = StepPolicy(compensable=True, holds_slot=False, on_failure=OnFailure.ROLL_BACK,
-                      on_refusal=OnFailure.FALL_BACK, cancellable=True)
-_COPY = StepPolicy(compensable=True, holds_slot=True, on_failure=OnFailure.ROLL_BACK,
-                   on_refusal=OnFailure.FALL_BACK, cancellable=True)
+_ROLL, _DEFER, _FALL = OnFailure.ROLL_BACK, OnFailure.DEFER, OnFailure.FALL_BACK
 STEP_POLICY: dict[Step, StepPolicy] = {
-    Step.PREFLIGHT: _FORWARD,
-    Step.PREPARE: _FORWARD,
-    Step.PRESYNC: _COPY,
-    Step.CUTOVER: _COPY,
-    Step.VERIFY: _FORWARD,
+    #                          compensable  holds_slot  on_failure  on_refusal  cancellable
+    Step.PREFLIGHT: StepPolicy(True,        False,      _ROLL,      _FALL,      True),
+    Step.PREPARE: StepPolicy(True,          False,      _ROLL,      _FALL,      True),
+    Step.PRESYNC: StepPolicy(True,          True,       _ROLL,      _FALL,      True),
+    Step.CUTOVER: StepPolicy(True,          True,       _ROLL,      _FALL,      True),
+    Step.VERIFY: StepPolicy(True,           False,      _ROLL,      _FALL,      True),
     # After verify the destination runs with the source's data: the move stands whatever happens.
-    Step.CLEANUP: StepPolicy(compensable=False, holds_slot=False, on_failure=OnFailure.DEFER,
-                             on_refusal=OnFailure.DEFER, cancellable=False),
+    Step.CLEANUP: StepPolicy(False,         False,      _DEFER,     _DEFER,     False),
 }
 
 #: The method to try when a backend refuses one: live -> restart needs no checkpoint or kernel
