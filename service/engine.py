@@ -161,9 +161,11 @@ class Engine:
                 continue
             in_flight = state[move.ct] in MOVE_IN_FLIGHT
             if cancelling and not in_flight:
-                state[move.ct] = self._mark(move, MoveState.CANCELLED, "cancelled by operator before it started")
+                state[move.ct] = self._mark(
+                    move, MoveState.CANCELLED, "cancelled by operator before it started")
                 continue
-            blocked = [d for d in move.after if state.get(d) in MOVE_FINAL and state[d] != MoveState.SUCCEEDED]
+            blocked = [d for d in move.after if state.get(d) in MOVE_FINAL
+                       and state[d] != MoveState.SUCCEEDED]
             if blocked:
                 state[move.ct] = self._mark(move, MoveState.SKIPPED,
                                             f"skipped: move of {blocked[0]} it waits for did not succeed")

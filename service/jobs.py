@@ -143,7 +143,8 @@ def control_job(sessions: sessionmaker[Session], job_id: int, action: str) -> tu
     return old, job.state
 
 
-def set_job_state(sessions: sessionmaker[Session], job_id: int, state: JobState, message: str | None = None) -> None:
+def set_job_state(sessions: sessionmaker[Session], job_id: int, state: JobState,
+                  message: str | None = None) -> None:
     """Move the job to ``state``, if the lifecycle's transition table allows it from where it is
     (IllegalTransition if not: a job never leaves a final state, for one)."""
     with sessions.begin() as session:

@@ -127,7 +127,8 @@ class IllegalTransition(ValueError):
     """A job state change the table does not allow; ``str()`` is the one-line reason."""
 
 
-def job_transition(event: JobEvent | str, current: JobState | str, to: JobState | str | None = None) -> JobState:
+def job_transition(event: JobEvent | str, current: JobState | str,
+                   to: JobState | str | None = None) -> JobState:
     """The state ``event`` takes a job in ``current`` to (``to`` picks one when the event has
     several, e.g. finish); raises IllegalTransition, worded for the operator, if it may not."""
     transition = JOB_TRANSITIONS[JobEvent(event)]

@@ -34,7 +34,8 @@ from service.store import JobRow, JournalRow, MoveRow
 DURATION_BUCKETS = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0)
 
 
-def _by_state(name: str, doc: str, states: type[JobState] | type[MoveState], counts: Counter[str]) -> GaugeMetricFamily:
+def _by_state(name: str, doc: str, states: type[JobState] | type[MoveState],
+              counts: Counter[str]) -> GaugeMetricFamily:
     """Every known state gets a sample (0 included), so dashboards see a series from the start."""
     family = GaugeMetricFamily(name, doc, labels=["state"])
     for state in sorted(set(states) | set(counts)):

@@ -86,7 +86,8 @@ class MoveSaga:
                 move.lease_until = utcnow() + dt.timedelta(seconds=self.settings.lease_s)
 
     def _event(self, ct: str, step: str | None, text: str) -> None:
-        add_journal(self.sessions, self.job_id, ct, step, JournalEntry("ferry", text, None, 0.0, kind="event"))
+        add_journal(self.sessions, self.job_id, ct, step,
+                    JournalEntry("ferry", text, None, 0.0, kind="event"))
 
     def _context(self, move: MoveRow, step: str, **kwargs: Any) -> StepContext:
         """What a backend step gets: a journal writing under ``step``, and ``kwargs``."""
@@ -156,7 +157,8 @@ class MoveSaga:
                 if error is None:
                     continue
                 cause = Cause.CANCEL if isinstance(error, Cancelled) else Cause.FAILURE
-                why = f"cancelled by operator during {step}" if cause is Cause.CANCEL else f"{step} failed: {error}"
+                why = (f"cancelled by operator during {step}" if cause is Cause.CANCEL
+                       else f"{step} failed: {error}")
                 return _Stop(step, policy.reaction(error, move.method), cause, why, error)
         return _Stop()
 
