@@ -86,8 +86,7 @@ class MoveSaga:
                 move.lease_until = utcnow() + dt.timedelta(seconds=self.settings.lease_s)
 
     def _event(self, ct: str, step: str | None, text: str) -> None:
-        add_journal(self.sessions, self.job_id, ct, step,
-                    JournalEntry("ferry", text, None, 0.0, kind="event"))
+        add_journal(self.sessions, self.job_id, ct, step, JournalEntry("ferry", text, None, 0.0, kind="event"))
 
     def _context(self, move: MoveRow, step: str, **kwargs: Any) -> StepContext:
         """What a backend step gets: a journal writing under ``step``, and ``kwargs``."""
@@ -153,8 +152,7 @@ class MoveSaga:
                         return _Stop(step, OnFailure.ROLL_BACK, Cause.CANCEL,
                                      "cancelled by operator while waiting to copy")
                     holding = True
-                error = self._attempt(move, step, figures)
-                if error is None:
+                if (error := self._attempt(move, step, figures)) is None:
                     continue
                 cause = Cause.CANCEL if isinstance(error, Cancelled) else Cause.FAILURE
                 why = (f"cancelled by operator during {step}" if cause is Cause.CANCEL
