@@ -1,0 +1,125 @@
+"""Jobs on request: re-validate a plan, store it as a job, control it, run it, read it back.
+
+    plan (file / body) --submit_plan: moves? drift? review--> create_job(approve, window) --> job id
+    nodes --submit_nodes: plan now, review--> create_job --> job id (None: nothing to move)
+    job id --run_here--> Engine.run_job (or, for a windowed job, the worker's window-gated run)
+    job id + action --control--> service.jobs.control_job --> (old state, new state)
+
+Both surfaces call these: the CLI runs a job in its own process (``run_here``), the REST API only
+records decisions and leaves running to the ``ferry serve`` worker. Every refusal is one
+InputError (JobConflict, NoSuchJob, PlanDrift), so both surfaces say the same words.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fleet.errors import InputError
+from fleet.model import Inventory
+from fleet.plan import Plan
+from service import jobs
+from service.engine import JobSummary
+from service.operations.planning import NodeGoal, Planned, plan_nodes
+from service.operations.requests import JobOptions, NodesJobRequest, NodesPlanRequest
+from service.runtime import Runtime
+from service.saga import Progress
+from service.worker import Worker, with_window
+from service.worker import uses_window as job_uses_window
+
+#: Called with a plan and its fleet after every check passed and before the job is stored: the CLI
+#: shows the plan and asks for confirmation there (raising to refuse); the API passes none.
+Review = Callable[[Plan, Inventory], None]
+#: Job states ``ferry jobs resume`` takes up (when no live instance holds the job's lease).
+UNFINISHED_STATES = ("approved", "running", "cancelling")
+
+
+class PlanDrift(InputError):
+    """The fleet changed since the plan was made; ``changes`` lists every problem found."""
+
+    def __init__(self, plan: Plan, changes: list[str]) -> None:
+        super().__init__("plan", plan.inventory_digest, f"the fleet changed since it was made: {changes[0]} "
+                         f"({len(changes)} problems); make a new plan")
+        self.changes = changes
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """A plan made on request and the job that runs it (None when it moves nothing)."""
+
+    planned: Planned
+    job_id: int | None
+
+
+def _store(rt: Runtime, plan: Plan, options: JobOptions) -> int:
+    return jobs.create_job(rt.sessions, with_window(plan) if options.window else plan, approved=options.approve)
+
+
+def submit_plan(rt: Runtime, plan: Plan, options: JobOptions, review: Review | None = None) -> int:
+    """Store a reviewed plan as a job exactly as written, after re-validating it against the live
+    fleet: a plan that moves nothing, or that today's fleet no longer fits, is refused."""
+    if not plan.moves:
+        raise InputError("plan.moves", [], "the plan moves nothing: there is no job to run")
+    inv = rt.backend.discover()
+    changes = rt.drift(plan, inv)
+    if changes:
+        raise PlanDrift(plan, changes)
+    if review is not None:
+        review(plan, inv)
+    return _store(rt, plan, options)
+
+
+def submit_nodes(rt: Runtime, goal: NodeGoal, request: NodesJobRequest, review: Review | None = None) -> Submitted:
+    """Plan ``goal`` for the nodes against the live fleet now and store it as a job (on-call's
+    evacuate, maintenance's drain); nothing to move is an answer, not a mistake."""
+    planned = plan_nodes(rt, goal, NodesPlanRequest(nodes=request.nodes))
+    if review is not None:
+        review(planned.plan, planned.inventory)
+    if not planned.plan.moves:
+        return Submitted(planned, None)
+    return Submitted(planned, _store(rt, planned.plan, request))
+
+
+def uses_window(rt: Runtime, job_id: int) -> bool:
+    with rt.sessions() as session:
+        return job_uses_window(jobs.get_job(session, job_id))
+
+
+def run_here(rt: Runtime, job_id: int, progress: Progress | None = None) -> JobSummary:
+    """Run a job in this process until it ends; a windowed job starts moves only while a
+    maintenance window is open and lasts (the worker's rule), and is then left for later."""
+    if not uses_window(rt, job_id):
+        return rt.engine(progress=progress).run_job(job_id)
+    summary = Worker(rt).run_one(job_id)
+    if summary is None:
+        raise jobs.JobConflict("job", job_id, f"could not run here; see 'ferry job show {job_id}'")
+    return summary
+
+
+def resume_unfinished(rt: Runtime) -> list[JobSummary]:
+    """Continue every unfinished job nobody runs, oldest first, from what the store and the world say."""
+    unfinished = [j for j in jobs.list_jobs(rt.sessions, limit=10_000)
+                  if j["state"] in UNFINISHED_STATES and not j["run_by"]]
+    return [run_here(rt, job["id"]) for job in reversed(unfinished)]
+
+
+def run_cleanups(rt: Runtime) -> list[str]:
+    """Finish cleanups left for later: retire kept sources whose retention ended, stop forwarders."""
+    return rt.engine().run_cleanups()
+
+
+def control(rt: Runtime, job_id: int, action: str) -> dict[str, Any]:
+    """Change a job's state with the rules of service.jobs.CONTROLS: {id, from, state}."""
+    old, new = jobs.control_job(rt.sessions, job_id, action)
+    return {"id": job_id, "from": old, "state": new}
+
+
+def list_jobs(rt: Runtime, limit: int) -> list[dict[str, Any]]:
+    """Newest first."""
+    return jobs.list_jobs(rt.sessions, limit=limit)
+
+
+def job_detail(rt: Runtime, job_id: int) -> dict[str, Any]:
+    """Moves, their steps, the journal, and whether the job waits for maintenance windows."""
+    return {**jobs.job_detail(rt.sessions, job_id), "window": uses_window(rt, job_id)}
