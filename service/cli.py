@@ -51,7 +51,7 @@ OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="also save the 
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="execute without asking")]
 WindowOpt = Annotated[bool, typer.Option("--window", help="start moves only inside the configured maintenance "
                                          "windows (a closed window leaves the job for 'ferry serve')")]
-SolverOpt = Annotated[Solver, typer.Option(help="greedy: fast, near-optimal; cp-sat: OR-Tools, for small fleets")]
+SolverOpt = Annotated[str, typer.Option(help="greedy: fast, near-optimal; cp-sat: OR-Tools, for small fleets")]
 TimeLimitOpt = Annotated[float, typer.Option("--time-limit", help="cp-sat: seconds to search")]
 
 
@@ -107,7 +107,7 @@ def show_plan(planned: ops.Planned, fmt: Format, out: Path | None) -> None:
 def _node_plan_command(goal: ops.NodeGoal, doc: str) -> None:
     """Register ``ferry plan GOAL NODE…`` (evacuate and drain share their options)."""
     def command(ctx: typer.Context, nodes: list[str], snapshot: InventoryOpt = None, out: OutOpt = None,
-                fmt: FormatOpt = Format.table, solver: SolverOpt = Solver.greedy,
+                fmt: FormatOpt = Format.table, solver: SolverOpt = Solver.greedy.value,
                 time_limit: TimeLimitOpt = DEFAULT_TIME_LIMIT_S) -> None:
         asked = request(ops.NodesPlanRequest, nodes=nodes, solver=solver, time_limit=time_limit)
         show_plan(ops.plan_nodes(runtime(ctx), goal, asked, snapshot_of(snapshot)), fmt, out)
@@ -126,7 +126,7 @@ def plan_rebalance_cmd(
     aggressiveness: Annotated[int | None, typer.Option(help="1 = fix violations only, 5 = any gain")] = None,
     max_moves: Annotated[int | None, typer.Option()] = None,
     min_gain: Annotated[float | None, typer.Option()] = None,
-    solver: SolverOpt = Solver.greedy, time_limit: TimeLimitOpt = DEFAULT_TIME_LIMIT_S,
+    solver: SolverOpt = Solver.greedy.value, time_limit: TimeLimitOpt = DEFAULT_TIME_LIMIT_S,
 ) -> None:
     """Spread load with few, cheap moves."""
     asked = request(ops.RebalanceRequest, aggressiveness=aggressiveness, max_moves=max_moves, min_gain=min_gain,
@@ -258,6 +258,8 @@ def job_show(ctx: typer.Context, job_id: int, fmt: FormatOpt = Format.table, wat
         return
     if not watch:
         render.render_job(console, detail)
+        if detail["window"]:
+            console.print("its moves start only inside the configured maintenance windows")
         return
     from rich.live import Live
 
