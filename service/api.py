@@ -238,22 +238,23 @@ def _add_job_routes(app: FastAPI, rt: Runtime, auth: list[Any]) -> None:
         """As evacuate, for maintenance (with ``window``: moves start only inside maintenance windows)."""
         return plan_and_store("drain", body)
 
-    @app.post("/v1/jobs/{job_id}/approve", tags=["jobs"], dependencies=auth)
-    def approve(job_id: int) -> dict[str, Any]:
-        """A pending job becomes approved; the worker runs it."""
-        return ops.control(rt, job_id, "approve")
+    for action, doc in JOB_CONTROLS.items():
+        app.post(f"/v1/jobs/{{job_id}}/{action}", tags=["jobs"], dependencies=auth,
+                 name=action, description=doc)(_control_route(rt, action))
 
-    @app.post("/v1/jobs/{job_id}/pause", tags=["jobs"], dependencies=auth)
-    def pause(job_id: int) -> dict[str, Any]:
-        """Start no new moves; moves in flight finish."""
-        return ops.control(rt, job_id, "pause")
 
-    @app.post("/v1/jobs/{job_id}/resume", tags=["jobs"], dependencies=auth)
-    def resume(job_id: int) -> dict[str, Any]:
-        """A paused job is approved again; the worker continues it."""
-        return ops.control(rt, job_id, "resume")
+#: The operator's controls of a job, each ``POST /v1/jobs/{job_id}/<action>`` (service.jobs.CONTROLS).
+JOB_CONTROLS = {
+    "approve": "A pending job becomes approved; the worker runs it.",
+    "pause": "Start no new moves; moves in flight finish.",
+    "resume": "A paused job is approved again; the worker continues it.",
+    "cancel": "Start no more moves; moves in flight roll back.",
+}
 
-    @app.post("/v1/jobs/{job_id}/cancel", tags=["jobs"], dependencies=auth)
-    def cancel(job_id: int) -> dict[str, Any]:
-        """Start no more moves; moves in flight roll back."""
-        return ops.control(rt, job_id, "cancel")
+
+def _control_route(rt: Runtime, action: str) -> Any:
+    def control(job_id: int) -> dict[str, Any]:
+        return ops.control(rt, job_id, action)
+
+    control.__name__ = action
+    return control

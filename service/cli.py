@@ -11,9 +11,10 @@ import sys
 import time
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
+from pydantic import BaseModel
 from rich.console import Console
 
 from adapters.base import BackendError
@@ -49,10 +50,16 @@ FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table for peo
 InventoryOpt = Annotated[Path | None, typer.Option("--inventory", "-i", help="plan offline from this snapshot")]
 OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="also save the plan to this file")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="execute without asking")]
-WindowOpt = Annotated[bool, typer.Option("--window", help="start moves only inside the configured maintenance "
-                                         "windows (a closed window leaves the job for 'ferry serve')")]
-SolverOpt = Annotated[str, typer.Option(help="greedy: fast, near-optimal; cp-sat: OR-Tools, for small fleets")]
-TimeLimitOpt = Annotated[float, typer.Option("--time-limit", help="cp-sat: seconds to search")]
+
+
+def described(model: type[BaseModel], field: str) -> str | None:
+    """An option's help is its request field's description: written once, for both surfaces."""
+    return model.model_fields[field].description
+
+
+WindowOpt = Annotated[bool, typer.Option("--window", help=described(ops.JobOptions, "window"))]
+SolverOpt = Annotated[str, typer.Option(help=described(ops.NodesPlanRequest, "solver"))]
+TimeLimitOpt = Annotated[float, typer.Option("--time-limit", help=described(ops.NodesPlanRequest, "time_limit"))]
 
 
 @app.callback()
@@ -76,7 +83,10 @@ def snapshot_of(path: Path | None) -> Inventory | None:
     return load_inventory(path) if path else None
 
 
-def request(model: type[Any], **options: Any) -> Any:
+RequestT = TypeVar("RequestT", bound=BaseModel)
+
+
+def request(model: type[RequestT], **options: Any) -> RequestT:
     """The operation's request from the command's options, refused in the API's words."""
     return validate_model(model, {k: v for k, v in options.items() if v is not None})
 
@@ -123,7 +133,7 @@ _node_plan_command("drain", "Like evacuate, for maintenance: the moves are later
 @plan_app.command("rebalance")
 def plan_rebalance_cmd(
     ctx: typer.Context, snapshot: InventoryOpt = None, out: OutOpt = None, fmt: FormatOpt = Format.table,
-    aggressiveness: Annotated[int | None, typer.Option(help="1 = fix violations only, 5 = any gain")] = None,
+    aggressiveness: Annotated[int | None, typer.Option(help=described(ops.RebalanceRequest, "aggressiveness"))] = None,
     max_moves: Annotated[int | None, typer.Option()] = None,
     min_gain: Annotated[float | None, typer.Option()] = None,
     solver: SolverOpt = Solver.greedy.value, time_limit: TimeLimitOpt = DEFAULT_TIME_LIMIT_S,
@@ -137,7 +147,8 @@ def plan_rebalance_cmd(
 @plan_app.command("place")
 def plan_place_cmd(
     ctx: typer.Context, cpus: Annotated[float, typer.Option()],
-    memory: Annotated[int, typer.Option(help="MiB")], disk: Annotated[float, typer.Option(help="GB")],
+    memory: Annotated[int, typer.Option(help=described(ops.PlaceRequest, "memory"))],
+    disk: Annotated[float, typer.Option(help=described(ops.PlaceRequest, "disk"))],
     storage: str | None = None, snapshot: InventoryOpt = None, fmt: FormatOpt = Format.table,
 ) -> None:
     """The best node for a new container."""
@@ -150,7 +161,7 @@ def plan_place_cmd(
 
 
 # -- execution -------------------------------------------------------------------------------------
-def review(fmt: Format, yes: bool) -> ops.execution.Review:
+def review(fmt: Format, yes: bool) -> ops.Review:
     """Show the plan to a person and ask before anything is stored (unless --yes)."""
     def check(plan: Plan, inv: Inventory) -> None:
         if fmt is Format.table:
@@ -182,9 +193,9 @@ def execute(ctx: typer.Context, job_id: int, moves: int, fmt: Format, window: bo
         with JobProgress(console, moves) as progress:
             summary = ops.run_here(rt, job_id, progress=progress.update)
     render.render_summary(console, summary.to_dict())
-    if window and summary.state in ("approved", "running"):
-        message = ops.job_detail(rt, job_id)["message"]
-        console.print(f"{message or 'waiting for a maintenance window'}; 'ferry serve' continues it")
+    message = ops.job_detail(rt, job_id)["message"] if window else None
+    if message:  # e.g. waiting for a maintenance window: 'ferry serve' continues it then
+        console.print(message, markup=False, highlight=False)
 
 
 def _node_job_command(goal: ops.NodeGoal, doc: str) -> None:

@@ -18,6 +18,7 @@ control) is decided here once, so both surfaces give the same answers and the sa
 
 from service.operations.execution import (
     PlanDrift,
+    Review,
     Submitted,
     control,
     job_detail,
@@ -49,7 +50,7 @@ from service.operations.requests import (
 
 __all__ = [
     "JobListRequest", "JobOptions", "NodeGoal", "NodesJobRequest", "NodesPlanRequest", "PlaceRequest", "PlanDrift",
-    "PlanJobRequest", "Planned", "RebalanceRequest", "Solver", "Submitted", "control", "current_inventory",
+    "PlanJobRequest", "Planned", "RebalanceRequest", "Review", "Solver", "Submitted", "control", "current_inventory",
     "job_detail", "list_jobs", "place_container", "plan_nodes", "plan_rebalancing", "resume_unfinished",
     "run_cleanups", "run_here", "submit_nodes", "submit_plan",
 ]

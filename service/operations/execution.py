@@ -22,17 +22,15 @@ from fleet.plan import Plan
 from service import jobs
 from service.engine import JobSummary
 from service.operations.planning import NodeGoal, Planned, plan_nodes
-from service.operations.requests import JobOptions, NodesJobRequest, NodesPlanRequest
+from service.operations.requests import MAX_JOB_LIMIT, JobOptions, NodesJobRequest, NodesPlanRequest
 from service.runtime import Runtime
 from service.saga import Progress
-from service.worker import Worker, with_window
+from service.worker import RUNNABLE_STATES, Worker, with_window
 from service.worker import uses_window as job_uses_window
 
 #: Called with a plan and its fleet after every check passed and before the job is stored: the CLI
 #: shows the plan and asks for confirmation there (raising to refuse); the API passes none.
 Review = Callable[[Plan, Inventory], None]
-#: Job states ``ferry jobs resume`` takes up (when no live instance holds the job's lease).
-UNFINISHED_STATES = ("approved", "running", "cancelling")
 
 
 class PlanDrift(InputError):
@@ -82,6 +80,7 @@ def submit_nodes(rt: Runtime, goal: NodeGoal, request: NodesJobRequest, review: 
 
 
 def uses_window(rt: Runtime, job_id: int) -> bool:
+    """Whether the job starts moves only inside maintenance windows (the mark in its stored plan)."""
     with rt.sessions() as session:
         return job_uses_window(jobs.get_job(session, job_id))
 
@@ -98,9 +97,10 @@ def run_here(rt: Runtime, job_id: int, progress: Progress | None = None) -> JobS
 
 
 def resume_unfinished(rt: Runtime) -> list[JobSummary]:
-    """Continue every unfinished job nobody runs, oldest first, from what the store and the world say."""
-    unfinished = [j for j in jobs.list_jobs(rt.sessions, limit=10_000)
-                  if j["state"] in UNFINISHED_STATES and not j["run_by"]]
+    """Continue every unfinished job nobody runs, oldest first, from what the store and the world say
+    (the jobs the ``ferry serve`` worker would take up)."""
+    unfinished = [j for j in jobs.list_jobs(rt.sessions, limit=MAX_JOB_LIMIT)
+                  if j["state"] in RUNNABLE_STATES and not j["run_by"]]
     return [run_here(rt, job["id"]) for job in reversed(unfinished)]
 
 
