@@ -19,6 +19,7 @@ from typing import Any
 from fleet.errors import InputError
 from fleet.model import Inventory
 from fleet.plan import Plan
+from planners import check_plan
 from service import jobs
 from service.engine import JobSummary
 from service.operations.planning import NodeGoal, Planned, plan_nodes
@@ -54,13 +55,28 @@ def _store(rt: Runtime, plan: Plan, options: JobOptions) -> int:
     return jobs.create_job(rt.sessions, with_window(plan) if options.window else plan, approved=options.approve)
 
 
+def drift(rt: Runtime, plan: Plan, inventory: Inventory) -> list[str]:
+    """What makes a saved plan unsafe on today's world (empty: run it as is): containers gone or
+    moved since, then every rule and capacity check a new plan must pass."""
+    problems = []
+    for move in plan.moves:
+        try:
+            ct = inventory.container(move.ct)
+        except KeyError:
+            problems.append(f"container {move.ct} no longer exists")
+            continue
+        if ct.node != move.from_node:
+            problems.append(f"container {move.ct} is now on {ct.node}, the plan expects {move.from_node}")
+    return problems or check_plan(inventory, plan, rt.policy())
+
+
 def submit_plan(rt: Runtime, plan: Plan, options: JobOptions, review: Review | None = None) -> int:
     """Store a reviewed plan as a job exactly as written, after re-validating it against the live
     fleet: a plan that moves nothing, or that today's fleet no longer fits, is refused."""
     if not plan.moves:
         raise InputError("plan.moves", [], "the plan moves nothing: there is no job to run")
     inv = rt.backend.discover()
-    changes = rt.drift(plan, inv)
+    changes = drift(rt, plan, inv)
     if changes:
         raise PlanDrift(plan, changes)
     if review is not None:
