@@ -78,15 +78,15 @@ class Offline(BaseModel):
 
 
 class NodesBody(ops.NodesPlanRequest, Offline):
-    pass
+    """``ferry plan evacuate|drain``'s request, with an optional snapshot."""
 
 
 class RebalanceBody(ops.RebalanceRequest, Offline):
-    pass
+    """``ferry plan rebalance``'s request, with an optional snapshot."""
 
 
 class PlaceBody(ops.PlaceRequest, Offline):
-    pass
+    """``ferry plan place``'s request, with an optional snapshot."""
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -227,13 +227,17 @@ def _add_job_routes(app: FastAPI, rt: Runtime, auth: list[Any]) -> None:
             return JSONResponse({"job": None, "moves": 0}, status_code=status.HTTP_200_OK)
         return ops.job_detail(rt, submitted.job_id)
 
-    @app.post("/v1/evacuate", tags=["jobs"], dependencies=auth, status_code=status.HTTP_201_CREATED)
+    nothing: dict[int | str, Any] = {200: {"description": 'Nothing to move: `{"job": null, "moves": 0}`'}}
+
+    @app.post("/v1/evacuate", tags=["jobs"], dependencies=auth, status_code=status.HTTP_201_CREATED,
+              responses=nothing)
     def evacuate(body: ops.NodesJobRequest) -> dict[str, Any]:
         """Plan the evacuation of ``nodes`` now and store it as a job (``approve``: the worker runs
         it at once); 200 with ``{"job": null}`` when there is nothing to move."""
         return plan_and_store("evacuate", body)
 
-    @app.post("/v1/drain", tags=["jobs"], dependencies=auth, status_code=status.HTTP_201_CREATED)
+    @app.post("/v1/drain", tags=["jobs"], dependencies=auth, status_code=status.HTTP_201_CREATED,
+              responses=nothing)
     def drain(body: ops.NodesJobRequest) -> dict[str, Any]:
         """As evacuate, for maintenance (with ``window``: moves start only inside maintenance windows)."""
         return plan_and_store("drain", body)
