@@ -12,8 +12,10 @@ InputError (JobConflict, NoSuchJob, PlanDrift), so both surfaces say the same wo
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 from fleet.errors import InputError
@@ -26,8 +28,6 @@ from service.operations.planning import NodeGoal, Planned, plan_nodes
 from service.operations.requests import MAX_JOB_LIMIT, JobOptions, NodesJobRequest, NodesPlanRequest
 from service.runtime import Runtime
 from service.saga import Progress
-from service.worker import RUNNABLE_STATES, Worker, with_window
-from service.worker import uses_window as job_uses_window
 
 #: Called with a plan and its fleet after every check passed and before the job is stored: the CLI
 #: shows the plan and asks for confirmation there (raising to refuse); the API passes none.
@@ -51,8 +51,15 @@ class Submitted:
     job_id: int | None
 
 
+def _worker() -> ModuleType:
+    """service.worker, imported on first use: it brings APScheduler, which every start of the CLI
+    would pay for and only windows and resumes need."""
+    return importlib.import_module("service.worker")
+
+
 def _store(rt: Runtime, plan: Plan, options: JobOptions) -> int:
-    return jobs.create_job(rt.sessions, with_window(plan) if options.window else plan, approved=options.approve)
+    stored = _worker().with_window(plan) if options.window else plan
+    return jobs.create_job(rt.sessions, stored, approved=options.approve)
 
 
 def drift(rt: Runtime, plan: Plan, inventory: Inventory) -> list[str]:
@@ -98,7 +105,7 @@ def submit_nodes(rt: Runtime, goal: NodeGoal, request: NodesJobRequest, review: 
 def uses_window(rt: Runtime, job_id: int) -> bool:
     """Whether the job starts moves only inside maintenance windows (the mark in its stored plan)."""
     with rt.sessions() as session:
-        return job_uses_window(jobs.get_job(session, job_id))
+        return bool(_worker().uses_window(jobs.get_job(session, job_id)))
 
 
 def run_here(rt: Runtime, job_id: int, progress: Progress | None = None) -> JobSummary:
@@ -106,7 +113,7 @@ def run_here(rt: Runtime, job_id: int, progress: Progress | None = None) -> JobS
     maintenance window is open and lasts (the worker's rule), and is then left for later."""
     if not uses_window(rt, job_id):
         return rt.engine(progress=progress).run_job(job_id)
-    summary = Worker(rt).run_one(job_id)
+    summary = _worker().Worker(rt).run_one(job_id)
     if summary is None:
         raise jobs.JobConflict("job", job_id, f"could not run here; see 'ferry job show {job_id}'")
     return summary
@@ -116,7 +123,7 @@ def resume_unfinished(rt: Runtime) -> list[JobSummary]:
     """Continue every unfinished job nobody runs, oldest first, from what the store and the world say
     (the jobs the ``ferry serve`` worker would take up)."""
     unfinished = [j for j in jobs.list_jobs(rt.sessions, limit=MAX_JOB_LIMIT)
-                  if j["state"] in RUNNABLE_STATES and not j["run_by"]]
+                  if j["state"] in _worker().RUNNABLE_STATES and not j["run_by"]]
     return [run_here(rt, job["id"]) for job in reversed(unfinished)]
 
 
