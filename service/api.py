@@ -1,6 +1,6 @@
 """ferry's REST API (FastAPI): the CLI's verbs over HTTP, with a bearer token and an OpenAPI document.
 
-    request --bearer token (constant-time compare)--> route --> planners / service.jobs / Runtime
+    request --bearer token (constant-time compare)--> route --> service.operations (as the CLI)
         --> plan JSON (the exact bytes of ``ferry plan ... --format json``) | job records | metrics
     InputError -> 400, no such job -> 404, JobConflict or drift -> 409, backend down -> 502:
         always {"error": "<the one line the CLI prints>"}
@@ -22,7 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -30,14 +30,13 @@ from adapters.base import BackendError
 from fleet.errors import InputError
 from fleet.model import Inventory
 from fleet.plan import Plan
-from fleet.policy import Policy
 from fleet.snapshot import dump_inventory, key_path, parse_inventory, validate_model
-from planners import place, plan_drain, plan_evacuate, plan_rebalance
+from service import operations as ops
 from service.config import Config
-from service.jobs import JobConflict, NoSuchJob, control_job, create_job, job_detail, list_jobs
+from service.jobs import JobConflict, NoSuchJob
 from service.metrics import store_registry
 from service.runtime import Runtime
-from service.worker import instance_owner, with_window
+from service.worker import instance_owner
 
 #: Shortest token accepted: a guessable token is no protection.
 MIN_TOKEN_CHARS = 16
@@ -72,36 +71,22 @@ def load_token(config: Config) -> str:
     return token
 
 
-# -- request bodies --------------------------------------------------------------------------------
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+# -- request bodies: the operations' requests, plus what only a body carries --------------------
+class Offline(BaseModel):
     #: Plan offline from this snapshot (contracts/inventory.md) instead of the live fleet.
     inventory: dict[str, Any] | None = None
 
 
-class NodesBody(_Body):
-    nodes: list[str] = Field(min_length=1)
+class NodesBody(ops.NodesPlanRequest, Offline):
+    """``ferry plan evacuate|drain``'s request, with an optional snapshot."""
 
 
-class RebalanceBody(_Body):
-    aggressiveness: int | None = Field(default=None, ge=1, le=5)
-    max_moves: int | None = Field(default=None, ge=0)
-    min_gain: float | None = Field(default=None, ge=0.0)
+class RebalanceBody(ops.RebalanceRequest, Offline):
+    """``ferry plan rebalance``'s request, with an optional snapshot."""
 
 
-class PlaceBody(_Body):
-    cpus: float = Field(ge=0.01)
-    memory: int = Field(ge=1, description="MiB")
-    disk: float = Field(ge=0.0, description="GB")
-    storage: str | None = None
-
-
-class NewJob(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    plan: dict[str, Any]
-    approve: bool = False
-    #: Start moves only inside the configured maintenance windows.
-    window: bool = False
+class PlaceBody(ops.PlaceRequest, Offline):
+    """``ferry plan place``'s request, with an optional snapshot."""
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -109,32 +94,8 @@ def _json_bytes(text_out: str) -> Response:
     return Response(content=text_out, media_type="application/json")
 
 
-def _inventory(rt: Runtime, body: _Body) -> Inventory:
-    if body.inventory is not None:
-        return parse_inventory(body.inventory, source="inventory")
-    return rt.backend.discover()
-
-
-def _policy(rt: Runtime, body: _Body) -> Policy:
-    """As the CLI: an offline plan uses the configured policy alone (same snapshot, same plan);
-    a live one adds link speeds learned from finished moves."""
-    return rt.config.policy if body.inventory is not None else rt.policy()
-
-
-def _detail(rt: Runtime, job_id: int) -> dict[str, Any]:
-    try:
-        return job_detail(rt.sessions, job_id)
-    except InputError as exc:
-        raise ApiError(status.HTTP_404_NOT_FOUND, exc.line()) from None
-
-
-def _control(rt: Runtime, job_id: int, action: str) -> dict[str, Any]:
-    """Change a job's state with the rule and message of ``ferry job ...``."""
-    try:
-        old, new = control_job(rt.sessions, job_id, action)
-    except NoSuchJob as exc:
-        raise ApiError(status.HTTP_404_NOT_FOUND, exc.line()) from None
-    return {"id": job_id, "from": old, "state": new}
+def _snapshot(body: Offline) -> Inventory | None:
+    return None if body.inventory is None else parse_inventory(body.inventory, source="inventory")
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -149,6 +110,14 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(JobConflict)
     def _conflict(_: Request, exc: JobConflict) -> JSONResponse:
         return answer(status.HTTP_409_CONFLICT, exc.line())
+
+    @app.exception_handler(ops.PlanDrift)
+    def _drift(_: Request, exc: ops.PlanDrift) -> JSONResponse:
+        return answer(status.HTTP_409_CONFLICT, exc.line(), changes=exc.changes)
+
+    @app.exception_handler(NoSuchJob)
+    def _missing(_: Request, exc: NoSuchJob) -> JSONResponse:
+        return answer(status.HTTP_404_NOT_FOUND, exc.line())
 
     @app.exception_handler(InputError)
     def _input(_: Request, exc: InputError) -> JSONResponse:
@@ -208,31 +177,27 @@ def create_app(runtime: Runtime, *, token: str | None = None) -> FastAPI:
     @app.get("/v1/inventory", tags=["fleet"], dependencies=auth)
     def inventory() -> Response:
         """The live fleet as a snapshot (contracts/inventory.md)."""
-        return _json_bytes(dump_inventory(rt.backend.discover()))
+        return _json_bytes(dump_inventory(ops.current_inventory(rt)))
 
     @app.post("/v1/plans/evacuate", tags=["plans"], dependencies=auth)
     def plan_evacuate_route(body: NodesBody) -> Response:
         """Give every container on ``nodes`` a destination (contracts/plan.md)."""
-        return _json_bytes(plan_evacuate(_inventory(rt, body), body.nodes, _policy(rt, body)).to_json())
+        return _json_bytes(ops.plan_nodes(rt, "evacuate", body, _snapshot(body)).plan.to_json())
 
     @app.post("/v1/plans/drain", tags=["plans"], dependencies=auth)
     def plan_drain_route(body: NodesBody) -> Response:
         """Like evacuate, for maintenance."""
-        return _json_bytes(plan_drain(_inventory(rt, body), body.nodes, _policy(rt, body)).to_json())
+        return _json_bytes(ops.plan_nodes(rt, "drain", body, _snapshot(body)).plan.to_json())
 
     @app.post("/v1/plans/rebalance", tags=["plans"], dependencies=auth)
     def plan_rebalance_route(body: RebalanceBody) -> Response:
         """Spread load with few, cheap moves; knobs override the configured policy."""
-        knobs = body.model_dump(exclude_none=True, exclude={"inventory"})
-        policy = _policy(rt, body).model_copy(update=knobs)
-        moved, now = rt.cooldown_inputs() if body.inventory is None else ({}, None)
-        return _json_bytes(plan_rebalance(_inventory(rt, body), policy, last_moved=moved, now=now).to_json())
+        return _json_bytes(ops.plan_rebalancing(rt, body, _snapshot(body)).plan.to_json())
 
     @app.post("/v1/plans/place", tags=["plans"], dependencies=auth)
     def plan_place_route(body: PlaceBody) -> dict[str, Any]:
         """The best node for a new container."""
-        return place(_inventory(rt, body), _policy(rt, body), cpus=body.cpus, memory_mb=body.memory,
-                     disk_gb=body.disk, storage=body.storage).to_dict()
+        return ops.place_container(rt, body, _snapshot(body))
 
     _add_job_routes(app, rt, auth)
     return app
@@ -240,46 +205,60 @@ def create_app(runtime: Runtime, *, token: str | None = None) -> FastAPI:
 
 def _add_job_routes(app: FastAPI, rt: Runtime, auth: list[Any]) -> None:
     @app.get("/v1/jobs", tags=["jobs"], dependencies=auth)
-    def jobs(limit: Annotated[int, Query(ge=1, le=10_000)] = 50) -> list[dict[str, Any]]:
+    def jobs(query: Annotated[ops.JobListRequest, Query()]) -> list[dict[str, Any]]:
         """Newest first, as ``ferry jobs --format json``."""
-        return list_jobs(rt.sessions, limit=limit)
+        return ops.list_jobs(rt, query.limit)
 
     @app.get("/v1/jobs/{job_id}", tags=["jobs"], dependencies=auth)
     def job(job_id: int) -> dict[str, Any]:
         """Moves, their steps and the journal, as ``ferry job show --format json``."""
-        return _detail(rt, job_id)
+        return ops.job_detail(rt, job_id)
 
     @app.post("/v1/jobs", tags=["jobs"], dependencies=auth, status_code=status.HTTP_201_CREATED)
-    def new_job(body: NewJob) -> dict[str, Any]:
+    def new_job(body: ops.PlanJobRequest) -> dict[str, Any]:
         """Store a reviewed plan as a job, after re-validating it against the live fleet (409 with
         ``changes`` when the fleet drifted). ``approve`` lets the worker run it."""
         plan = validate_model(Plan, body.plan, source="plan")
-        if not plan.moves:
-            raise InputError("plan.moves", [], "the plan moves nothing: there is no job to run")
-        problems = rt.drift(plan, rt.backend.discover())
-        if problems:
-            raise ApiError(status.HTTP_409_CONFLICT, InputError(
-                "plan", plan.inventory_digest, f"the fleet changed since it was made: {problems[0]} "
-                f"({len(problems)} problems); make a new plan").line(), changes=problems)
-        job_id = create_job(rt.sessions, with_window(plan) if body.window else plan, approved=body.approve)
-        return _detail(rt, job_id)
+        return ops.job_detail(rt, ops.submit_plan(rt, plan, body))
 
-    @app.post("/v1/jobs/{job_id}/approve", tags=["jobs"], dependencies=auth)
-    def approve(job_id: int) -> dict[str, Any]:
-        """A pending job becomes approved; the worker runs it."""
-        return _control(rt, job_id, "approve")
+    def plan_and_store(goal: ops.NodeGoal, body: ops.NodesJobRequest) -> Any:
+        submitted = ops.submit_nodes(rt, goal, body)
+        if submitted.job_id is None:  # as ``ferry evacuate``: nothing to move is an answer
+            return JSONResponse({"job": None, "moves": 0}, status_code=status.HTTP_200_OK)
+        return ops.job_detail(rt, submitted.job_id)
 
-    @app.post("/v1/jobs/{job_id}/pause", tags=["jobs"], dependencies=auth)
-    def pause(job_id: int) -> dict[str, Any]:
-        """Start no new moves; moves in flight finish."""
-        return _control(rt, job_id, "pause")
+    nothing: dict[int | str, Any] = {200: {"description": 'Nothing to move: `{"job": null, "moves": 0}`'}}
 
-    @app.post("/v1/jobs/{job_id}/resume", tags=["jobs"], dependencies=auth)
-    def resume(job_id: int) -> dict[str, Any]:
-        """A paused job is approved again; the worker continues it."""
-        return _control(rt, job_id, "resume")
+    @app.post("/v1/evacuate", tags=["jobs"], dependencies=auth, status_code=status.HTTP_201_CREATED,
+              responses=nothing)
+    def evacuate(body: ops.NodesJobRequest) -> dict[str, Any]:
+        """Plan the evacuation of ``nodes`` now and store it as a job (``approve``: the worker runs
+        it at once); 200 with ``{"job": null}`` when there is nothing to move."""
+        return plan_and_store("evacuate", body)
 
-    @app.post("/v1/jobs/{job_id}/cancel", tags=["jobs"], dependencies=auth)
-    def cancel(job_id: int) -> dict[str, Any]:
-        """Start no more moves; moves in flight roll back."""
-        return _control(rt, job_id, "cancel")
+    @app.post("/v1/drain", tags=["jobs"], dependencies=auth, status_code=status.HTTP_201_CREATED,
+              responses=nothing)
+    def drain(body: ops.NodesJobRequest) -> dict[str, Any]:
+        """As evacuate, for maintenance (with ``window``: moves start only inside maintenance windows)."""
+        return plan_and_store("drain", body)
+
+    for action, doc in JOB_CONTROLS.items():
+        app.post(f"/v1/jobs/{{job_id}}/{action}", tags=["jobs"], dependencies=auth,
+                 name=action, description=doc)(_control_route(rt, action))
+
+
+#: The operator's controls of a job, each ``POST /v1/jobs/{job_id}/<action>`` (service.lifecycle.CONTROLS).
+JOB_CONTROLS = {
+    "approve": "A pending job becomes approved; the worker runs it.",
+    "pause": "Start no new moves; moves in flight finish.",
+    "resume": "A paused job is approved again; the worker continues it.",
+    "cancel": "Start no more moves; moves in flight roll back.",
+}
+
+
+def _control_route(rt: Runtime, action: str) -> Any:
+    def control(job_id: int) -> dict[str, Any]:
+        return ops.control(rt, job_id, action)
+
+    control.__name__ = action
+    return control

@@ -9,25 +9,24 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
+from pydantic import BaseModel
 from rich.console import Console
 
 from adapters.base import BackendError
 from fleet.errors import InputError
 from fleet.model import Inventory
 from fleet.plan import Plan
-from fleet.policy import Policy
 from fleet.snapshot import dump_inventory, load_inventory, read_document, validate_model
-from planners import place, plan_drain, plan_evacuate, plan_rebalance
+from service import operations as ops
 from service import render
 from service.config import load_config
-from service.jobs import control_job, create_job, job_detail, list_jobs
-from service.lifecycle import JOB_FINAL, JOB_RUNNABLE
+from service.lifecycle import JOB_FINAL
+from service.operations.requests import DEFAULT_JOB_LIMIT, DEFAULT_TIME_LIMIT_S, Solver
 from service.runtime import Runtime
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -54,13 +53,14 @@ OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="also save the 
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="execute without asking")]
 
 
-class Solver(StrEnum):
-    greedy = "greedy"
-    cp_sat = "cp-sat"
+def described(model: type[BaseModel], field: str) -> str | None:
+    """An option's help is its request field's description: written once, for both surfaces."""
+    return model.model_fields[field].description
 
 
-SolverOpt = Annotated[Solver, typer.Option(help="greedy: fast, near-optimal; cp-sat: OR-Tools, for small fleets")]
-TimeLimitOpt = Annotated[float, typer.Option("--time-limit", min=0.1, help="cp-sat: seconds to search")]
+WindowOpt = Annotated[bool, typer.Option("--window", help=described(ops.JobOptions, "window"))]
+SolverOpt = Annotated[str, typer.Option(help=described(ops.NodesPlanRequest, "solver"))]
+TimeLimitOpt = Annotated[float, typer.Option("--time-limit", help=described(ops.NodesPlanRequest, "time_limit"))]
 
 
 @app.callback()
@@ -80,29 +80,31 @@ def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2) + "\n")
 
 
-def current_inventory(ctx: typer.Context, snapshot: Path | None = None) -> Inventory:
-    return load_inventory(snapshot) if snapshot else runtime(ctx).backend.discover()
+def snapshot_of(path: Path | None) -> Inventory | None:
+    return load_inventory(path) if path else None
 
 
-def planning_policy(ctx: typer.Context, snapshot: Path | None) -> Policy:
-    """Offline plans use the config's policy alone, so the same snapshot always gives the same
-    plan; live plans add link speeds learned from finished moves."""
-    rt = runtime(ctx)
-    return rt.config.policy if snapshot else rt.policy()
+RequestT = TypeVar("RequestT", bound=BaseModel)
+
+
+def request(model: type[RequestT], **options: Any) -> RequestT:
+    """The operation's request from the command's options, refused in the API's words."""
+    return validate_model(model, {k: v for k, v in options.items() if v is not None})
 
 
 # -- inventory and plans -------------------------------------------------------------------------
 @app.command()
 def inventory(ctx: typer.Context, fmt: FormatOpt = Format.table) -> None:
     """Show the fleet (or write a snapshot with --format json)."""
-    inv = current_inventory(ctx)
+    inv = ops.current_inventory(runtime(ctx))
     if fmt is Format.json:
         sys.stdout.write(dump_inventory(inv))
     else:
         render.render_inventory(console, inv)
 
 
-def show_plan(plan: Plan, inv: Inventory, fmt: Format, out: Path | None) -> None:
+def show_plan(planned: ops.Planned, fmt: Format, out: Path | None) -> None:
+    plan, inv = planned.plan, planned.inventory
     if out:
         out.write_text(plan.to_json(), encoding="utf-8")
     if fmt is Format.json:
@@ -113,51 +115,46 @@ def show_plan(plan: Plan, inv: Inventory, fmt: Format, out: Path | None) -> None
             console.print(f"saved to {out}; run it with: ferry run {out}")
 
 
-def _node_plan_command(name: str, planner: Callable[..., Plan], doc: str) -> None:
-    """Register ``ferry plan NAME NODE…`` (evacuate and drain share their options)."""
+def _node_plan_command(goal: ops.NodeGoal, doc: str) -> None:
+    """Register ``ferry plan GOAL NODE…`` (evacuate and drain share their options)."""
     def command(ctx: typer.Context, nodes: list[str], snapshot: InventoryOpt = None, out: OutOpt = None,
-                fmt: FormatOpt = Format.table, solver: SolverOpt = Solver.greedy,
-                time_limit: TimeLimitOpt = 10.0) -> None:
-        inv = current_inventory(ctx, snapshot)
-        show_plan(planner(inv, nodes, planning_policy(ctx, snapshot), solver=solver.value,
-                          time_limit_s=time_limit), inv, fmt, out)
+                fmt: FormatOpt = Format.table, solver: SolverOpt = Solver.greedy.value,
+                time_limit: TimeLimitOpt = DEFAULT_TIME_LIMIT_S) -> None:
+        asked = request(ops.NodesPlanRequest, nodes=nodes, solver=solver, time_limit=time_limit)
+        show_plan(ops.plan_nodes(runtime(ctx), goal, asked, snapshot_of(snapshot)), fmt, out)
 
     command.__doc__ = doc
-    plan_app.command(name)(command)
+    plan_app.command(goal)(command)
 
 
-_node_plan_command("evacuate", plan_evacuate, "Give every container on NODES a destination (nothing else moves).")
-_node_plan_command("drain", plan_drain, "Like evacuate, for maintenance: the moves are later fitted into windows.")
+_node_plan_command("evacuate", "Give every container on NODES a destination (nothing else moves).")
+_node_plan_command("drain", "Like evacuate, for maintenance: the moves are later fitted into windows.")
 
 
 @plan_app.command("rebalance")
 def plan_rebalance_cmd(
     ctx: typer.Context, snapshot: InventoryOpt = None, out: OutOpt = None, fmt: FormatOpt = Format.table,
-    aggressiveness: Annotated[int | None, typer.Option(min=1, max=5, help="1 = fix violations only, 5 = any gain")] = None,
-    max_moves: Annotated[int | None, typer.Option(min=0)] = None,
-    min_gain: Annotated[float | None, typer.Option(min=0.0)] = None,
-    solver: SolverOpt = Solver.greedy, time_limit: TimeLimitOpt = 10.0,
+    aggressiveness: Annotated[int | None, typer.Option(help=described(ops.RebalanceRequest, "aggressiveness"))] = None,
+    max_moves: Annotated[int | None, typer.Option()] = None,
+    min_gain: Annotated[float | None, typer.Option()] = None,
+    solver: SolverOpt = Solver.greedy.value, time_limit: TimeLimitOpt = DEFAULT_TIME_LIMIT_S,
 ) -> None:
     """Spread load with few, cheap moves."""
-    rt = runtime(ctx)
-    inv = current_inventory(ctx, snapshot)
-    overrides = {k: v for k, v in {"aggressiveness": aggressiveness, "max_moves": max_moves,
-                                   "min_gain": min_gain}.items() if v is not None}
-    policy = planning_policy(ctx, snapshot).model_copy(update=overrides)
-    moved, now = rt.cooldown_inputs() if snapshot is None else ({}, None)
-    show_plan(plan_rebalance(inv, policy, last_moved=moved, now=now, solver=solver.value,
-                             time_limit_s=time_limit), inv, fmt, out)
+    asked = request(ops.RebalanceRequest, aggressiveness=aggressiveness, max_moves=max_moves, min_gain=min_gain,
+                    solver=solver, time_limit=time_limit)
+    show_plan(ops.plan_rebalancing(runtime(ctx), asked, snapshot_of(snapshot)), fmt, out)
 
 
 @plan_app.command("place")
 def plan_place_cmd(
-    ctx: typer.Context, cpus: Annotated[float, typer.Option(min=0.01)],
-    memory: Annotated[int, typer.Option(min=1, help="MiB")], disk: Annotated[float, typer.Option(min=0.0, help="GB")],
+    ctx: typer.Context, cpus: Annotated[float, typer.Option()],
+    memory: Annotated[int, typer.Option(help=described(ops.PlaceRequest, "memory"))],
+    disk: Annotated[float, typer.Option(help=described(ops.PlaceRequest, "disk"))],
     storage: str | None = None, snapshot: InventoryOpt = None, fmt: FormatOpt = Format.table,
 ) -> None:
     """The best node for a new container."""
-    result = place(current_inventory(ctx, snapshot), planning_policy(ctx, snapshot), cpus=cpus, memory_mb=memory,
-                   disk_gb=disk, storage=storage).to_dict()
+    asked = request(ops.PlaceRequest, cpus=cpus, memory=memory, disk=disk, storage=storage)
+    result = ops.place_container(runtime(ctx), asked, snapshot_of(snapshot))
     if fmt is Format.json:
         emit_json(result)
     else:
@@ -165,66 +162,85 @@ def plan_place_cmd(
 
 
 # -- execution -------------------------------------------------------------------------------------
-def execute(ctx: typer.Context, plan: Plan, inv: Inventory, fmt: Format, yes: bool) -> None:
+def review(fmt: Format, yes: bool) -> ops.Review:
+    """Show the plan to a person and ask before anything is stored (unless --yes)."""
+    def check(plan: Plan, inv: Inventory) -> None:
+        if fmt is Format.table:
+            render.render_plan(console, plan, inv)
+        if not plan.moves:
+            return
+        if plan.unplaced and fmt is Format.table:
+            console.print(f"[yellow]{len(plan.unplaced)} containers have no destination and stay where they are[/]")
+        if not yes:
+            if not sys.stdin.isatty():
+                raise InputError("--yes", False, "not given and no terminal to ask: pass --yes to execute")
+            typer.confirm(f"Execute {len(plan.moves)} moves?", abort=True)
+
+    return check
+
+
+def execute(ctx: typer.Context, job_id: int, moves: int, fmt: Format, window: bool) -> None:
+    """Run the new job in this process and say how it went."""
     from service.progress import JobProgress
 
     rt = runtime(ctx)
-    if fmt is Format.table:
-        render.render_plan(console, plan, inv)
-    if not plan.moves:
-        console.print("nothing to move") if fmt is Format.table else emit_json({"job": None, "moves": 0})
+    if fmt is Format.json:
+        emit_json(ops.run_here(rt, job_id).to_dict())
         return
-    if plan.unplaced and fmt is Format.table:
-        console.print(f"[yellow]{len(plan.unplaced)} containers have no destination and stay where they are[/]")
-    if not yes:
-        if not sys.stdin.isatty():
-            raise InputError("--yes", False, "not given and no terminal to ask: pass --yes to execute")
-        typer.confirm(f"Execute {len(plan.moves)} moves?", abort=True)
-    job_id = create_job(rt.sessions, plan, approved=True)
-    if fmt is Format.table:
-        console.print(f"job {job_id} started; watch it with 'ferry job show {job_id}'")
-        with JobProgress(console, len(plan.moves)) as progress:
-            summary = rt.engine(progress=progress.update).run_job(job_id)
-        render.render_summary(console, summary.to_dict())
+    console.print(f"job {job_id} started; watch it with 'ferry job show {job_id}'")
+    if window:  # the worker's window-gated run: no per-move progress
+        summary = ops.run_here(rt, job_id)
     else:
-        emit_json(rt.engine().run_job(job_id).to_dict())
+        with JobProgress(console, moves) as progress:
+            summary = ops.run_here(rt, job_id, progress=progress.update)
+    render.render_summary(console, summary.to_dict())
+    message = ops.job_detail(rt, job_id)["message"] if window else None
+    if message:  # e.g. waiting for a maintenance window: 'ferry serve' continues it then
+        console.print(message, markup=False, highlight=False)
 
 
-@app.command()
-def evacuate(ctx: typer.Context, nodes: list[str], yes: YesOpt = False, fmt: FormatOpt = Format.table) -> None:
-    """Plan and execute the evacuation of NODES now (on-call)."""
-    inv = current_inventory(ctx)
-    execute(ctx, plan_evacuate(inv, nodes, runtime(ctx).policy()), inv, fmt, yes)
+def _node_job_command(goal: ops.NodeGoal, doc: str) -> None:
+    """Register ``ferry GOAL NODE…``: plan against the live fleet and execute now (evacuate, drain)."""
+    def command(ctx: typer.Context, nodes: list[str], yes: YesOpt = False, window: WindowOpt = False,
+                fmt: FormatOpt = Format.table) -> None:
+        asked = request(ops.NodesJobRequest, nodes=nodes, approve=True, window=window)
+        submitted = ops.submit_nodes(runtime(ctx), goal, asked, review(fmt, yes))
+        if submitted.job_id is None:
+            console.print("nothing to move") if fmt is Format.table else emit_json({"job": None, "moves": 0})
+            return
+        execute(ctx, submitted.job_id, len(submitted.planned.plan.moves), fmt, window)
+
+    command.__doc__ = doc
+    app.command(goal)(command)
+
+
+_node_job_command("evacuate", "Plan and execute the evacuation of NODES now (on-call).")
+_node_job_command("drain", "Plan and execute the drain of NODES for maintenance (with --window: inside windows).")
 
 
 @app.command("run")
-def run_plan(ctx: typer.Context, plan_file: Path, yes: YesOpt = False, fmt: FormatOpt = Format.table) -> None:
+def run_plan(ctx: typer.Context, plan_file: Path, yes: YesOpt = False, window: WindowOpt = False,
+             fmt: FormatOpt = Format.table) -> None:
     """Execute a saved plan exactly as written, after re-validating it against the live fleet."""
     plan = validate_model(Plan, read_document(plan_file), source=str(plan_file))
-    inv = current_inventory(ctx)
-    problems = runtime(ctx).drift(plan, inv)
-    if problems:
-        raise InputError("plan", str(plan_file), f"the fleet changed since it was made: {problems[0]}"
-                         f" ({len(problems)} problems); make a new plan")
-    execute(ctx, plan, inv, fmt, yes)
+    job_id = ops.submit_plan(runtime(ctx), plan, ops.JobOptions(approve=True, window=window), review(fmt, yes))
+    execute(ctx, job_id, len(plan.moves), fmt, window)
 
 
 # -- jobs ------------------------------------------------------------------------------------------
 @jobs_app.callback()
-def jobs_list(ctx: typer.Context, fmt: FormatOpt = Format.table) -> None:
+def jobs_list(ctx: typer.Context, fmt: FormatOpt = Format.table, limit: Annotated[
+        int, typer.Option(help="newest jobs to list")] = DEFAULT_JOB_LIMIT) -> None:
     if ctx.invoked_subcommand is not None:
         return
-    jobs = list_jobs(runtime(ctx).sessions)
+    jobs = ops.list_jobs(runtime(ctx), request(ops.JobListRequest, limit=limit).limit)
     emit_json(jobs) if fmt is Format.json else render.render_jobs(console, jobs)
 
 
 @jobs_app.command("resume")
 def jobs_resume(ctx: typer.Context, fmt: FormatOpt = Format.table) -> None:
     """Continue every unfinished job from what the store and the world say."""
-    rt = runtime(ctx)
-    pending = [j for j in list_jobs(rt.sessions, limit=10_000)
-               if j["state"] in JOB_RUNNABLE and not j["run_by"]]
-    results = [rt.engine().run_job(job["id"]).to_dict() for job in reversed(pending)]
+    results = [summary.to_dict() for summary in ops.resume_unfinished(runtime(ctx))]
     if fmt is Format.json:
         emit_json(results)
     elif not results:
@@ -236,7 +252,7 @@ def jobs_resume(ctx: typer.Context, fmt: FormatOpt = Format.table) -> None:
 @app.command()
 def cleanup(ctx: typer.Context, fmt: FormatOpt = Format.table) -> None:
     """Finish cleanups left for later: retire kept sources whose retention ended, stop forwarders."""
-    lines = runtime(ctx).engine().run_cleanups()
+    lines = ops.run_cleanups(runtime(ctx))
     if fmt is Format.json:
         emit_json(lines)
     else:
@@ -247,26 +263,34 @@ def cleanup(ctx: typer.Context, fmt: FormatOpt = Format.table) -> None:
 def job_show(ctx: typer.Context, job_id: int, fmt: FormatOpt = Format.table, watch: Annotated[
         bool, typer.Option("--watch", "-w", help="refresh every second until the job ends")] = False) -> None:
     """A job's moves and state (with --format json: and its journal of every command)."""
-    sessions = runtime(ctx).sessions
-    detail = job_detail(sessions, job_id)
+    rt = runtime(ctx)
+    detail = ops.job_detail(rt, job_id)
     if fmt is Format.json:
         emit_json(detail)
         return
     if not watch:
         render.render_job(console, detail)
+        if detail["window"]:
+            console.print("its moves start only inside the configured maintenance windows")
         return
     from rich.live import Live
 
     with Live(render.job_view(detail), console=console, refresh_per_second=2) as live:
         while detail["state"] not in JOB_FINAL:
             time.sleep(1.0)
-            detail = job_detail(sessions, job_id)
+            detail = ops.job_detail(rt, job_id)
             live.update(render.job_view(detail))
 
 
 def _control(ctx: typer.Context, job_id: int, action: str) -> None:
-    old, new = control_job(runtime(ctx).sessions, job_id, action)
-    console.print(f"job {job_id}: {old} -> {new}")
+    changed = ops.control(runtime(ctx), job_id, action)
+    console.print(f"job {job_id}: {changed['from']} -> {changed['state']}")
+
+
+@job_app.command("approve")
+def job_approve(ctx: typer.Context, job_id: int) -> None:
+    """A pending job becomes approved: 'ferry serve' (or 'ferry jobs resume') runs it."""
+    _control(ctx, job_id, "approve")
 
 
 @job_app.command("cancel")
@@ -284,8 +308,9 @@ def job_pause(ctx: typer.Context, job_id: int) -> None:
 @job_app.command("resume")
 def job_resume(ctx: typer.Context, job_id: int, fmt: FormatOpt = Format.table) -> None:
     """Approve a paused or pending job and run it to the end in this process."""
-    _control(ctx, job_id, "resume")
-    summary = runtime(ctx).engine().run_job(job_id).to_dict()
+    rt = runtime(ctx)
+    ops.control(rt, job_id, "resume")
+    summary = ops.run_here(rt, job_id).to_dict()
     emit_json(summary) if fmt is Format.json else render.render_summary(console, summary)
 
 

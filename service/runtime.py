@@ -14,8 +14,6 @@ from functools import cached_property
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.base import Backend
-from fleet.model import Inventory
-from fleet.plan import Plan
 from fleet.policy import Policy
 from service.config import Config
 from service.engine import Engine
@@ -61,20 +59,3 @@ class Runtime:
     def engine(self, progress: Progress | None = None) -> Engine:
         return Engine(self.sessions, self.backend, self.policy(), self.config.engine,
                       owner=self.config.ferry.instance or None, progress=progress)
-
-    def drift(self, plan: Plan, inventory: Inventory) -> list[str]:
-        """What makes a saved plan unsafe on today's world (empty: run it as is)."""
-        from planners import check_plan  # planners are pure; imported where a plan is judged
-
-        problems = []
-        for move in plan.moves:
-            try:
-                ct = inventory.container(move.ct)
-            except KeyError:
-                problems.append(f"container {move.ct} no longer exists")
-                continue
-            if ct.node != move.from_node:
-                problems.append(f"container {move.ct} is now on {ct.node}, the plan expects {move.from_node}")
-        if not problems:
-            problems = check_plan(inventory, plan, self.policy())
-        return problems

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from tests.unit.planners.planner_fixtures import ct, fleet, node
 
 from fleet import Policy
 from planners import place, plan_evacuate, plan_rebalance
@@ -12,6 +11,7 @@ from planners.filters import Ctx
 from planners.state import FleetState
 from planners.synthetic import Shape, synthetic_fleet
 from planners.units import all_units, units_of
+from tests.unit.planners.planner_fixtures import ct, fleet, node
 
 
 @pytest.mark.parametrize("seed", range(6))

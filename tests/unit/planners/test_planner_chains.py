@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.unit.planners.planner_fixtures import apply_plan, ct, fleet, node
-from tests.unit.planners.planner_oracle import oracle_violations
 
 from fleet import Policy
 from planners import check_plan, plan_rebalance
+from tests.unit.planners.planner_fixtures import apply_plan, ct, fleet, node
+from tests.unit.planners.planner_oracle import oracle_violations
 
 AGGRESSIVE = Policy(aggressiveness=5)
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from tests.unit.planners.planner_fixtures import ct, fleet, node
 
 from fleet import Policy
 from planners import costs, filters, scorers
 from planners.filters import Ctx
 from planners.state import FleetState
 from planners.units import units_of
+from tests.unit.planners.planner_fixtures import ct, fleet, node
 
 
 def _ctx(inv, policy=None, emptying=()):

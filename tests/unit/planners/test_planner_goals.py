@@ -6,11 +6,11 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from tests.unit.planners.planner_fixtures import apply_plan, ct, fleet, node
-from tests.unit.planners.planner_oracle import oracle_violations
 
 from fleet import InputError, Policy
 from planners import check_plan, place, plan_drain, plan_evacuate, plan_rebalance
+from tests.unit.planners.planner_fixtures import apply_plan, ct, fleet, node
+from tests.unit.planners.planner_oracle import oracle_violations
 
 
 def _valid(inv, plan, policy=None):

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.unit.planners.planner_oracle import oracle_violations
 
 from fleet import Policy
 from planners import check_plan, plan_drain, plan_evacuate, plan_rebalance
 from planners.synthetic import Shape, synthetic_fleet
+from tests.unit.planners.planner_oracle import oracle_violations
 
 shapes = st.builds(
     Shape,

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from tests.unit.planners.planner_fixtures import ct, fleet, node
-from tests.unit.planners.planner_oracle import oracle_violations
 
 from fleet import InputError, Policy
 from fleet.plan import Goal
@@ -14,6 +12,8 @@ from planners.filters import Ctx
 from planners.sequence import Target, sequence
 from planners.state import FleetState
 from planners.units import units_of
+from tests.unit.planners.planner_fixtures import ct, fleet, node
+from tests.unit.planners.planner_oracle import oracle_violations
 
 
 def _swap_fleet(spare_gib: float):

@@ -1,0 +1,69 @@
+"""Plans on request: which fleet, which policy, which planner, with the caller's overrides.
+
+    snapshot (offline) | backend.discover() (live) --> Inventory
+    config policy (offline) | + learned link speeds (live) --> Policy (+ the request's knobs)
+        --> planners.plan_evacuate / plan_drain / plan_rebalance / place --> Planned(plan, inventory)
+
+Nothing here stores or moves anything: a plan is data to review, save or submit as a job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from fleet.model import Inventory
+from fleet.plan import Plan
+from fleet.policy import Policy
+from planners import place, plan_drain, plan_evacuate, plan_rebalance
+from service.operations.requests import NodesPlanRequest, PlaceRequest, RebalanceRequest
+from service.runtime import Runtime
+
+NodeGoal = Literal["evacuate", "drain"]
+NODE_PLANNERS: dict[str, Callable[..., Plan]] = {"evacuate": plan_evacuate, "drain": plan_drain}
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A plan and the fleet it was computed from (people read the plan against it)."""
+
+    plan: Plan
+    inventory: Inventory
+
+
+def current_inventory(rt: Runtime, snapshot: Inventory | None = None) -> Inventory:
+    """The snapshot the caller gave (already parsed by its surface), else the live fleet."""
+    return snapshot if snapshot is not None else rt.backend.discover()
+
+
+def planning_policy(rt: Runtime, snapshot: Inventory | None) -> Policy:
+    """Offline plans use the config's policy alone, so the same snapshot always gives the same
+    plan; live plans add link speeds learned from finished moves."""
+    return rt.config.policy if snapshot is not None else rt.policy()
+
+
+def plan_nodes(rt: Runtime, goal: NodeGoal, request: NodesPlanRequest,
+               snapshot: Inventory | None = None) -> Planned:
+    """Give every container on ``request.nodes`` a destination (nothing else moves)."""
+    inv = current_inventory(rt, snapshot)
+    plan = NODE_PLANNERS[goal](inv, request.nodes, planning_policy(rt, snapshot),
+                               solver=request.solver.value, time_limit_s=request.time_limit)
+    return Planned(plan, inv)
+
+
+def plan_rebalancing(rt: Runtime, request: RebalanceRequest, snapshot: Inventory | None = None) -> Planned:
+    """Spread load with few, cheap moves; the request's knobs override the policy. Live plans
+    respect the cooldown of recently moved containers (offline ones have no history)."""
+    inv = current_inventory(rt, snapshot)
+    policy = planning_policy(rt, snapshot).model_copy(update=request.policy_overrides())
+    moved, now = rt.cooldown_inputs() if snapshot is None else ({}, None)
+    plan = plan_rebalance(inv, policy, last_moved=moved, now=now, solver=request.solver.value,
+                          time_limit_s=request.time_limit)
+    return Planned(plan, inv)
+
+
+def place_container(rt: Runtime, request: PlaceRequest, snapshot: Inventory | None = None) -> dict[str, Any]:
+    """The best node for a new container, with every node's rank and reasons."""
+    return place(current_inventory(rt, snapshot), planning_policy(rt, snapshot), cpus=request.cpus,
+                 memory_mb=request.memory, disk_gb=request.disk, storage=request.storage).to_dict()
