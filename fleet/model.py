@@ -56,6 +56,14 @@ def _check_name(value: object) -> str:
     return check_text(_as_text(value), MAX_TEXT_CHARS)
 
 
+def _integral(value: object) -> object:
+    """``4096.0`` (a float some exporters write) is the integer 4096; any other value is left to
+    strict validation, which refuses strings and booleans where a number belongs."""
+    if isinstance(value, float) and value.is_integer() and abs(value) <= MAX_MEMORY_MB:
+        return int(value)
+    return value
+
+
 def _check_free_text(value: str) -> str:
     return check_text(value, MAX_TEXT_CHARS)
 
@@ -77,11 +85,14 @@ Name = Annotated[str, BeforeValidator(_check_name)]
 Text = Annotated[str, AfterValidator(_check_free_text)]
 Address = Annotated[str, AfterValidator(_check_address)]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+Count = Annotated[int, BeforeValidator(_integral)]
 Platform = Literal["proxmox", "openvz"]
 
 
 class _Record(BaseModel):
-    model_config = ConfigDict(extra="allow", frozen=True, validate_default=True, allow_inf_nan=False)
+    # strict: "12" or true is not a number of CPUs; a snapshot says what it means.
+    model_config = ConfigDict(extra="allow", frozen=True, validate_default=True, allow_inf_nan=False,
+                              strict=True)
 
 
 class Storage(_Record):
@@ -97,8 +108,8 @@ class Storage(_Record):
 class Node(_Record):
     name: NodeName
     platform: Platform = "proxmox"
-    cpus: int = Field(ge=1, le=MAX_CPUS)
-    memory_mb: int = Field(ge=1, le=MAX_MEMORY_MB)
+    cpus: Count = Field(ge=1, le=MAX_CPUS)
+    memory_mb: Count = Field(ge=1, le=MAX_MEMORY_MB)
     cpu_usage: Fraction = 0.0
     storage: dict[Id, Storage] = Field(default_factory=dict, max_length=MAX_ITEMS)
     online: bool = True
@@ -121,8 +132,8 @@ class Container(_Record):
     status: Literal["running", "stopped", "paused", "suspended"] = "running"
     cpus: float = Field(default=1, gt=0, le=MAX_CPUS)
     cpu_usage: Fraction = 0.0
-    memory_mb: int = Field(ge=0, le=MAX_MEMORY_MB)
-    memory_used_mb: int = Field(default=0, ge=0, le=MAX_MEMORY_MB)
+    memory_mb: Count = Field(ge=0, le=MAX_MEMORY_MB)
+    memory_used_mb: Count = Field(default=0, ge=0, le=MAX_MEMORY_MB)
     disk_gb: float = Field(default=0.0, ge=0, le=MAX_DISK_GB)
     storage: Id | None = None
     ips: list[Address] = Field(default_factory=list, max_length=MAX_ITEMS)
