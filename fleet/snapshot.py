@@ -50,7 +50,10 @@ def _first_error(exc: ValidationError, model: type) -> tuple[str, Any, str]:
 
 
 def validate_model(model: type, data: Any, *, source: str | None = None) -> Any:
-    """Validate ``data`` into ``model``, turning the first pydantic error into an InputError."""
+    """Validate ``data`` into ``model``, turning the first pydantic error into an InputError.
+    The data is untrusted wherever it came from (a file, an API body): every key, string and
+    number in it is checked first (:func:`fleet.document.check_document`), extra keys included."""
+    check_document(data, source=source)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -103,7 +106,6 @@ def parse_inventory(data: Any, *, source: str | None = None) -> Inventory:
     """Validate already-decoded snapshot data (a dict) into an :class:`Inventory`."""
     if not isinstance(data, dict):
         raise InputError("(top level)", type(data).__name__, "a snapshot must be a mapping", source=source)
-    check_document(data, source=source)
     if "version" in data and data["version"] != 1:
         raise InputError("version", data["version"], "only snapshot version 1 is known", source=source)
     inv = validate_model(Inventory, data, source=source)

@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-from fleet.document import check_document, read_text
+from fleet.document import read_text
 from fleet.errors import InputError
 from fleet.model import Id
 from fleet.policy import Policy
@@ -238,7 +238,6 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         raise InputError(key, str(file), f"invalid TOML: {exc}") from None
     except RecursionError:
         raise InputError(key, str(file), "invalid TOML: nested too deeply") from None
-    check_document(data, source=str(file))
     config = validate_model(Config, data, source=str(file))
     config = config.model_copy(update={"path": file.resolve()})
     check_database_url(config)

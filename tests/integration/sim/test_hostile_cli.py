@@ -132,3 +132,21 @@ def test_serve_refuses_a_token_file_others_can_read(tmp_path: Path, mode: int) -
                             env={k: v for k, v in ENV.items() if k != "FERRY_API_TOKEN"})
     assert_one_line_error(result, "api.token_file=(value hidden)", "chmod 600")
     assert "thirty-two" not in result.stderr
+
+
+def test_api_bodies_pass_the_same_gates(tmp_path: Path) -> None:
+    from service.runtime import Runtime
+    from tests.conftest import sim_config
+    from tests.integration.sim.test_api import client_for, hand_plan
+
+    api = client_for(Runtime(sim_config(tmp_path)))
+    fleet = yaml.safe_load(SMALL_FLEET.read_text())
+    fleet["containers"][1]["memory_mb"] = float("nan")  # Python's json writes NaN and reads it back
+    answer = api.post("/v1/plans/evacuate", content=json.dumps({"nodes": ["a"], "inventory": fleet}),
+                      headers={"Content-Type": "application/json"})
+    assert answer.status_code == 400 and "inventory: containers[1].memory_mb=nan" in answer.json()["error"]
+    plan = hand_plan()
+    plan["moves"][0]["reason"] = "ok\x1b]8;;https://evil.example\x07"
+    answer = api.post("/v1/jobs", json={"plan": plan})
+    assert answer.status_code == 400 and "moves[0].reason=" in answer.json()["error"], answer.text
+    assert "\x1b" not in answer.json()["error"] and api.get("/v1/jobs").json() == []
