@@ -38,8 +38,9 @@ def _known_keys(model: type, loc: tuple[Any, ...]) -> list[str]:
 def _first_error(exc: ValidationError, model: type) -> tuple[str, Any, str]:
     err = exc.errors(include_url=False)[0]
     # pydantic reports function-after/before validator frames in loc as strings such as
-    # 'function-before[...]'; they are not keys the user wrote.
-    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p and "(" in p))
+    # 'function-before[...]', and a bad dict key as '[key]': neither is a key the user wrote.
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.endswith("]") and "[" in p
+                                              and ("(" in p or p == "[key]")))
     message = err["msg"].removeprefix("Value error, ")
     if err["type"] == "missing":
         return key_path(loc), None, "is required"
