@@ -7,6 +7,9 @@ Imports nothing else of ferry. Data flows::
                                           +------> planners (+ Policy) <--+
                                                         |
                                                        Plan --to_json--> plan file
+
+Every file and every request body passes :mod:`fleet.document`'s gates before a model sees it:
+size, UTF-8, no YAML alias, bounded nesting, safe text (:mod:`fleet.text`), finite numbers.
 """
 
 from fleet.errors import InputError

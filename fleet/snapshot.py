@@ -1,52 +1,64 @@
 """Load and save inventory snapshots (``contracts/inventory.md``), JSON or YAML.
 
-Every failure — unreadable file, bad syntax, a wrong type, a dangling reference — becomes one
-:class:`InputError` naming the key path (``containers[3].memory_mb``) and the value. Loading never
-changes the file.
+Every failure — unreadable, oversized or binary file, bad syntax, a YAML alias, a control character,
+a wrong type or an out-of-range figure, a dangling reference — becomes one :class:`InputError`
+naming the key path (``containers[3].memory_mb``) and the value; nothing is half-loaded. Loading
+never changes the file. File-level checks live in :mod:`fleet.document`.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
+from fleet.document import check_document, key_path, read_document
 from fleet.errors import InputError
 from fleet.model import Inventory
 
+__all__ = ["key_path", "read_document", "validate_model", "parse_inventory", "load_inventory",
+           "inventory_to_dict", "dump_inventory", "inventory_digest"]
 
-def key_path(loc: tuple[Any, ...]) -> str:
-    """``('containers', 3, 'memory_mb')`` -> ``containers[3].memory_mb``."""
-    out = ""
+
+def _known_keys(model: type, loc: tuple[Any, ...]) -> list[str]:
+    """The keys a model accepts at ``loc`` (following nested models), for "did you mean"."""
     for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out or "(top level)"
+        field = getattr(model, "model_fields", {}).get(part) if isinstance(part, str) else None
+        annotation = field.annotation if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(getattr(model, "model_fields", {}))
 
 
-def _first_error(exc: ValidationError) -> tuple[str, Any, str]:
+def _first_error(exc: ValidationError, model: type) -> tuple[str, Any, str]:
     err = exc.errors(include_url=False)[0]
     # pydantic reports function-after/before validator frames in loc as strings such as
-    # 'function-before[...]'; they are not keys the user wrote.
-    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p and "(" in p))
+    # 'function-before[...]', and a bad dict key as '[key]': neither is a key the user wrote.
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.endswith("]") and "[" in p
+                                              and ("(" in p or p == "[key]")))
     message = err["msg"].removeprefix("Value error, ")
     if err["type"] == "missing":
         return key_path(loc), None, "is required"
+    if err["type"] == "extra_forbidden":
+        close = difflib.get_close_matches(str(loc[-1]), _known_keys(model, loc[:-1]), n=1)
+        return key_path(loc), err.get("input"), "unknown key" + (f" (did you mean {close[0]!r}?)" if close else "")
     return key_path(loc), err.get("input"), message
 
 
 def validate_model(model: type, data: Any, *, source: str | None = None) -> Any:
-    """Validate ``data`` into ``model``, turning the first pydantic error into an InputError."""
+    """Validate ``data`` into ``model``, turning the first pydantic error into an InputError.
+    The data is untrusted wherever it came from (a file, an API body): every key, string and
+    number in it is checked first (:func:`fleet.document.check_document`), extra keys included."""
+    check_document(data, source=source)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        key, value, why = _first_error(exc)
+        key, value, why = _first_error(exc, model)
         raise InputError(key, value, why, source=source) from None
 
 
@@ -100,29 +112,6 @@ def parse_inventory(data: Any, *, source: str | None = None) -> Inventory:
     inv = validate_model(Inventory, data, source=source)
     _check_references(inv, source)
     return inv
-
-
-def read_document(path: str | Path) -> Any:
-    """Read a JSON or YAML file (YAML is a superset of JSON; ``.json`` files are parsed strictly)."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError("file", str(path), "no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError("file", str(path), f"cannot read: {exc.__class__.__name__}") from None
-    try:
-        if path.suffix.lower() == ".json":
-            return json.loads(text)
-        return yaml.safe_load(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"line {exc.lineno}", exc.doc.splitlines()[exc.lineno - 1][:60] if exc.doc else "",
-                         f"invalid JSON: {exc.msg}", source=str(path)) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else "document"
-        problem = getattr(exc, "problem", None) or "syntax error"
-        raise InputError(where, path.name, f"invalid YAML: {problem}", source=str(path)) from None
 
 
 def load_inventory(path: str | Path) -> Inventory:

@@ -32,7 +32,7 @@ from fleet.model import Inventory
 from fleet.plan import Plan
 from fleet.snapshot import dump_inventory, key_path, parse_inventory, validate_model
 from service import operations as ops
-from service.config import Config
+from service.config import Config, check_private_file
 from service.jobs import JobConflict, NoSuchJob
 from service.metrics import store_registry
 from service.runtime import Runtime
@@ -60,6 +60,7 @@ def load_token(config: Config) -> str:
             path = config.path.parent / path
         key, value = "api.token_file", str(path)
         try:
+            check_private_file(path, key)
             token = path.read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise InputError(key, value, f"cannot read the API token: {exc.__class__.__name__}") from None

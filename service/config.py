@@ -2,19 +2,30 @@
 ``config/ferry.example.toml``. With no file at all, ferry runs against the built-in simulated
 fleet, so that a first ``ferry inventory`` shows something real.
 
-Every bad value becomes an InputError naming the key (``policy.max_parallel``) and the value.
+Every bad value becomes an InputError naming the key (``policy.max_parallel``) and the value,
+before anything is created: every table is a pydantic model that refuses unknown keys (with a
+"did you mean" hint), the file passes the same gates as snapshots (size, UTF-8, no control or bidi
+characters, finite numbers; :mod:`fleet.document`), and the database URL is checked before use. The
+``[proxmox]`` and ``[openvz]`` tables are checked by their backends when the backend is built
+(they read secret and key files), still before any job exists.
+
+Secrets never live here: ``[api] token_file`` names a file that must be readable by its owner only
+(:func:`check_private_file`), and the state directory is created readable by its owner only.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from fleet.document import read_text
 from fleet.errors import InputError
+from fleet.model import Id
 from fleet.policy import Policy
 from fleet.snapshot import validate_model
 
@@ -26,11 +37,12 @@ DEMO_FLEET = Path(os.environ.get("FERRY_DEMO_FLEET") or REPO_ROOT / "config" / "
 class FerrySection(BaseModel):
     model_config = ConfigDict(extra="forbid")
     backend: Literal["sim", "proxmox", "openvz"] = "sim"
-    #: SQLAlchemy URL of the job store; relative sqlite paths are under state_dir.
+    #: SQLAlchemy URL of the job store (checked by :func:`check_database_url`).
     database: str = ""
-    state_dir: str = ".ferry"
-    #: Name this instance uses in claims and locks (defaults to host name + pid).
-    instance: str = ""
+    state_dir: str = Field(default=".ferry", min_length=1)
+    #: Name this instance uses in claims and locks (defaults to host name + pid); the store's
+    #: claim columns hold 128 characters.
+    instance: str = Field(default="", max_length=128)
 
 
 class EngineSection(BaseModel):
@@ -98,6 +110,38 @@ class ScheduleSection(BaseModel):
         return value
 
 
+SimStep = Literal["preflight", "prepare", "presync-copy", "cutover-copy", "start", "verify", "cleanup"]
+SimFaultKind = Literal["transient", "fail", "refuse_live", "dest_full", "link_drop", "start_fails", "unreachable"]
+
+
+class SimFault(BaseModel):
+    """One injected fault: fires ``remaining`` times at ``step`` (for one container / method)."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: SimFaultKind
+    step: SimStep
+    ct: Id | None = None
+    method: Literal["live", "restart", "dump"] | None = None
+    remaining: int = Field(default=1, ge=0, le=1_000_000)
+
+
+class SimSection(BaseModel):
+    """The simulated fleet (``backend = "sim"``); see :mod:`adapters.sim`."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    world_file: str | None = Field(default=None, min_length=1)
+    fleet_file: str | None = Field(default=None, min_length=1)
+    #: Simulated seconds per wall second.
+    speedup: float = Field(default=200.0, gt=0, le=1e7)
+    seed: int = Field(default=7, ge=0, le=2**63 - 1)
+    faults: list[SimFault] = Field(default_factory=list, max_length=10_000)
+    #: Chance of a transient fault per step.
+    fault_rate: float = Field(default=0.0, ge=0, le=1)
+    #: Slow-down factor per link {"a->b": 0.1}: the link runs at this fraction of its speed.
+    link_factor: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}->[A-Za-z0-9._-]{1,64}$")],
+                      Annotated[float, Field(gt=0, le=1000)]] = Field(default_factory=dict)
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
     ferry: FerrySection = Field(default_factory=FerrySection)
@@ -105,7 +149,7 @@ class Config(BaseModel):
     policy: Policy = Field(default_factory=Policy)
     api: ApiSection = Field(default_factory=ApiSection)
     schedule: ScheduleSection = Field(default_factory=ScheduleSection)
-    sim: dict[str, Any] = Field(default_factory=dict)
+    sim: SimSection = Field(default_factory=SimSection)
     proxmox: dict[str, Any] = Field(default_factory=dict)
     openvz: dict[str, Any] = Field(default_factory=dict)
     #: Where the file was read from (None: built-in defaults).
@@ -122,9 +166,15 @@ class Config(BaseModel):
             return self.ferry.database
         return f"sqlite:///{self.state_dir / 'ferry.db'}"
 
+    def make_state_dir(self) -> Path:
+        """Create the state directory (store, world, locks) readable by its owner only."""
+        self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return self.state_dir
+
     def backend_settings(self) -> dict[str, Any]:
         """The backend's table with relative paths resolved against the config file's folder."""
-        settings = dict(getattr(self, self.ferry.backend))
+        table = getattr(self, self.ferry.backend)
+        settings = table.model_dump(exclude_unset=True) if isinstance(table, BaseModel) else dict(table)
         if self.ferry.backend == "sim":
             settings.setdefault("world_file", str(self.state_dir / "world.json"))
             settings.setdefault("fleet_file", str(DEMO_FLEET))
@@ -135,6 +185,45 @@ class Config(BaseModel):
         return settings
 
 
+def check_database_url(config: Config) -> None:
+    """Refuse a job store URL that cannot work, before anything opens it: one line naming
+    ``ferry.database`` (its password masked), never a driver's traceback."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    raw = config.ferry.database
+    if not raw:
+        return
+    try:
+        url = make_url(raw)
+    except (ArgumentError, ValueError):
+        raise InputError("ferry.database", raw.split("@")[-1], "is not a database URL: use "
+                         "sqlite:///PATH or postgresql+psycopg://USER@HOST/DB") from None
+    shown = url.render_as_string(hide_password=True)
+    if url.get_backend_name() not in ("sqlite", "postgresql"):
+        raise InputError("ferry.database", shown, "unsupported database: use sqlite or postgresql")
+    try:
+        url.get_dialect().import_dbapi()
+    except (NoSuchModuleError, ImportError) as exc:
+        raise InputError("ferry.database", shown, f"no such database driver here: {exc}") from None
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        folder = Path(url.database).parent
+        if not folder.is_dir():
+            raise InputError("ferry.database", shown, f"the folder {folder} does not exist")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise InputError("ferry.database", shown, f"the folder {folder} is not writable")
+
+
+def check_private_file(path: Path, key: str) -> None:
+    """A file holding a secret must be readable by its owner only: refuse one that group or others
+    can read, with the fix. (The path is not repeated: ``key`` names a secret, so the line hides
+    its value, and a secret pasted into a ``*_file`` key stays hidden too.)"""
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise InputError(key, str(path), f"the file is readable by group or others (mode {mode:04o}): "
+                         "chmod 600 it")
+
+
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     """Read the config named by ``path``, else ``FERRY_CONFIG``, else built-in defaults."""
     chosen = path or os.environ.get("FERRY_CONFIG")
@@ -142,13 +231,14 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         return Config()
     key = "--config" if path else "FERRY_CONFIG"
     file = Path(chosen)
+    text = read_text(file, key=key)
     try:
-        data = tomllib.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(key, str(file), "no such config file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(key, str(file), f"cannot read: {exc.__class__.__name__}") from None
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InputError(key, str(file), f"invalid TOML: {exc}") from None
+    except RecursionError:
+        raise InputError(key, str(file), "invalid TOML: nested too deeply") from None
     config = validate_model(Config, data, source=str(file))
-    return config.model_copy(update={"path": file.resolve()})
+    config = config.model_copy(update={"path": file.resolve()})
+    check_database_url(config)
+    return config

@@ -23,7 +23,7 @@ from service.lifecycle import PROGRESS_END
 class JobProgress:
     def __init__(self, console: Console, total_moves: int) -> None:
         self.progress = Progress(
-            TextColumn("{task.description:<28}"), BarColumn(), DownloadColumn(binary_units=True),
+            TextColumn("{task.description:<28}", markup=False), BarColumn(), DownloadColumn(binary_units=True),
             TimeElapsedColumn(), console=console, transient=False,
         )
         self.overall = self.progress.add_task("all moves", total=total_moves)

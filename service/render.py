@@ -2,6 +2,10 @@
 
 An on-call engineer reads a plan at 3 a.m.: the tables put what matters first — which container
 goes where and why, and each node's load before → after as a bar.
+
+Names, hostnames, tags, ids and messages come from customers and from files that travel: they
+reach Rich only through :func:`plain`, as text that is never read as markup (a container named
+``[/bold]`` or ``[link=…]`` is shown as written) and with control and bidi characters escaped.
 """
 
 from __future__ import annotations
@@ -15,9 +19,15 @@ from rich.text import Text
 
 from fleet.model import Inventory
 from fleet.plan import Plan
+from fleet.text import escape_unsafe
 from service.lifecycle import MoveState
 
 GIB = 1024**3
+
+
+def plain(value: object, style: str = "") -> Text:
+    """Untrusted text as a Rich cell: never markup, control and bidi characters made visible."""
+    return Text(escape_unsafe(str(value)), style=style)
 
 
 def load_bar(fraction: float, width: int = 12) -> Text:
@@ -56,7 +66,7 @@ def render_inventory(console: Console, inv: Inventory) -> None:
     for node in inv.nodes:
         load = loads[node.name]
         state = "offline" if not node.online else "maintenance" if node.maintenance else "online"
-        table.add_row(node.name, node.platform, Text(state, style="green" if state == "online" else "red"),
+        table.add_row(plain(node.name), plain(node.platform), Text(state, style="green" if state == "online" else "red"),
                       str(load["containers"]), load_bar(load["memory"]),
                       f"{load['cpu'] * node.cpus:.0f}/{node.cpus}", load_bar(load["disk"], 6))
     console.print(table)
@@ -69,26 +79,26 @@ def _goal_text(plan: Plan) -> str:
 
 def render_plan(console: Console, plan: Plan, inv: Inventory | None = None, *, limit: int = 60) -> None:
     names = {c.id: c.name or "" for c in inv.containers} if inv else {}
-    table = Table(title=f"Plan: {_goal_text(plan)} — {len(plan.moves)} moves", title_justify="left")
+    table = Table(title=plain(f"Plan: {_goal_text(plan)} — {len(plan.moves)} moves"), title_justify="left")
     for col in ("#", "container", "from → to", "method", "wave", "GiB", "time", "down", "reason"):
         table.add_column(col, no_wrap=col != "reason", min_width=24 if col == "reason" else None,
                          justify="right" if col in ("#", "wave", "GiB", "time", "down") else "left")
     for i, move in enumerate(plan.moves[:limit], 1):
         p = move.predicted
         label = f"{move.ct} {names.get(move.ct, '')}".strip()
-        table.add_row(str(i), label, f"{move.from_node} → {move.to}", move.method, str(move.wave),
-                      f"{p.bytes / GIB:.0f}", f"{p.duration_s:.0f}s", f"{p.downtime_s:.1f}s", move.reason)
+        table.add_row(str(i), plain(label), plain(f"{move.from_node} → {move.to}"), plain(move.method), str(move.wave),
+                      f"{p.bytes / GIB:.0f}", f"{p.duration_s:.0f}s", f"{p.downtime_s:.1f}s", plain(move.reason))
     if len(plan.moves) > limit:
         table.caption = f"… and {len(plan.moves) - limit} more (use --format json for all)"
     console.print(table)
     for item in plan.unplaced:
-        console.print(Text(f"unplaced {item.ct}: {item.reason}", style="bold red"))
+        console.print(plain(f"unplaced {item.ct}: {item.reason}", style="bold red"))
     nodes = Table(title="Node load (configured memory): before → after", title_justify="left")
     for col in ("node", "before", "after"):
         nodes.add_column(col, no_wrap=True)
     for name in sorted(set(plan.before) | set(plan.after)):
         before, after = plan.before.get(name), plan.after.get(name)
-        nodes.add_row(name, load_bar(before.memory if before else 0), load_bar(after.memory if after else 0))
+        nodes.add_row(plain(name), load_bar(before.memory if before else 0), load_bar(after.memory if after else 0))
     console.print(nodes)
     s = plan.score
     console.print(f"peak memory {s.peak_memory * 100:.1f} % (proven lower bound "
@@ -101,16 +111,17 @@ def render_jobs(console: Console, jobs: list[dict[str, Any]]) -> None:
     for col in ("id", "kind", "nodes", "state", "moves", "created", "message"):
         table.add_column(col, overflow="fold" if col == "message" else "ellipsis")
     for job in jobs:
-        table.add_row(str(job["id"]), job["kind"], " ".join(job["nodes"]), job["state"],
-                      f"{job['done']}/{job['moves']}", job["created_at"][:19], job["message"])
+        table.add_row(str(job["id"]), plain(job["kind"]), plain(" ".join(job["nodes"])), plain(job["state"]),
+                      f"{job['done']}/{job['moves']}", plain(job["created_at"][:19]), plain(job["message"]))
     console.print(table)
 
 
 def job_view(job: dict[str, Any]) -> Group:
     """A job as people read it: its state, then one row per move (what ``--watch`` refreshes)."""
     counts = Counter(m["state"] for m in job["moves"])
-    head = Text.from_markup(f"[bold]job {job['id']}[/] {job['kind']} {' '.join(job['nodes'])}: "
-                            f"[bold]{job['state']}[/] — " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    head = Text.assemble(plain(f"job {job['id']}", "bold"), plain(f" {job['kind']} {' '.join(job['nodes'])}: "),
+                         plain(job["state"], "bold"),
+                         plain(" — " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))))
     table = Table()
     for col in ("ct", "from → to", "method", "state", "step", "message"):
         table.add_column(col, overflow="fold" if col == "message" else "ellipsis")
@@ -118,9 +129,9 @@ def job_view(job: dict[str, Any]) -> Group:
         step = f"{m['step']} ({m['phase']})" if m["step"] else ""
         style = {MoveState.RUNNING: "cyan", MoveState.SUCCEEDED: "green", MoveState.ROLLED_BACK: "yellow",
                  MoveState.FAILED: "red"}.get(m["state"])
-        table.add_row(m["ct"], f"{m['from']} → {m['to']}", m["method"], Text(m["state"], style=style or ""),
-                      step, m["message"])
-    foot = Text(f"{job['message']}\njournal: {len(job['journal'])} entries (--format json shows them)")
+        table.add_row(plain(m["ct"]), plain(f"{m['from']} → {m['to']}"), plain(m["method"]),
+                      plain(m["state"], style or ""), plain(step), plain(m["message"]))
+    foot = Text.assemble(plain(job["message"]), f"\njournal: {len(job['journal'])} entries (--format json shows them)")
     return Group(head, table, foot)
 
 
@@ -130,9 +141,9 @@ def render_job(console: Console, job: dict[str, Any]) -> None:
 
 def render_summary(console: Console, summary: dict[str, Any]) -> None:
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary["counts"].items()))
-    console.print(f"[bold]job {summary['job_id']}: {summary['state']}[/] — {counts}")
+    console.print(plain(f"job {summary['job_id']}: {summary['state']}", "bold"), plain(f"— {counts}"))
     console.print(f"copied {summary['bytes'] / GIB:.1f} GiB; makespan {summary['makespan_s']:.0f} s "
                   f"(predicted {summary['predicted_makespan_s']:.0f} s); downtime summed over moves "
                   f"{summary['observed_downtime_s']:.0f} s (predicted {summary['predicted_downtime_s']:.0f} s)")
     for message in summary["messages"][:10]:
-        console.print(Text(f"  {message}", style="yellow"))
+        console.print(plain(f"  {message}", "yellow"))

@@ -33,12 +33,14 @@ class Runtime:
 
     @cached_property
     def backend(self) -> Backend:
+        if self.config.ferry.backend == "sim":  # the world lives in the state directory
+            self.config.make_state_dir()
         return make_backend(self.config)
 
     @cached_property
     def sessions(self) -> sessionmaker[Session]:
         if self.config.database_url.startswith("sqlite:///"):
-            self.config.state_dir.mkdir(parents=True, exist_ok=True)
+            self.config.make_state_dir()
         return open_database(self.config.database_url)
 
     def policy(self) -> Policy:

@@ -135,6 +135,8 @@ def open_database(url: str) -> sessionmaker[Session]:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
+        if engine.url.database not in (None, "", ":memory:"):  # owner-only; SQLite gives -wal/-shm its mode
+            os.close(os.open(engine.url.database, os.O_CREAT | os.O_RDWR, 0o600))
     else:
         engine = create_engine(url, pool_pre_ping=True)
     migrate(engine)

@@ -114,6 +114,22 @@ def _broken(path: str, value: object) -> dict:
     ("rules.exclude_nodes", ["nope"], "rules.exclude_nodes[0]", "'nope'"),
     ("version", 2, "version", "2"),
     ("nodes.0.cpu_usage", 1.5, "nodes[0].cpu_usage", "1.5"),
+    ("containers.1.id", "102\n", "containers[1].id", "'102\\n'"),  # a trailing newline is not matched away
+    ("containers.0.node", "pve1\n", "containers[0].node", "'pve1\\n'"),
+    ("containers.0.name", "web\n", "containers[0].name", "'web\\n'"),
+    ("containers.0.name", "web\u202e101", "containers[0].name", "'web\\u202e101'"),
+    ("containers.0.name", "web\x9b31m", "containers[0].name", "'web\\x9b31m'"),
+    ("containers.0.name", 101.5, "containers[0].name", "101.5"),  # was a TypeError traceback
+    ("nodes.0.kernel", "6.8\x1b[2J", "nodes[0].kernel", "'6.8\\x1b[2J'"),
+    ("containers.0.ips", ["203.0.113.300"], "containers[0].ips[0]", "'203.0.113.300'"),
+    ("containers.0.ips", ["$(reboot)"], "containers[0].ips[0]", "'$(reboot)'"),
+    ("containers.0.memory_mb", "4096", "containers[0].memory_mb", "'4096'"),
+    ("containers.0.ha", "yes", "containers[0].ha", "'yes'"),
+    ("nodes.0.memory_mb", 2**40, "nodes[0].memory_mb", str(2**40)),
+    ("nodes.0.cpus", 10**6, "nodes[0].cpus", str(10**6)),
+    ("containers.0.disk_gb", 1e12, "containers[0].disk_gb", "1000000000000.0"),
+    ("containers.0.dirty_mb_per_s", float("nan"), "containers[0].dirty_mb_per_s", "nan"),
+    ("nodes.0.storage.local-zfs.total_gb", float("inf"), "nodes[0].storage.local-zfs.total_gb", "inf"),
 ])
 def test_malformed_snapshots_are_refused_naming_key_and_value(path, value, key, shown) -> None:
     with pytest.raises(InputError) as info:
@@ -121,6 +137,14 @@ def test_malformed_snapshots_are_refused_naming_key_and_value(path, value, key, 
     line = str(info.value)
     assert "\n" not in line
     assert line.startswith(f"{key}={shown}"), line
+
+
+def test_addresses_and_integral_floats_load_as_written() -> None:
+    data = _broken("containers.0.ips", ["203.0.113.10", "2001:db8::7", "10.0.0.5/24"])
+    data["containers"][0]["memory_mb"] = 4096.0  # some exporters write every number as a float
+    ct = parse_inventory(data).container("101")
+    assert ct.ips == ["203.0.113.10", "2001:db8::7", "10.0.0.5/24"] and ct.memory_mb == 4096
+    assert isinstance(ct.memory_mb, int)
 
 
 def test_unreadable_files_name_the_file(tmp_path: Path) -> None:

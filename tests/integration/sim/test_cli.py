@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -23,8 +24,10 @@ SCORE_KEYS = {"peak_memory", "spread", "lower_bound_peak_memory", "moves", "byte
 def ferry(*args: str, config: Path | None = None, timeout: float = 120, check: bool = True,
           cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     argv = [FERRY] + (["--config", str(config)] if config else []) + list(args)
+    # The ferry script imports the tree the virtualenv was installed from; PYTHONPATH makes it run
+    # this tree's code.
     result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=cwd or REPO,
-                            stdin=subprocess.DEVNULL)
+                            stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(REPO)})
     if check and result.returncode != 0:
         raise AssertionError(f"{argv} -> {result.returncode}\n{result.stdout}\n{result.stderr}")
     return result
