@@ -42,6 +42,7 @@ from adapters.base import (
 from fleet.policy import Policy
 from service.config import EngineSection
 from service.jobs import add_journal, learn_link, release_locks
+from service.movespec import build_spec
 from service.slots import TransferSlots
 from service.store import MoveRow
 
@@ -95,12 +96,7 @@ class MoveSaga:
                     JournalEntry("ferry", text, status, 0.0, kind="event"))
 
     def _spec(self, move: MoveRow) -> MoveSpec:
-        options = {**move.options, "owner": f"job-{self.job_id}"}
-        cap = self.policy.move_bandwidth_cap(move.source) if self.policy else None
-        if cap:
-            options["bwlimit_mb_s"] = cap
-        return MoveSpec(move.ct, move.source, move.target, move.method,  # type: ignore[arg-type]
-                        move.options.get("target_ct"), options)
+        return build_spec(move, self.job_id, self.policy)
 
     def _retrying(self, before_sleep: Callable[[RetryCallState], None]) -> Retrying:
         """Transient failures: bounded tries, exponential backoff with jitter (engine settings)."""

@@ -26,7 +26,7 @@ from adapters.base import (
     Copy,
     JournalEntry,
     MoveSpec,
-    MoveState,
+    Observation,
     PermanentError,
     RefusedError,
     StepContext,
@@ -57,8 +57,23 @@ _START = ('ct=$1 tag=$2; shift 2; vzctl start "$ct" || exit $?; '
           'done; true')
 
 
+_NO_RENUMBER = "vzmigrate --live cannot renumber or readdress a container"
+
+
 class OpenVZBackend(Backend):
+    """Moves between OpenVZ nodes over SSH. Honours every request but ``target_storage``;
+    a live move cannot readdress (the engine then falls back to the restart path). The bandwidth
+    cap becomes rsync's ``--bwlimit`` on every copy (transfer.py, delta.py)."""
+
     name = "openvz"
+    refuses = {"target_storage": "the OpenVZ backend has no storage ids (private areas live "
+                                 "under VE_PRIVATE on the destination)"}
+
+    def refusals(self, spec: MoveSpec) -> dict[str, str]:
+        if spec.method != "live":
+            return dict(self.refuses)
+        return {**self.refuses, "target_ct": _NO_RENUMBER, "ips": _NO_RENUMBER,
+                "hostname": _NO_RENUMBER}
 
     def __init__(self, settings: OpenVZSettings, shell: Shell | None = None) -> None:
         self.settings = settings
@@ -96,7 +111,7 @@ class OpenVZBackend(Backend):
         return conf
 
     def _new_ips(self, spec: MoveSpec, conf: dict[str, str]) -> list[str]:
-        return list(spec.options.get("ips") or inventory.ips_of(conf))
+        return list(spec.ips or inventory.ips_of(conf))
 
     # ---------------------------------------------------------------- reading
     def discover(self) -> Inventory:
@@ -112,14 +127,27 @@ class OpenVZBackend(Backend):
                            for r in rows]
         return inventory.build_inventory(nodes, containers)
 
-    def observe(self, spec: MoveSpec) -> MoveState:
+    def observe(self, spec: MoveSpec) -> Observation:
+        """Both ends as the nodes show them. A source whose config was renamed ``.migrated`` is
+        the stopped copy kept for rollback and retention; a destination that is not running
+        while the source still has its live config is a ``partial`` copy (presync, a staged
+        config), complete only once the switch renamed the source's config."""
         ctx = StepContext()
-        copies = []
-        for node, ct in ((spec.source, spec.ct), (spec.target, spec.dest_ct)):
-            status = self._status(node, ct, ctx)
-            conf = self._conf(node, ct, ctx) or {}
-            copies.append(Copy(node=node, ct=ct, status=status, ips=tuple(inventory.ips_of(conf))))
-        return MoveState(source=copies[0], target=copies[1])
+        source = self._status(spec.source, spec.ct, ctx)
+        conf = self._conf(spec.source, spec.ct, ctx)
+        switched = conf is None and (conf := self._conf(spec.source, spec.ct, ctx, ".migrated")) is not None
+        if source == "absent" and switched:
+            source = "stopped"
+        target = self._status(spec.target, spec.dest_ct, ctx)
+        target_conf = self._conf(spec.target, spec.dest_ct, ctx)
+        if target != "running" and not switched and (target_conf is not None or self._run(
+                spec.target, ["test", "-d", self._private(None, spec.dest_ct)], ctx, check=False).ok):
+            target = "partial"
+        owner = self._read_state(spec, "owner", ctx).strip() or None
+        return Observation(
+            source=Copy(spec.source, spec.ct, source, _ips_if_running(source, conf), locked_by=owner),
+            target=Copy(spec.target, spec.dest_ct, target, _ips_if_running(target, target_conf),
+                        locked_by=owner))
 
     # ---------------------------------------------------------------- steps
     def preflight(self, spec: MoveSpec, ctx: StepContext) -> list[Check]:
@@ -128,15 +156,23 @@ class OpenVZBackend(Backend):
                          self._private(conf, spec.ct)).all()
 
     def prepare(self, spec: MoveSpec, ctx: StepContext) -> None:
+        """Record the move on the source node (``<state_dir>/<CT>/``): its owner, whether the
+        source ran, whether the destination id was free. Another owner's record means another
+        job is moving the container: wait for it (TransientError), never share its state."""
+        holder = self._read_state(spec, "owner", ctx).strip()
+        if holder and holder != spec.owner:
+            raise TransientError(f"CT {spec.ct} is being moved by {holder} (state in "
+                                 f"{self._state(spec)} on {spec.source})")
         if self._marker(spec, "prepared", ctx):
             return
         state = self._state(spec)
         running = self._status(spec.source, spec.ct, ctx) == "running"
         target_free = self._status(spec.target, spec.dest_ct, ctx) == "absent"
         script = ('mkdir -p "$1" && { [ "$2" = 1 ] && touch "$1/source_running"; '
-                  '[ "$3" = 1 ] && touch "$1/target_ours"; touch "$1/prepared"; }')
+                  '[ "$3" = 1 ] && touch "$1/target_ours"; printf "%s\\n" "$4" > "$1/owner" && '
+                  'touch "$1/prepared"; }')
         self._run(spec.source, ["sh", "-c", script, "ferry", state, str(int(running)),
-                                str(int(target_free))], ctx)
+                                str(int(target_free)), spec.owner], ctx)
 
     def presync(self, spec: MoveSpec, ctx: StepContext) -> None:
         if spec.method != "restart" or self._status(spec.target, spec.dest_ct, ctx) == "running":
@@ -145,7 +181,8 @@ class OpenVZBackend(Backend):
         state, dst = self._state(spec), self._private(None, spec.dest_ct)
         transfer.presync(self.shell, self.settings, spec.source, spec.target,
                          self._private(conf, spec.ct), dst, ctx.journal, ctx.figures,
-                         lambda: delta.mark(self.shell, spec.source, state, ctx.journal))
+                         lambda: delta.mark(self.shell, spec.source, state, ctx.journal),
+                         bwlimit_kib=spec.bwlimit_kib)
         delta.list_destination(self.shell, self.settings, spec.source, spec.target, state, dst,
                                ctx.journal)
 
@@ -164,8 +201,8 @@ class OpenVZBackend(Backend):
         return self._restart(spec, ctx)
 
     def _live(self, spec: MoveSpec, ctx: StepContext) -> None:
-        if spec.options.get("ips") or spec.dest_ct != spec.ct:
-            raise RefusedError("vzmigrate --live cannot renumber or readdress a container")
+        if spec.ips or spec.hostname or spec.dest_ct != spec.ct:
+            raise RefusedError(_NO_RENUMBER)
         host = self.settings.nodes[spec.target].host
         started = time.monotonic()
         res = self._run(spec.source, ["vzmigrate", "--live", "-r", "no", "--keep-dst", host,
@@ -279,15 +316,17 @@ class OpenVZBackend(Backend):
                 self._run(spec.source, ["sh", "-c", prelude], ctx)
             if self._status(spec.target, spec.dest_ct, ctx) == "absent":
                 transfer.dump_and_restore(self.shell, self.settings, spec.source, spec.target,
-                                          spec.ct, spec.dest_ct, ctx.journal)
+                                          spec.ct, spec.dest_ct, ctx.journal,
+                                          bwlimit_kib=spec.bwlimit_kib)
             self._stage_ips(spec, new_ips, ctx)
             return
         src, dst = self._private(conf, spec.ct), self._private(None, spec.dest_ct)
         sent = delta.final_pass(self.shell, self.settings, spec.source, spec.target,
-                                self._state(spec), src, dst, ctx.journal, prelude)
+                                self._state(spec), src, dst, ctx.journal, prelude,
+                                bwlimit_kib=spec.bwlimit_kib)
         if sent is None:  # no pre-copy to build on: copy everything
             sent = transfer.rsync_once(self.shell, self.settings, spec.source, spec.target, src,
-                                       dst, ctx.journal)
+                                       dst, ctx.journal, bwlimit_kib=spec.bwlimit_kib)
         ctx.figures["final_bytes"] = float(sent)
         if not staged:
             self._stage_config(spec, new_ips, ctx)
@@ -297,13 +336,13 @@ class OpenVZBackend(Backend):
         argv = ["vzctl", "set", spec.dest_ct, "--ipdel", "all"]
         for ip in new_ips:
             argv += ["--ipadd", ip]
-        if spec.options.get("hostname"):
-            argv += ["--hostname", str(spec.options["hostname"])]
+        if spec.hostname:
+            argv += ["--hostname", spec.hostname]
         self._run(spec.target, argv + ["--save"], ctx)
 
     def _ports(self, spec: MoveSpec, ips: list[str], ctx: StepContext) -> list[int]:
-        if "ports" in spec.options:
-            return [int(p) for p in spec.options["ports"]]
+        if spec.ports is not None:
+            return list(spec.ports)
         res = self._run(spec.source, ["vzctl", "exec", spec.ct, "cat", "/proc/net/tcp"], ctx,
                         check=False)
         return forwarding.listening_ports(res.out, ips) if res.ok else []
@@ -398,3 +437,8 @@ class OpenVZBackend(Backend):
 
     def close(self) -> None:
         self.shell.close()
+
+
+def _ips_if_running(status: str, conf: dict[str, str] | None) -> tuple[str, ...]:
+    """The addresses a copy serves: its configured IPs while it runs, none otherwise."""
+    return tuple(inventory.ips_of(conf or {})) if status == "running" else ()
