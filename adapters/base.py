@@ -19,6 +19,13 @@ Invariants every backend keeps, whatever the order of calls:
 Backends report every remote command and API call through ``StepContext.journal`` and raise
 :class:`TransientError` (retry with backoff), :class:`RefusedError` (this method cannot work:
 fall back, e.g. live -> dump) or :class:`PermanentError` (roll back; the message says what to do).
+
+The request is typed: :class:`MoveSpec` declares every field a step may read (no free-form
+options), built from the stored move by ``service/movespec.py``. Its :data:`REQUESTS` (readdressing,
+target storage, bandwidth cap, held ports, backup) are honoured or refused by each backend in one
+place, :attr:`Backend.refuses` / :meth:`Backend.refusals`, and :func:`run_step` refuses a spec
+asking for anything its backend cannot do before the step acts. :meth:`Backend.observe` returns an
+:class:`Observation` of both ends, read from the cluster, never remembered.
 """
 
 from __future__ import annotations
@@ -214,13 +221,14 @@ class Backend(abc.ABC):
 
     name: str = "backend"
     #: The :data:`REQUESTS` this backend cannot honour, each with the reason the operator reads
-    #: (``"target_storage: the OpenVZ backend has no storage ids"``); every other request is
-    #: honoured. :meth:`refusals` may narrow it per move (a method that cannot renumber).
+    #: (``"ports: the simulated backend holds no client connections"``); every other request is
+    #: honoured. :meth:`refusals` may depend on the move (a method that cannot renumber, a
+    #: storage id the backend does not have).
     refuses: Mapping[str, str] = {}
 
     def refusals(self, spec: MoveSpec) -> dict[str, str]:
-        """The requests this backend refuses for ``spec``'s method, with their reasons."""
-        return dict(self.refuses)
+        """Which of ``spec``'s requests this backend refuses (for its method, its values), why."""
+        return {name: self.refuses[name] for name in spec.requested() if name in self.refuses}
 
     @abc.abstractmethod
     def discover(self) -> Inventory:
@@ -270,9 +278,8 @@ class Backend(abc.ABC):
 def refuse_unhonoured(backend: Backend, spec: MoveSpec) -> None:
     """Raise RefusedError naming every request of ``spec`` that ``backend`` cannot honour."""
     refused = backend.refusals(spec)
-    why = [f"{name}: {refused[name]}" for name in spec.requested() if name in refused]
-    if why:
-        raise RefusedError("; ".join(why))
+    if refused:
+        raise RefusedError("; ".join(f"{name}: {refused[name]}" for name in REQUESTS if name in refused))
 
 
 def run_step(backend: Backend, step: Step, spec: MoveSpec, ctx: StepContext) -> Any:

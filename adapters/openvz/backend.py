@@ -61,19 +61,22 @@ _NO_RENUMBER = "vzmigrate --live cannot renumber or readdress a container"
 
 
 class OpenVZBackend(Backend):
-    """Moves between OpenVZ nodes over SSH. Honours every request but ``target_storage``;
-    a live move cannot readdress (the engine then falls back to the restart path). The bandwidth
-    cap becomes rsync's ``--bwlimit`` on every copy (transfer.py, delta.py)."""
+    """Moves between OpenVZ nodes over SSH. Honours every request, but a node has one storage
+    (``vz``: /var/lib/vz), so ``target_storage`` can only name that one, and a live move cannot
+    readdress (the engine then falls back to the restart path). The bandwidth cap becomes
+    rsync's ``--bwlimit`` on every copy (transfer.py, delta.py)."""
 
     name = "openvz"
-    refuses = {"target_storage": "the OpenVZ backend has no storage ids (private areas live "
-                                 "under VE_PRIVATE on the destination)"}
 
     def refusals(self, spec: MoveSpec) -> dict[str, str]:
-        if spec.method != "live":
-            return dict(self.refuses)
-        return {**self.refuses, "target_ct": _NO_RENUMBER, "ips": _NO_RENUMBER,
-                "hostname": _NO_RENUMBER}
+        refused = {}
+        if spec.target_storage not in (None, inventory.STORAGE_ID):
+            refused["target_storage"] = (f"the OpenVZ backend has no storage ids but "
+                                         f"'{inventory.STORAGE_ID}' (/var/lib/vz on each node)")
+        if spec.method == "live":
+            refused.update(dict.fromkeys(set(spec.requested()) & {"target_ct", "ips", "hostname"},
+                                         _NO_RENUMBER))
+        return refused
 
     def __init__(self, settings: OpenVZSettings, shell: Shell | None = None) -> None:
         self.settings = settings

@@ -43,10 +43,11 @@ class ProxmoxBackend(Backend):
                          "makes its own)"}
 
     def refusals(self, spec: MoveSpec) -> dict[str, str]:
-        if spec.method == "dump":
-            return dict(self.refuses)
-        return {**self.refuses, "target_ct": _MIGRATION_KEEPS, "ips": _MIGRATION_KEEPS,
-                "hostname": _MIGRATION_KEEPS}
+        refused = super().refusals(spec)
+        if spec.method != "dump":
+            refused.update(dict.fromkeys(set(spec.requested()) & {"target_ct", "ips", "hostname"},
+                                         _MIGRATION_KEEPS))
+        return refused
 
     def __init__(self, settings: ProxmoxSettings, *, journal: Journal = _ignore) -> None:
         self.settings = settings

@@ -81,7 +81,8 @@ def backends(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, objec
         backend.close()
 
 
-#: What each backend refuses, per method; everything else in REQUESTS it honours.
+#: What each backend refuses, per method, asked for the values in ASKED; everything else in
+#: REQUESTS it honours (``bwlimit_mb_s`` always: every backend carries the bandwidth budget).
 REFUSED = {
     ("sim", "live"): READDRESS | {"ports", "backup"},
     ("sim", "restart"): READDRESS | {"ports", "backup"},
@@ -98,18 +99,24 @@ REFUSED = {
 @pytest.mark.parametrize("name,method", sorted(REFUSED))
 def test_each_backend_honours_or_refuses_every_request(backends, name: str, method: str) -> None:
     backend = backends[name]
-    spec = MoveSpec("101", "n1", "n2", method=method)  # type: ignore[arg-type]
-    refused = backend.refusals(spec)
-    assert set(refused) == REFUSED[(name, method)] and set(refused) <= set(REQUESTS)
-    assert "bwlimit_mb_s" not in refused  # every backend carries the bandwidth budget
+    assert backend.refusals(MoveSpec("101", "n1", "n2", method=method)) == {}  # type: ignore[arg-type]
     for field in REQUESTS:
         asking = MoveSpec("101", "n1", "n2", method=method, **{field: ASKED[field]})  # type: ignore[arg-type]
         assert asking.requested() == (field,)
-        if field not in refused:
+        refused = backend.refusals(asking)
+        assert set(refused) == ({field} & REFUSED[(name, method)]), (field, refused)
+        if not refused:
             continue
         with pytest.raises(RefusedError) as refusal:  # refused before any command or call
             run_step(backend, Step.PREFLIGHT, asking, StepContext())
-        assert str(refusal.value).startswith(f"{field}: ") and refused[field] in str(refusal.value)
+        assert str(refusal.value) == f"{field}: {refused[field]}"
+
+
+def test_openvz_honours_its_one_storage_id_and_refuses_others(backends) -> None:
+    backend = backends["openvz"]
+    assert backend.refusals(MoveSpec("101", "n1", "n2", target_storage="vz")) == {}
+    assert "no storage ids but 'vz'" in backend.refusals(MoveSpec("101", "n1", "n2", target_storage="ceph"))[
+        "target_storage"]
 
 
 def test_a_refusal_names_every_refused_request(backends) -> None:
