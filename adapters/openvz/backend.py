@@ -16,7 +16,6 @@ and :meth:`rollback` can bring it back. Per-move state lives on the source node 
 from __future__ import annotations
 
 import shlex
-import subprocess
 import time
 
 from adapters.base import (
@@ -24,7 +23,6 @@ from adapters.base import (
     Check,
     CleanupPending,
     Copy,
-    JournalEntry,
     MoveSpec,
     Observation,
     PermanentError,
@@ -39,22 +37,6 @@ from adapters.openvz.ssh import Shell
 from fleet.model import Inventory
 
 _REFUSED = {14, 16, 17, 18, 8}  # vzmigrate: no CPT, ploop, CPT version, CPU, checkpoint failed
-# Probe TCP ports from a node until they answer (bounded: 200 tries, >= 4 s).
-_WAIT_PORT = ('for i in $(seq 200); do socat -u OPEN:/dev/null TCP:"$1":"$2",connect-timeout=0.5 '
-              '2>/dev/null && exit 0; sleep 0.02; done; exit 1')
-# Destination switch: $1 CTID, $2 rule tag, IP:PORT... to wait for, "--", the IPs to announce.
-# Start, wait (bounded, 4000 tries, 5 ms apart) until each port answers, delete its gate rules (the ones
-# forwarding.gate inserted), arping -U. _after_switch removes any leftover rule by tag.
-_START = ('ct=$1 tag=$2; shift 2; vzctl start "$ct" || exit $?; '
-          'while [ "$1" != "--" ]; do ip=${1%:*} port=${1##*:}; shift; i=0; '
-          'until socat -u OPEN:/dev/null TCP:"$ip":"$port",connect-timeout=0.5 2>/dev/null; do '
-          'i=$((i + 1)); [ $i -lt 4000 ] || exit 3; sleep 0.005; done; '
-          'iptables -D INPUT -d "$ip/32" ! -i lo -p tcp --syn --dport "$port" -m comment '
-          '--comment "$tag" -j DROP 2>/dev/null; iptables -D FORWARD -d "$ip/32" -p tcp --syn '
-          '--dport "$port" -m comment --comment "$tag" -j DROP 2>/dev/null; done; shift; '
-          'for ip in "$@"; do dev=$(ip -o -4 addr show to "$ip/32" | awk \'{print $2; exit}\'); '
-          '[ -n "$dev" ] && arping -q -U -c 1 -I "$dev" "$ip" </dev/null >/dev/null 2>&1 & '
-          'done; true')
 
 
 _NO_RENUMBER = "vzmigrate --live cannot renumber or readdress a container"
@@ -148,8 +130,8 @@ class OpenVZBackend(Backend):
             target = "partial"
         owner = self._read_state(spec, "owner", ctx).strip() or None
         return Observation(
-            source=Copy(spec.source, spec.ct, source, _ips_if_running(source, conf), locked_by=owner),
-            target=Copy(spec.target, spec.dest_ct, target, _ips_if_running(target, target_conf),
+            source=Copy(spec.source, spec.ct, source, inventory.serving_ips(source, conf), locked_by=owner),
+            target=Copy(spec.target, spec.dest_ct, target, inventory.serving_ips(target, target_conf),
                         locked_by=owner))
 
     # ---------------------------------------------------------------- steps
@@ -285,7 +267,7 @@ class OpenVZBackend(Backend):
         """Start, wait until every port answers on the node, open the gate, announce (one call:
         each SSH round trip here is downtime)."""
         targets = [f"{ips[0]}:{port}" for port in ports] if ips else []
-        self._run(spec.target, ["sh", "-c", _START, "ferry", spec.dest_ct, forwarding.tag(spec.ct),
+        self._run(spec.target, ["sh", "-c", forwarding.START, "ferry", spec.dest_ct, forwarding.tag(spec.ct),
                                 *targets, "--", *ips], ctx, timeout=60)
 
     def _after_switch(self, spec: MoveSpec, changed: bool, old_ips: list[str],
@@ -298,7 +280,7 @@ class OpenVZBackend(Backend):
         self._run(spec.source, ["sh", "-c", '[ ! -f "$1" ] || mv -f "$1" "$1.migrated"', "ferry",
                                 f"/etc/vz/conf/{spec.ct}.conf"], ctx)
         if changed and not self._marker(spec, "dns_done", ctx):
-            self._dns_hook(old_ips[0], new_ips[0], ctx)
+            forwarding.dns_hook(self.settings.dns_hook, old_ips[0], new_ips[0], ctx.journal)
             self._run(spec.source, ["touch", f"{self._state(spec)}/dns_done"], ctx)
 
     def _stage_config(self, spec: MoveSpec, new_ips: list[str], ctx: StepContext) -> None:
@@ -350,19 +332,6 @@ class OpenVZBackend(Backend):
                         check=False)
         return forwarding.listening_ports(res.out, ips) if res.ok else []
 
-    def _dns_hook(self, old: str, new: str, ctx: StepContext) -> None:
-        if not self.settings.dns_hook:
-            return
-        argv = [*self.settings.dns_hook, old, new]
-        started = time.monotonic()
-        try:
-            res = subprocess.run(argv, capture_output=True, timeout=60)
-            status = res.returncode
-        except (OSError, subprocess.TimeoutExpired):
-            status = None
-        ctx.journal(JournalEntry(host="localhost", what=argv, status=status,
-                                 duration_ms=(time.monotonic() - started) * 1000))
-
     def verify(self, spec: MoveSpec, ctx: StepContext) -> None:
         """The destination runs (if the source did) with the expected IPs, and every port its
         container listens on answers from the old node (checked over the network, not assumed)."""
@@ -381,7 +350,7 @@ class OpenVZBackend(Backend):
         res = self._run(spec.target, ["vzctl", "exec", spec.dest_ct, "cat", "/proc/net/tcp"], ctx,
                         check=False)
         for port in forwarding.listening_ports(res.out, expected) if res.ok else []:
-            res = self._run(spec.source, ["sh", "-c", _WAIT_PORT, "ferry", expected[0], str(port)],
+            res = self._run(spec.source, ["sh", "-c", forwarding.WAIT_PORT, "ferry", expected[0], str(port)],
                             ctx, check=False, timeout=30)
             if not res.ok:
                 raise PermanentError(f"{expected[0]}:{port} does not answer from {spec.source}")
@@ -440,8 +409,3 @@ class OpenVZBackend(Backend):
 
     def close(self) -> None:
         self.shell.close()
-
-
-def _ips_if_running(status: str, conf: dict[str, str] | None) -> tuple[str, ...]:
-    """The addresses a copy serves: its configured IPs while it runs, none otherwise."""
-    return tuple(inventory.ips_of(conf or {})) if status == "running" else ()

@@ -64,6 +64,11 @@ def ips_of(conf: dict[str, str]) -> list[str]:
     return [ip.split("/")[0] for ip in conf.get("IP_ADDRESS", "").split()]
 
 
+def serving_ips(status: str, conf: dict[str, str] | None) -> tuple[str, ...]:
+    """The addresses a copy serves: its configured IPs while it runs, none otherwise."""
+    return tuple(ips_of(conf or {})) if status == "running" else ()
+
+
 def parse_node(name: str, text: str) -> Node:
     lines = text.strip().splitlines()
     cpus = int(lines[0])
