@@ -144,6 +144,7 @@ class Copy:
     node: str
     ct: str
     status: Status
+    #: The addresses the copy serves (configured addresses of a running copy; none otherwise).
     ips: tuple[str, ...] = ()
     checksum: str | None = None
     locked_by: str | None = None
