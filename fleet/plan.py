@@ -46,8 +46,8 @@ class Move(_Part):
     after: list[str] = Field(default_factory=list)
     predicted: Predicted = Field(default_factory=Predicted)
     reason: str = ""
-    #: The storage id the disk lands on when it differs from its own (extension key; absent
-    #: when the disk keeps its storage id).
+    #: The storage id the disk lands on, as the planner chose it (extension key; absent when
+    #: not set: the disk keeps its storage id).
     target_storage: str | None = Field(default=None, exclude_if=_unset)
 
 
