@@ -42,9 +42,14 @@ def test_rsync_runs_at_the_moves_share_of_the_budget(lab) -> None:
     assert spec.bwlimit_mb_s == SHARE_MB_S
     backend = create_backend(lab.settings(retention_hours=1))
     try:
+        before = backend.observe(spec)
         out = drive(backend, spec)
+        after = backend.observe(spec)
     finally:
         backend.close()
+    assert (before.source.status, before.target.status) == ("stopped", "absent")
+    # the source copy is kept (config renamed .migrated) for the retention; the copy is complete
+    assert (after.source.status, after.target.status, after.target.ct) == ("stopped", "stopped", "701")
     copies = [e.what for e in out.journal if isinstance(e.what, list) and "--stats" in e.what]
     assert len(copies) >= 2 and all("--bwlimit=3072" in argv for argv in copies), copies  # presync + final pass
     sent, seconds = out.figures["bytes"], out.figures["transfer_s"]

@@ -35,8 +35,14 @@ def test_every_copying_call_carries_the_share_and_the_double_paces_by_it(pve_dou
     backend = create_backend(settings_for(pve_double, presync=False, bwlimit_kib=51200))
     journal = Recorder()
     sizes = {vmid: world.guests[vmid].disk_used for vmid in (101, 104)}
-    assert run_move(backend, _spec("104", "pve2", "restart"), StepContext(journal=journal)) == "done"
-    assert run_move(backend, _spec("101", "pve3", "dump"), StepContext(journal=journal)).startswith("cleanup pending")
+    migrated, dumped = _spec("104", "pve2", "restart"), _spec("101", "pve3", "dump")
+    assert run_move(backend, migrated, StepContext(journal=journal)) == "done"
+    assert run_move(backend, dumped, StepContext(journal=journal)).startswith("cleanup pending")
+    seen = backend.observe(migrated)  # what the engine would journal on resuming: both ends, as they are
+    assert (seen.source.status, seen.target.status, seen.target.node) == ("absent", "running", "pve2")
+    seen = backend.observe(dumped)  # the retired source stays, stopped, for its retention
+    assert (seen.source.status, seen.source.ips, seen.target.status, seen.target.ips) == \
+        ("stopped", (), "running", ("203.0.113.10",))
     sent = {COPYING_CALLS[suffix]: e.detail["params"].get("bwlimit") for e in journal.api()
             for suffix in COPYING_CALLS if e.what.startswith("POST") and e.what.endswith(suffix)}
     assert sent == {"migrate": SHARE_KIB, "vzdump": SHARE_KIB, "restore": SHARE_KIB}
