@@ -13,7 +13,7 @@ Facts this is built on (pve-container src/PVE/API2/LXC.pm and src/PVE/LXC/Migrat
 - GET /nodes/{node}/lxc/{vmid}/migrate {target} (PVE >= 8.4, "migrate_vm_precondition") answers
   running, allowed-nodes, not-allowed-nodes (blocking HA resources) and checks the lock.
 - Presync: a storage replication job (POST /cluster/replication {id "<vmid>-<n>", target,
-  type "local", schedule, rate (MB/s), comment}; POST /nodes/{node}/replication/{id}/schedule_now;
+  type "local", schedule, rate (MB/s, minimum 1), comment}; POST /nodes/{node}/replication/{id}/schedule_now;
   GET /nodes/{node}/replication/{id}/status -> last_sync, fail_count, error) copies the ZFS volume
   while the CT runs, so the migration sends only the last delta. DELETE /cluster/replication/{id}
   removes it afterwards. Replication needs local ZFS (zfspool) with the same storage id on the target.
@@ -122,6 +122,9 @@ def presync(mc: MoveContext) -> None:
     if storage_map_param(mc, storage) or (place.node, "zfspool", 0) not in kinds or \
             (mc.spec.target, "zfspool", 0) not in kinds:
         mc.event("presync skipped", reason=f"storage {storage} is not local ZFS on both nodes")
+        return
+    if mc.bwlimit_kib is not None and mc.bwlimit_kib < 1024:  # replication's rate: minimum 1 MB/s
+        mc.event("presync skipped", reason=f"bandwidth cap {mc.bwlimit_kib} KiB/s is below replication's 1 MB/s")
         return
     job = next((j for j in _ferry_jobs(mc) if j.get("target") == mc.spec.target), None)
     if job is None:
