@@ -144,13 +144,15 @@ class OpenVZBackend(Backend):
         """Record the move on the source node (``<state_dir>/<CT>/``): its owner, whether the
         source ran, whether the destination id was free. Another owner's record means another
         job is moving the container: wait for it (TransientError), never share its state."""
-        holder = self._read_state(spec, "owner", ctx).strip()
+        state = self._state(spec)
+        found = self._run(spec.source, ["sh", "-c", 'cat "$1/owner" 2>/dev/null; [ -e "$1/prepared" ] '
+                                        '&& echo prepared; true', "ferry", state], ctx).out.split()
+        holder = found[0] if found and found[0] != "prepared" else ""
         if holder and holder != spec.owner:
             raise TransientError(f"CT {spec.ct} is being moved by {holder} (state in "
-                                 f"{self._state(spec)} on {spec.source})")
-        if self._marker(spec, "prepared", ctx):
+                                 f"{state} on {spec.source})")
+        if found[-1:] == ["prepared"]:
             return
-        state = self._state(spec)
         running = self._status(spec.source, spec.ct, ctx) == "running"
         target_free = self._status(spec.target, spec.dest_ct, ctx) == "absent"
         script = ('mkdir -p "$1" && { [ "$2" = 1 ] && touch "$1/source_running"; '
