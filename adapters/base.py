@@ -19,6 +19,13 @@ Invariants every backend keeps, whatever the order of calls:
 Backends report every remote command and API call through ``StepContext.journal`` and raise
 :class:`TransientError` (retry with backoff), :class:`RefusedError` (this method cannot work:
 fall back, e.g. live -> dump) or :class:`PermanentError` (roll back; the message says what to do).
+
+The request is typed: :class:`MoveSpec` declares every field a step may read (no free-form
+options), built from the stored move by ``service/movespec.py``. Its :data:`REQUESTS` (readdressing,
+target storage, bandwidth cap, held ports, backup) are honoured or refused by each backend in one
+place, :attr:`Backend.refuses` / :meth:`Backend.refusals`, and :func:`run_step` refuses a spec
+asking for anything its backend cannot do before the step acts. :meth:`Backend.observe` returns an
+:class:`Observation` of both ends, read from the cluster, never remembered.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from __future__ import annotations
 import abc
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any, Literal, Protocol
 
@@ -75,19 +82,59 @@ class Cancelled(BackendError):
 
 @dataclass(frozen=True)
 class MoveSpec:
-    """What the engine asks a backend to do. ``target_ct`` is the id on the destination when it
-    must differ (OpenVZ CTID taken, Proxmox restore under a free VMID); ``None`` keeps ``ct``."""
+    """What the engine asks a backend to do, as declared fields (built by ``service/movespec.py``).
+
+    Besides which container goes where by which method, a move may *request* more: the fields in
+    :data:`REQUESTS`. A field left at its default requests nothing. Every backend declares which
+    requests it honours and why it refuses the others (:attr:`Backend.refuses`), and
+    :func:`run_step` refuses a move asking for one it cannot honour before any step acts, so no
+    request is ever dropped silently.
+    """
 
     ct: str
     source: str
     target: str
     method: Literal["live", "restart", "dump"] = "restart"
+    #: Readdressing: the id on the destination when it must differ (OpenVZ CTID taken, Proxmox
+    #: restore under a given VMID); ``None`` keeps ``ct``.
     target_ct: str | None = None
-    options: Mapping[str, Any] = field(default_factory=dict)
+    #: Readdressing: the destination's addresses, replacing the source's (empty: keep them).
+    #: OpenVZ: venet IPs. Proxmox: ``ips[i]`` becomes ``net{i}``'s address (CIDR, or a bare
+    #: address keeping the interface's prefix length).
+    ips: tuple[str, ...] = ()
+    #: Readdressing: the destination's hostname (``None``: keep it).
+    hostname: str | None = None
+    #: The storage id the disk lands on (the plan move's ``target_storage``); ``None``: the same id.
+    target_storage: str | None = None
+    #: The move's share of the source node's bandwidth budget, MB/s (``[policy]``); ``None``: no cap.
+    bwlimit_mb_s: float | None = None
+    #: Who holds ferry's lock on the container while it moves (``job-<id>`` from the engine).
+    owner: str = "ferry"
+    #: The TCP ports to hold clients on during the switch (``None``: the ports the CT listens on).
+    ports: tuple[int, ...] | None = None
+    #: Require a fresh backup archive of the container before it moves.
+    backup: bool = False
 
     @property
     def dest_ct(self) -> str:
         return self.target_ct or self.ct
+
+    @property
+    def bwlimit_kib(self) -> int | None:
+        """The cap in KiB/s (1 MB = 1024 KiB, as ferry counts), the unit of rsync's ``--bwlimit``
+        and Proxmox's ``bwlimit``; at least 1, since 0 means "no limit" to both."""
+        return max(1, round(self.bwlimit_mb_s * 1024)) if self.bwlimit_mb_s else None
+
+    def requested(self) -> tuple[str, ...]:
+        """The :data:`REQUESTS` this spec makes (fields set away from their defaults)."""
+        return tuple(name for name in REQUESTS if getattr(self, name) != _DEFAULTS[name])
+
+
+#: The MoveSpec fields a move may request beyond ct/source/target/method and the lock owner
+#: (which every backend takes). Each backend honours or refuses every one (Backend.refuses).
+REQUESTS: tuple[str, ...] = ("target_ct", "ips", "hostname", "target_storage", "bwlimit_mb_s",
+                             "ports", "backup")
+_DEFAULTS = {f.name: f.default for f in fields(MoveSpec)}
 
 
 @dataclass(frozen=True)
@@ -97,20 +144,24 @@ class Copy:
     node: str
     ct: str
     status: Status
+    #: The addresses the copy serves (configured addresses of a running copy; none otherwise).
     ips: tuple[str, ...] = ()
     checksum: str | None = None
     locked_by: str | None = None
 
 
 @dataclass(frozen=True)
-class MoveState:
-    """The real state of a move's two ends, observed (not remembered)."""
+class Observation:
+    """The real state of a move's two ends, observed (not remembered): the source copy under
+    ``spec.ct`` on ``spec.source``, the destination copy under ``spec.dest_ct`` on ``spec.target``.
+    The engine journals it when it resumes a step whose outcome it does not know."""
 
     source: Copy
     target: Copy
 
     @property
     def both_running(self) -> bool:
+        """The state no backend may ever leave behind (one container running twice)."""
         return self.source.status == "running" and self.target.status == "running"
 
 
@@ -170,14 +221,24 @@ class Backend(abc.ABC):
     """A cluster ferry can read and move containers in."""
 
     name: str = "backend"
+    #: The :data:`REQUESTS` this backend cannot honour, each with the reason the operator reads
+    #: (``"ports: the simulated backend holds no client connections"``); every other request is
+    #: honoured. :meth:`refusals` may depend on the move (a method that cannot renumber, a
+    #: storage id the backend does not have).
+    refuses: Mapping[str, str] = {}
+
+    def refusals(self, spec: MoveSpec) -> dict[str, str]:
+        """Which of ``spec``'s requests this backend refuses (for its method, its values), why."""
+        return {name: self.refuses[name] for name in spec.requested() if name in self.refuses}
 
     @abc.abstractmethod
     def discover(self) -> Inventory:
         """The current world as a snapshot (``contracts/inventory.md``)."""
 
     @abc.abstractmethod
-    def observe(self, spec: MoveSpec) -> MoveState:
-        """The real state of the move's source and destination copies."""
+    def observe(self, spec: MoveSpec) -> Observation:
+        """The real state of the move's source and destination copies, read from the cluster now
+        (status, addresses of a running copy, ferry's lock holder where the backend keeps one)."""
 
     @abc.abstractmethod
     def preflight(self, spec: MoveSpec, ctx: StepContext) -> list[Check]:
@@ -215,6 +276,15 @@ class Backend(abc.ABC):
         """Release connections."""
 
 
+def refuse_unhonoured(backend: Backend, spec: MoveSpec) -> None:
+    """Raise RefusedError naming every request of ``spec`` that ``backend`` cannot honour."""
+    refused = backend.refusals(spec)
+    if refused:
+        raise RefusedError("; ".join(f"{name}: {refused[name]}" for name in REQUESTS if name in refused))
+
+
 def run_step(backend: Backend, step: Step, spec: MoveSpec, ctx: StepContext) -> Any:
-    """Call the backend method that implements ``step``."""
+    """Call the backend method that implements ``step``, after refusing a spec whose requests
+    the backend cannot honour (checked at every step: a resumed move may skip preflight)."""
+    refuse_unhonoured(backend, spec)
     return getattr(backend, step.value)(spec, ctx)

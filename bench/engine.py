@@ -78,6 +78,9 @@ class TimedBackend(Backend):
     def observe(self, spec: MoveSpec) -> Any:
         return self.inner.observe(spec)
 
+    def refusals(self, spec: MoveSpec) -> dict[str, str]:
+        return self.inner.refusals(spec)
+
     def now(self) -> float:
         return self.inner.now()
 

@@ -2,7 +2,8 @@
 
 A plan is reviewed, approved, then executed exactly as written, so its JSON form is deterministic:
 the same snapshot and policy give the same bytes. Keys follow the contract; ``from`` is a Python
-keyword, hence the alias.
+keyword, hence the alias. ferry's extension keys (README, "How it is built") are declared
+fields too, written only when set, so a plan without them has exactly the contract's keys.
 """
 
 from __future__ import annotations
@@ -14,6 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 Method = Literal["live", "restart", "dump"]
 GoalKind = Literal["evacuate", "drain", "rebalance", "place"]
+
+
+def _unset(value: object) -> bool:
+    """Extension keys are absent from the JSON when not set, as readers of plan.md expect."""
+    return value is None
 
 
 class _Part(BaseModel):
@@ -40,6 +46,9 @@ class Move(_Part):
     after: list[str] = Field(default_factory=list)
     predicted: Predicted = Field(default_factory=Predicted)
     reason: str = ""
+    #: The storage id the disk lands on, as the planner chose it (extension key; absent when
+    #: not set: the disk keeps its storage id).
+    target_storage: str | None = Field(default=None, exclude_if=_unset)
 
 
 class Unplaced(_Part):
@@ -71,6 +80,9 @@ class Plan(_Part):
     before: dict[str, Usage] = Field(default_factory=dict)
     after: dict[str, Usage] = Field(default_factory=dict)
     score: Score = Field(default_factory=Score)
+    #: ``True``: the job starts moves only inside ``[schedule] windows`` (extension key; absent
+    #: when not set).
+    window: bool | None = Field(default=None, exclude_if=_unset)
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)

@@ -24,9 +24,8 @@ _MOVE_FILTERS = (node_receives, not_excluded, pin_to, platform, anti_affinity, m
 
 def target_storage(state: FleetState, move: Move) -> str | None:
     """The storage a move puts the disk on: its ``target_storage``, else the same storage id."""
-    extra = move.model_extra or {}
-    if extra.get("target_storage") is not None:
-        return str(extra["target_storage"])
+    if move.target_storage is not None:
+        return move.target_storage
     return state.where[move.ct].storage
 
 

@@ -30,6 +30,7 @@ from service.lifecycle import (
     job_event_for,
     job_transition,
 )
+from service.movespec import move_options
 from service.store import (
     JobRow,
     JournalRow,
@@ -65,11 +66,9 @@ def create_job(sessions: sessionmaker[Session], plan: Plan, *, approved: bool) -
         session.add(job)
         session.flush()
         for seq, move in enumerate(plan.moves):
-            extra = move.model_extra or {}
-            options = {"target_storage": extra["target_storage"]} if extra.get("target_storage") else {}
             session.add(MoveRow(job_id=job.id, seq=seq, ct=move.ct, source=move.from_node,
                                 target=move.to, method=move.method, wave=move.wave,
-                                after=list(move.after), options=options,
+                                after=list(move.after), options=move_options(move),
                                 predicted=move.predicted.model_dump(mode="json")))
             session.add(LockRow(ct=move.ct, job_id=job.id))
         return job.id

@@ -40,6 +40,7 @@ from service import lifecycle
 from service.config import EngineSection
 from service.jobs import add_journal, learn_link, release_locks
 from service.lifecycle import Cause, MoveOutcome, MoveState, OnFailure, Phase
+from service.movespec import build_spec
 from service.slots import TransferSlots
 from service.store import MoveRow, utcnow
 
@@ -93,12 +94,7 @@ class MoveSaga:
         return StepContext(journal=lambda e: add_journal(self.sessions, self.job_id, move.ct, step, e), **kwargs)
 
     def _spec(self, move: MoveRow) -> MoveSpec:
-        options = {**move.options, "owner": f"job-{self.job_id}"}
-        cap = self.policy.move_bandwidth_cap(move.source) if self.policy else None
-        if cap:
-            options["bwlimit_mb_s"] = cap
-        return MoveSpec(move.ct, move.source, move.target, move.method,  # type: ignore[arg-type]
-                        move.options.get("target_ct"), options)
+        return build_spec(move, self.job_id, self.policy)
 
     def _retrying(self, before_sleep: Callable[[tenacity.RetryCallState], None]) -> tenacity.Retrying:
         """Transient failures: bounded tries, exponential backoff with jitter (engine settings)."""

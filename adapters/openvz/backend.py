@@ -16,7 +16,6 @@ and :meth:`rollback` can bring it back. Per-move state lives on the source node 
 from __future__ import annotations
 
 import shlex
-import subprocess
 import time
 
 from adapters.base import (
@@ -24,9 +23,8 @@ from adapters.base import (
     Check,
     CleanupPending,
     Copy,
-    JournalEntry,
     MoveSpec,
-    MoveState,
+    Observation,
     PermanentError,
     RefusedError,
     StepContext,
@@ -39,26 +37,28 @@ from adapters.openvz.ssh import Shell
 from fleet.model import Inventory
 
 _REFUSED = {14, 16, 17, 18, 8}  # vzmigrate: no CPT, ploop, CPT version, CPU, checkpoint failed
-# Probe TCP ports from a node until they answer (bounded: 200 tries, >= 4 s).
-_WAIT_PORT = ('for i in $(seq 200); do socat -u OPEN:/dev/null TCP:"$1":"$2",connect-timeout=0.5 '
-              '2>/dev/null && exit 0; sleep 0.02; done; exit 1')
-# Destination switch: $1 CTID, $2 rule tag, IP:PORT... to wait for, "--", the IPs to announce.
-# Start, wait (bounded, 4000 tries, 5 ms apart) until each port answers, delete its gate rules (the ones
-# forwarding.gate inserted), arping -U. _after_switch removes any leftover rule by tag.
-_START = ('ct=$1 tag=$2; shift 2; vzctl start "$ct" || exit $?; '
-          'while [ "$1" != "--" ]; do ip=${1%:*} port=${1##*:}; shift; i=0; '
-          'until socat -u OPEN:/dev/null TCP:"$ip":"$port",connect-timeout=0.5 2>/dev/null; do '
-          'i=$((i + 1)); [ $i -lt 4000 ] || exit 3; sleep 0.005; done; '
-          'iptables -D INPUT -d "$ip/32" ! -i lo -p tcp --syn --dport "$port" -m comment '
-          '--comment "$tag" -j DROP 2>/dev/null; iptables -D FORWARD -d "$ip/32" -p tcp --syn '
-          '--dport "$port" -m comment --comment "$tag" -j DROP 2>/dev/null; done; shift; '
-          'for ip in "$@"; do dev=$(ip -o -4 addr show to "$ip/32" | awk \'{print $2; exit}\'); '
-          '[ -n "$dev" ] && arping -q -U -c 1 -I "$dev" "$ip" </dev/null >/dev/null 2>&1 & '
-          'done; true')
+
+
+_NO_RENUMBER = "vzmigrate --live cannot renumber or readdress a container"
 
 
 class OpenVZBackend(Backend):
+    """Moves between OpenVZ nodes over SSH. Honours every request, but a node has one storage
+    (``vz``: /var/lib/vz), so ``target_storage`` can only name that one, and a live move cannot
+    readdress (the engine then falls back to the restart path). The bandwidth cap becomes
+    rsync's ``--bwlimit`` on every copy (transfer.py, delta.py)."""
+
     name = "openvz"
+
+    def refusals(self, spec: MoveSpec) -> dict[str, str]:
+        refused = {}
+        if spec.target_storage not in (None, inventory.STORAGE_ID):
+            refused["target_storage"] = (f"the OpenVZ backend has no storage ids but "
+                                         f"'{inventory.STORAGE_ID}' (/var/lib/vz on each node)")
+        if spec.method == "live":
+            refused.update(dict.fromkeys(set(spec.requested()) & {"target_ct", "ips", "hostname"},
+                                         _NO_RENUMBER))
+        return refused
 
     def __init__(self, settings: OpenVZSettings, shell: Shell | None = None) -> None:
         self.settings = settings
@@ -96,7 +96,7 @@ class OpenVZBackend(Backend):
         return conf
 
     def _new_ips(self, spec: MoveSpec, conf: dict[str, str]) -> list[str]:
-        return list(spec.options.get("ips") or inventory.ips_of(conf))
+        return list(spec.ips or inventory.ips_of(conf))
 
     # ---------------------------------------------------------------- reading
     def discover(self) -> Inventory:
@@ -112,14 +112,27 @@ class OpenVZBackend(Backend):
                            for r in rows]
         return inventory.build_inventory(nodes, containers)
 
-    def observe(self, spec: MoveSpec) -> MoveState:
+    def observe(self, spec: MoveSpec) -> Observation:
+        """Both ends as the nodes show them. A source whose config was renamed ``.migrated`` is
+        the stopped copy kept for rollback and retention; a destination that is not running
+        while the source still has its live config is a ``partial`` copy (presync, a staged
+        config), complete only once the switch renamed the source's config."""
         ctx = StepContext()
-        copies = []
-        for node, ct in ((spec.source, spec.ct), (spec.target, spec.dest_ct)):
-            status = self._status(node, ct, ctx)
-            conf = self._conf(node, ct, ctx) or {}
-            copies.append(Copy(node=node, ct=ct, status=status, ips=tuple(inventory.ips_of(conf))))
-        return MoveState(source=copies[0], target=copies[1])
+        source = self._status(spec.source, spec.ct, ctx)
+        conf = self._conf(spec.source, spec.ct, ctx)
+        switched = conf is None and (conf := self._conf(spec.source, spec.ct, ctx, ".migrated")) is not None
+        if source == "absent" and switched:
+            source = "stopped"
+        target = self._status(spec.target, spec.dest_ct, ctx)
+        target_conf = self._conf(spec.target, spec.dest_ct, ctx)
+        if target != "running" and not switched and (target_conf is not None or self._run(
+                spec.target, ["test", "-d", self._private(None, spec.dest_ct)], ctx, check=False).ok):
+            target = "partial"
+        owner = self._read_state(spec, "owner", ctx).strip() or None
+        return Observation(
+            source=Copy(spec.source, spec.ct, source, inventory.serving_ips(source, conf), locked_by=owner),
+            target=Copy(spec.target, spec.dest_ct, target, inventory.serving_ips(target, target_conf),
+                        locked_by=owner))
 
     # ---------------------------------------------------------------- steps
     def preflight(self, spec: MoveSpec, ctx: StepContext) -> list[Check]:
@@ -128,15 +141,25 @@ class OpenVZBackend(Backend):
                          self._private(conf, spec.ct)).all()
 
     def prepare(self, spec: MoveSpec, ctx: StepContext) -> None:
-        if self._marker(spec, "prepared", ctx):
-            return
+        """Record the move on the source node (``<state_dir>/<CT>/``): its owner, whether the
+        source ran, whether the destination id was free. Another owner's record means another
+        job is moving the container: wait for it (TransientError), never share its state."""
         state = self._state(spec)
+        found = self._run(spec.source, ["sh", "-c", 'cat "$1/owner" 2>/dev/null; [ -e "$1/prepared" ] '
+                                        '&& echo prepared; true', "ferry", state], ctx).out.split()
+        holder = found[0] if found and found[0] != "prepared" else ""
+        if holder and holder != spec.owner:
+            raise TransientError(f"CT {spec.ct} is being moved by {holder} (state in "
+                                 f"{state} on {spec.source})")
+        if found[-1:] == ["prepared"]:
+            return
         running = self._status(spec.source, spec.ct, ctx) == "running"
         target_free = self._status(spec.target, spec.dest_ct, ctx) == "absent"
         script = ('mkdir -p "$1" && { [ "$2" = 1 ] && touch "$1/source_running"; '
-                  '[ "$3" = 1 ] && touch "$1/target_ours"; touch "$1/prepared"; }')
+                  '[ "$3" = 1 ] && touch "$1/target_ours"; printf "%s\\n" "$4" > "$1/owner" && '
+                  'touch "$1/prepared"; }')
         self._run(spec.source, ["sh", "-c", script, "ferry", state, str(int(running)),
-                                str(int(target_free))], ctx)
+                                str(int(target_free)), spec.owner], ctx)
 
     def presync(self, spec: MoveSpec, ctx: StepContext) -> None:
         if spec.method != "restart" or self._status(spec.target, spec.dest_ct, ctx) == "running":
@@ -145,7 +168,8 @@ class OpenVZBackend(Backend):
         state, dst = self._state(spec), self._private(None, spec.dest_ct)
         transfer.presync(self.shell, self.settings, spec.source, spec.target,
                          self._private(conf, spec.ct), dst, ctx.journal, ctx.figures,
-                         lambda: delta.mark(self.shell, spec.source, state, ctx.journal))
+                         lambda: delta.mark(self.shell, spec.source, state, ctx.journal),
+                         bwlimit_kib=spec.bwlimit_kib)
         delta.list_destination(self.shell, self.settings, spec.source, spec.target, state, dst,
                                ctx.journal)
 
@@ -164,8 +188,8 @@ class OpenVZBackend(Backend):
         return self._restart(spec, ctx)
 
     def _live(self, spec: MoveSpec, ctx: StepContext) -> None:
-        if spec.options.get("ips") or spec.dest_ct != spec.ct:
-            raise RefusedError("vzmigrate --live cannot renumber or readdress a container")
+        if spec.ips or spec.hostname or spec.dest_ct != spec.ct:
+            raise RefusedError(_NO_RENUMBER)
         host = self.settings.nodes[spec.target].host
         started = time.monotonic()
         res = self._run(spec.source, ["vzmigrate", "--live", "-r", "no", "--keep-dst", host,
@@ -245,7 +269,7 @@ class OpenVZBackend(Backend):
         """Start, wait until every port answers on the node, open the gate, announce (one call:
         each SSH round trip here is downtime)."""
         targets = [f"{ips[0]}:{port}" for port in ports] if ips else []
-        self._run(spec.target, ["sh", "-c", _START, "ferry", spec.dest_ct, forwarding.tag(spec.ct),
+        self._run(spec.target, ["sh", "-c", forwarding.START, "ferry", spec.dest_ct, forwarding.tag(spec.ct),
                                 *targets, "--", *ips], ctx, timeout=60)
 
     def _after_switch(self, spec: MoveSpec, changed: bool, old_ips: list[str],
@@ -258,7 +282,7 @@ class OpenVZBackend(Backend):
         self._run(spec.source, ["sh", "-c", '[ ! -f "$1" ] || mv -f "$1" "$1.migrated"', "ferry",
                                 f"/etc/vz/conf/{spec.ct}.conf"], ctx)
         if changed and not self._marker(spec, "dns_done", ctx):
-            self._dns_hook(old_ips[0], new_ips[0], ctx)
+            forwarding.dns_hook(self.settings.dns_hook, old_ips[0], new_ips[0], ctx.journal)
             self._run(spec.source, ["touch", f"{self._state(spec)}/dns_done"], ctx)
 
     def _stage_config(self, spec: MoveSpec, new_ips: list[str], ctx: StepContext) -> None:
@@ -279,15 +303,17 @@ class OpenVZBackend(Backend):
                 self._run(spec.source, ["sh", "-c", prelude], ctx)
             if self._status(spec.target, spec.dest_ct, ctx) == "absent":
                 transfer.dump_and_restore(self.shell, self.settings, spec.source, spec.target,
-                                          spec.ct, spec.dest_ct, ctx.journal)
+                                          spec.ct, spec.dest_ct, ctx.journal,
+                                          bwlimit_kib=spec.bwlimit_kib)
             self._stage_ips(spec, new_ips, ctx)
             return
         src, dst = self._private(conf, spec.ct), self._private(None, spec.dest_ct)
         sent = delta.final_pass(self.shell, self.settings, spec.source, spec.target,
-                                self._state(spec), src, dst, ctx.journal, prelude)
+                                self._state(spec), src, dst, ctx.journal, prelude,
+                                bwlimit_kib=spec.bwlimit_kib)
         if sent is None:  # no pre-copy to build on: copy everything
             sent = transfer.rsync_once(self.shell, self.settings, spec.source, spec.target, src,
-                                       dst, ctx.journal)
+                                       dst, ctx.journal, bwlimit_kib=spec.bwlimit_kib)
         ctx.figures["final_bytes"] = float(sent)
         if not staged:
             self._stage_config(spec, new_ips, ctx)
@@ -297,29 +323,16 @@ class OpenVZBackend(Backend):
         argv = ["vzctl", "set", spec.dest_ct, "--ipdel", "all"]
         for ip in new_ips:
             argv += ["--ipadd", ip]
-        if spec.options.get("hostname"):
-            argv += ["--hostname", str(spec.options["hostname"])]
+        if spec.hostname:
+            argv += ["--hostname", spec.hostname]
         self._run(spec.target, argv + ["--save"], ctx)
 
     def _ports(self, spec: MoveSpec, ips: list[str], ctx: StepContext) -> list[int]:
-        if "ports" in spec.options:
-            return [int(p) for p in spec.options["ports"]]
+        if spec.ports is not None:
+            return list(spec.ports)
         res = self._run(spec.source, ["vzctl", "exec", spec.ct, "cat", "/proc/net/tcp"], ctx,
                         check=False)
         return forwarding.listening_ports(res.out, ips) if res.ok else []
-
-    def _dns_hook(self, old: str, new: str, ctx: StepContext) -> None:
-        if not self.settings.dns_hook:
-            return
-        argv = [*self.settings.dns_hook, old, new]
-        started = time.monotonic()
-        try:
-            res = subprocess.run(argv, capture_output=True, timeout=60)
-            status = res.returncode
-        except (OSError, subprocess.TimeoutExpired):
-            status = None
-        ctx.journal(JournalEntry(host="localhost", what=argv, status=status,
-                                 duration_ms=(time.monotonic() - started) * 1000))
 
     def verify(self, spec: MoveSpec, ctx: StepContext) -> None:
         """The destination runs (if the source did) with the expected IPs, and every port its
@@ -339,7 +352,7 @@ class OpenVZBackend(Backend):
         res = self._run(spec.target, ["vzctl", "exec", spec.dest_ct, "cat", "/proc/net/tcp"], ctx,
                         check=False)
         for port in forwarding.listening_ports(res.out, expected) if res.ok else []:
-            res = self._run(spec.source, ["sh", "-c", _WAIT_PORT, "ferry", expected[0], str(port)],
+            res = self._run(spec.source, ["sh", "-c", forwarding.WAIT_PORT, "ferry", expected[0], str(port)],
                             ctx, check=False, timeout=30)
             if not res.ok:
                 raise PermanentError(f"{expected[0]}:{port} does not answer from {spec.source}")

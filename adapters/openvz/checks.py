@@ -45,7 +45,7 @@ class Preflight:
         checks += [self.node_to_node(), self.rsync(spec.source), self.rsync(spec.target),
                    self.exists(), self.not_locked(), self.target_free(), self.free_space(),
                    self.clock_skew()]
-        if spec.options.get("backup"):
+        if spec.backup:
             checks.append(self.backup())
         if spec.method == "live":
             checks += [self.kernels(), self.vzmigrate_check()]

@@ -41,7 +41,7 @@ import shlex
 from adapters.base import Journal, PermanentError
 from adapters.openvz.settings import OpenVZSettings
 from adapters.openvz.ssh import Shell
-from adapters.openvz.transfer import check_rsync, remote_path, ssh_command, transferred
+from adapters.openvz.transfer import bwlimit, check_rsync, remote_path, ssh_command, transferred
 
 MARK, DEST_LIST = "sync.mark", "dest.list"
 #: Exit status of the listing part of the final pass: "no delta possible, copy everything".
@@ -92,11 +92,12 @@ def list_destination(shell: Shell, settings: OpenVZSettings, source: str, target
 
 
 def final_pass(shell: Shell, settings: OpenVZSettings, source: str, target: str, state: str,
-               src: str, dst: str, journal: Journal, prelude: str = "") -> int | None:
+               src: str, dst: str, journal: Journal, prelude: str = "", *,
+               bwlimit_kib: int | None = None) -> int | None:
     """Send only what changed since the mark; None when no delta is possible. Returns the bytes
     of file data sent. ``prelude`` (shell text, already quoted) runs first in the same call:
     the cutover gates and stops the container there, saving SSH round trips in the downtime."""
-    rsync = ["rsync", *settings.rsync_options, "--stats", "--ignore-times", "--from0",
+    rsync = ["rsync", *settings.rsync_options, *bwlimit(bwlimit_kib), "--stats", "--ignore-times", "--from0",
              "--files-from=-", "--delete-missing-args", "-e",
              ssh_command(settings, target, shared=True), f"{src}/",
              remote_path(settings, target, f"{dst}/")]

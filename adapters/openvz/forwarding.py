@@ -36,8 +36,10 @@ Crash safety: everything lives on the nodes, not in ferry's memory: ``<state_dir
 from __future__ import annotations
 
 import ipaddress
+import subprocess
+import time
 
-from adapters.base import Journal
+from adapters.base import Journal, JournalEntry
 from adapters.openvz.ssh import Shell
 
 #: Remove every rule tagged $TAG (nat PREROUTING, filter INPUT/FORWARD), then the kept old address.
@@ -161,3 +163,36 @@ def forwarding_until(shell: Shell, node: str, state: str, journal: Journal) -> f
     out = shell.run(node, ["sh", "-c", '[ -f "$1/forward.pid" ] && cat "$1/forward.until"', "ferry",
                            state], journal, check=False).out.strip()
     return float(out) if out.isdigit() else None
+
+
+# Probe TCP ports from a node until they answer (bounded: 200 tries, >= 4 s).
+WAIT_PORT = ('for i in $(seq 200); do socat -u OPEN:/dev/null TCP:"$1":"$2",connect-timeout=0.5 '
+              '2>/dev/null && exit 0; sleep 0.02; done; exit 1')
+# Destination switch: $1 CTID, $2 rule tag, IP:PORT... to wait for, "--", the IPs to announce.
+# Start, wait (bounded, 4000 tries, 5 ms apart) until each port answers, delete its gate rules (the ones
+# forwarding.gate inserted), arping -U. the backend's switch tail removes any leftover rule by tag.
+START = ('ct=$1 tag=$2; shift 2; vzctl start "$ct" || exit $?; '
+          'while [ "$1" != "--" ]; do ip=${1%:*} port=${1##*:}; shift; i=0; '
+          'until socat -u OPEN:/dev/null TCP:"$ip":"$port",connect-timeout=0.5 2>/dev/null; do '
+          'i=$((i + 1)); [ $i -lt 4000 ] || exit 3; sleep 0.005; done; '
+          'iptables -D INPUT -d "$ip/32" ! -i lo -p tcp --syn --dport "$port" -m comment '
+          '--comment "$tag" -j DROP 2>/dev/null; iptables -D FORWARD -d "$ip/32" -p tcp --syn '
+          '--dport "$port" -m comment --comment "$tag" -j DROP 2>/dev/null; done; shift; '
+          'for ip in "$@"; do dev=$(ip -o -4 addr show to "$ip/32" | awk \'{print $2; exit}\'); '
+          '[ -n "$dev" ] && arping -q -U -c 1 -I "$dev" "$ip" </dev/null >/dev/null 2>&1 & '
+          'done; true')
+
+
+def dns_hook(hook: list[str], old: str, new: str, journal: Journal) -> None:
+    """Run the operator's DNS hook (``openvz.dns_hook`` + OLD_IP NEW_IP) on ferry's host, once
+    the old address forwards to the new one; journaled like a remote command."""
+    if not hook:
+        return
+    argv = [*hook, old, new]
+    started = time.monotonic()
+    try:
+        status: int | None = subprocess.run(argv, capture_output=True, timeout=60).returncode
+    except (OSError, subprocess.TimeoutExpired):
+        status = None
+    journal(JournalEntry(host="localhost", what=argv, status=status,
+                         duration_ms=(time.monotonic() - started) * 1000))

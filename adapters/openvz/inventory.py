@@ -22,6 +22,8 @@ from typing import Any
 from fleet.model import Container, Inventory, Node
 
 PAGE_KIB = 4
+#: The one storage id of an OpenVZ node: the filesystem under /var/lib/vz holding every private area.
+STORAGE_ID = "vz"
 CONF_SCRIPT = 'for f in /etc/vz/conf/*.conf; do [ -f "$f" ] && { echo "==> $f"; cat "$f"; }; done; true'
 NODE_SCRIPT = ("nproc; uname -r; head -1 /proc/meminfo; cat /proc/loadavg; "
                "df -Pk /var/lib/vz | tail -1")
@@ -62,6 +64,11 @@ def ips_of(conf: dict[str, str]) -> list[str]:
     return [ip.split("/")[0] for ip in conf.get("IP_ADDRESS", "").split()]
 
 
+def serving_ips(status: str, conf: dict[str, str] | None) -> tuple[str, ...]:
+    """The addresses a copy serves: its configured IPs while it runs, none otherwise."""
+    return tuple(ips_of(conf or {})) if status == "running" else ()
+
+
 def parse_node(name: str, text: str) -> Node:
     lines = text.strip().splitlines()
     cpus = int(lines[0])
@@ -72,7 +79,7 @@ def parse_node(name: str, text: str) -> Node:
     total_kib, used_kib = int(df[1]), int(df[2])
     return Node(name=name, platform="openvz", cpus=cpus, memory_mb=max(1, mem_kib // 1024),
                 cpu_usage=min(1.0, load / cpus), kernel=kernel,
-                storage={"vz": {"total_gb": total_kib / 2**20, "used_gb": used_kib / 2**20}})
+                storage={STORAGE_ID: {"total_gb": total_kib / 2**20, "used_gb": used_kib / 2**20}})
 
 
 def container_from(node: str, row: dict[str, Any], conf: dict[str, str]) -> Container:
@@ -86,7 +93,7 @@ def container_from(node: str, row: dict[str, Any], conf: dict[str, str]) -> Cont
         status=status if status in ("running", "stopped", "suspended") else "stopped",
         cpus=float(conf.get("CPUS") or row.get("cpus") or 1) or 1.0,
         memory_mb=ram_pages * PAGE_KIB // 1024, memory_used_mb=held_pages * PAGE_KIB // 1024,
-        disk_gb=round(disk_kib / 2**20, 3), storage="vz", ips=ips_of(conf),
+        disk_gb=round(disk_kib / 2**20, 3), storage=STORAGE_ID, ips=ips_of(conf),
         tags=[t for t in re.split(r"[\s,;]+", conf.get("DESCRIPTION", "")) if t.startswith("plb_")])
 
 

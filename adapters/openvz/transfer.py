@@ -12,6 +12,12 @@ destination (ssh_config(5) ControlMaster/ControlPersist, like vzmigrate's ``--ss
 final rsync inside the downtime does not pay a new SSH handshake (~0.3 s measured in the lab). Exit statuses (rsync(1)): 0 ok, 24 "some files
 vanished" (normal for a running container, vzmigrate ignores it too); a full destination
 ("No space left on device") is permanent; a broken connection (10, 12, 30, 35, 255) transient.
+
+The move's bandwidth cap (MoveSpec.bwlimit_kib, the node's budget over its concurrent moves)
+goes to every rsync of the move as ``--bwlimit=KiB``: rsync(1) reads a RATE without suffix as
+units of 1024 bytes per second of "data sent over the socket" (the sender limits itself, here the
+source node), and 0 means no limit, so a cap is never rounded down to 0. It comes after
+``rsync_options``, so the budget wins over a ``--bwlimit`` there (the last one counts).
 """
 
 from __future__ import annotations
@@ -44,6 +50,11 @@ def remote_path(settings: OpenVZSettings, target: str, path: str) -> str:
     return f"{access.user}@{access.host}:{path}"
 
 
+def bwlimit(kib: int | None) -> list[str]:
+    """rsync's ``--bwlimit`` for a cap in KiB/s; nothing for no cap."""
+    return [f"--bwlimit={kib}"] if kib else []
+
+
 def check_rsync(res: Result, source: str, target: str, dst: str) -> None:
     """Raise the error an rsync exit status means (module doc); 0 and 24 pass."""
     if res.status in (0, 24):
@@ -64,9 +75,9 @@ def transferred(stats: str) -> int:
 
 
 def rsync_once(shell: Shell, settings: OpenVZSettings, source: str, target: str, src: str,
-               dst: str, journal: Journal) -> int:
+               dst: str, journal: Journal, *, bwlimit_kib: int | None = None) -> int:
     """One rsync pass ``src/`` -> ``target:dst/``; returns the bytes of file data sent."""
-    argv = (["rsync", *settings.rsync_options, "--stats", "--mkpath", "-e",
+    argv = (["rsync", *settings.rsync_options, *bwlimit(bwlimit_kib), "--stats", "--mkpath", "-e",
              ssh_command(settings, target, shared=True), f"{src}/",
              remote_path(settings, target, f"{dst}/")])
     res = shell.run(source, argv, journal, check=False)
@@ -76,14 +87,14 @@ def rsync_once(shell: Shell, settings: OpenVZSettings, source: str, target: str,
 
 def presync(shell: Shell, settings: OpenVZSettings, source: str, target: str, src: str, dst: str,
             journal: Journal, figures: dict[str, float],
-            before_round: Callable[[], None] = lambda: None) -> None:
+            before_round: Callable[[], None] = lambda: None, *, bwlimit_kib: int | None = None) -> None:
     """Copy while the container runs; repeat while each round sends less than half the last.
     ``before_round`` runs before each round (the change mark of delta.py)."""
     previous = None
     for round_no in range(1, settings.presync_max_rounds + 1):
         before_round()
         started = time.monotonic()
-        sent = rsync_once(shell, settings, source, target, src, dst, journal)
+        sent = rsync_once(shell, settings, source, target, src, dst, journal, bwlimit_kib=bwlimit_kib)
         figures[f"presync_round{round_no}_bytes"] = float(sent)
         # "bytes" / "transfer_s": what the engine learns link throughput from (service/saga.py)
         figures["bytes"] = figures.get("bytes", 0.0) + sent
@@ -94,14 +105,14 @@ def presync(shell: Shell, settings: OpenVZSettings, source: str, target: str, sr
 
 
 def dump_and_restore(shell: Shell, settings: OpenVZSettings, source: str, target: str, ct: str,
-                     dest_ct: str, journal: Journal) -> None:
+                     dest_ct: str, journal: Journal, *, bwlimit_kib: int | None = None) -> None:
     """vzdump --compress on the source, copy the archive, vzdump --restore on the destination."""
     out = shell.run(source, ["vzdump", "--compress", "--dumpdir", settings.dump_dir, ct], journal).out
     m = re.search(r"creating archive '([^']+)'", out)
     if not m:
         raise PermanentError(f"vzdump on {source} did not say where it wrote the archive: {out[-200:]}")
     archive = m.group(1)
-    argv = ["rsync", "-a", "--mkpath", "-e", ssh_command(settings, target), archive,
+    argv = ["rsync", "-a", *bwlimit(bwlimit_kib), "--mkpath", "-e", ssh_command(settings, target), archive,
             remote_path(settings, target, f"{settings.dump_dir}/")]
     res = shell.run(source, argv, journal, check=False)
     if res.status != 0:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from adapters.base import Backend, Check, Copy, Journal, JournalEntry, MoveSpec, MoveState, StepContext
+from adapters.base import Backend, Check, Copy, Journal, JournalEntry, MoveSpec, Observation, StepContext
 from adapters.proxmox import dump, inventory, migrate, observe
 from adapters.proxmox.client import Api, ProxmoxClient
 from adapters.proxmox.guestops import MoveContext
@@ -25,8 +25,29 @@ def _ignore(entry: JournalEntry) -> None:
     return None
 
 
+_MIGRATION_KEEPS = ("a Proxmox migration keeps the VMID, addresses and hostname; the dump path "
+                    "(backup and restore) can change them")
+
+
 class ProxmoxBackend(Backend):
+    """Moves over the Proxmox API. The bandwidth cap becomes the API's ``bwlimit`` (guestops.py);
+    ``target_storage`` the migration's ``target-storage`` or the restore's ``storage``;
+    readdressing (``target_ct``, ``ips``, ``hostname``) needs the dump path, so a migration
+    refuses it and the engine falls back to dump. The lock owner is not written into the
+    cluster: Proxmox's config lock, held by every migrate, vzdump and restore task, guards the CT
+    there, and the job store's lock keeps two ferry jobs apart."""
+
     name = "proxmox"
+    refuses = {"ports": "Proxmox moves hold no client connections during the switch",
+               "backup": "the Proxmox backend does not check for a fresh backup (the dump path "
+                         "makes its own)"}
+
+    def refusals(self, spec: MoveSpec) -> dict[str, str]:
+        refused = super().refusals(spec)
+        if spec.method != "dump":
+            refused.update(dict.fromkeys(set(spec.requested()) & {"target_ct", "ips", "hostname"},
+                                         _MIGRATION_KEEPS))
+        return refused
 
     def __init__(self, settings: ProxmoxSettings, *, journal: Journal = _ignore) -> None:
         self.settings = settings
@@ -45,24 +66,32 @@ class ProxmoxBackend(Backend):
     def discover(self) -> Inventory:
         return inventory.discover(Api(self.client, self.journal))
 
-    def observe(self, spec: MoveSpec) -> MoveState:
+    def observe(self, spec: MoveSpec) -> Observation:
+        """The source CT and its copy as the cluster lists them. A migration moves one config,
+        so the CT is either the source or the target; while its ``migrate`` lock is held on the
+        source, the target holds a partial copy. A restore's copy carries the marker tag and is
+        partial while its ``create`` lock is held."""
         api = Api(self.client, self.journal)
         cts = observe.guests(api)
         place = cts.get(int(spec.ct))
         if spec.method == "dump":
             copy = next((p for p in cts.values() if dump.marker(spec.ct) in p.tags), None)
+            target = self._copy(api, copy, spec.target, spec.dest_ct)
+        elif place is not None and place.node == spec.target:
+            place, target = None, self._copy(api, place, spec.target, spec.dest_ct)
         else:
-            copy = place if place is not None and place.node == spec.target else None
-            place = None if copy is not None else place
-        return MoveState(source=self._copy(api, place, spec.source, spec.ct),
-                         target=self._copy(api, copy, spec.target, spec.dest_ct))
+            migrating = place is not None and place.lock == "migrate"
+            target = Copy(spec.target, spec.dest_ct, "partial" if migrating else "absent")
+        return Observation(source=self._copy(api, place, spec.source, spec.ct), target=target)
 
     @staticmethod
     def _copy(api: Api, place: observe.Placement | None, node: str, ct: str) -> Copy:
         if place is None:
             return Copy(node=node, ct=ct, status="absent")
-        ips = tuple(observe.config_ips(observe.config(api, place.node, place.vmid)))
         status = place.status if place.status in ("running", "stopped") else "unknown"
+        if place.lock == "create":
+            status = "partial"
+        ips = tuple(observe.config_ips(observe.config(api, place.node, place.vmid))) if status == "running" else ()
         return Copy(node=place.node, ct=str(place.vmid), status=status, ips=ips, locked_by=place.lock)
 
     def preflight(self, spec: MoveSpec, ctx: StepContext) -> list[Check]:

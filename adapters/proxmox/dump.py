@@ -16,12 +16,14 @@ Why these choices (pve-docs "Backup and Restore", vzdump(1); pve-container creat
   so an address is never live on two containers.
 - POST /nodes/{node}/vzdump {vmid, mode, storage, compress, bwlimit (KiB/s)} -> UPID;
   GET /nodes/{node}/storage/{storage}/content {content=backup, vmid} lists archives (volid, ctime).
-- POST /nodes/{node}/lxc {vmid, ostemplate=<archive volid>, restore=1, storage, unique=1, tags}
-  restores; ``unique`` gives new MAC addresses; VMIDs are cluster-wide, so a free one comes from
-  GET /cluster/nextid (or the plan's target_ct). The marker tag makes the restored copy findable
+- POST /nodes/{node}/lxc {vmid, ostemplate=<archive volid>, restore=1, storage, unique=1, tags,
+  hostname, bwlimit (KiB/s)} restores; ``unique`` gives new MAC addresses; VMIDs are
+  cluster-wide, so a free one comes from GET /cluster/nextid (or the move's target_ct); the
+  move's ``hostname``, if any, is the copy's from its creation. The marker tag makes the restored copy findable
   after a crash: each step looks for it instead of remembering it.
-- PUT /nodes/{node}/lxc/{vmid}/config {net0: "...,ip=CIDR,gw=..."} reconfigures addresses when
-  the move's options carry new ones (``options["net"] = {"net0": {"ip": "198.51.100.7/24", ...}}``).
+- PUT /nodes/{node}/lxc/{vmid}/config {net0: "...,ip=CIDR,..."} readdresses the copy when the
+  move asks for new addresses (MoveSpec.ips: ``ips[i]`` -> ``net{i}``, ``ip6`` for IPv6; a bare
+  address keeps the interface's prefix length; the other properties, gw included, stay).
 - DELETE /nodes/{node}/lxc/{vmid} {purge=1} destroys a retired source after retention.
 """
 
@@ -82,7 +84,7 @@ def _backup(mc: MoveContext, node: str) -> str:
         mc.run(running)
     else:
         mc.run(mc.api.post(f"/nodes/{node}/vzdump", vmid=str(mc.vmid), mode="stop",
-                           storage=mc.settings.backup_storage, compress="zstd", bwlimit=mc.settings.bwlimit_kib))
+                           storage=mc.settings.backup_storage, compress="zstd", bwlimit=mc.bwlimit_kib))
     archives = mc.api.get(f"/nodes/{node}/storage/{mc.settings.backup_storage}/content", content="backup",
                           vmid=mc.vmid)
     fresh = [a for a in archives if int(a.get("ctime", 0)) >= since - 5] or archives
@@ -99,8 +101,8 @@ def _restore(mc: MoveContext, volid: str, tags: tuple[str, ...], conf: dict) -> 
     record = identity.record_tag(mc.vmid, identity.of_config(conf).fingerprint, "recorded")
     try:
         upid = mc.api.post(f"/nodes/{mc.spec.target}/lxc", vmid=dest, ostemplate=volid, restore=1, unique=1,
-                           storage=target_storage(mc, observe.rootfs_storage(conf)),
-                           tags=";".join([*keep, marker(mc.spec.ct), record]))
+                           storage=target_storage(mc, observe.rootfs_storage(conf)), bwlimit=mc.bwlimit_kib,
+                           hostname=mc.spec.hostname, tags=";".join([*keep, marker(mc.spec.ct), record]))
     except ApiFailure as exc:
         if "already exists" in exc.message and not mc.spec.target_ct:
             raise TransientError(f"VMID {dest} was taken meanwhile; a new one is picked on retry") from None
@@ -110,15 +112,25 @@ def _restore(mc: MoveContext, volid: str, tags: tuple[str, ...], conf: dict) -> 
 
 
 def _rewrite_nets(mc: MoveContext, node: str, vmid: int) -> None:
-    wanted = dict(mc.spec.options.get("net") or {})
-    if not wanted:
+    """Give the copy the move's addresses (module doc); nothing when it asks for none."""
+    if not mc.spec.ips:
         return
     conf = observe.config(mc.api, node, vmid)
     changes = {}
-    for key, new in wanted.items():
-        props = observe.parse_property_string(str(conf.get(key, "")))
-        props.update({k: str(v) for k, v in dict(new).items()})
-        changes[key] = observe.render_property_string(props)
+    for index, address in enumerate(mc.spec.ips):
+        key = f"net{index}"
+        if key not in conf:
+            raise PermanentError(f"copy {vmid} has no {key} for address {address}; give as many "
+                                 f"addresses as the CT has interfaces")
+        props = observe.parse_property_string(str(conf[key]))
+        field = "ip6" if ":" in address else "ip"
+        if "/" not in address:
+            prefix = props.get(field, "").partition("/")[2]
+            if not prefix:
+                raise PermanentError(f"{key} of copy {vmid} has no prefix length to keep; give "
+                                     f"{address} in CIDR form")
+            address = f"{address}/{prefix}"
+        changes[key] = observe.render_property_string({**props, field: address})
     mc.api.put(f"/nodes/{node}/lxc/{vmid}/config", **changes)
 
 
@@ -148,9 +160,8 @@ def cutover(mc: MoveContext) -> None:
 
 
 def expected_ips(mc: MoveContext) -> list[str] | None:
-    nets = dict(mc.spec.options.get("net") or {})
-    if nets:
-        return [str(dict(v)["ip"]).split("/")[0] for _, v in sorted(nets.items()) if "ip" in dict(v)]
+    if mc.spec.ips:
+        return [address.split("/")[0] for address in mc.spec.ips]
     source = observe.locate(mc.api, mc.vmid)
     return observe.config_ips(observe.config(mc.api, source.node, mc.vmid)) if source else None
 
@@ -163,10 +174,13 @@ def verify(mc: MoveContext) -> None:
     if current.get("status") != "running" or current.get("lock"):
         raise PermanentError(f"copy {copy.vmid} of CT {mc.vmid} is {current.get('status')} "
                              f"(lock {current.get('lock')}) on {copy.node}")
-    ips = observe.config_ips(observe.config(mc.api, copy.node, copy.vmid))
+    conf = observe.config(mc.api, copy.node, copy.vmid)
+    ips = observe.config_ips(conf)
     want = expected_ips(mc)
     if want is not None and sorted(ips) != sorted(want):
         raise PermanentError(f"copy {copy.vmid} has addresses {ips}, expected {want}")
+    if mc.spec.hostname and conf.get("hostname") != mc.spec.hostname:
+        raise PermanentError(f"copy {copy.vmid} is named {conf.get('hostname')}, expected {mc.spec.hostname}")
     source = observe.locate(mc.api, mc.vmid)
     if source is not None and source.status == "running":
         raise PermanentError(f"source CT {mc.vmid} runs again on {source.node}; two copies would share addresses")

@@ -4,6 +4,13 @@ Endpoints (pve-docs api-viewer, pve-container src/PVE/API2/LXC/Status.pm):
 - POST /nodes/{node}/lxc/{vmid}/status/start -> UPID (vzstart; hastart for HA guests)
 - POST /nodes/{node}/lxc/{vmid}/status/shutdown {timeout, forceStop} -> UPID (vzshutdown)
 - GET  /nodes/{node}/lxc/{vmid}/config -> lock ("backup", "migrate", "create", ...)
+
+Bandwidth: every call that copies data takes ``bwlimit`` in KiB/s, minimum 0, where 0 means
+no limit: POST .../lxc/{vmid}/migrate and POST .../lxc with restore=1 ("Override I/O bandwidth
+limit (in KiB/s)", type number; pve-container src/PVE/API2/LXC.pm migrate_vm, create_vm) and
+POST /nodes/{node}/vzdump ("Limit I/O bandwidth (in KiB/s)", type integer; pve-manager
+PVE/VZDump.pm confdesc). ferry sends the smaller of ``proxmox.bwlimit_kib`` and the move's
+share of the node's budget (MoveSpec.bwlimit_kib), as an integer >= 1.
 """
 
 from __future__ import annotations
@@ -31,6 +38,13 @@ class MoveContext:
     @property
     def vmid(self) -> int:
         return int(self.spec.ct)
+
+    @property
+    def bwlimit_kib(self) -> int | None:
+        """The API's ``bwlimit`` for this move (module doc); None sends none (the cluster's own
+        datacenter or storage limit applies)."""
+        caps = [cap for cap in (self.settings.bwlimit_kib, self.spec.bwlimit_kib) if cap]
+        return min(caps) if caps else None
 
     def event(self, what: str, **detail: object) -> None:
         self.ctx.journal(JournalEntry(host=self.settings.host, what=what, status=None, duration_ms=0.0,

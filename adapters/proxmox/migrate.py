@@ -13,7 +13,7 @@ Facts this is built on (pve-container src/PVE/API2/LXC.pm and src/PVE/LXC/Migrat
 - GET /nodes/{node}/lxc/{vmid}/migrate {target} (PVE >= 8.4, "migrate_vm_precondition") answers
   running, allowed-nodes, not-allowed-nodes (blocking HA resources) and checks the lock.
 - Presync: a storage replication job (POST /cluster/replication {id "<vmid>-<n>", target,
-  type "local", schedule, rate (MB/s), comment}; POST /nodes/{node}/replication/{id}/schedule_now;
+  type "local", schedule, rate (MB/s, minimum 1), comment}; POST /nodes/{node}/replication/{id}/schedule_now;
   GET /nodes/{node}/replication/{id}/status -> last_sync, fail_count, error) copies the ZFS volume
   while the CT runs, so the migration sends only the last delta. DELETE /cluster/replication/{id}
   removes it afterwards. Replication needs local ZFS (zfspool) with the same storage id on the target.
@@ -24,6 +24,7 @@ Facts this is built on (pve-container src/PVE/API2/LXC.pm and src/PVE/LXC/Migrat
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from adapters.base import Check, PermanentError, TransientError
 from adapters.proxmox import observe
@@ -44,11 +45,10 @@ PERMANENT_TASK_ERRORS = ("cannot migrate local", "can't determine assigned stora
 
 
 def target_storage(mc: MoveContext, storage: str | None) -> str | None:
-    """Where the rootfs goes: the plan's ``target_storage`` option, else proxmox.storage_map,
-    else the same storage id."""
-    chosen = mc.spec.options.get("target_storage")
-    if chosen:
-        return str(chosen)
+    """Where the rootfs goes: the move's ``target_storage``, else proxmox.storage_map, else the
+    same storage id."""
+    if mc.spec.target_storage:
+        return mc.spec.target_storage
     return mc.settings.storage_map.get(storage or "", storage)
 
 
@@ -123,11 +123,14 @@ def presync(mc: MoveContext) -> None:
             (mc.spec.target, "zfspool", 0) not in kinds:
         mc.event("presync skipped", reason=f"storage {storage} is not local ZFS on both nodes")
         return
+    if mc.bwlimit_kib is not None and mc.bwlimit_kib < 1024:  # replication's rate: minimum 1 MB/s
+        mc.event("presync skipped", reason=f"bandwidth cap {mc.bwlimit_kib} KiB/s is below replication's 1 MB/s")
+        return
     job = next((j for j in _ferry_jobs(mc) if j.get("target") == mc.spec.target), None)
     if job is None:
         taken = {j["id"] for j in mc.api.get("/cluster/replication")}
         job_id = next(f"{mc.vmid}-{n}" for n in range(100) if f"{mc.vmid}-{n}" not in taken)
-        rate = round(mc.settings.bwlimit_kib / 1024, 1) if mc.settings.bwlimit_kib else None
+        rate = round(mc.bwlimit_kib / 1024, 1) if mc.bwlimit_kib else None  # rate: MB/s
         mc.api.post("/cluster/replication", id=job_id, target=mc.spec.target, type="local",
                     schedule="*/15", rate=rate, comment=PRESYNC_COMMENT)
     else:
@@ -185,7 +188,7 @@ def cutover(mc: MoveContext) -> None:
             upid = mc.api.post(f"/nodes/{place.node}/lxc/{vmid}/migrate", target=spec.target,
                                restart=1 if place.status == "running" else None,
                                timeout=mc.settings.shutdown_timeout_s if place.status == "running" else None,
-                               bwlimit=mc.settings.bwlimit_kib, **{"target-storage": storage_map_param(
+                               bwlimit=mc.bwlimit_kib, **{"target-storage": storage_map_param(
                                    mc, observe.rootfs_storage(observe.config(mc.api, place.node, vmid)))})
             _judge(mc, upid)
     place = observe.locate(mc.api, vmid)
@@ -250,8 +253,8 @@ def rollback(mc: MoveContext) -> None:
             pass
     place = observe.locate(mc.api, mc.vmid)
     if place is not None and place.node == mc.spec.target:
-        back = MoveContext(mc.api, mc.settings, type(mc.spec)(ct=mc.spec.ct, source=mc.spec.target,
-                                                             target=mc.spec.source, method="restart"),
+        back = MoveContext(mc.api, mc.settings, replace(mc.spec, source=mc.spec.target, target=mc.spec.source,
+                                                        method="restart", target_storage=None),
                            mc.ctx, mc.memo)
         cutover(back)
     elif place is not None and mc.memo.get(f"running:{mc.vmid}", False):

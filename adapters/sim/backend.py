@@ -22,7 +22,7 @@ from adapters.base import (
     Copy,
     JournalEntry,
     MoveSpec,
-    MoveState,
+    Observation,
     PermanentError,
     RefusedError,
     StepContext,
@@ -47,6 +47,14 @@ class SimBackend(Backend):
     """The simulated fleet whose state lives in ``world_path``."""
 
     name = "sim"
+    #: The simulated world keys each container by its id and holds no addresses per copy.
+    refuses = {
+        "target_ct": "the simulated backend cannot renumber a container",
+        "ips": "the simulated backend cannot readdress a container",
+        "hostname": "the simulated backend cannot rename a container",
+        "ports": "the simulated backend holds no client connections",
+        "backup": "the simulated backend has no backups",
+    }
 
     def __init__(self, world_path: str) -> None:
         self.world = WorldFile(world_path)
@@ -72,6 +80,8 @@ class SimBackend(Backend):
             copy = world["copies"][ct].get(node, {})
             status = "running" if copy.get("status") == "running" else "stopped"
             fields = {k: v for k, v in data.items() if k != "checksum"}
+            if copy.get("storage"):  # moved onto another storage id
+                fields["storage"] = copy["storage"]
             containers.append({**fields, "node": node, "status": status})
         nodes = []
         for name, node in world["nodes"].items():
@@ -83,9 +93,9 @@ class SimBackend(Backend):
             source="sim world",
         )
 
-    def observe(self, spec: MoveSpec) -> MoveState:
+    def observe(self, spec: MoveSpec) -> Observation:
         world = self.world.read()
-        return MoveState(_copy(world, spec.ct, spec.source), _copy(world, spec.ct, spec.target))
+        return Observation(_copy(world, spec.ct, spec.source), _copy(world, spec.ct, spec.target))
 
     # -- steps -------------------------------------------------------------------------------
     def preflight(self, spec: MoveSpec, ctx: StepContext) -> list[Check]:
@@ -104,9 +114,9 @@ class SimBackend(Backend):
         checks.append(Check("same platform", src["platform"] == dst["platform"],
                             f"{spec.source} is {src['platform']}, {spec.target} is {dst['platform']}"))
         holder = world["locks"].get(spec.ct)
-        owner = spec.options.get("owner")
+        owner = spec.owner
         checks.append(Check("not locked", holder in (None, owner), f"locked by {holder}"))
-        storage = spec.options.get("target_storage") or ct.get("storage")
+        storage = spec.target_storage or _storage_of(world, spec.ct, spec.source)
         free = _storage_usage(world, spec.target).get(storage, {})
         need = 0.0 if free.get("shared") else ct["disk_gb"]
         have = free.get("total_gb", 0.0) - free.get("used_gb", 0.0)
@@ -124,7 +134,7 @@ class SimBackend(Backend):
 
     def prepare(self, spec: MoveSpec, ctx: StepContext) -> None:
         self._fault(spec, "prepare", ctx)
-        owner = spec.options.get("owner", "ferry")
+        owner = spec.owner
         with self.world.transaction() as world:
             holder = world["locks"].get(spec.ct)
             if holder not in (None, owner):
@@ -135,7 +145,8 @@ class SimBackend(Backend):
             world.setdefault("moving", {}).setdefault(spec.ct, {"source": spec.source, "status": was})
             created = spec.target not in copies
             if created:
-                copies[spec.target] = {"status": "partial", "bytes": 0, "checksum": None}
+                copies[spec.target] = {"status": "partial", "bytes": 0, "checksum": None,
+                                       "storage": spec.target_storage or copies.get(spec.source, {}).get("storage")}
         if created:
             ctx.journal(JournalEntry(spec.target, ["sim-create", spec.dest_ct], 0, 0.0))
 
@@ -205,7 +216,7 @@ class SimBackend(Backend):
 
     def cleanup(self, spec: MoveSpec, ctx: StepContext) -> None:
         with self.world.transaction() as world:  # the lock lives with the (verified) destination
-            if world["locks"].get(spec.ct) == spec.options.get("owner", "ferry"):
+            if world["locks"].get(spec.ct) == spec.owner:
                 world["locks"].pop(spec.ct)
         self._fault(spec, "cleanup", ctx)
         with self.world.transaction() as world:
@@ -230,7 +241,7 @@ class SimBackend(Backend):
             source["status"] = want
             world["home"][spec.ct] = spec.source
             world.get("moving", {}).pop(spec.ct, None)
-            if world["locks"].get(spec.ct) == spec.options.get("owner", "ferry"):
+            if world["locks"].get(spec.ct) == spec.owner:
                 world["locks"].pop(spec.ct)
         if removed:
             ctx.journal(JournalEntry(spec.target, ["sim-destroy", spec.dest_ct], 0, 0.0))
@@ -240,8 +251,10 @@ class SimBackend(Backend):
     # -- mechanics ---------------------------------------------------------------------------
     def _disk_bytes(self, world: dict[str, Any], spec: MoveSpec) -> int:
         ct = world["containers"][spec.ct]
-        storage = _storage_usage(world, spec.source).get(ct.get("storage"), {})
-        return 0 if storage.get("shared") else int(ct["disk_gb"] * GB)
+        here = _storage_of(world, spec.ct, spec.source)
+        storage = _storage_usage(world, spec.source).get(here, {})
+        stays = spec.target_storage in (None, here)  # a shared storage id the disk keeps
+        return 0 if storage.get("shared") and stays else int(ct["disk_gb"] * GB)
 
     def _synced(self, spec: MoveSpec) -> bool:
         world = self.world.read()
@@ -271,7 +284,7 @@ class SimBackend(Backend):
         nodes = world["nodes"]
         factor = world.get("link_factor", {}).get(f"{spec.source}->{spec.target}", 1.0)
         mb_s = min(nodes[spec.source]["nic_mb_s"] / out, nodes[spec.target]["nic_mb_s"] / into) * factor
-        cap = spec.options.get("bwlimit_mb_s")  # the operator's budget (rsync --bwlimit)
+        cap = spec.bwlimit_mb_s  # the move's share of the node's budget (rsync --bwlimit)
         return max(1.0, min(mb_s, cap) if cap else mb_s) * MB
 
     def _transfer(self, spec: MoveSpec, nbytes: int, ctx: StepContext, fault_step: str) -> float:
@@ -365,6 +378,12 @@ def _copy(world: dict[str, Any], ct: str, node: str) -> Copy:
                 locked_by=world["locks"].get(ct))
 
 
+def _storage_of(world: dict[str, Any], ct: str, node: str) -> str | None:
+    """The storage id of ``ct``'s copy on ``node``: where a move put it, else the container's."""
+    copy = world["copies"].get(ct, {}).get(node) or {}
+    return copy.get("storage") or world["containers"][ct].get("storage")
+
+
 def _storage_usage(world: dict[str, Any], node: str) -> dict[str, dict[str, Any]]:
     """Storage of ``node`` with used_gb = the node's own base usage + the copies it holds."""
     out = {}
@@ -373,7 +392,7 @@ def _storage_usage(world: dict[str, Any], node: str) -> dict[str, dict[str, Any]
         if not info.get("shared"):
             for ct, copies in world["copies"].items():
                 data = world["containers"][ct]
-                if node in copies and data.get("storage") == sid:
+                if node in copies and _storage_of(world, ct, node) == sid:
                     used += copies[node].get("bytes", 0) / GB if copies[node]["status"] == "partial" \
                         else data["disk_gb"]
         out[sid] = {**info, "used_gb": round(used, 3)}

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from tests.doubles.pvedouble.model import GIB, ApiError, Guest
-from tests.doubles.pvedouble.world import SIM_SHUTDOWN_S, SIM_START_S, World
+from tests.doubles.pvedouble.world import SIM_SHUTDOWN_S, SIM_START_S, World, capped
 
 BACKUP_BYTES_S = 400 * (1 << 20)
 
@@ -26,7 +26,7 @@ def vzdump(world: World, node: str, p: dict[str, Any], user: str) -> str:
     was_running = guest.status == "running"
     stamp = time.strftime("%Y_%m_%d-%H_%M_%S")
     volid = f"{storage_id}:backup/vzdump-lxc-{vmid}-{stamp}.tar.zst"
-    sim = guest.disk_used / BACKUP_BYTES_S + ((SIM_SHUTDOWN_S + SIM_START_S) if mode == "stop" and was_running else 0)
+    sim = guest.disk_used / capped(BACKUP_BYTES_S, p.get("bwlimit")) + ((SIM_SHUTDOWN_S + SIM_START_S) if mode == "stop" and was_running else 0)
     if mode == "stop" and was_running:
         guest.status = "stopped"
     guest.lock = "backup"
@@ -103,7 +103,7 @@ def restore(world: World, node: str, p: dict[str, Any], user: str) -> str:
         world.guests.pop(vmid, None)
         world.nodes[node].storages[storage_id].used -= guest.maxdisk
 
-    sim = src.disk_used / (2 * 400 * (1 << 20)) + 1
+    sim = src.disk_used / capped(2 * BACKUP_BYTES_S, p.get("bwlimit")) + 1
     log = [f"restoring '{p['ostemplate']}' now..", f"Total bytes read: {src.disk_used // GIB} GiB"]
     return world.start_task(node, "vzcreate", vmid, sim, user=user, log=log, on_success=done,
                             on_failure=failed).upid

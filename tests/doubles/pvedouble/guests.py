@@ -10,7 +10,7 @@ from typing import Any
 
 from tests.doubles.pvedouble import cluster
 from tests.doubles.pvedouble.model import MIB, ApiError, Guest, TaskFailed
-from tests.doubles.pvedouble.world import SIM_SHUTDOWN_S, SIM_START_S, World
+from tests.doubles.pvedouble.world import SIM_SHUTDOWN_S, SIM_START_S, World, capped
 
 
 def parse_storage_map(value: str | None) -> tuple[dict[str, str], str | None]:
@@ -62,7 +62,7 @@ def begin_migration(world: World, guest: Guest, target: str, *, restart: bool, s
     source = guest.node
     was_running = guest.status == "running"
     copy = _copy_bytes(world, guest, target, dst_storage)
-    speed = world.link_bytes_s if not bwlimit_kib else min(world.link_bytes_s, bwlimit_kib * 1024)
+    speed = capped(world.link_bytes_s, bwlimit_kib)
     sim = copy / speed + ((SIM_SHUTDOWN_S + SIM_START_S) if was_running else 0.5)
     log = [f"{time.strftime('%F %T')} starting migration of CT {guest.vmid} to node '{target}'"]
     prior_lock = guest.lock

@@ -135,6 +135,8 @@ class Task:
     on_failure: Callable[[str], None] | None = None
     exitstatus: str | None = None
     endtime: int | None = None
+    #: How long the task takes in cluster seconds (its copy at the task's bandwidth, and so on).
+    sim_seconds: float = 0.0
 
     def status(self) -> dict:
         out = {"upid": self.upid, "node": self.node, "pid": self.pid, "pstart": self.pstart,

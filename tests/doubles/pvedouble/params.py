@@ -10,7 +10,7 @@ from typing import Any
 from tests.doubles.pvedouble.model import ApiError
 
 # A spec is (type, required). Types: "string", "integer", "number", "boolean", "node", "vmid",
-# "storage", or a tuple of enum values.
+# "storage", "integer>=0" / "number>=0" (``minimum => 0`` in the schema), or a tuple of enum values.
 Spec = dict[str, tuple[Any, bool]]
 
 _NODE_RE = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?$")
@@ -20,6 +20,11 @@ _FALSE = {"0", "false", "no", "off"}
 
 
 def _check(name: str, kind: Any, raw: Any) -> tuple[Any, str | None]:
+    if isinstance(kind, str) and kind.endswith(">=0"):
+        value, err = _check(name, kind[:-3], raw)
+        if err is None and value < 0:
+            return None, "value must have a minimum value of 0"
+        return value, err
     text = str(raw)
     if isinstance(kind, tuple):
         if text not in kind:

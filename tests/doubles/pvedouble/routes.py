@@ -207,7 +207,7 @@ def ct_migrate_check(w: World, pp, p, user):
 
 @route("POST", "/nodes/{node}/lxc/{vmid}/migrate", {"target": ("node", True), "target-storage": ("string", False),
                                                     "online": ("boolean", False), "restart": ("boolean", False),
-                                                    "timeout": ("integer", False), "bwlimit": ("number", False)})
+                                                    "timeout": ("integer", False), "bwlimit": ("number>=0", False)})
 def ct_migrate(w: World, pp, p, user):
     return guests.migrate(w, pp["node"], _vmid(pp), p, user)
 
@@ -221,7 +221,8 @@ def ct_destroy(w: World, pp, p, user):
 @route("POST", "/nodes/{node}/lxc", {"vmid": ("vmid", True), "ostemplate": ("string", True), "restore": ("boolean", False),
                                      "storage": ("storage", False), "force": ("boolean", False),
                                      "unique": ("boolean", False), "start": ("boolean", False),
-                                     "hostname": ("string", False), "tags": ("string", False)}
+                                     "hostname": ("string", False), "tags": ("string", False),
+                                     "bwlimit": ("number>=0", False)}
        | {f"net{i}": ("string", False) for i in range(10)})
 def ct_create(w: World, pp, p, user):
     return backups.restore(w, pp["node"], p, user)
@@ -229,7 +230,7 @@ def ct_create(w: World, pp, p, user):
 
 @route("POST", "/nodes/{node}/vzdump", {"vmid": ("string", True), "mode": (("snapshot", "suspend", "stop"), False),
                                         "storage": ("storage", False), "compress": (("0", "1", "gzip", "lzo", "zstd"), False),
-                                        "bwlimit": ("integer", False), "remove": ("boolean", False),
+                                        "bwlimit": ("integer>=0", False), "remove": ("boolean", False),
                                         "notes-template": ("string", False), "stopwait": ("integer", False)})
 def node_vzdump(w: World, pp, p, user):
     return backups.vzdump(w, pp["node"], p, user)

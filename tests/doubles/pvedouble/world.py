@@ -36,6 +36,11 @@ SIM_START_S = 2.0
 HA_CRM_DELAY_S = 10.0
 
 
+def capped(bytes_s: float, bwlimit_kib: float | None) -> float:
+    """The speed of a copy task given its ``bwlimit`` (KiB/s; absent or 0: no limit)."""
+    return min(bytes_s, bwlimit_kib * 1024) if bwlimit_kib else bytes_s
+
+
 def _plugintype(storage_id: str, shared: bool) -> str:
     if shared:
         return "nfs" if "backup" in storage_id or "nfs" in storage_id else "cephfs"
@@ -178,7 +183,7 @@ class World:
         upid, pid, pstart, starttime = make_upid(node, kind, str(ident), user, self._seq)
         task = Task(upid, node, kind, str(ident), user, pid, pstart, starttime,
                     ends_at=time.monotonic() + self.real_seconds(sim_seconds), log=list(log or []),
-                    on_success=on_success, on_failure=on_failure)
+                    on_success=on_success, on_failure=on_failure, sim_seconds=sim_seconds)
         key = (kind, int(ident)) if str(ident).isdigit() else None
         if key and key in self.faults.task_failures:
             task.fail_with = self.faults.task_failures.pop(key)

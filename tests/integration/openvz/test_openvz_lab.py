@@ -107,7 +107,7 @@ def test_ip_change_with_forwarding_zero_failures(lab, tmp_path):
     probe = Prober(lab, "10.77.0.103")
     time.sleep(0.3)
     spec = MoveSpec(ct="103", source="n1", target="n2", target_ct="203",
-                    options={"ips": ["10.77.0.203"], "hostname": "web-new"})
+                    ips=("10.77.0.203",), hostname="web-new")
     out = drive(be, spec)  # its cleanup retires the source area (retention 0), forwarding stays
     assert out.cleanup_pending.startswith("kept on n1: forwarders of CT 103 until "), out
     assert "source area" not in out.cleanup_pending

@@ -127,7 +127,7 @@ def test_rollback_moves_a_landed_container_back(pve_double, backend) -> None:  #
 
 def test_dump_keeps_the_source_and_purges_it_after_retention(pve_double, backend) -> None:  # noqa: F811
     ctx = StepContext(journal=Recorder())
-    spec = MoveSpec("104", "pve1", "pve2", method="dump", options={"net": {"net0": {"ip": "198.51.100.7/24"}}})
+    spec = MoveSpec("104", "pve1", "pve2", method="dump", ips=("198.51.100.7/24",))
     assert run_move(backend, spec, ctx).startswith("cleanup pending: source CT 104 kept stopped on pve1 until ")
     state = backend.observe(spec)
     assert state.target.status == "running" and state.target.ips == ("198.51.100.7",)

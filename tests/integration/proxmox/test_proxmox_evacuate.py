@@ -131,7 +131,7 @@ def test_every_call_of_an_evacuation_is_a_cited_endpoint_with_cited_parameters(s
     ctx = StepContext(journal=journal)
     specs = [MoveSpec("200", "pve1", "pve2"), MoveSpec("201", "pve1", "pve3", method="live"),
              MoveSpec("202", "pve1", "pve4"), MoveSpec("207", "pve1", "pve2", method="dump",
-                                                       options={"net": {"net0": {"ip": "198.51.100.9/24"}}})]
+                                                       ips=("198.51.100.9/24",))]
     for spec in specs:  # a dump move's cleanup keeps its source for the retention (72 h)
         assert run_move(backend, spec, ctx).startswith("cleanup pending" if spec.method == "dump" else "done")
     backend.rollback(MoveSpec("204", "pve1", "pve2"), ctx)

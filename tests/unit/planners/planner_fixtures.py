@@ -41,7 +41,7 @@ def apply_plan(inv: Inventory, plan: Any) -> Inventory:
     nodes = {n["name"]: n for n in data["nodes"]}
     for m in plan.moves:
         c = by_id[m.ct]
-        target = (m.model_extra or {}).get("target_storage", c["storage"])
+        target = m.target_storage or c["storage"]
         old = nodes[c["node"]]["storage"].get(c["storage"])
         new = nodes[m.to]["storage"].get(target)
         if old is not None and not (old["shared"] and new and new["shared"] and target == c["storage"]):

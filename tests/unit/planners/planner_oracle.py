@@ -37,7 +37,7 @@ def oracle_violations(inv: Inventory, plan: Plan, policy: Policy) -> list[str]:
         if m.ct in rules.pin_to and m.to not in rules.pin_to[m.ct]:
             bad.append(f"{i}: outside pin_to")
         src_storage = disk_on[m.ct]
-        target = (m.model_extra or {}).get("target_storage", src_storage)
+        target = m.target_storage or src_storage
         where[m.ct] = m.to
         if src_storage is not None:
             src_st = nodes[m.from_node].storage[src_storage]

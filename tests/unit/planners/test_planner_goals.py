@@ -110,7 +110,7 @@ def test_shared_storage_moves_no_disk_bytes_and_stopped_is_cold():
     plan = _valid(inv, plan_evacuate(inv, ["a"], Policy()))
     move = plan.moves[0]
     assert move.method == "restart" and move.predicted.bytes == 0 and move.predicted.downtime_s == 0
-    assert move.model_extra["target_storage"] == "ceph"
+    assert move.target_storage == "ceph"
 
 
 def test_plan_is_deterministic_bytewise():
