@@ -7,12 +7,12 @@ A move is ready when every move named in its ``after`` has succeeded; if one of 
 is skipped with the reason. Moves a dead process left running are resumed first (their sagas
 observe before they act). The engine heartbeats a lease on the job, so that a second ferry can see
 that the first one died, and reads pause / cancel requests from the store, so that they work from
-any process.
+any process. Every write it and its sagas make checks the claim's fencing token: an engine whose
+claim was taken over (it stalled past its lease) raises LeaseLost and starts nothing more.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import socket
 import time
@@ -28,7 +28,7 @@ from adapters.base import Backend
 from fleet.errors import InputError
 from fleet.policy import Policy
 from service.config import EngineSection
-from service.jobs import claim_job, get_job, pending_cleanups, set_job_state
+from service.jobs import Claim, claim_job, get_job, pending_cleanups, renew_claim, set_job_state
 from service.lifecycle import (
     JOB_ADVANCING,
     JOB_FINAL,
@@ -42,7 +42,7 @@ from service.lifecycle import (
 )
 from service.saga import MoveSaga, Progress
 from service.slots import ADMISSION_DEPTH, TransferSlots
-from service.store import MoveRow, job_moves, utcnow
+from service.store import MoveRow, job_moves
 
 _TICK_S = 0.1
 #: How often the engine re-reads the job's control state (pause / cancel) from the store.
@@ -89,15 +89,17 @@ class Engine:
         #: predicted duration fits in what is left of the maintenance window).
         self.may_start = may_start
         self._control: tuple[str, float] = (JobState.RUNNING, 0.0)
+        self.claim: Claim | None = None
 
     def _job_state(self, job_id: int) -> str:
+        """The job's control state, re-read (and the claim renewed) every _CONTROL_EVERY_S;
+        LeaseLost once the claim is no longer ours."""
         state, read_at = self._control
         if time.monotonic() - read_at >= _CONTROL_EVERY_S:
             with self.sessions.begin() as session:
-                job = get_job(session, job_id)
-                job.owner = self.owner
-                job.lease_until = utcnow() + dt.timedelta(seconds=self.settings.lease_s)
-                state = job.state
+                if self.claim is not None:
+                    renew_claim(session, self.claim)
+                state = get_job(session, job_id).state
             self._control = (state, time.monotonic())
         if self.hold is not None and state in JOB_ADVANCING and self.hold(job_id):
             return JobState.PAUSED
@@ -106,12 +108,13 @@ class Engine:
     def run_job(self, job_id: int) -> JobSummary:
         """Run (or resume) a job until every move is final, or the job is paused."""
         job = claim_job(self.sessions, job_id, self.owner, self.settings.lease_s)
+        self.claim = Claim(job_id, self.owner, job.claim_token, self.settings.lease_s)
         if job.state == JobState.PENDING:
             raise InputError("job", job_id, "is pending: approve it with 'ferry job resume ID'")
         if job.state in JOB_FINAL:
             return self.summary(job_id)
         if job.state != JobState.CANCELLING:
-            set_job_state(self.sessions, job_id, JobState.RUNNING)
+            set_job_state(self.sessions, job_id, JobState.RUNNING, claim=self.claim)
         self._control = (JobState.RUNNING, 0.0)
         world_start = self.backend.now()
         self.slots = TransferSlots(self.policy)
@@ -123,7 +126,7 @@ class Engine:
         if state == JobState.PAUSED or any(summary.counts.get(s) for s in MOVE_UNFINISHED):
             return summary  # held or gated: the job goes on later, from the store
         final = self._final_state(job_id, cancelled=state == JobState.CANCELLING)
-        set_job_state(self.sessions, job_id, final, self._final_message(job_id, final))
+        set_job_state(self.sessions, job_id, final, self._final_message(job_id, final), claim=self.claim)
         summary = self.summary(job_id)
         summary.makespan_s = max(summary.makespan_s, self.backend.now() - world_start)
         return summary
@@ -179,7 +182,7 @@ class Engine:
                                   or into[move.target] >= self.policy.max_incoming_per_node * ADMISSION_DEPTH):
                 continue
             saga = MoveSaga(self.sessions, self.backend, self.settings, job_id, move.id, owner=self.owner,
-                            progress=self.progress, slots=self.slots, policy=self.policy,
+                            claim=self.claim, progress=self.progress, slots=self.slots, policy=self.policy,
                             cancelled=lambda: self._job_state(job_id) == JobState.CANCELLING)
             running[pool.submit(saga.run)] = move
             busy.add(move.ct)
@@ -201,6 +204,8 @@ class Engine:
     def _mark(self, move: MoveRow, state: MoveState, message: str) -> MoveState:
         """End a move that never started; returns ``state``."""
         with self.sessions.begin() as session:
+            if self.claim is not None:
+                renew_claim(session, self.claim)
             row = session.get(MoveRow, move.id)
             assert row is not None
             row.state, row.message = state, message

@@ -3,15 +3,22 @@
 Thin functions over the store, shared by the engine, the CLI and the REST API, so that every way
 into ferry enforces the same rules: a container is moved by one job at a time, and a node is
 evacuated by one job at a time.
+
+Both rules and the job lease hold between instances sharing one store: job creation is serialised
+(SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: an advisory transaction lock), and a claim is a
+compare-and-set on the job's fencing token. Whoever holds a claim checks it, in the same transaction,
+with every write it makes (:func:`renew_claim`), so an instance that lost its lease (stalled past it,
+cut off from the database) learns so before its next step and stops instead of acting.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import socket
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -47,31 +54,55 @@ class JobConflict(InputError):
     """The plan touches something another active job holds."""
 
 
+#: Key of the PostgreSQL advisory lock that serialises job creation ("ferryjob", signed 64-bit).
+_CREATE_KEY = int.from_bytes(b"ferryjob", "big", signed=True)
+
+
 def create_job(sessions: sessionmaker[Session], plan: Plan, *, approved: bool) -> int:
-    """Store ``plan`` as a new job and lock its containers; refuse if another job holds one."""
-    with sessions.begin() as session:
-        if plan.goal.kind in ("evacuate", "drain"):
-            for job in session.scalars(select(JobRow).where(JobRow.state.in_(JOB_ACTIVE))):
-                busy = sorted(set(job.nodes) & set(plan.goal.nodes)) if job.kind in ("evacuate", "drain") else []
-                if busy:
-                    verb = {"evacuate": "evacuated", "drain": "drained"}[job.kind]
-                    raise JobConflict("node", busy[0], f"is already being {verb} by job {job.id} "
-                                      f"({job.state}); see 'ferry job show {job.id}'")
-        cts = [m.ct for m in plan.moves]
-        for lock in session.scalars(select(LockRow).where(LockRow.ct.in_(cts))):
-            raise JobConflict("ct", lock.ct, f"is being moved by job {lock.job_id}; "
-                              f"see 'ferry job show {lock.job_id}'")
-        job = JobRow(kind=plan.goal.kind, nodes=list(plan.goal.nodes),
-                     state=JobState.APPROVED if approved else JobState.PENDING, plan=plan.to_dict())
-        session.add(job)
-        session.flush()
-        for seq, move in enumerate(plan.moves):
-            session.add(MoveRow(job_id=job.id, seq=seq, ct=move.ct, source=move.from_node,
-                                target=move.to, method=move.method, wave=move.wave,
-                                after=list(move.after), options=move_options(move),
-                                predicted=move.predicted.model_dump(mode="json")))
-            session.add(LockRow(ct=move.ct, job_id=job.id))
-        return job.id
+    """Store ``plan`` as a new job and lock its containers; refuse if another job holds one.
+
+    The check and the insert are one serialised transaction, so of two instances creating jobs for
+    one node or one container at once exactly one wins and the other gets a JobConflict."""
+    try:
+        with sessions.begin() as session:
+            if session.get_bind().dialect.name == "postgresql":
+                session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CREATE_KEY})
+            _refuse_conflicts(session, plan)
+            return _insert_job(session, plan, approved)
+    except IntegrityError:  # a container lock taken by a writer that bypassed the serialisation
+        with sessions() as session:
+            _refuse_conflicts(session, plan)
+        raise
+
+
+def _refuse_conflicts(session: Session, plan: Plan) -> None:
+    """JobConflict if an active job evacuates / drains one of the plan's nodes or holds one of
+    its containers."""
+    if plan.goal.kind in ("evacuate", "drain"):
+        for job in session.scalars(select(JobRow).where(JobRow.state.in_(JOB_ACTIVE))):
+            busy = sorted(set(job.nodes) & set(plan.goal.nodes)) if job.kind in ("evacuate", "drain") else []
+            if busy:
+                verb = {"evacuate": "evacuated", "drain": "drained"}[job.kind]
+                raise JobConflict("node", busy[0], f"is already being {verb} by job {job.id} "
+                                  f"({job.state}); see 'ferry job show {job.id}'")
+    cts = [m.ct for m in plan.moves]
+    for lock in session.scalars(select(LockRow).where(LockRow.ct.in_(cts))):
+        raise JobConflict("ct", lock.ct, f"is being moved by job {lock.job_id}; "
+                          f"see 'ferry job show {lock.job_id}'")
+
+
+def _insert_job(session: Session, plan: Plan, approved: bool) -> int:
+    job = JobRow(kind=plan.goal.kind, nodes=list(plan.goal.nodes),
+                 state=JobState.APPROVED if approved else JobState.PENDING, plan=plan.to_dict())
+    session.add(job)
+    session.flush()
+    for seq, move in enumerate(plan.moves):
+        session.add(MoveRow(job_id=job.id, seq=seq, ct=move.ct, source=move.from_node,
+                            target=move.to, method=move.method, wave=move.wave,
+                            after=list(move.after), options=move_options(move),
+                            predicted=move.predicted.model_dump(mode="json")))
+        session.add(LockRow(ct=move.ct, job_id=job.id))
+    return job.id
 
 
 def _process_alive(pid: int) -> bool:
@@ -94,19 +125,54 @@ def lease_holder(job: JobRow) -> str | None:
     return job.owner
 
 
+@dataclass(frozen=True)
+class Claim:
+    """An instance's claim on a job: who, under which fencing token, renewed for how long."""
+
+    job_id: int
+    owner: str
+    token: int
+    lease_s: float
+
+
+class LeaseLost(JobConflict):
+    """The claim is no longer ours: another instance took the job over, or our lease ran out."""
+
+
 def claim_job(sessions: sessionmaker[Session], job_id: int, owner: str, lease_s: float) -> JobRow:
-    """Take the job's lease for ``owner``, unless another live instance holds it."""
+    """Take the job's lease for ``owner``, unless another live instance holds it; the row comes
+    back with its new ``claim_token``. The take is a compare-and-set on the token, so of two
+    instances claiming at once exactly one wins and the other gets a JobConflict."""
     with sessions.begin() as session:
-        job = session.scalars(select(JobRow).where(JobRow.id == job_id).with_for_update()).first()
+        job = session.get(JobRow, job_id)
         if job is None:
             raise InputError("job", job_id, "no such job (see 'ferry jobs')")
-        holder = lease_holder(job)
-        if holder not in (None, owner):
-            raise JobConflict("job", job_id, f"is being run by {holder}; its lease ends "
-                              f"{job.lease_until:%H:%M:%S} UTC unless it renews it")
-        job.owner = owner
-        job.lease_until = utcnow() + dt.timedelta(seconds=lease_s)
-        return job
+        holder, seen = lease_holder(job), job.claim_token
+        if holder in (None, owner):
+            won = session.execute(
+                update(JobRow).where(JobRow.id == job_id, JobRow.claim_token == seen)
+                .values(owner=owner, claim_token=seen + 1,
+                        lease_until=utcnow() + dt.timedelta(seconds=lease_s))).rowcount
+            session.refresh(job)
+            if won == 1:
+                return job
+            holder = lease_holder(job) or job.owner
+        until = f"{job.lease_until:%H:%M:%S} UTC" if job.lease_until else "when it lets go"
+        raise JobConflict("job", job_id, f"is being run by {holder}; its lease ends {until} "
+                          "unless it renews it")
+
+
+def renew_claim(session: Session, claim: Claim) -> None:
+    """In the caller's transaction: renew ``claim``'s lease if it is still ours (same owner, same
+    token, lease not run out), else raise LeaseLost, so the caller's writes are never committed."""
+    now = utcnow()
+    held = session.execute(
+        update(JobRow).where(JobRow.id == claim.job_id, JobRow.owner == claim.owner,
+                             JobRow.claim_token == claim.token, JobRow.lease_until >= now)
+        .values(lease_until=now + dt.timedelta(seconds=claim.lease_s))).rowcount
+    if held != 1:
+        raise LeaseLost("job", claim.job_id, f"{claim.owner} no longer holds it (claim {claim.token}): "
+                        "its lease ran out or another instance took it over; stopping without acting")
 
 
 def release_locks(session: Session, job_id: int, ct: str | None = None) -> None:
@@ -143,10 +209,13 @@ def control_job(sessions: sessionmaker[Session], job_id: int, action: str) -> tu
 
 
 def set_job_state(sessions: sessionmaker[Session], job_id: int, state: JobState,
-                  message: str | None = None) -> None:
+                  message: str | None = None, *, claim: Claim | None = None) -> None:
     """Move the job to ``state``, if the lifecycle's transition table allows it from where it is
-    (IllegalTransition if not: a job never leaves a final state, for one)."""
+    (IllegalTransition if not: a job never leaves a final state, for one), and, given a ``claim``,
+    only while it holds (LeaseLost if not)."""
     with sessions.begin() as session:
+        if claim is not None:
+            renew_claim(session, claim)
         job = get_job(session, job_id)
         job_event_for(job.state, state)
         job.state = state

@@ -8,7 +8,9 @@
 The store records ``step=X, phase=started`` before a step acts and ``phase=done`` after. A process
 that dies in between leaves ``started``: on resume the saga observes both ends of the move and
 journals what it saw, then calls the step again, which completes what is missing (every backend
-step observes before it acts: adapters/base.py).
+step observes before it acts: adapters/base.py). Given the engine's job claim, every write checks
+(and renews) it in the same transaction, so a saga whose claim was taken over raises LeaseLost before
+its next step instead of acting.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from adapters.base import (
 from fleet.policy import Policy
 from service import lifecycle
 from service.config import EngineSection
-from service.jobs import add_journal, learn_link, release_locks
+from service.jobs import Claim, add_journal, learn_link, release_locks, renew_claim
 from service.lifecycle import Cause, MoveOutcome, MoveState, OnFailure, Phase
 from service.movespec import build_spec
 from service.slots import TransferSlots
@@ -60,11 +62,12 @@ class MoveSaga:
     """Drives one stored move to a final state through a backend."""
 
     def __init__(self, sessions: sessionmaker[Session], backend: Backend, settings: EngineSection,
-                 job_id: int, move_id: int, *, owner: str, progress: Progress | None = None,
+                 job_id: int, move_id: int, *, owner: str, claim: Claim | None = None,
+                 progress: Progress | None = None,
                  cancelled: Callable[[], bool] = lambda: False, slots: TransferSlots | None = None,
                  policy: Policy | None = None) -> None:
         self.sessions, self.backend, self.settings = sessions, backend, settings
-        self.job_id, self.move_id, self.owner = job_id, move_id, owner
+        self.job_id, self.move_id, self.owner, self.claim = job_id, move_id, owner, claim
         self.progress, self.cancelled, self.slots, self.policy = progress, cancelled, slots, policy
 
     def _move(self) -> MoveRow:
@@ -75,8 +78,11 @@ class MoveSaga:
 
     def _update(self, *, hold: bool = False, tried: bool = False, **fields: object) -> None:
         """Write ``fields``; ``hold`` (re)news this saga's claim on the move for ``engine.lease_s``,
-        ``tried`` counts one more try of the move (its first, a retry of a step, a fallback)."""
+        ``tried`` counts one more try of the move (its first, a retry of a step, a fallback).
+        Refused (LeaseLost) when the saga's job claim is no longer ours."""
         with self.sessions.begin() as session:
+            if self.claim is not None:
+                renew_claim(session, self.claim)
             move = session.get(MoveRow, self.move_id)
             assert move is not None
             for key, value in fields.items():
@@ -84,6 +90,7 @@ class MoveSaga:
             move.attempts += int(tried)
             if hold:
                 move.claimed_by = self.owner
+                move.claim_token = self.claim.token if self.claim else move.claim_token
                 move.lease_until = utcnow() + dt.timedelta(seconds=self.settings.lease_s)
 
     def _event(self, ct: str, step: str | None, text: str) -> None:
@@ -243,6 +250,8 @@ class MoveSaga:
 
     def _end(self, move: MoveRow, state: MoveState, message: str, cause: Cause | None = None) -> MoveOutcome:
         with self.sessions.begin() as session:
+            if self.claim is not None:
+                renew_claim(session, self.claim)
             row = session.get(MoveRow, self.move_id)
             assert row is not None
             row.state, row.message, row.claimed_by, row.lease_until = state, message, None, None

@@ -4,6 +4,12 @@ SQLAlchemy 2 over SQLite (WAL) by default; a PostgreSQL URL works as well. Every
 needs to resume lives here, and nothing lives only in a process: a move's current step and whether
 it started or finished, who holds it (``claimed_by`` / ``lease_until``, so a second instance can see
 an abandoned move), and which containers are locked by which job.
+
+Claims are atomic on both databases. On SQLite every transaction begins with ``BEGIN IMMEDIATE``
+(pysqlite's own transaction handling is switched off, as SQLAlchemy documents), so a transaction
+that reads a row and then writes it holds the write lock from its first read: two instances cannot
+both see a job free and both take it. PostgreSQL runs claims as conditional ``UPDATE``s whose row
+count is checked (service.jobs), and serialises job creation with an advisory lock.
 """
 
 from __future__ import annotations
@@ -53,6 +59,9 @@ class JobRow(Base):
     message: Mapped[str] = mapped_column(Text, default="")
     owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
     lease_until: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    #: Fencing token: incremented by every claim, so a write by an instance whose claim was taken
+    #: over (it stalled past its lease) names an old token and is refused.
+    claim_token: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     started_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
@@ -82,6 +91,8 @@ class MoveRow(Base):
     #: The instance whose saga drives the move, until ``lease_until`` (renewed at every step).
     claimed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
     lease_until: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    #: The job claim's fencing token under which ``claimed_by`` last drove the move.
+    claim_token: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     started_at: Mapped[float | None] = mapped_column(Float, nullable=True)  # world clock
     finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
@@ -127,6 +138,13 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+    dbapi_conn.isolation_level = None  # pysqlite begins no transaction itself: _begin_immediate does
+
+
+def _begin_immediate(connection: Any) -> None:
+    """Every SQLite transaction takes the write lock at once (waiting up to busy_timeout for it),
+    so a read followed by a write in one transaction is atomic against other instances."""
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def open_database(url: str) -> sessionmaker[Session]:
@@ -135,6 +153,7 @@ def open_database(url: str) -> sessionmaker[Session]:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _begin_immediate)
         if engine.url.database not in (None, "", ":memory:"):  # owner-only; SQLite gives -wal/-shm its mode
             os.close(os.open(engine.url.database, os.O_CREAT | os.O_RDWR, 0o600))
     else:
