@@ -276,14 +276,18 @@ def test_presync_repeats_replication_until_the_delta_is_small(make_double, tmp_p
     assert summary["state"] == "succeeded", summary
     journal = json.loads(ferry("job", "show", str(summary["job_id"]), "--format", "json", config=config).stdout)
     passes = [j for j in journal["journal"] if j["what"] == "presync done"]
-    assert len(passes) >= 2 and passes[0]["detail"]["duration_s"] > 10 >= passes[-1]["detail"]["duration_s"]
+    # Simulated seconds of the double (its clock is wall time x 200, so ferry's own requests between
+    # tasks count too): bounds with room for a loaded machine, far from what a failure would give.
+    first, last = passes[0]["detail"]["duration_s"], passes[-1]["detail"]["duration_s"]
+    assert len(passes) >= 2 and first > 10 and last < first / 5, [p["detail"] for p in passes]
     migration = next(t for t in double.world.tasks.values() if t.type == "vzmigrate")
     sent_mib = int(migration.log[1].split()[1])
     assert sent_mib < 0.002 * 128 * 1024, migration.log  # not the 128 GiB of data
     rows = [(t, node, status) for t, vmid, node, status in double.world.timeline if vmid == 101]
     stopped = next(t for t, node, status in rows if status == "stopped")
     running = next(t for t, node, status in rows if node != "pve1" and status == "running")
-    assert 6.0 <= running - stopped < 8.0  # 4 s shutdown + 2 s start + the small delta
+    # 4 s shutdown + 2 s start + the small delta (+ ferry's requests); a full copy would take 131 s
+    assert 6.0 <= running - stopped < 40.0
 
 
 def test_wrong_token_is_a_one_line_config_error(pve_double: PveDouble, tmp_path: Path) -> None:  # noqa: F811
