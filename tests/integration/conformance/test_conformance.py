@@ -118,3 +118,44 @@ def test_resume_after_a_crash_mid_step_finishes_the_move(rig: Rig, store: SagaSt
     assert monitor.violations == []
     _assert_moved(rig, order)
     assert _repeated(rig, run) == {}
+
+
+def test_rollback_called_twice_leaves_the_source_running(rig: Rig, store: SagaStore) -> None:
+    """A cutover that fails, and every call (rollback too) made twice: the second rollback finds
+    the work done and repeats nothing that changes the world."""
+    order = rig.order()
+
+    def fail_cutover(name: str, spec: MoveSpec) -> None:
+        if name == "cutover":
+            rig.arm("cutover", order)
+
+    try:
+        with _monitor(rig, order) as monitor:
+            hooks = monitor.hooks(before=fail_cutover, repeat=True)
+            run = store.run(rig.backend, order, hooks)
+    finally:
+        rig.heal(order)
+    assert hooks.calls.count("rollback") == 2
+    _assert_rolled_back(rig, order, run)
+    assert monitor.violations == []
+    assert _repeated(rig, run) == {}
+
+
+def test_the_monitor_sees_two_running_copies(tmp_path) -> None:
+    """The watch itself can fail: a destination started behind ferry's back is reported."""
+    from tests.integration.conformance.rigs import SimRig
+
+    rig = SimRig(tmp_path)
+    order = rig.order()
+    monitor = _monitor(rig, order)
+    monitor.look("before")
+    assert monitor.violations == []
+    with rig.backend.world.transaction() as world:
+        world["copies"][order.ct][order.target] = {"status": "running", "bytes": 0, "checksum": None}
+    monitor.look("after")
+    assert any("2 running copies" in v for v in monitor.violations)
+    assert any("held by 2 running containers" in v for v in monitor.violations)
+    with rig.backend.world.transaction() as world:
+        del world["copies"][order.ct][order.source]
+    monitor.look("later")
+    assert any("source data of" in v for v in monitor.violations)
