@@ -172,9 +172,11 @@ class MoveRun:
 
     @property
     def cleanup_pending(self) -> str:
-        """Why cleanup was left for later ("" when it was not)."""
-        head, _, why = self.message.partition(CLEANUP_DEFERRED)
-        return why if head.startswith("moved") else ""
+        """Why cleanup was left for later ("" when it was not): the move stands, its cleanup
+        phase is ``pending``, and the message says what remains."""
+        if (self.state, self.phase) != ("succeeded", "pending"):
+            return ""
+        return self.message.partition(CLEANUP_DEFERRED)[2] or self.message
 
     def commands(self) -> list[JournalEntry]:
         return [e for e in self.journal if e.kind != "event"]
