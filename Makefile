@@ -7,7 +7,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 APT_PKGS_FILE := tests/apt-packages.txt
 
-.PHONY: demo test bench lint venv system-packages clean
+.PHONY: demo test test-under-load bench lint venv system-packages clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -34,6 +34,22 @@ system-packages:
 
 test: $(STAMP) system-packages
 	$(BIN)/python -m pytest
+
+# The whole suite while stress-ng keeps LOAD_CPUS cores busy beside it: no test may depend on how
+# fast the machine is. stress-ng (Debian package stress-ng) is installed here when missing, since
+# only this target needs it; it is stopped when the suite ends, fails or is interrupted, and its
+# own --timeout bounds it should make itself be killed.
+LOAD_CPUS ?= 2
+test-under-load: $(STAMP) system-packages
+	@command -v stress-ng >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends stress-ng >/dev/null; } || \
+	    { echo "test-under-load needs stress-ng (apt-get install stress-ng)"; exit 2; }
+	@stress-ng --cpu $(LOAD_CPUS) --timeout 2h --quiet & load=$$!; \
+	trap 'kill $$load 2>/dev/null; wait $$load 2>/dev/null; exit 130' INT TERM; \
+	echo "stress-ng --cpu $(LOAD_CPUS) running (pid $$load)"; started=$$(date +%s); \
+	status=0; $(BIN)/python -m pytest $(PYTEST_ARGS) || status=$$?; \
+	kill $$load 2>/dev/null; wait $$load 2>/dev/null; \
+	echo "suite under load: exit $$status in $$(( $$(date +%s) - started )) s"; exit $$status
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -21,12 +21,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from adapters.base import MoveSpec, StepContext
 from adapters.proxmox import create_backend
 from fleet.model import Inventory
-from tests.doubles.pvedouble.drive import Recorder, run_move, settings_for
+from tests.doubles.pvedouble.fixtures import settings_for
 from tests.doubles.pvedouble.server import start_double
 from tests.doubles.pvedouble.world import World
+from tests.integration.conformance.harness import MoveOrder, SagaStore
 
 #: Simulated seconds per real second: a 256 GB volume's full copy takes ~0.7 s of real time.
 TIME_SCALE = 200.0
@@ -64,11 +64,11 @@ def measure(disk_gb: float, dirty_mb_s: float, *, presync: bool, workdir: Path) 
     os.environ[SECRET_ENV] = double.token_secret
     try:
         backend = create_backend(settings_for(double, presync=presync, task_timeout_s=120.0))
-        journal = Recorder()
+        store = SagaStore(workdir / "store")  # the engine's saga and job store, opened before the clock
         began = world.sim_time()
-        result = run_move(backend, MoveSpec(ct="101", source="pve1", target="pve2"), StepContext(journal=journal))
-        if result != "done":
-            raise RuntimeError(f"move failed: {result}")
+        run = store.run(backend, MoveOrder("101", "pve1", "pve2"))
+        if run.state != "succeeded":
+            raise RuntimeError(f"move failed: {run.message}")
         move_s = world.sim_time() - began
         copied = [t for t in world.tasks.values() if t.type == "vzmigrate"]
         mib = int(copied[-1].log[1].split()[1]) if copied else 0

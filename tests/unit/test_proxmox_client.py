@@ -15,7 +15,7 @@ from adapters.proxmox.client import Api, ApiFailure, ApiTransient, ProxmoxClient
 from adapters.proxmox.inventory import discover
 from adapters.proxmox.tasks import TaskFailed, exit_ok, parse_upid, wait_task
 from fleet.errors import InputError
-from tests.doubles.pvedouble.drive import Recorder
+from tests.doubles.journal_recorder import Recorder
 
 BASE = "https://pve.test:8006/api2/json"
 SECRET = "d1c0ffee-0000-4000-8000-000000000001"

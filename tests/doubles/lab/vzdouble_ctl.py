@@ -4,6 +4,7 @@ A container is a real process tree: ``unshare --pid --mount --uts --fork`` + ``c
 private area; ``start`` adds its IPs as /32 addresses on the node's NIC and announces them,
 ``stop`` sends SIGTERM to its init (SIGKILL after 3 s) and removes them, ``set --save`` edits
 the config, ``chkpnt --suspend/--resume`` freezes it (SIGSTOP), which vzmigrate --live uses.
+``/etc/vz/lab.conf`` ``FAIL_START="CTID ..."`` makes ``start`` of those containers fail (exit 1).
 """
 
 import os
@@ -23,6 +24,7 @@ from vzdouble import (
     die,
     init_pid,
     ip_addrs,
+    lab_conf,
     net,
     private_of,
     read_conf,
@@ -37,6 +39,8 @@ def ct_start(ctid, quiet=False):
         die(14, f"Container config file does not exist: {conf_path(ctid)}")
     if pid:
         die(32, "Container is already running")
+    if ctid in lab_conf().get("FAIL_START", "").split():  # the lab's knob: this start fails
+        die(1, f"Error: CT {ctid} failed to start (lab.conf FAIL_START)")
     conf = read_conf(conf_path(ctid))
     private = private_of(ctid, conf)
     if not os.path.isfile(f"{private}/sbin/init"):

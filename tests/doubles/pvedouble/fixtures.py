@@ -7,12 +7,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from fleet.model import Inventory
 from tests.doubles.pvedouble.server import PveDouble, start_double
 from tests.doubles.pvedouble.world import World
+
+
+def settings_for(double: PveDouble, **overrides: Any) -> dict[str, Any]:
+    """A ``[proxmox]`` table pointing at ``double`` with TLS verified against its CA (the token
+    secret is read from ``FERRY_TEST_PVE_SECRET``)."""
+    table = {"host": double.host, "port": double.port, "token_id": double.token_id,
+             "token_secret_env": "FERRY_TEST_PVE_SECRET", "ca_file": str(double.ca_file),
+             "poll_interval_s": 0.005, "lock_wait_s": 10.0, "task_timeout_s": 20.0, "ha_timeout_s": 10.0,
+             "backup_storage": "nfs-backup", "timeout_s": 5.0}
+    table.update(overrides)
+    return table
 
 
 def small_fleet() -> Inventory:

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from adapters.base import MoveSpec, PermanentError
+from adapters.base import PermanentError
 from adapters.openvz import create_backend, delta, transfer
 from tests.doubles.lab.containers import make_container
-from tests.doubles.lab.driver import drive
 from tests.doubles.lab.netlab import Lab, missing_binaries
+from tests.integration.conformance.harness import MoveOrder, run_move
 
 pytestmark = [pytest.mark.lab]
 
@@ -124,12 +124,13 @@ def test_final_pass_makes_the_destination_equal_the_source(lab, backend):
     n2.run("rm -rf /var/lib/vz/private/601")
 
 
-def test_restart_move_sends_only_the_delta(lab, backend):
+def test_restart_move_sends_only_the_delta(lab, backend, tmp_path):
     n1, n2 = lab.nodes["n1"], lab.nodes["n2"]
     src = make_container(n1, "602", "10.77.0.62", files=2000, file_kb=8, writer=True)  # 16 MB
     n1.run("vzctl start 602")
     time.sleep(3.2)  # older than the mark (2 s back, in whole seconds): only the writer counts
-    out = drive(backend, MoveSpec(ct="602", source="n1", target="n2"))
+    out = run_move(backend, MoveOrder("602", "n1", "n2"), tmp_path)
+    assert out.state == "succeeded", out.message
     n2.run("vzctl stop 602")
     finals = [e.what for e in out.journal if isinstance(e.what, list) and "--files-from" in
               " ".join(e.what)]

@@ -206,13 +206,12 @@ def test_deferred_cleanup_retires_the_source_when_due(lab, tmp_path):
     for ct, ip in cts.items():
         serve(lab, "n1", ct, ip, files=20)
     serve(lab, "n3", "443", "10.77.0.146")  # a bystander no cleanup may touch
-    retention_s = 12.0
-    config = write_config(lab, tmp_path, retention_hours=retention_s / 3600, forward_seconds=2)
-    started = time.monotonic()
+    # An hour's retention cannot end during the test, however slow the machine; its end is then
+    # brought about the way the source node measures it: the move's "prepared" mark grows old.
+    config = write_config(lab, tmp_path, retention_hours=1, forward_seconds=2)
     summary = json.loads(ferry(config, "evacuate", "n1", "--yes", "--format", "json").stdout)
     assert summary["state"] == "succeeded", summary
     lines = json.loads(ferry(config, "cleanup", "--format", "json").stdout)
-    assert time.monotonic() - started < retention_s, "the evacuation outlasted the retention"
     assert len(lines) == 2 and all("source area of CT" in line for line in lines), lines
     detail = json.loads(ferry(config, "job", "show", str(summary["job_id"]), "--format",
                               "json").stdout)
@@ -222,12 +221,10 @@ def test_deferred_cleanup_retires_the_source_when_due(lab, tmp_path):
     for ct in cts:  # nothing retired before its time
         assert n1.run(f"test -f /var/lib/vz/private/{ct}/sbin/init && echo kept").strip() == "kept"
     before = node_facts(lab)
-    deadline = started + retention_s + 20
-    while time.monotonic() < deadline:
-        time.sleep(1.0)
-        lines = json.loads(ferry(config, "cleanup", "--format", "json").stdout)
-        if lines and all(line.endswith("cleanup done") for line in lines):
-            break
+    for ct in cts:  # two hours have passed, on the source node's clock
+        n1.run(f"cd /var/lib/ferry/{ct} && touch -d @$(( $(date +%s) - 7200 )) prepared && "
+               "{ [ ! -f forward.until ] || echo $(( $(date +%s) - 1 )) > forward.until; }")
+    lines = json.loads(ferry(config, "cleanup", "--format", "json").stdout)
     assert lines and all(line.endswith("cleanup done") for line in lines), lines
     assert json.loads(ferry(config, "cleanup", "--format", "json").stdout) == []
     detail = json.loads(ferry(config, "job", "show", str(summary["job_id"]), "--format",

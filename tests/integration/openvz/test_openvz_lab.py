@@ -8,11 +8,11 @@ import time
 
 import pytest
 
-from adapters.base import MoveSpec, PermanentError, Step, StepContext
+from adapters.base import MoveSpec, StepContext
 from adapters.openvz import create_backend
 from tests.doubles.lab.containers import Prober, make_container
-from tests.doubles.lab.driver import drive
 from tests.doubles.lab.netlab import Lab, missing_binaries
+from tests.integration.conformance.harness import MoveOrder, SagaStore, StepHooks, run_move
 
 pytestmark = [pytest.mark.lab]
 
@@ -67,10 +67,10 @@ def test_hostile_ctid_is_one_argument(lab, backend):
     assert all(isinstance(e.what, list) for e in journal) and journal
 
 
-def test_live_move_keeps_source_area(lab, backend):
+def test_live_move_keeps_source_area(lab, backend, tmp_path):
     start(lab, "n1", "101", "10.77.0.101")
-    out = drive(backend, MoveSpec(ct="101", source="n1", target="n2", method="live"))
-    assert not out.fell_back
+    out = run_move(backend, MoveOrder("101", "n1", "n2", method="live"), tmp_path)
+    assert out.state == "succeeded" and not out.fell_back, out.message
     assert status(lab, "n2", "101") == ["exist", "mounted", "running"]
     assert "101.conf.migrated" in lab.nodes["n1"].run("ls /etc/vz/conf")
     assert any(e.what[:2] == ["vzmigrate", "--live"] and "-r" in e.what for e in out.journal
@@ -79,16 +79,17 @@ def test_live_move_keeps_source_area(lab, backend):
     lab.nodes["n2"].run("vzctl stop 101 && vzctl destroy 101")
 
 
-def test_live_refused_falls_back_to_copy(lab, backend):
+def test_live_refused_falls_back_to_copy(lab, backend, tmp_path):
     lab.nodes["n1"].run("echo REFUSE_LIVE=yes >> /etc/vz/lab.conf")
     try:
         start(lab, "n1", "102", "10.77.0.102", files=200)
         probe = Prober(lab, "10.77.0.102")
-        out = drive(backend, MoveSpec(ct="102", source="n1", target="n2", method="live"))
+        out = run_move(backend, MoveOrder("102", "n1", "n2", method="live"), tmp_path)
         seen = probe.stop()
     finally:
         lab.nodes["n1"].run("sed -i /REFUSE_LIVE/d /etc/vz/lab.conf")
-    assert out.fell_back and out.spec.method == "restart"
+    assert out.state == "succeeded", out.message
+    assert out.fell_back and out.method == "restart"
     assert status(lab, "n2", "102") == ["exist", "mounted", "running"]
     print(f"\nfallback move: service gap {seen['gap_s']} s, downtime "
           f"{out.figures.get('downtime_s', 0):.3f} s, failed {seen['failed']}")
@@ -106,9 +107,11 @@ def test_ip_change_with_forwarding_zero_failures(lab, tmp_path):
     start(lab, "n1", "103", "10.77.0.103", files=300, writer=True)
     probe = Prober(lab, "10.77.0.103")
     time.sleep(0.3)
-    spec = MoveSpec(ct="103", source="n1", target="n2", target_ct="203",
-                    ips=("10.77.0.203",), hostname="web-new")
-    out = drive(be, spec)  # its cleanup retires the source area (retention 0), forwarding stays
+    order = MoveOrder("103", "n1", "n2", options={"target_ct": "203", "ips": ["10.77.0.203"],
+                                                   "hostname": "web-new"})
+    store = SagaStore(tmp_path / "store")
+    out = store.run(be, order)  # its cleanup retires the source area (retention 0), forwarding stays
+    assert out.state == "succeeded", out.message
     assert out.cleanup_pending.startswith("kept on n1: forwarders of CT 103 until "), out
     assert "source area" not in out.cleanup_pending
     time.sleep(0.5)
@@ -128,28 +131,29 @@ def test_ip_change_with_forwarding_zero_failures(lab, tmp_path):
         time.sleep(0.2)
     assert "ferry-ct-103" not in n1.run("iptables -t nat -S")
     assert "10.77.0.103" not in n1.run("ip -o addr show")
-    be.cleanup(out.spec, StepContext())  # nothing left: returns instead of CleanupPending
+    done = store.retry_cleanup(be, out)  # nothing left: returns instead of CleanupPending
+    assert done.outcome.message == "cleanup done" and done.phase == "done", done.message
     assert "103" not in n1.run("ls /var/lib/ferry/").split()
     be.close()
     lab.nodes["n2"].run("vzctl stop 203 && vzctl destroy 203")
 
 
-def test_destination_disk_full_rolls_back(lab, backend):
+def test_destination_disk_full_rolls_back(lab, backend, tmp_path):
     start(lab, "n1", "104", "10.77.0.104", files=40, file_kb=512)  # ~20 MB; n3 has 12 MB
-    spec = MoveSpec(ct="104", source="n1", target="n3")
-    with pytest.raises(PermanentError, match="free-space"):
-        drive(backend, spec)
+    order = MoveOrder("104", "n1", "n3")
+    out = run_move(backend, order, tmp_path)
+    assert out.state == "rolled_back" and "preflight failed: free-space" in out.message, out.message
     # as if the disk filled up after the check: the copy itself hits ENOSPC
     checks = backend.preflight
     backend.preflight = lambda s, c: [x for x in checks(s, c) if x.name != "free-space"]
-    with pytest.raises(PermanentError, match="no space left on n3"):
-        drive(backend, spec)
+    out = run_move(backend, order, tmp_path)
+    assert out.state == "rolled_back" and "no space left on n3" in out.message, out.message
     assert status(lab, "n1", "104") == ["exist", "mounted", "running"]
     assert lab.nodes["n3"].run("ls /var/lib/vz/private/") == ""
     lab.nodes["n1"].run("vzctl stop 104 && vzctl destroy 104")
 
 
-def test_ssh_drop_mid_rsync_retries_and_finishes(lab, backend):
+def test_ssh_drop_mid_rsync_retries_and_finishes(lab, backend, tmp_path):
     start(lab, "n1", "105", "10.77.0.105", files=2000, file_kb=16)
     n1 = lab.nodes["n1"]
 
@@ -166,28 +170,32 @@ def test_ssh_drop_mid_rsync_retries_and_finishes(lab, backend):
 
     cutter = threading.Thread(target=cut_when_rsync_runs)
     cutter.start()
-    out = drive(backend, MoveSpec(ct="105", source="n1", target="n2"))
+    out = run_move(backend, MoveOrder("105", "n1", "n2"), tmp_path)
     cutter.join()
+    assert out.state == "succeeded", out.message
     assert out.retries >= 1
     assert status(lab, "n2", "105") == ["exist", "mounted", "running"]
     lab.nodes["n2"].run("vzctl stop 105 && vzctl destroy 105")
 
 
-def test_source_is_not_retired_while_the_destination_does_not_stand(lab):
+def test_source_is_not_retired_while_the_destination_does_not_stand(lab, tmp_path):
     be = create_backend(lab.settings(retention_hours=0))
     start(lab, "n1", "106", "10.77.0.106", files=20)
     n1, n2 = lab.nodes["n1"], lab.nodes["n2"]
 
-    def break_destination(step):
-        if step is Step.CLEANUP:  # verified, then stopped behind ferry's back
+    def break_destination(step, spec):
+        if step == "cleanup":  # verified, then stopped behind ferry's back
             n2.run("vzctl stop 106")
 
-    out = drive(be, MoveSpec(ct="106", source="n1", target="n2"), between=break_destination)
+    store = SagaStore(tmp_path)
+    out = store.run(be, MoveOrder("106", "n1", "n2"), StepHooks(before=break_destination))
+    assert out.state == "succeeded", out.message
     assert "keeping the source copy of CT 106 on n1" in out.cleanup_pending, out
     assert n1.run("test -f /var/lib/vz/private/106/sbin/init && test -f "
                   "/etc/vz/conf/106.conf.migrated && echo kept").strip() == "kept"
     n2.run("vzctl start 106")
-    be.cleanup(out.spec, StepContext())  # the destination stands again: retired, all done
+    done = store.retry_cleanup(be, out)  # the destination stands again: retired, all done
+    assert done.outcome.message == "cleanup done", done.message
     assert n1.run("ls /var/lib/vz/private /etc/vz/conf /var/lib/ferry").split().count("106") == 0
     assert "106.conf.migrated" not in n1.run("ls /etc/vz/conf")
     assert status(lab, "n2", "106") == ["exist", "mounted", "running"]

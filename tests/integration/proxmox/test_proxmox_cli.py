@@ -178,11 +178,13 @@ def retired_until(double: PveDouble, vmid: int) -> int:
                 if t.startswith("ferry-retired-"))
 
 
-def wait_until(epoch: float, bound_s: float = 15.0) -> None:
-    """Sleep until wall-clock ``epoch`` has passed (the end of a retention), at most ``bound_s``."""
-    delay = epoch + 0.05 - time.time()
-    assert delay < bound_s, f"retention ends in {delay:.1f} s, beyond the test's bound"
-    time.sleep(max(0.0, delay))
+def retention_ends(double: PveDouble, vmid: int) -> None:
+    """The retention of retired ``vmid`` ends: the end recorded on the guest (its
+    ``ferry-retired-<epoch>`` tag, what cleanup reads) moves into the past, as if the hours passed."""
+    with double.world.lock:
+        guest = double.world.guests[vmid]
+        guest.tags = [t for t in guest.tags if not t.startswith("ferry-retired-")] + \
+            [f"ferry-retired-{int(time.time()) - 1}"]
 
 
 def cleanup_lines(config: Path) -> list[str]:
@@ -206,7 +208,7 @@ def test_dump_move_with_zero_retention_purges_the_source(pve_double: PveDouble, 
     assert cleanup_lines(config) == []  # the move's cleanup is done, not left for later
 
 
-RETENTION_H = 0.002  # 7.2 s: `ferry cleanup` runs once inside it even on a loaded machine
+RETENTION_H = 1.0  # cannot end during a test, however slow the machine: retention_ends() ends it
 
 
 def test_dump_source_waits_out_its_retention_then_a_later_cleanup_purges_it(
@@ -225,7 +227,7 @@ def test_dump_source_waits_out_its_retention_then_a_later_cleanup_purges_it(
     assert (copy.node, copy.status) == (target, "running")
     assert not [c for c in world.calls if c["method"] == "DELETE"]
 
-    wait_until(until)
+    retention_ends(pve_double, 104)
     assert cleanup_lines(config) == [f"job {job_id} 104: cleanup done"]
     assert 104 not in world.guests and world.guests[copy.vmid].status == "running"
     move, journal = job_move(config, job_id, "104")
@@ -251,7 +253,7 @@ def test_later_cleanup_never_purges_a_source_whose_copy_is_not_running(
     copy = copy_of(pve_double, "104")
     with world.lock:  # the restored copy stopped after the move was verified
         world.guests[copy].status = "stopped"
-    wait_until(retired_until(pve_double, 104))
+    retention_ends(pve_double, 104)
     assert cleanup_lines(config) == [f"job {job_id} 104: restored copy of CT 104 {copy} is stopped on "
                                      f"{world.guests[copy].node}; source kept until the copy runs"]
     assert world.guests[104].status == "stopped" and not [c for c in world.calls if c["method"] == "DELETE"]
@@ -276,14 +278,18 @@ def test_presync_repeats_replication_until_the_delta_is_small(make_double, tmp_p
     assert summary["state"] == "succeeded", summary
     journal = json.loads(ferry("job", "show", str(summary["job_id"]), "--format", "json", config=config).stdout)
     passes = [j for j in journal["journal"] if j["what"] == "presync done"]
-    assert len(passes) >= 2 and passes[0]["detail"]["duration_s"] > 10 >= passes[-1]["detail"]["duration_s"]
+    # Simulated seconds of the double (its clock is wall time x 200, so ferry's own requests between
+    # tasks count too): bounds with room for a loaded machine, far from what a failure would give.
+    first, last = passes[0]["detail"]["duration_s"], passes[-1]["detail"]["duration_s"]
+    assert len(passes) >= 2 and first > 10 and last < first / 5, [p["detail"] for p in passes]
     migration = next(t for t in double.world.tasks.values() if t.type == "vzmigrate")
     sent_mib = int(migration.log[1].split()[1])
     assert sent_mib < 0.002 * 128 * 1024, migration.log  # not the 128 GiB of data
     rows = [(t, node, status) for t, vmid, node, status in double.world.timeline if vmid == 101]
     stopped = next(t for t, node, status in rows if status == "stopped")
     running = next(t for t, node, status in rows if node != "pve1" and status == "running")
-    assert 6.0 <= running - stopped < 8.0  # 4 s shutdown + 2 s start + the small delta
+    # 4 s shutdown + 2 s start + the small delta (+ ferry's requests); a full copy would take 131 s
+    assert 6.0 <= running - stopped < 40.0
 
 
 def test_wrong_token_is_a_one_line_config_error(pve_double: PveDouble, tmp_path: Path) -> None:  # noqa: F811

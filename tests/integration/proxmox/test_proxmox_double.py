@@ -13,8 +13,9 @@ from proxmoxer.core import ResourceException
 from adapters.base import CleanupPending, MoveSpec, StepContext
 from adapters.proxmox import create_backend
 from adapters.proxmox.tasks import parse_upid
-from tests.doubles.pvedouble.drive import Recorder, run_move, settings_for
-from tests.doubles.pvedouble.fixtures import make_double, pve_double  # noqa: F401 - fixtures
+from tests.doubles.journal_recorder import Recorder
+from tests.doubles.pvedouble.fixtures import make_double, pve_double, settings_for  # noqa: F401 - fixtures
+from tests.integration.conformance.harness import MoveOrder, run_move
 
 
 @pytest.fixture
@@ -78,36 +79,36 @@ def test_online_lxc_migration_fails_like_proxmox(pve_double) -> None:  # noqa: F
     assert pve_double.world.guests[101].node == "pve1"
 
 
-def test_failed_task_retried_then_done_and_secret_never_logged(pve_double, backend, caplog) -> None:  # noqa: F811
+def test_failed_task_retried_then_done_and_secret_never_logged(pve_double, backend, caplog, tmp_path) -> None:  # noqa: F811
     caplog.set_level(logging.DEBUG)
     pve_double.world.faults.task_failures[("vzmigrate", 104)] = "migration aborted"
-    journal = Recorder()
-    assert run_move(backend, MoveSpec("104", "pve1", "pve2"), StepContext(journal=journal)) == "done"
+    run = run_move(backend, MoveOrder("104", "pve1", "pve2"), tmp_path)
+    assert (run.state, run.cleanup_pending) == ("succeeded", ""), run.message
     assert pve_double.world.guests[104].node == "pve2"
-    posts = [e for e in journal.api() if e.what == "POST /nodes/pve1/lxc/104/migrate"]
+    posts = [e for e in run.api() if e.what == "POST /nodes/pve1/lxc/104/migrate"]
     assert len(posts) == 2 and all(e.detail["upid"].startswith("UPID:pve1:") for e in posts)
     assert posts[0].detail["params"] == {"target": "pve2", "restart": 1, "timeout": 180}
     secret = pve_double.token_secret
     assert secret not in caplog.text and "PVEAPIToken" not in caplog.text
-    assert all(secret not in repr(e) for e in journal.entries)
+    assert all(secret not in repr(e) for e in run.journal)
 
 
-def test_ha_container_moves_through_the_ha_stack(pve_double, backend) -> None:  # noqa: F811
-    journal = Recorder()
-    assert run_move(backend, MoveSpec("102", "pve1", "pve3", method="live"), StepContext(journal=journal)) == "done"
-    whats = [e.what for e in journal.api()]
+def test_ha_container_moves_through_the_ha_stack(pve_double, backend, tmp_path) -> None:  # noqa: F811
+    run = run_move(backend, MoveOrder("102", "pve1", "pve3", method="live"), tmp_path)
+    assert (run.state, run.cleanup_pending) == ("succeeded", ""), run.message
+    whats = [e.what for e in run.api()]
     assert "POST /cluster/ha/resources/ct:102/migrate" in whats
     assert "POST /nodes/pve1/lxc/102/migrate" not in whats
     lrm = [t for t in pve_double.world.tasks.values() if t.type == "vzmigrate" and t.id == "102"]
     assert lrm and lrm[0].user == "root@pam" and lrm[0].exitstatus == "OK"
     assert pve_double.world.ha["ct:102"].current == "started"
-    assert any(e.kind == "event" and e.detail.get("upid") == lrm[0].upid for e in journal.entries)
+    assert any(e.kind == "event" and e.detail.get("upid") == lrm[0].upid for e in run.journal)
 
 
-def test_presync_replicates_local_zfs_then_removes_the_job(pve_double, backend) -> None:  # noqa: F811
-    journal = Recorder()
-    assert run_move(backend, MoveSpec("101", "pve1", "pve2"), StepContext(journal=journal)) == "done"
-    created = [e for e in journal.api() if e.what == "POST /cluster/replication"]
+def test_presync_replicates_local_zfs_then_removes_the_job(pve_double, backend, tmp_path) -> None:  # noqa: F811
+    run = run_move(backend, MoveOrder("101", "pve1", "pve2"), tmp_path)
+    assert (run.state, run.cleanup_pending) == ("succeeded", ""), run.message
+    created = [e for e in run.api() if e.what == "POST /cluster/replication"]
     assert created and created[0].detail["params"]["type"] == "local"
     assert not pve_double.world.replication
     migration = next(t for t in pve_double.world.tasks.values() if t.type == "vzmigrate" and t.id == "101")
@@ -125,10 +126,13 @@ def test_rollback_moves_a_landed_container_back(pve_double, backend) -> None:  #
     assert state.source.node == "pve1" and state.source.status == "running" and state.target.status == "absent"
 
 
-def test_dump_keeps_the_source_and_purges_it_after_retention(pve_double, backend) -> None:  # noqa: F811
+def test_dump_keeps_the_source_and_purges_it_after_retention(pve_double, backend, tmp_path) -> None:  # noqa: F811
     ctx = StepContext(journal=Recorder())
-    spec = MoveSpec("104", "pve1", "pve2", method="dump", ips=("198.51.100.7/24",))
-    assert run_move(backend, spec, ctx).startswith("cleanup pending: source CT 104 kept stopped on pve1 until ")
+    net = {"ips": ["198.51.100.7/24"]}
+    run = run_move(backend, MoveOrder("104", "pve1", "pve2", method="dump", options=net), tmp_path)
+    assert run.state == "succeeded", run.message
+    assert run.cleanup_pending.startswith("source CT 104 kept stopped on pve1 until ")
+    spec = MoveSpec("104", "pve1", "pve2", method="dump", ips=("198.51.100.7/24",))  # for the direct calls below
     state = backend.observe(spec)
     assert state.target.status == "running" and state.target.ips == ("198.51.100.7",)
     assert state.source.status == "stopped"

@@ -13,8 +13,7 @@ from service.config import EngineSection
 from service.engine import Engine
 from service.jobs import create_job
 from service.store import JournalRow, open_database
-from tests.doubles.pvedouble.drive import settings_for
-from tests.doubles.pvedouble.fixtures import make_double  # noqa: F401 - fixture
+from tests.doubles.pvedouble.fixtures import make_double, settings_for  # noqa: F401 - fixture
 from tests.integration.proxmox.test_proxmox_evacuate import evacuation_fleet
 
 

@@ -12,8 +12,9 @@ import pytest
 from adapters.base import MoveSpec, StepContext
 from adapters.proxmox import create_backend
 from fleet.model import Inventory
-from tests.doubles.pvedouble.drive import Recorder, run_move, settings_for
-from tests.doubles.pvedouble.fixtures import make_double  # noqa: F401 - fixture
+from tests.doubles.journal_recorder import Recorder
+from tests.doubles.pvedouble.fixtures import make_double, settings_for  # noqa: F401 - fixture
+from tests.integration.conformance.harness import MoveOrder, SagaStore, StepHooks, run_move
 
 NODES = ("pve1", "pve2", "pve3", "pve4")
 DUMPED = {"207", "215", "223"}
@@ -53,14 +54,14 @@ def secret_env(monkeypatch: pytest.MonkeyPatch, make_double):  # noqa: F811 - fi
     return start
 
 
-def test_evacuate_30_containers_with_faults(secret_env) -> None:
+def test_evacuate_30_containers_with_faults(secret_env, tmp_path) -> None:
     inv = evacuation_fleet()
     double = secret_env(inv)
     world = double.world
     journal = Recorder()
     backend = create_backend(settings_for(double))
     backend.journal = journal
-    ctx = StepContext(journal=journal)
+    store = SagaStore(tmp_path)
     world.faults.task_failures[("vzmigrate", 205)] = "migration aborted"        # non-HA, retried
     world.faults.task_failures[("vzmigrate", 203)] = "command 'zfs send' failed: exit code 255"  # HA
     world.faults.task_warnings[("vzmigrate", 201)] = 2                           # WARNINGS: 2 is success
@@ -77,13 +78,13 @@ def test_evacuate_30_containers_with_faults(secret_env) -> None:
         method = "dump" if ct.id in DUMPED else ("live" if int(ct.id) % 2 else "restart")
         if ct.id == "214":
             world.faults.http_errors = 3  # the next three requests fail with 503, mid-evacuation
-        results[ct.id] = run_move(backend, MoveSpec(ct.id, "pve1", target, method=method), ctx)
+        results[ct.id] = store.run(backend, MoveOrder(ct.id, "pve1", target, method=method), StepHooks(tap=journal))
 
-    pending = {ct for ct, result in results.items() if result.startswith("cleanup pending: ")}
+    pending = {ct for ct, run in results.items() if run.state == "succeeded" and run.cleanup_pending}
     assert pending == set(DUMPED), results  # retention 72 h: each dumped source waits for a later cleanup
-    assert all("(retention)" in results[ct] for ct in pending)
-    assert {ct: r for ct, r in results.items() if ct not in pending} == {str(200 + i): "done" for i in range(30)
-                                                                          if str(200 + i) not in DUMPED}
+    assert all("(retention)" in results[ct].cleanup_pending for ct in pending)
+    assert {ct: (run.state, run.message) for ct, run in results.items() if ct not in pending} == {
+        ct: ("succeeded", f"moved to {target}") for ct, target in targets.items() if ct not in DUMPED}
     final = backend.discover()
     for i in range(30):
         ct_id = str(200 + i)
@@ -112,16 +113,16 @@ def test_evacuate_30_containers_with_faults(secret_env) -> None:
     assert all(double.token_secret not in repr(e) for e in journal.entries)
 
 
-def test_lock_that_outlasts_the_wait_fails_with_the_reason(secret_env) -> None:
+def test_lock_that_outlasts_the_wait_fails_with_the_reason(secret_env, tmp_path) -> None:
     double = secret_env(evacuation_fleet())
     double.world.guests[204].lock = "backup"
     backend = create_backend(settings_for(double, lock_wait_s=0.05))
-    result = run_move(backend, MoveSpec("204", "pve1", "pve2"), StepContext(journal=Recorder()))
-    assert result.startswith("rolled back") and "locked (backup)" in result
+    run = run_move(backend, MoveOrder("204", "pve1", "pve2"), tmp_path)
+    assert run.state == "rolled_back" and "locked (backup)" in run.message, run.message
     assert double.world.guests[204].node == "pve1" and double.world.guests[204].status == "running"
 
 
-def test_every_call_of_an_evacuation_is_a_cited_endpoint_with_cited_parameters(secret_env) -> None:
+def test_every_call_of_an_evacuation_is_a_cited_endpoint_with_cited_parameters(secret_env, tmp_path) -> None:
     from adapters.proxmox.endpoints import ENDPOINTS, cited
 
     double = secret_env(evacuation_fleet())
@@ -129,11 +130,13 @@ def test_every_call_of_an_evacuation_is_a_cited_endpoint_with_cited_parameters(s
     backend = create_backend(settings_for(double, bwlimit_kib=51200, storage_map={"ceph": "ceph"}))
     backend.journal = journal
     ctx = StepContext(journal=journal)
-    specs = [MoveSpec("200", "pve1", "pve2"), MoveSpec("201", "pve1", "pve3", method="live"),
-             MoveSpec("202", "pve1", "pve4"), MoveSpec("207", "pve1", "pve2", method="dump",
-                                                       ips=("198.51.100.9/24",))]
-    for spec in specs:  # a dump move's cleanup keeps its source for the retention (72 h)
-        assert run_move(backend, spec, ctx).startswith("cleanup pending" if spec.method == "dump" else "done")
+    orders = [MoveOrder("200", "pve1", "pve2"), MoveOrder("201", "pve1", "pve3", method="live"),
+              MoveOrder("202", "pve1", "pve4"), MoveOrder("207", "pve1", "pve2", method="dump",
+                                                          options={"ips": ["198.51.100.9/24"]})]
+    store = SagaStore(tmp_path)
+    for order in orders:  # a dump move's cleanup keeps its source for the retention (72 h)
+        run = store.run(backend, order, StepHooks(tap=journal))
+        assert run.state == "succeeded" and bool(run.cleanup_pending) == (order.method == "dump"), run.message
     backend.rollback(MoveSpec("204", "pve1", "pve2"), ctx)
     backend.discover()
     backend.purge_expired(ctx, now=2**40)

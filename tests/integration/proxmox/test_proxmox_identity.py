@@ -12,8 +12,8 @@ import pytest
 
 from adapters.base import CleanupPending, MoveSpec, StepContext
 from adapters.proxmox import create_backend, identity
-from tests.doubles.pvedouble.drive import Recorder, settings_for
-from tests.doubles.pvedouble.fixtures import make_double, pve_double  # noqa: F401 - fixtures
+from tests.doubles.journal_recorder import Recorder
+from tests.doubles.pvedouble.fixtures import make_double, pve_double, settings_for  # noqa: F401 - fixtures
 from tests.doubles.pvedouble.model import Guest
 
 SPEC = MoveSpec("104", "pve1", "pve2", method="dump")

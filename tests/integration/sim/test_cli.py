@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import pytest
@@ -160,20 +161,45 @@ def test_offline_planning_writes_nothing(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def _follow(proc: subprocess.Popen[str], seen: list[str], needle: str, found: threading.Event) -> None:
+    """Collect ``proc``'s output (ANSI codes removed) into ``seen``; set ``found`` at ``needle``."""
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        seen.append(re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", line))
+        if needle in seen[-1]:
+            found.set()
+
+
 def test_job_show_watch_follows_a_running_job_to_its_end(tmp_path: Path) -> None:
-    config = write_config(tmp_path, speedup=60.0)  # several seconds of moves
-    runner = subprocess.Popen([FERRY, "--config", str(config), "evacuate", "a", "--yes", "--format", "json"],
-                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    """--watch starts on a stored job that has not run yet, shows it waiting, and follows it
+    through its run to the end. The job runs only once the watcher has shown it pending, so the
+    order is fixed by what the watcher printed, never by how fast either process is."""
+    from planners import plan_evacuate
+    from service.config import load_config
+    from service.jobs import create_job
+    from service.runtime import Runtime
+
+    config = write_config(tmp_path)
+    rt = Runtime(load_config(config))
+    job_id = create_job(rt.sessions, plan_evacuate(rt.backend.discover(), ["a"], rt.policy()), approved=False)
+    watcher = subprocess.Popen([FERRY, "--config", str(config), "job", "show", str(job_id), "--watch"],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                               text=True, env={**os.environ, "FORCE_COLOR": "1"})  # live frames into the pipe
+    seen: list[str] = []
+    waiting = threading.Event()
+    reader = threading.Thread(target=_follow, args=(watcher, seen, f"job {job_id} evacuate a: pending", waiting))
+    reader.start()
     try:
-        deadline = time.monotonic() + 30
-        while not (jobs := json.loads(ferry("jobs", "--format", "json", config=config).stdout)):
-            assert time.monotonic() < deadline and runner.poll() is None, runner.stderr.read().decode()
-        assert jobs[0]["state"] in ("approved", "running")  # so --watch below had to wait for the end
-        shown = ferry("job", "show", "1", "--watch", config=config, timeout=60).stdout
-        assert runner.wait(timeout=30) == 0, runner.stderr.read().decode()
+        assert waiting.wait(timeout=120), "".join(seen)
+        ferry("job", "resume", str(job_id), config=config)
+        assert watcher.wait(timeout=120) == 0
     finally:
-        runner.kill()
-    assert "job 1 evacuate a: succeeded" in shown and "5 succeeded" in shown
+        watcher.kill()
+        reader.join(timeout=10)
+    assert json.loads(ferry("job", "show", str(job_id), "--format", "json", config=config).stdout)["state"] == \
+        "succeeded"
+    shown = "".join(seen)
+    assert f"job {job_id} evacuate a: succeeded" in shown and "5 succeeded" in shown
 
 
 def test_cp_sat_solver_gives_a_valid_plan_no_worse_than_greedy() -> None:

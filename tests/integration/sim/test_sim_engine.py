@@ -128,7 +128,9 @@ def test_a_container_is_moved_by_one_job_at_a_time(sim_runtime: Runtime) -> None
     assert second == first + 1
 
 
-def test_learned_throughput_feeds_the_policy(sim_runtime: Runtime) -> None:
+def test_learned_throughput_feeds_the_policy(tmp_path: Path) -> None:
+    # the a->c link runs at half its NICs' speed: what ferry learns is the link, not the default
+    sim_runtime = Runtime(sim_config(tmp_path, link_factor={"a->c": 0.5}))
     assert sim_runtime.policy().link_mb_s == {}
     run(sim_runtime, make_plan([("104", "c", "restart")]))
     learned = sim_runtime.policy().link_mb_s
