@@ -19,16 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from planners.filters import Ctx
-from planners.objective import CPU_WEIGHT
+from planners.objective import CPU_WEIGHT, expected_price
 from planners.objective import move_cost as priced_move
-from planners.units import Unit
+from planners.rulebook import Ctx
+from planners.units import Unit, arriving
 
-ScorerFn = Callable[[Ctx, Unit, str, dict[str, str | None]], float]
-
-
-def _arriving(ctx: Ctx, unit: Unit, node: str) -> list[str]:
-    return [ct for ct in unit.members if ctx.state.where[ct].node != node]
+Storages = dict[str, str | None] | None
+ScorerFn = Callable[[Ctx, Unit, str, Storages], float]
 
 
 def squared_increase(load: float, add: float, size: float, mean_size: float) -> float:
@@ -36,22 +33,24 @@ def squared_increase(load: float, add: float, size: float, mean_size: float) -> 
     return ((load + add) ** 2 - load ** 2) / (size * mean_size)
 
 
-def memory_balance(ctx: Ctx, unit: Unit, node: str, storages: dict[str, str | None]) -> float:
+def memory_balance(ctx: Ctx, unit: Unit, node: str, storages: Storages) -> float:
     st = ctx.state
-    add = sum(st.containers[ct].memory_mb for ct in _arriving(ctx, unit, node))
+    add = sum(st.containers[ct].memory_mb for ct in arriving(ctx.state, unit, node))
     return squared_increase(st.mem[node], add, st.nodes[node].memory_mb, st.mean_memory)
 
 
-def cpu_balance(ctx: Ctx, unit: Unit, node: str, storages: dict[str, str | None]) -> float:
+def cpu_balance(ctx: Ctx, unit: Unit, node: str, storages: Storages) -> float:
     st = ctx.state
-    add = sum(st.containers[ct].cpus for ct in _arriving(ctx, unit, node))
+    add = sum(st.containers[ct].cpus for ct in arriving(ctx.state, unit, node))
     return CPU_WEIGHT * squared_increase(st.cpu[node], add, st.cpu_cap(node), st.mean_cpu_cap)
 
 
-def move_cost(ctx: Ctx, unit: Unit, node: str, storages: dict[str, str | None]) -> float:
+def move_cost(ctx: Ctx, unit: Unit, node: str, storages: Storages) -> float:
     st = ctx.state
+    if storages is None:
+        return sum(expected_price(st, ct, node) for ct in arriving(st, unit, node))
     return sum(priced_move(st, ct, st.where[ct], node, storages.get(ct))
-               for ct in _arriving(ctx, unit, node))
+               for ct in arriving(st, unit, node))
 
 
 SCORERS: tuple[tuple[str, ScorerFn], ...] = (
@@ -61,6 +60,6 @@ SCORERS: tuple[tuple[str, ScorerFn], ...] = (
 )
 
 
-def score(ctx: Ctx, unit: Unit, node: str, storages: dict[str, str | None]) -> float:
+def score(ctx: Ctx, unit: Unit, node: str, storages: Storages) -> float:
     """Total penalty of landing ``unit`` on ``node`` (lower is better)."""
     return sum(fn(ctx, unit, node, storages) for _, fn in SCORERS)
