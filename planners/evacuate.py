@@ -31,7 +31,7 @@ from fleet.rules import effective_rules
 from planners.assemble import build_plan
 from planners.costs import predict
 from planners.cpsat import check_size, solve
-from planners.filters import Ctx
+from planners.rulebook import Ctx
 from planners.improve import Assignment, improve
 from planners.objective import node_term
 from planners.ranking import Candidate, best, evaluate, explain_unplaced

@@ -8,7 +8,7 @@ units that free enough memory; for each, the :data:`ROOM_DESTS` least-loaded des
 
 from __future__ import annotations
 
-from planners.filters import Ctx
+from planners.rulebook import Ctx
 from planners.ranking import Candidate, evaluate, rank
 from planners.units import Unit, unit_memory_on, units_of
 

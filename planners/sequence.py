@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from planners.filters import Ctx
+from planners.rulebook import Ctx
 from planners.ranking import Candidate, Rejection, best, evaluate
 from planners.state import FleetState
 from planners.units import Unit
