@@ -88,7 +88,7 @@ def priced(state: FleetState, ct: str, src: str, dst: str, copied: bool) -> floa
 def expected_copy(state: FleetState, ct: str, dst: str) -> bool:
     """Whether moving ``ct`` to ``dst`` copies its disk, known before a storage is chosen.
 
-    :func:`planners.filters.assign_storage` keeps the storage id when the destination has it, and
+    :func:`planners.storage.assign_storage` keeps the storage id when the destination has it, and
     a shared storage always has room, so the disk stays put exactly when it is on a shared
     storage the destination also mounts as shared.
     """
