@@ -13,11 +13,11 @@ Adding a rule means adding its functions here and one ``Rule(...)`` line to :dat
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from planners.exact_model import GRAIN_MB, ExactModel, grains
 from planners.objective import expected_copy
-from planners.rulebook import Ctx, Registry, Rule
+from planners.rulebook import Ctx, FilterFn, Registry, Rule
 from planners.state import EPS, FleetState, Placement
 from planners.storage import assign_storage
 from planners.units import ANY, Unit, arriving
@@ -132,23 +132,26 @@ def groups_end_split(state: FleetState, moved: set[str]) -> list[str]:
 
 
 # -- capacity: configured memory and CPUs within size x overcommit (less headroom to receive) ----
-def memory(ctx: Ctx, unit: Unit, node: str) -> str | None:
-    st = ctx.state
-    need = sum(st.containers[ct].memory_mb for ct in arriving(st, unit, node))
-    free = st.mem_cap(node) - st.mem[node]
-    if need > free + EPS:
-        return f"needs {need / GIB:.1f} GiB RAM; {node} has {max(free, 0) / GIB:.1f} GiB free"
-    return None
+def _room_filter(name: str, field: str, load: Callable[[FleetState], dict[str, float]],
+                 cap: Callable[[FleetState, str], float],
+                 reason: Callable[[FleetState, str, float, float], str]) -> FilterFn:
+    """A filter: what the members arriving on a node need of ``field`` must fit what it has free."""
+    def check(ctx: Ctx, unit: Unit, node: str) -> str | None:
+        st = ctx.state
+        need = sum(getattr(st.containers[ct], field) for ct in arriving(st, unit, node))
+        free = cap(st, node) - load(st)[node]
+        return reason(st, node, need, free) if need > free + EPS else None
+    check.__name__ = check.__qualname__ = name
+    return check
 
 
-def cpu(ctx: Ctx, unit: Unit, node: str) -> str | None:
-    st = ctx.state
-    need = sum(st.containers[ct].cpus for ct in arriving(st, unit, node))
-    free = st.cpu_cap(node) - st.cpu[node]
-    if need > free + EPS:
-        return (f"needs {need:g} CPUs; {node} has {max(free, 0):g} free "
-                f"(overcommit {st.policy.cpu_overcommit:g})")
-    return None
+memory = _room_filter(
+    "memory", "memory_mb", lambda st: st.mem, FleetState.mem_cap,
+    lambda st, node, need, free: f"needs {need / GIB:.1f} GiB RAM; {node} has {max(free, 0) / GIB:.1f} GiB free")
+cpu = _room_filter(
+    "cpu", "cpus", lambda st: st.cpu, FleetState.cpu_cap,
+    lambda st, node, need, free: (f"needs {need:g} CPUs; {node} has {max(free, 0):g} free "
+                                  f"(overcommit {st.policy.cpu_overcommit:g})"))
 
 
 def overloads(state: FleetState, units: list[Unit], unit_of: dict[str, Unit]) -> Iterator[tuple[Unit, str]]:
