@@ -31,9 +31,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from planners.rulebook import Ctx
 from planners.objective import expected_copy, move_cost, moves_delta
 from planners.ranking import Candidate, evaluate
+from planners.rulebook import Ctx
 from planners.state import EPS, FleetState, Placement
 from planners.units import Unit
 

@@ -12,7 +12,16 @@ from __future__ import annotations
 
 from planners.rulebook import Ctx, FilterFn
 from planners.rules import (
-    GIB, RULES, anti_affinity, cpu, disk, memory, node_receives, not_emptying, not_excluded, pin_to,
+    GIB,
+    RULES,
+    anti_affinity,
+    cpu,
+    disk,
+    memory,
+    node_receives,
+    not_emptying,
+    not_excluded,
+    pin_to,
     platform,
 )
 from planners.storage import assign_storage

@@ -17,11 +17,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from planners.cpsat import check_size, solve
-from planners.rulebook import Ctx
-from planners.rules import RULES
 from planners.improve import TINY, Assignment, improve
 from planners.objective import move_cost, node_term, priced, relocation_delta
 from planners.ranking import Candidate, evaluate
+from planners.rulebook import Ctx
+from planners.rules import RULES
 from planners.sequence import Target, sequence
 from planners.state import FleetState, Placement
 from planners.units import Unit
