@@ -61,7 +61,9 @@ class Rule:
     ``static``: the verdict depends on the unit and node only, never on loads, so arithmetic
     searches may apply it before any candidate is scored. ``fix_order``: violations of rules with
     a lower number are fixed first. ``constrain`` None: the exact model honours the rule by
-    offering a unit only the nodes its filters accept in the snapshot. ``check_move`` None: a plan's
+    offering a unit only the nodes its filters accept in the snapshot; ``model_order``: rules'
+    constraints are stated lowest first (CP-SAT's search, and so a time-limited solution, depends
+    on the order constraints arrive in). ``check_move`` None: a plan's
     move is checked with the rule's filters on the moving container.
     """
 
@@ -72,6 +74,7 @@ class Rule:
     violations: ViolationFn | None = None
     fix_order: int = 100
     constrain: ConstrainFn | None = None
+    model_order: int = 100
     check_move: MoveCheckFn | None = None
     check_end: EndCheckFn | None = None
 
@@ -91,6 +94,7 @@ class Registry:
         self.static_filters = tuple(fn for r in rules if r.static for _, fn in r.filters)
         self.domain_filters = tuple(fn for r in rules if r.constrain is None for _, fn in r.filters)
         self.by_fix_order = tuple(sorted((r for r in rules if r.violations), key=lambda r: r.fix_order))
+        self.by_model_order = tuple(sorted((r for r in rules if r.constrain), key=lambda r: r.model_order))
 
     def register(self, rule: Rule) -> None:
         """Add ``rule`` at the end of its kind: after the other "allowed" rules, or last."""
@@ -159,7 +163,6 @@ class Registry:
         return out
 
     def constrain(self, exact: ExactModel) -> None:
-        """State every rule that has a CP-SAT form in the exact model, in registry order."""
-        for rule in self.rules:
-            if rule.constrain is not None:
-                rule.constrain(exact)
+        """State every rule that has a CP-SAT form in the exact model, lowest ``model_order`` first."""
+        for rule in self.by_model_order:
+            rule.constrain(exact)  # type: ignore[misc]

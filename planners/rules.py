@@ -237,7 +237,8 @@ def disk_exact(exact: ExactModel) -> None:
             exact.model.add(sum(arrive) - sum(leave) <= max(free, 0))
 
 
-#: Every hard rule, in filter order. Violations are fixed lowest ``fix_order`` first.
+#: Every hard rule, in filter order. Violations are fixed lowest ``fix_order`` first; CP-SAT
+#: constraints are stated lowest ``model_order`` first.
 RULES = Registry((
     Rule("receives", (("receives", node_receives),)),
     Rule("not_excluded", (("not_excluded", not_excluded),)),
@@ -245,9 +246,10 @@ RULES = Registry((
     Rule("pin_to", (("pin_to", pin_to),), static=True, violations=outside_pins, fix_order=20),
     Rule("platform", (("platform", platform),), static=True),
     Rule("anti_affinity", (("anti_affinity", anti_affinity),), violations=anti_affinity_breaches,
-         fix_order=10, constrain=anti_affinity_exact),
+         fix_order=10, constrain=anti_affinity_exact, model_order=20),
     Rule("affinity", violations=split_groups, fix_order=30, check_end=groups_end_split),
     Rule("capacity", (("memory", memory), ("cpu", cpu)), decides="room", violations=overloads,
-         fix_order=40, constrain=capacity_exact),
-    Rule("disk", (("disk", disk),), decides="room", constrain=disk_exact, check_move=disk_on_target),
+         fix_order=40, constrain=capacity_exact, model_order=10),
+    Rule("disk", (("disk", disk),), decides="room", constrain=disk_exact, model_order=30,
+         check_move=disk_on_target),
 ))
