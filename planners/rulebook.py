@@ -63,8 +63,8 @@ class Rule:
     a lower number are fixed first. ``constrain`` None: the exact model honours the rule by
     offering a unit only the nodes its filters accept in the snapshot; ``model_order``: rules'
     constraints are stated lowest first (CP-SAT's search, and so a time-limited solution, depends
-    on the order constraints arrive in). ``check_move`` None: a plan's
-    move is checked with the rule's filters on the moving container.
+    on the order constraints arrive in). ``check_move`` None: a plan's move is checked with the
+    rule's filters on the moving container.
     """
 
     name: str
@@ -89,7 +89,6 @@ class Registry:
     def _set(self, rules: tuple[Rule, ...]) -> None:
         self.rules = rules
         self.filters = tuple(f for r in rules for f in r.filters)
-        self.rule_filters = tuple(f for r in rules if r.decides == "allowed" for f in r.filters)
         self.capacity_filters = tuple(f for r in rules if r.decides == "room" for f in r.filters)
         self.static_filters = tuple(fn for r in rules if r.static for _, fn in r.filters)
         self.domain_filters = tuple(fn for r in rules if r.constrain is None for _, fn in r.filters)
