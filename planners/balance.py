@@ -85,8 +85,8 @@ def _candidates(run: RebalanceRun, threshold: float, sources: list[str],
             m, c = unit.memory_mb, unit.cpus
             relief = (2 * mem * m - m * m) * wm + (2 * cpu * c - c * c) * wc
             relief -= run.price_estimate(unit, receivers[0])
-            for dst in receivers:
-                if dst == src or not run.may_land(unit, dst):
+            for dst in run.landings(unit, receivers):
+                if dst == src:
                     continue
                 dm, dc = weights[dst]
                 gain = relief - (2 * st.mem[dst] * m + m * m) * dm - (2 * st.cpu[dst] * c + c * c) * dc

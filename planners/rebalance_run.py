@@ -36,6 +36,7 @@ class RebalanceRun:
         self.moved: set[str] = set()
         self.steps: list[Step] = []
         self.prices = PriceEstimates(self.state)
+        self._lands: dict[str, dict[str, bool]] = {}  # unit key -> node -> static rules' verdict
         #: unit key -> (reason, keys of its chain) for balance moves made as part of a chain
         self.chain_reasons: dict[str, tuple[str, tuple[str, ...]]] = {}
         limit = policy.max_moves
@@ -64,9 +65,24 @@ class RebalanceRun:
                      and n not in st.rules.exclude_nodes][:COOL_NODES]
         return by_heat, receivers
 
+    def landings(self, unit: Unit, nodes: list[str]) -> list[str]:
+        """Those of ``nodes`` the cheap, state-independent rules (:attr:`Rule.static`) let ``unit``
+        onto, in order: checked before any arithmetic. Their verdict never changes, so it is kept
+        (the balance search asks again on every step)."""
+        verdicts = self._lands.get(unit.key)
+        if verdicts is None:
+            verdicts = self._lands[unit.key] = {}
+        out = []
+        for node in nodes:
+            ok = verdicts.get(node)
+            if ok is None:
+                ok = verdicts[node] = RULES.may_land(self.ctx, unit, node)
+            if ok:
+                out.append(node)
+        return out
+
     def may_land(self, unit: Unit, dst: str) -> bool:
-        """The cheap, state-independent rules (:attr:`Rule.static`), before any arithmetic."""
-        return RULES.may_land(self.ctx, unit, dst)
+        return bool(self.landings(unit, [dst]))
 
     def price_estimate(self, unit: Unit, dst: str) -> float:
         return self.prices.estimate(unit, dst)

@@ -22,7 +22,8 @@ from collections.abc import Callable
 from planners.objective import CPU_WEIGHT, expected_price
 from planners.objective import move_cost as priced_move
 from planners.rulebook import Ctx
-from planners.units import Unit, arriving
+from planners.state import FleetState
+from planners.units import Unit
 
 Storages = dict[str, str | None] | None
 ScorerFn = Callable[[Ctx, Unit, str, Storages], float]
@@ -33,24 +34,37 @@ def squared_increase(load: float, add: float, size: float, mean_size: float) -> 
     return ((load + add) ** 2 - load ** 2) / (size * mean_size)
 
 
+def _arriving_sum(st: FleetState, unit: Unit, node: str, field: str) -> float:
+    """Sum of ``field`` over the members not yet on ``node`` (a plain loop: this runs for every
+    node of the fleet in :func:`planners.ranking.best`, where a generator costs more than the sum)."""
+    add = 0
+    for ct in unit.members:
+        if st.where[ct].node != node:
+            add += getattr(st.containers[ct], field)
+    return add
+
+
 def memory_balance(ctx: Ctx, unit: Unit, node: str, storages: Storages) -> float:
     st = ctx.state
-    add = sum(st.containers[ct].memory_mb for ct in arriving(ctx.state, unit, node))
+    add = _arriving_sum(st, unit, node, "memory_mb")
     return squared_increase(st.mem[node], add, st.nodes[node].memory_mb, st.mean_memory)
 
 
 def cpu_balance(ctx: Ctx, unit: Unit, node: str, storages: Storages) -> float:
     st = ctx.state
-    add = sum(st.containers[ct].cpus for ct in arriving(ctx.state, unit, node))
+    add = _arriving_sum(st, unit, node, "cpus")
     return CPU_WEIGHT * squared_increase(st.cpu[node], add, st.cpu_cap(node), st.mean_cpu_cap)
 
 
 def move_cost(ctx: Ctx, unit: Unit, node: str, storages: Storages) -> float:
     st = ctx.state
-    if storages is None:
-        return sum(expected_price(st, ct, node) for ct in arriving(st, unit, node))
-    return sum(priced_move(st, ct, st.where[ct], node, storages.get(ct))
-               for ct in arriving(st, unit, node))
+    cost = 0
+    for ct in unit.members:
+        here = st.where[ct]
+        if here.node != node:
+            cost += (expected_price(st, ct, node) if storages is None
+                     else priced_move(st, ct, here, node, storages.get(ct)))
+    return cost
 
 
 SCORERS: tuple[tuple[str, ScorerFn], ...] = (
@@ -62,4 +76,7 @@ SCORERS: tuple[tuple[str, ScorerFn], ...] = (
 
 def score(ctx: Ctx, unit: Unit, node: str, storages: Storages) -> float:
     """Total penalty of landing ``unit`` on ``node`` (lower is better)."""
-    return sum(fn(ctx, unit, node, storages) for _, fn in SCORERS)
+    total = 0.0
+    for _, fn in SCORERS:
+        total += fn(ctx, unit, node, storages)
+    return total
