@@ -104,15 +104,17 @@ def expected_price(state: FleetState, ct: str, dst: str) -> float:
     """:func:`move_cost` of ``ct`` to ``dst`` from where it is now, known before a storage is chosen
     (:func:`expected_copy`), or 0 for a new container.
 
-    It depends on the destination only through its platform, kernel, version and link speed, so it
-    is cached per such class in the state: ranking every node of a large fleet prices each class once.
+    It depends on the destination only through its platform, kernel, version and the link from
+    the source (the same for every destination unless the policy names links), so it is cached per
+    such class in the state: ranking every node of a large fleet prices each class once.
     """
     src = state.where[ct].node
     if src not in state.nodes:
         return 0.0  # a new container: nothing to copy
     target = state.nodes[dst]
     copied = expected_copy(state, ct, dst)
-    key = (ct, src, target.platform, target.kernel, target.version, state.policy.link_speed(src, dst), copied)
+    link = dst if state.policy.link_mb_s else None
+    key = (ct, src, target.platform, target.kernel, target.version, link, copied)
     cache = state.expected_prices
     if key not in cache:
         cache[key] = priced(state, ct, src, dst, copied)
