@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from tests.unit.planners.planner_fixtures import ct, fleet, node
 
 from fleet import Policy
 from planners import check_plan, plan_evacuate, plan_rebalance
@@ -22,6 +21,7 @@ from planners.rulebook import Ctx, Rule
 from planners.rules import RULES
 from planners.state import FleetState
 from planners.units import Unit, units_of
+from tests.unit.planners.planner_fixtures import ct, fleet, node
 
 TAG = "spread_"
 
