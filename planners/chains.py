@@ -9,7 +9,7 @@ traveling salesman problems", 1996; Yagiura et al., "An ejection chain approach 
 generalized assignment problem", INFORMS J. Computing 16(2), 2004).
 
 The search is arithmetic first, filters last, like the single-move search of
-:mod:`planners.rebalance`, and every loop has a fixed bound so planning time stays predictable:
+:mod:`planners.balance`, and every loop has a fixed bound so planning time stays predictable:
 
     hot nodes H (CHAIN_HOT) x their movable units Y, largest first (CHAIN_UNITS)
       x cool nodes D (CHAIN_DESTS) that allow Y by rule but lack room for it (memory, CPU or disk)
@@ -31,9 +31,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from planners.filters import Ctx
 from planners.objective import expected_copy, move_cost, moves_delta
 from planners.ranking import Candidate, evaluate
+from planners.rulebook import Ctx
 from planners.state import EPS, FleetState, Placement
 from planners.units import Unit
 
@@ -70,7 +70,7 @@ class Chain:
 
 
 class Mover(Protocol):
-    """What the chain search needs from a rebalance run (:class:`planners.rebalance.Rebalancer`)."""
+    """What the chain search needs from a rebalance run (:class:`planners.rebalance_run.RebalanceRun`)."""
 
     ctx: Ctx
 

@@ -2,10 +2,11 @@
 
 The engine runs it to re-validate a saved plan against a fresh inventory before executing it, and
 the tests run it on every plan. It replays the moves in order on a :class:`FleetState` and, before
-each one, asks the rule and capacity filters (the same ones placement uses, applied to the single
-container) whether the destination accepts it; then it checks what the order cannot show: waves
-(concurrency limits, every interleaving of a wave safe), ``after`` references, affinity groups
-ending together, and, for evacuate/drain, that every container on the nodes is accounted for.
+each one, asks every registered rule (:mod:`planners.rules`: its plan check, else the filter
+placement uses, applied to the single container) whether the destination accepts it; then it
+checks what the order cannot show: waves (concurrency limits, every interleaving of a wave safe),
+``after`` references, the rules' end-state checks (affinity groups ending together), and, for
+evacuate/drain, that every container on the nodes is accounted for.
 """
 
 from __future__ import annotations
@@ -14,12 +15,10 @@ from fleet.model import Inventory
 from fleet.plan import Move, Plan
 from fleet.policy import Policy
 from fleet.rules import effective_rules
-from planners.filters import Ctx, anti_affinity, cpu, memory, node_receives, not_excluded, pin_to, platform
-from planners.state import EPS, FleetState, Placement
+from planners.rules import RULES
+from planners.state import FleetState
 from planners.units import build_unit
 from planners.waves import Step, arrivals_fit
-
-_MOVE_FILTERS = (node_receives, not_excluded, pin_to, platform, anti_affinity, memory, cpu)
 
 
 def target_storage(state: FleetState, move: Move) -> str | None:
@@ -27,19 +26,6 @@ def target_storage(state: FleetState, move: Move) -> str | None:
     if move.target_storage is not None:
         return move.target_storage
     return state.where[move.ct].storage
-
-
-def _disk_problem(state: FleetState, move: Move, storage: str | None) -> str | None:
-    here = state.where[move.ct]
-    if here.storage is None:
-        return None
-    if storage not in state.nodes[move.to].storage:
-        return f"{move.to} has no storage {storage}"
-    c = state.containers[move.ct]
-    if state.copies_disk(here, Placement(move.to, storage)) and c.disk_gb > state.disk_free(
-            move.to, storage) + EPS:
-        return f"needs {c.disk_gb:g} GB on {move.to}:{storage}; {state.disk_free(move.to, storage):.0f} GB free"
-    return None
 
 
 def _move_problem(state: FleetState, move: Move) -> str | None:
@@ -54,13 +40,7 @@ def _move_problem(state: FleetState, move: Move) -> str | None:
         return f"{move.ct} is already on {here}"
     if state.rules.immovable(move.ct):
         return f"{move.ct} is pinned or ignored and never moves"
-    ctx = Ctx(state)
-    unit = build_unit(state, [move.ct])
-    for check in _MOVE_FILTERS:
-        why = check(ctx, unit, move.to)
-        if why is not None:
-            return why
-    return _disk_problem(state, move, target_storage(state, move))
+    return RULES.move_problem(state, build_unit(state, [move.ct]), move.to, target_storage(state, move))
 
 
 def _wave_problems(inv: Inventory, plan: Plan, policy: Policy) -> list[str]:
@@ -112,13 +92,7 @@ def _concurrency_problems(wave: int, moves: list[Move], policy: Policy) -> list[
 
 
 def _end_problems(inv: Inventory, plan: Plan, state: FleetState) -> list[str]:
-    out = []
-    moved = {m.ct for m in plan.moves}
-    for group in state.rules.affinity:
-        if group & moved:
-            nodes = sorted({state.where[ct].node for ct in group if ct in state.where})
-            if len(nodes) > 1:
-                out.append(f"affinity group {', '.join(sorted(group))} ends split over {', '.join(nodes)}")
+    out = RULES.end_problems(state, {m.ct for m in plan.moves})
     if plan.goal.kind in ("evacuate", "drain"):
         unplaced = {u.ct for u in plan.unplaced}
         for c in inv.containers:

@@ -31,11 +31,11 @@ from fleet.rules import effective_rules
 from planners.assemble import build_plan
 from planners.costs import predict
 from planners.cpsat import check_size, solve
-from planners.filters import Ctx
 from planners.improve import Assignment, improve
 from planners.objective import node_term
 from planners.ranking import Candidate, best, evaluate, explain_unplaced
 from planners.room import make_room
+from planners.rulebook import Ctx
 from planners.sequence import Target, emit, sequence
 from planners.state import FleetState, Placement
 from planners.units import Unit, units_of

@@ -13,9 +13,9 @@ filters see exactly the world without it.
 
 from __future__ import annotations
 
-from planners.filters import Ctx
 from planners.objective import move_cost, relocation_delta, swap_delta
 from planners.ranking import rank
+from planners.rulebook import Ctx
 from planners.state import FleetState, Placement
 from planners.units import Unit
 

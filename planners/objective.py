@@ -88,7 +88,7 @@ def priced(state: FleetState, ct: str, src: str, dst: str, copied: bool) -> floa
 def expected_copy(state: FleetState, ct: str, dst: str) -> bool:
     """Whether moving ``ct`` to ``dst`` copies its disk, known before a storage is chosen.
 
-    :func:`planners.filters.assign_storage` keeps the storage id when the destination has it, and
+    :func:`planners.storage.assign_storage` keeps the storage id when the destination has it, and
     a shared storage always has room, so the disk stays put exactly when it is on a shared
     storage the destination also mounts as shared.
     """
@@ -98,3 +98,24 @@ def expected_copy(state: FleetState, ct: str, dst: str) -> bool:
     src = state.nodes[here.node].storage.get(here.storage)
     mine = state.nodes[dst].storage.get(here.storage)
     return not (src is not None and src.shared and mine is not None and mine.shared)
+
+
+def expected_price(state: FleetState, ct: str, dst: str) -> float:
+    """:func:`move_cost` of ``ct`` to ``dst`` from where it is now, known before a storage is chosen
+    (:func:`expected_copy`), or 0 for a new container.
+
+    It depends on the destination only through its platform, kernel, version and the link from
+    the source (the same for every destination unless the policy names links), so it is cached per
+    such class in the state: ranking every node of a large fleet prices each class once.
+    """
+    src = state.where[ct].node
+    if src not in state.nodes:
+        return 0.0  # a new container: nothing to copy
+    target = state.nodes[dst]
+    copied = expected_copy(state, ct, dst)
+    link = dst if state.policy.link_mb_s else None
+    key = (ct, src, target.platform, target.kernel, target.version, link, copied)
+    cache = state.expected_prices
+    if key not in cache:
+        cache[key] = priced(state, ct, src, dst, copied)
+    return cache[key]

@@ -13,8 +13,8 @@ from typing import Any
 from fleet.errors import InputError
 from fleet.model import Container, Inventory
 from fleet.policy import Policy
-from planners.filters import Ctx
 from planners.ranking import Candidate, Rejection, explain_unplaced, rank
+from planners.rulebook import Ctx
 from planners.state import FleetState, Placement
 from planners.units import ANY, Unit
 

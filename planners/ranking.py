@@ -1,8 +1,9 @@
 """Filter, then score: the candidate nodes for one unit, best first, and why the others are out.
 
 This is the feasibility/rank step of the pipeline (Nomad's FeasibilityChecker + RankIterator,
-the Kubernetes scheduler's Filter + Score): every node goes through :data:`filters.FILTERS`; the
-survivors are scored by :data:`scorers.SCORERS`; rejects keep the first filter's reason.
+the Kubernetes scheduler's Filter + Score): every node goes through the filters of the registered
+rules (:data:`planners.rules.RULES`); the survivors are scored by :data:`scorers.SCORERS`; rejects
+keep the first filter's reason.
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from planners.filters import CAPACITY_FILTERS, GIB, Ctx, assign_storage, first_failure
-from planners.objective import CPU_WEIGHT, expected_copy, priced
-from planners.scorers import score, squared_increase
+from planners.rulebook import Ctx
+from planners.rules import GIB, RULES
+from planners.scorers import score
 from planners.state import FleetState
+from planners.storage import assign_storage
 from planners.units import Unit, unit_memory_on
 
 
@@ -34,7 +36,7 @@ class Rejection:
 
 def evaluate(ctx: Ctx, unit: Unit, node: str) -> Candidate | Rejection:
     """Run every filter on one node; score it when it passes."""
-    failed = first_failure(ctx, unit, node)
+    failed = RULES.first_failure(ctx, unit, node)
     if failed is not None:
         return Rejection(node, failed[0], failed[1])
     storages = assign_storage(ctx.state, unit, node)
@@ -59,44 +61,20 @@ def best(ctx: Ctx, unit: Unit, nodes: list[str], *,
          explain: bool = True) -> tuple[Candidate | None, list[Rejection]]:
     """The same winner as ``rank(...)[0]``, found without filtering every node.
 
-    Every score term is known before the filters run: balance terms are arithmetic on loads,
-    and the move cost depends only on the destination's platform/kernel/version, the link speed
-    and whether the disk is copied (:func:`planners.objective.expected_copy`), so it is cached per
-    such class. Nodes are visited best score first; the first one the filters accept wins.
-    Rejections are collected (a full pass) only when no node fits and ``explain`` is set, to say
-    why; callers that drop the reasons skip that pass (an overloaded fleet can have thousands).
+    Every score term is known before the filters run: balance terms are arithmetic on loads, and
+    the move cost depends only on whether the disk is copied, which
+    :func:`planners.objective.expected_copy` tells before a storage is chosen; so nodes are scored
+    by the same scorers as :func:`rank` (``storages=None``) and visited best score first; the
+    first one the filters accept wins. Rejections are collected (a full pass) only when no node
+    fits and ``explain`` is set, to say why; callers that drop the reasons skip that pass (an
+    overloaded fleet can have thousands).
     """
-    st = ctx.state
-    cache: dict[tuple, float] = {}
-    order = sorted((_full_score(st, unit, n, cache), n) for n in nodes)
+    order = sorted((score(ctx, unit, n, None), n) for n in nodes)
     for _, node in order:
         result = evaluate(ctx, unit, node)
         if isinstance(result, Candidate):
             return result, []
     return None, rank(ctx, unit, nodes)[1] if explain else []
-
-
-def _full_score(st: FleetState, unit: Unit, node: str, cache: dict[tuple, float]) -> float:
-    add_mem = add_cpu = cost = 0.0
-    target = st.nodes[node]
-    for ct in unit.members:
-        here = st.where[ct]
-        if here.node == node:
-            continue
-        c = st.containers[ct]
-        add_mem += c.memory_mb
-        add_cpu += c.cpus
-        if here.node not in st.nodes:
-            continue  # a new container: nothing to copy
-        copied = expected_copy(st, ct, node)
-        key = (ct, target.platform, target.kernel, target.version,
-               st.policy.link_speed(here.node, node), copied)
-        if key not in cache:
-            cache[key] = priced(st, ct, here.node, node, copied)
-        cost += cache[key]
-    return (squared_increase(st.mem[node], add_mem, target.memory_mb, st.mean_memory)
-            + CPU_WEIGHT * squared_increase(st.cpu[node], add_cpu, st.cpu_cap(node), st.mean_cpu_cap)
-            + cost)
 
 
 def explain_unplaced(ctx: Ctx, unit: Unit, rejections: list[Rejection]) -> str:
@@ -107,7 +85,7 @@ def explain_unplaced(ctx: Ctx, unit: Unit, rejections: list[Rejection]) -> str:
     With no allowed node at all, the rule that rejected the most nodes binds.
     """
     st = ctx.state
-    capacity_names = {name for name, _ in CAPACITY_FILTERS}
+    capacity_names = {name for name, _ in RULES.capacity_filters}
     allowed = [r for r in rejections if r.filter in capacity_names]
     if not allowed:
         counts: dict[str, list[Rejection]] = {}
@@ -121,7 +99,7 @@ def explain_unplaced(ctx: Ctx, unit: Unit, rejections: list[Rejection]) -> str:
     by_dim: dict[str, list[Rejection]] = {}
     for r in allowed:
         by_dim.setdefault(r.filter, []).append(r)
-    order = [name for name, _ in CAPACITY_FILTERS]
+    order = [name for name, _ in RULES.capacity_filters]
     dim = max(order, key=lambda k: (len(by_dim.get(k, [])), -order.index(k)))
     nodes = sorted(r.node for r in allowed)
     if dim == "memory":

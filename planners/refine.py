@@ -17,10 +17,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from planners.cpsat import check_size, solve
-from planners.filters import Ctx
 from planners.improve import TINY, Assignment, improve
 from planners.objective import move_cost, node_term, priced, relocation_delta
 from planners.ranking import Candidate, evaluate
+from planners.rulebook import Ctx
+from planners.rules import RULES
 from planners.sequence import Target, sequence
 from planners.state import FleetState, Placement
 from planners.units import Unit
@@ -63,6 +64,7 @@ def _alternatives(st: FleetState, assigned: Assignment, movable: list[Unit]) -> 
     by_heat = sorted(st.nodes, key=lambda n: (-st.mem_util(n), n))
     cool = [n for n in reversed(by_heat) if st.nodes[n].receives][:COOL_NODES]
     hot = set(by_heat[:HOT_NODES])
+    ctx = Ctx(st)
     out = []
     for unit in movable:
         home = st.where[unit.key].node
@@ -72,8 +74,7 @@ def _alternatives(st: FleetState, assigned: Assignment, movable: list[Unit]) -> 
             continue
         price = sum(move_cost(st, ct, st.where[ct], cool[0], st.where[ct].storage) for ct in unit.members)
         for dst in cool:
-            if dst != home and (unit.allowed is None or dst in unit.allowed) \
-                    and unit.platform == st.nodes[dst].platform:
+            if dst != home and RULES.may_land(ctx, unit, dst):
                 out.append((relocation_delta(st, unit, home, dst) + price, unit.key, dst, unit))
     out.sort(key=lambda t: t[:3])
     return out

@@ -8,8 +8,8 @@ units that free enough memory; for each, the :data:`ROOM_DESTS` least-loaded des
 
 from __future__ import annotations
 
-from planners.filters import Ctx
 from planners.ranking import Candidate, evaluate, rank
+from planners.rulebook import Ctx
 from planners.units import Unit, unit_memory_on, units_of
 
 ROOM_NODES = 8

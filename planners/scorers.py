@@ -19,16 +19,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from planners.filters import Ctx
-from planners.objective import CPU_WEIGHT
+from planners.objective import CPU_WEIGHT, expected_price
 from planners.objective import move_cost as priced_move
+from planners.rulebook import Ctx
+from planners.state import FleetState
 from planners.units import Unit
 
-ScorerFn = Callable[[Ctx, Unit, str, dict[str, str | None]], float]
-
-
-def _arriving(ctx: Ctx, unit: Unit, node: str) -> list[str]:
-    return [ct for ct in unit.members if ctx.state.where[ct].node != node]
+Storages = dict[str, str | None] | None
+ScorerFn = Callable[[Ctx, Unit, str, Storages], float]
 
 
 def squared_increase(load: float, add: float, size: float, mean_size: float) -> float:
@@ -36,22 +34,37 @@ def squared_increase(load: float, add: float, size: float, mean_size: float) -> 
     return ((load + add) ** 2 - load ** 2) / (size * mean_size)
 
 
-def memory_balance(ctx: Ctx, unit: Unit, node: str, storages: dict[str, str | None]) -> float:
+def _arriving_sum(st: FleetState, unit: Unit, node: str, field: str) -> float:
+    """Sum of ``field`` over the members not yet on ``node`` (a plain loop: this runs for every
+    node of the fleet in :func:`planners.ranking.best`, where a generator costs more than the sum)."""
+    add = 0
+    for ct in unit.members:
+        if st.where[ct].node != node:
+            add += getattr(st.containers[ct], field)
+    return add
+
+
+def memory_balance(ctx: Ctx, unit: Unit, node: str, storages: Storages) -> float:
     st = ctx.state
-    add = sum(st.containers[ct].memory_mb for ct in _arriving(ctx, unit, node))
+    add = _arriving_sum(st, unit, node, "memory_mb")
     return squared_increase(st.mem[node], add, st.nodes[node].memory_mb, st.mean_memory)
 
 
-def cpu_balance(ctx: Ctx, unit: Unit, node: str, storages: dict[str, str | None]) -> float:
+def cpu_balance(ctx: Ctx, unit: Unit, node: str, storages: Storages) -> float:
     st = ctx.state
-    add = sum(st.containers[ct].cpus for ct in _arriving(ctx, unit, node))
+    add = _arriving_sum(st, unit, node, "cpus")
     return CPU_WEIGHT * squared_increase(st.cpu[node], add, st.cpu_cap(node), st.mean_cpu_cap)
 
 
-def move_cost(ctx: Ctx, unit: Unit, node: str, storages: dict[str, str | None]) -> float:
+def move_cost(ctx: Ctx, unit: Unit, node: str, storages: Storages) -> float:
     st = ctx.state
-    return sum(priced_move(st, ct, st.where[ct], node, storages.get(ct))
-               for ct in _arriving(ctx, unit, node))
+    cost = 0
+    for ct in unit.members:
+        here = st.where[ct]
+        if here.node != node:
+            cost += (expected_price(st, ct, node) if storages is None
+                     else priced_move(st, ct, here, node, storages.get(ct)))
+    return cost
 
 
 SCORERS: tuple[tuple[str, ScorerFn], ...] = (
@@ -61,6 +74,9 @@ SCORERS: tuple[tuple[str, ScorerFn], ...] = (
 )
 
 
-def score(ctx: Ctx, unit: Unit, node: str, storages: dict[str, str | None]) -> float:
+def score(ctx: Ctx, unit: Unit, node: str, storages: Storages) -> float:
     """Total penalty of landing ``unit`` on ``node`` (lower is better)."""
-    return sum(fn(ctx, unit, node, storages) for _, fn in SCORERS)
+    total = 0.0
+    for _, fn in SCORERS:
+        total += fn(ctx, unit, node, storages)
+    return total

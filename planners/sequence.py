@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from planners.filters import Ctx
 from planners.ranking import Candidate, Rejection, best, evaluate
+from planners.rulebook import Ctx
 from planners.state import FleetState
 from planners.units import Unit
 from planners.waves import Step

@@ -49,6 +49,8 @@ class FleetState:
         # utilisation everywhere is the optimum even when nodes differ in size.
         self.mean_memory = sum(n.memory_mb for n in inv.nodes) / max(1, len(inv.nodes))
         self.mean_cpu_cap = sum(self.cpu_cap(n.name) for n in inv.nodes) / max(1, len(inv.nodes))
+        #: priced move costs by (container, source, destination class); see objective.expected_price
+        self.expected_prices: dict[tuple, float] = {}
         self.where: dict[str, Placement] = {}
         self.members: dict[str, list[str]] = {n.name: [] for n in inv.nodes}
         self.anti_groups_of: dict[str, tuple[int, ...]] = defaultdict(tuple)
@@ -69,7 +71,7 @@ class FleetState:
                 self.anti_count[(c.node, gi)] += 1
 
     def clone(self) -> FleetState:
-        """An independent copy (the snapshot, rules and indexes are shared; loads are copied)."""
+        """An independent copy (the snapshot, rules, indexes and price cache are shared; loads are copied)."""
         twin = object.__new__(FleetState)
         twin.__dict__.update(self.__dict__)
         twin.mem, twin.cpu, twin.cpu_used = dict(self.mem), dict(self.cpu), dict(self.cpu_used)

@@ -79,3 +79,8 @@ def all_units(state: FleetState) -> list[Unit]:
 def unit_memory_on(state: FleetState, unit: Unit, node: str) -> float:
     """Memory the unit would add to ``node`` (members already there add nothing)."""
     return sum(state.containers[ct].memory_mb for ct in unit.members if state.where[ct].node != node)
+
+
+def arriving(state: FleetState, unit: Unit, node: str) -> list[str]:
+    """Members of ``unit`` not yet on ``node`` (those a move there would carry)."""
+    return [ct for ct in unit.members if state.where[ct].node != node]
