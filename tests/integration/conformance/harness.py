@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapters.base import Backend, Check, Journal, JournalEntry, MoveSpec, MoveState, StepContext
+from adapters.base import Backend, Check, Journal, JournalEntry, MoveSpec, Observation, StepContext
 from fleet.model import Inventory
 from service.config import EngineSection
 from service.saga import MoveOutcome, MoveSaga
@@ -111,7 +111,7 @@ class WatchedBackend(Backend):
     def discover(self) -> Inventory:
         return self.inner.discover()
 
-    def observe(self, spec: MoveSpec) -> MoveState:
+    def observe(self, spec: MoveSpec) -> Observation:
         return self.inner.observe(spec)
 
     def preflight(self, spec: MoveSpec, ctx: StepContext) -> list[Check]:

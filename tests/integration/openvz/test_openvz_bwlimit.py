@@ -13,8 +13,8 @@ from fleet.policy import Policy
 from service.movespec import build_spec
 from service.store import MoveRow
 from tests.doubles.lab.containers import make_container
-from tests.doubles.lab.driver import drive
 from tests.doubles.lab.netlab import Lab, missing_binaries
+from tests.integration.conformance.harness import MoveOrder, run_move
 
 pytestmark = [pytest.mark.lab]
 
@@ -36,17 +36,18 @@ def lab():
         yield lab
 
 
-def test_rsync_runs_at_the_moves_share_of_the_budget(lab) -> None:
+def test_rsync_runs_at_the_moves_share_of_the_budget(lab, tmp_path) -> None:
     make_container(lab.nodes["n1"], "701", "10.77.0.171", files=DATA_FILES, file_kb=FILE_KB)
     spec = build_spec(MoveRow(ct="701", source="n1", target="n2", method="restart", options={}), 1, POLICY)
     assert spec.bwlimit_mb_s == SHARE_MB_S
     backend = create_backend(lab.settings(retention_hours=1))
     try:
         before = backend.observe(spec)
-        out = drive(backend, spec)
+        out = run_move(backend, MoveOrder("701", "n1", "n2"), tmp_path, policy=POLICY)
         after = backend.observe(spec)
     finally:
         backend.close()
+    assert out.state == "succeeded", out.message
     assert (before.source.status, before.target.status) == ("stopped", "absent")
     # the source copy is kept (config renamed .migrated) for the retention; the copy is complete
     assert (after.source.status, after.target.status, after.target.ct) == ("stopped", "stopped", "701")

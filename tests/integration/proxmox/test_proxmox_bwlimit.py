@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.base import StepContext
 from adapters.proxmox import create_backend
 from adapters.proxmox.client import Api, ApiFailure
 from fleet.policy import Policy
 from service.movespec import build_spec
 from service.store import MoveRow
+from tests.doubles.journal_recorder import Recorder
 from tests.doubles.pvedouble.backups import BACKUP_BYTES_S
-from tests.doubles.pvedouble.drive import Recorder, run_move, settings_for
-from tests.doubles.pvedouble.fixtures import make_double, pve_double  # noqa: F401 - fixtures
+from tests.doubles.pvedouble.fixtures import make_double, pve_double, settings_for  # noqa: F401 - fixtures
 from tests.doubles.pvedouble.world import SIM_SHUTDOWN_S, SIM_START_S
+from tests.integration.conformance.harness import MoveOrder, MoveRun, StepHooks, run_move
 
 #: pve1's budget, shared by two moves at once: 20 MB/s each, 20480 KiB/s.
 POLICY = Policy(max_outgoing_per_node=2, node_bandwidth_budget_mb_s={"pve1": 40.0})
@@ -28,7 +28,15 @@ def _spec(ct: str, target: str, method: str):
     return build_spec(MoveRow(ct=ct, source="pve1", target=target, method=method, options={}), 1, POLICY)
 
 
-def test_every_copying_call_carries_the_share_and_the_double_paces_by_it(pve_double, monkeypatch) -> None:  # noqa: F811
+def _move(backend, ct: str, target: str, method: str, journal: Recorder, tmp_path) -> MoveRun:
+    """One move of ``ct`` out of pve1 through the real saga, under POLICY's bandwidth budget."""
+    run = run_move(backend, MoveOrder(ct, "pve1", target, method), tmp_path / ct, StepHooks(tap=journal),
+                   policy=POLICY)
+    assert run.state == "succeeded", run.message
+    return run
+
+
+def test_every_copying_call_carries_the_share_and_the_double_paces_by_it(pve_double, monkeypatch, tmp_path) -> None:  # noqa: F811
     monkeypatch.setenv("FERRY_TEST_PVE_SECRET", pve_double.token_secret)
     world = pve_double.world
     # proxmox.bwlimit_kib above the share: the smaller one (the share) is sent
@@ -36,8 +44,8 @@ def test_every_copying_call_carries_the_share_and_the_double_paces_by_it(pve_dou
     journal = Recorder()
     sizes = {vmid: world.guests[vmid].disk_used for vmid in (101, 104)}
     migrated, dumped = _spec("104", "pve2", "restart"), _spec("101", "pve3", "dump")
-    assert run_move(backend, migrated, StepContext(journal=journal)) == "done"
-    assert run_move(backend, dumped, StepContext(journal=journal)).startswith("cleanup pending")
+    assert not _move(backend, "104", "pve2", "restart", journal, tmp_path).cleanup_pending
+    assert _move(backend, "101", "pve3", "dump", journal, tmp_path).cleanup_pending
     seen = backend.observe(migrated)  # what the engine would journal on resuming: both ends, as they are
     assert (seen.source.status, seen.target.status, seen.target.node) == ("absent", "running", "pve2")
     seen = backend.observe(dumped)  # the retired source stays, stopped, for its retention
@@ -56,11 +64,11 @@ def test_every_copying_call_carries_the_share_and_the_double_paces_by_it(pve_dou
     assert sizes[101] / share_bytes_s > 10 * sizes[101] / BACKUP_BYTES_S  # the cap is what paced it
 
 
-def test_the_smaller_of_setting_and_share_wins(pve_double, monkeypatch) -> None:  # noqa: F811
+def test_the_smaller_of_setting_and_share_wins(pve_double, monkeypatch, tmp_path) -> None:  # noqa: F811
     monkeypatch.setenv("FERRY_TEST_PVE_SECRET", pve_double.token_secret)
     backend = create_backend(settings_for(pve_double, presync=False, bwlimit_kib=1000))
     journal = Recorder()
-    assert run_move(backend, _spec("104", "pve2", "restart"), StepContext(journal=journal)) == "done"
+    _move(backend, "104", "pve2", "restart", journal, tmp_path)
     [migrate] = [e for e in journal.api() if e.what.startswith("POST") and e.what.endswith("/migrate")]
     assert migrate.detail["params"]["bwlimit"] == 1000
 
