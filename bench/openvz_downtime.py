@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from adapters.openvz import create_backend
+from service.lifecycle import MoveState
 from tests.doubles.lab.containers import Prober, make_container
 from tests.doubles.lab.netlab import Lab
 from tests.integration.conformance.harness import MoveOrder, MoveRun, run_move
@@ -57,7 +58,7 @@ def main() -> None:
         ferry = measure(lab, "302", "10.77.0.32",
                         lambda: moved.append(run_move(backend, MoveOrder("302", "n1", "n2"), Path(store))))
         backend.close()
-    if moved[0].state != "succeeded":
+    if moved[0].state != MoveState.SUCCEEDED:
         raise RuntimeError(f"move failed: {moved[0].message}")
     figures = moved[0].figures
     print(f"container: {files} files, {files * file_kb // 1024} MB, writing 1.3 MB/s")

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from adapters.proxmox import create_backend
 from fleet.model import Inventory
+from service.lifecycle import MoveState
 from tests.doubles.pvedouble.fixtures import settings_for
 from tests.doubles.pvedouble.server import start_double
 from tests.doubles.pvedouble.world import World
@@ -67,7 +68,7 @@ def measure(disk_gb: float, dirty_mb_s: float, *, presync: bool, workdir: Path) 
         store = SagaStore(workdir / "store")  # the engine's saga and job store, opened before the clock
         began = world.sim_time()
         run = store.run(backend, MoveOrder("101", "pve1", "pve2"))
-        if run.state != "succeeded":
+        if run.state != MoveState.SUCCEEDED:
             raise RuntimeError(f"move failed: {run.message}")
         move_s = world.sim_time() - began
         copied = [t for t in world.tasks.values() if t.type == "vzmigrate"]
