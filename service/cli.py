@@ -1,7 +1,9 @@
 """The ``ferry`` command line (Typer + Rich). Tables for people, ``--format json`` for scripts.
 
 Every user mistake ends as one line on stderr, ``ferry: error: KEY=VALUE: what is wrong``, and
-exit status 2; nothing is changed when that happens.
+exit status 2; nothing is changed when that happens. A command that runs a job exits with the
+job's outcome (EXIT_CODES) and one line on stderr saying what to do next; an unexpected error is
+one line naming the file that holds its traceback, never a traceback on the terminal.
 """
 
 from __future__ import annotations
@@ -25,12 +27,14 @@ from fleet.snapshot import dump_inventory, load_inventory, read_document, valida
 from service import operations as ops
 from service import render
 from service.config import load_config
+from service.exits import EXIT_HELP, ExitCode, exit_for_jobs, first_line, save_trace
 from service.lifecycle import JOB_FINAL
 from service.operations.requests import DEFAULT_JOB_LIMIT, DEFAULT_TIME_LIMIT_S, Solver
 from service.runtime import Runtime
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-                  help="ferry plans and runs container migrations across Proxmox VE and OpenVZ nodes.")
+                  help="ferry plans and runs container migrations across Proxmox VE and OpenVZ nodes.",
+                  epilog=EXIT_HELP)
 plan_app = typer.Typer(no_args_is_help=True, help="Compute a plan (nothing moves).")
 jobs_app = typer.Typer(help="List jobs, or resume unfinished ones.", invoke_without_command=True)
 job_app = typer.Typer(no_args_is_help=True, help="Inspect or control one job.")
@@ -40,6 +44,8 @@ app.add_typer(job_app, name="job")
 
 console = Console()
 err_console = Console(stderr=True)
+#: The state directory of the loaded config, once known (for an internal error's trace file).
+_STATE_DIR: dict[str, Path] = {}
 
 
 class Format(StrEnum):
@@ -72,7 +78,9 @@ def main_options(ctx: typer.Context, config: Annotated[
 def runtime(ctx: typer.Context) -> Runtime:
     root = ctx.find_root()
     if "runtime" not in root.obj:
-        root.obj["runtime"] = Runtime(load_config(root.obj.get("config_path")))
+        config = load_config(root.obj.get("config_path"))
+        _STATE_DIR["path"] = config.state_dir  # where an internal error's trace is saved
+        root.obj["runtime"] = Runtime(config)
     return root.obj["runtime"]
 
 
@@ -112,7 +120,7 @@ def show_plan(planned: ops.Planned, fmt: Format, out: Path | None) -> None:
     else:
         render.render_plan(console, plan, inv)
         if out:
-            console.print(f"saved to {out}; run it with: ferry run {out}")
+            console.print(f"saved to {out}; run it with: ferry run {out}", markup=False, highlight=False)
 
 
 def _node_plan_command(goal: ops.NodeGoal, doc: str) -> None:
@@ -185,7 +193,9 @@ def execute(ctx: typer.Context, job_id: int, moves: int, fmt: Format, window: bo
 
     rt = runtime(ctx)
     if fmt is Format.json:
-        emit_json(ops.run_here(rt, job_id).to_dict())
+        summary = ops.run_here(rt, job_id)
+        emit_json(summary.to_dict())
+        exit_for_jobs(err_console, [summary])
         return
     console.print(f"job {job_id} started; watch it with 'ferry job show {job_id}'")
     if window:  # the worker's window-gated run: no per-move progress
@@ -197,6 +207,7 @@ def execute(ctx: typer.Context, job_id: int, moves: int, fmt: Format, window: bo
     message = ops.job_detail(rt, job_id)["message"] if window else None
     if message:  # e.g. waiting for a maintenance window: 'ferry serve' continues it then
         console.print(message, markup=False, highlight=False)
+    exit_for_jobs(err_console, [summary])
 
 
 def _node_job_command(goal: ops.NodeGoal, doc: str) -> None:
@@ -240,13 +251,15 @@ def jobs_list(ctx: typer.Context, fmt: FormatOpt = Format.table, limit: Annotate
 @jobs_app.command("resume")
 def jobs_resume(ctx: typer.Context, fmt: FormatOpt = Format.table) -> None:
     """Continue every unfinished job from what the store and the world say."""
-    results = [summary.to_dict() for summary in ops.resume_unfinished(runtime(ctx))]
+    summaries = ops.resume_unfinished(runtime(ctx))
+    results = [summary.to_dict() for summary in summaries]
     if fmt is Format.json:
         emit_json(results)
     elif not results:
         console.print("no unfinished jobs")
     for summary in results if fmt is Format.table else []:
         render.render_summary(console, summary)
+    exit_for_jobs(err_console, summaries)
 
 
 @app.command()
@@ -256,7 +269,7 @@ def cleanup(ctx: typer.Context, fmt: FormatOpt = Format.table) -> None:
     if fmt is Format.json:
         emit_json(lines)
     else:
-        console.print("\n".join(lines) if lines else "no cleanup pending")
+        console.print("\n".join(lines) if lines else "no cleanup pending", markup=False, highlight=False)
 
 
 @job_app.command("show")
@@ -310,8 +323,9 @@ def job_resume(ctx: typer.Context, job_id: int, fmt: FormatOpt = Format.table) -
     """Approve a paused or pending job and run it to the end in this process."""
     rt = runtime(ctx)
     ops.control(rt, job_id, "resume")
-    summary = ops.run_here(rt, job_id).to_dict()
-    emit_json(summary) if fmt is Format.json else render.render_summary(console, summary)
+    summary = ops.run_here(rt, job_id)
+    emit_json(summary.to_dict()) if fmt is Format.json else render.render_summary(console, summary.to_dict())
+    exit_for_jobs(err_console, [summary])
 
 
 @app.command()
@@ -354,7 +368,9 @@ def serve(ctx: typer.Context,
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        status = app(standalone_mode=False)  # click returns typer.Exit's code in this mode
+        if isinstance(status, int) and status:
+            sys.exit(status)
     except InputError as exc:
         err_console.print(f"ferry: error: {exc.line()}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
@@ -371,5 +387,11 @@ def main() -> None:
         if show is not None:
             show()
         else:
-            err_console.print(f"ferry: error: {exc}")
-        sys.exit(getattr(exc, "exit_code", 2))
+            err_console.print(f"ferry: error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(getattr(exc, "exit_code", ExitCode.USER_MISTAKE))
+    except Exception as exc:  # a defect or an unforeseen condition: one line, the trace in a file
+        trace = save_trace(_STATE_DIR.get("path"))
+        err_console.print(f"ferry: internal error: {type(exc).__name__}: {first_line(str(exc))} "
+                          f"(trace saved to {trace})",
+                          markup=False, highlight=False, soft_wrap=True)
+        sys.exit(ExitCode.ERROR)
