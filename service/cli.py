@@ -29,6 +29,7 @@ from service import render
 from service.config import load_config
 from service.exits import EXIT_HELP, ExitCode, exit_for_jobs, first_line, save_trace
 from service.lifecycle import JOB_FINAL
+from service.logs import LogFormat, configure_logging
 from service.operations.requests import DEFAULT_JOB_LIMIT, DEFAULT_TIME_LIMIT_S, Solver
 from service.runtime import Runtime
 
@@ -340,9 +341,14 @@ def demo(speedup: Annotated[float, typer.Option(min=1.0)] = 120.0) -> None:
 @app.command()
 def serve(ctx: typer.Context,
           host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
-          port: Annotated[int, typer.Option(min=1, max=65535)] = 8080) -> None:
+          port: Annotated[int, typer.Option(min=1, max=65535)] = 8080,
+          log_format: Annotated[LogFormat, typer.Option(
+              "--log-format", help="plain lines (journald) or one JSON object per line")] = LogFormat.plain,
+          ) -> None:
     """Serve the REST API and metrics, and run approved jobs (and the nightly rebalance) until
-    SIGTERM / SIGINT; then start no new move, let moves in flight finish, and exit."""
+    SIGTERM / SIGINT; then start no new move, let moves in flight finish, and exit. Logs every
+    job and move transition to stderr, with UTC timestamps."""
+    import logging
     import signal
 
     import uvicorn
@@ -350,6 +356,7 @@ def serve(ctx: typer.Context,
     from service.api import create_app
     from service.worker import Worker
 
+    configure_logging(log_format)
     rt = runtime(ctx)
     api = create_app(rt)
     worker = Worker(rt)
@@ -357,13 +364,14 @@ def serve(ctx: typer.Context,
     # capture_signals): this handler receives it, so the worker can finish before the exit.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: worker.request_stop())
-    server = uvicorn.Server(uvicorn.Config(api, host=host, port=port, log_level="info"))
+    # log_config=None: uvicorn's loggers keep the handler configure_logging installed.
+    server = uvicorn.Server(uvicorn.Config(api, host=host, port=port, log_level="info", log_config=None))
     worker.start()
     try:
         server.run()
     finally:
         worker.stop()
-    err_console.print("ferry serve: stopped", highlight=False)
+    logging.getLogger("ferry.serve").info("ferry serve: stopped")
 
 
 def main() -> None:

@@ -1,0 +1,100 @@
+"""``ferry serve`` logs to stderr: every line timestamped in UTC, plain or JSON, with every job
+and move transition (a real server process on a loopback port, a job created through the API)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import signal
+import subprocess
+from pathlib import Path
+
+import httpx
+
+from service.lifecycle import JobState, MoveState
+from tests.conftest import REPO
+from tests.integration.sim.test_api import AUTH, EMPTY_A, TOKEN, free_port, hand_plan, wait_for
+from tests.integration.sim.test_cli import FERRY, write_config
+
+MOVES = EMPTY_A[2:4]  # 103 and 104, restart moves
+PLAIN = re.compile(r"(\S+) (DEBUG|INFO|WARNING|ERROR|CRITICAL) (\S+) (.*)")
+
+
+def serve_and_run_a_job(tmp_path: Path, log_format: str) -> tuple[int, str]:
+    """Start ``ferry serve``, run one approved job through the API, stop it with SIGTERM;
+    the job's id and the server's stderr."""
+    config = write_config(tmp_path)
+    config.write_text(config.read_text() + "[schedule]\npoll_s = 0.2\n")
+    port = free_port()
+    argv = [FERRY, "--config", str(config), "serve", "--port", str(port), "--log-format", log_format]
+    proc = subprocess.Popen(argv, env={**os.environ, "FERRY_API_TOKEN": TOKEN, "PYTHONPATH": str(REPO)},
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        def healthy() -> bool:
+            assert proc.poll() is None, proc.communicate()
+            try:
+                return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
+            except httpx.TransportError:
+                return False
+        wait_for(healthy, timeout=30)
+        created = httpx.post(f"{base}/v1/jobs", headers=AUTH, timeout=30,
+                             json={"plan": hand_plan(MOVES), "approve": True})
+        assert created.status_code == 201, created.text
+        job_id = created.json()["id"]
+        wait_for(lambda: httpx.get(f"{base}/v1/jobs/{job_id}", headers=AUTH, timeout=5).json()["state"]
+                 == JobState.SUCCEEDED)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    return job_id, err
+
+
+def utc(ts: str) -> dt.datetime:
+    assert ts.endswith(("Z", "+00:00")), ts
+    return dt.datetime.fromisoformat(ts.replace("Z", "+00:00"))
+
+
+def transitions(messages: list[str], what: str) -> list[tuple[str, str]]:
+    """The ``old -> new`` pairs logged for ``what`` (``job 1``, ``job 1 move 103``), in order."""
+    found = (re.fullmatch(rf"{re.escape(what)}: (\w+) -> (\w+)", m) for m in messages)
+    return [(f.group(1), f.group(2)) for f in found if f]
+
+
+def assert_transitions(messages: list[str], job_id: int) -> None:
+    job = transitions(messages, f"job {job_id}")
+    assert job == [(JobState.APPROVED, JobState.RUNNING), (JobState.RUNNING, JobState.SUCCEEDED)], messages
+    for ct, *_ in MOVES:
+        move = transitions(messages, f"job {job_id} move {ct}")
+        assert (MoveState.PENDING, MoveState.RUNNING) in move, messages
+        assert move[-1] == (MoveState.RUNNING, MoveState.SUCCEEDED), messages
+
+
+def test_plain_lines_carry_utc_time_level_and_logger(tmp_path: Path) -> None:
+    job_id, err = serve_and_run_a_job(tmp_path, "plain")
+    lines = err.strip().splitlines()
+    parsed = [PLAIN.fullmatch(line) for line in lines]
+    assert all(parsed), [line for line, p in zip(lines, parsed, strict=True) if not p]
+    assert all(utc(p.group(1)).utcoffset() == dt.timedelta(0) for p in parsed if p)
+    assert any(p.group(3).startswith("uvicorn") for p in parsed if p)  # uvicorn's lines, same format
+    # the event's fields follow the message as key=value
+    messages = [re.sub(r"( (job|move|ct|state)=\S+)+$", "", p.group(4)) for p in parsed if p]
+    assert_transitions(messages, job_id)
+    assert any(p.group(4).endswith(f"job={job_id} state={JobState.SUCCEEDED}") for p in parsed if p)
+
+
+def test_json_lines_are_objects_with_the_event_fields(tmp_path: Path) -> None:
+    job_id, err = serve_and_run_a_job(tmp_path, "json")
+    events = [json.loads(line) for line in err.strip().splitlines()]
+    assert all({"ts", "level", "logger", "msg"} <= set(e) for e in events)
+    assert all(utc(e["ts"]).utcoffset() == dt.timedelta(0) for e in events)
+    assert_transitions([e["msg"] for e in events], job_id)
+    moves = [e for e in events if e.get("ct") == MOVES[0][0] and e.get("state") == MoveState.SUCCEEDED]
+    assert moves and moves[0]["job"] == job_id and isinstance(moves[0]["move"], int)
+    assert any(e["logger"] == "uvicorn.access" for e in events)
