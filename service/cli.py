@@ -348,30 +348,10 @@ def serve(ctx: typer.Context,
     """Serve the REST API and metrics, and run approved jobs (and the nightly rebalance) until
     SIGTERM / SIGINT; then start no new move, let moves in flight finish, and exit. Logs every
     job and move transition to stderr, with UTC timestamps."""
-    import logging
-    import signal
-
-    import uvicorn
-
-    from service.api import create_app
-    from service.worker import Worker
+    from service.worker import serve_until_stopped
 
     configure_logging(log_format)
-    rt = runtime(ctx)
-    api = create_app(rt)
-    worker = Worker(rt)
-    # uvicorn re-raises the signal that stopped it once it has shut down (uvicorn/server.py,
-    # capture_signals): this handler receives it, so the worker can finish before the exit.
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: worker.request_stop())
-    # log_config=None: uvicorn's loggers keep the handler configure_logging installed.
-    server = uvicorn.Server(uvicorn.Config(api, host=host, port=port, log_level="info", log_config=None))
-    worker.start()
-    try:
-        server.run()
-    finally:
-        worker.stop()
-    logging.getLogger("ferry.serve").info("ferry serve: stopped")
+    serve_until_stopped(runtime(ctx), host, port)
 
 
 def main() -> None:
