@@ -3,17 +3,19 @@ and move transition (a real server process on a loopback port, a job created thr
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
 import re
 import signal
+import socket
 import subprocess
 from pathlib import Path
 
 import httpx
 
-from service.lifecycle import JobState, MoveState
+from service.lifecycle import JOB_FINAL, JobState, MoveState
 from tests.conftest import REPO
 from tests.integration.sim.test_api import AUTH, EMPTY_A, TOKEN, free_port, hand_plan, wait_for
 from tests.integration.sim.test_cli import FERRY, write_config
@@ -31,29 +33,34 @@ def serve_and_run_a_job(tmp_path: Path, log_format: str) -> tuple[int, str]:
     argv = [FERRY, "--config", str(config), "serve", "--port", str(port), "--log-format", log_format]
     proc = subprocess.Popen(argv, env={**os.environ, "FERRY_API_TOKEN": TOKEN, "PYTHONPATH": str(REPO)},
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
     try:
-        def healthy() -> bool:
-            assert proc.poll() is None, proc.communicate()
-            try:
-                return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
-            except httpx.TransportError:
-                return False
-        wait_for(healthy, timeout=30)
-        created = httpx.post(f"{base}/v1/jobs", headers=AUTH, timeout=30,
-                             json={"plan": hand_plan(MOVES), "approve": True})
-        assert created.status_code == 201, created.text
-        job_id = created.json()["id"]
-        wait_for(lambda: httpx.get(f"{base}/v1/jobs/{job_id}", headers=AUTH, timeout=5).json()["state"]
-                 == JobState.SUCCEEDED)
+        wait_for(lambda: listening(port) or proc.poll() is not None, timeout=30)
+        job_id = run_job_through_api(f"http://127.0.0.1:{port}")
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=10)
+        err = proc.communicate(timeout=30)[1]
+    except BaseException:
+        proc.kill()  # never leave a server behind a failed test
+        proc.wait(timeout=10)
+        raise
     assert proc.returncode == 0, err
     return job_id, err
+
+
+def run_job_through_api(base: str) -> int:
+    """Create an approved job with the token and wait (bounded) until the worker finished it."""
+    created = httpx.post(f"{base}/v1/jobs", headers=AUTH, timeout=30,
+                         json={"plan": hand_plan(MOVES), "approve": True})
+    assert created.status_code == 201, created.text
+    job_url = f"{base}/v1/jobs/{created.json()['id']}"
+    wait_for(lambda: httpx.get(job_url, headers=AUTH, timeout=5).json()["state"] in JOB_FINAL)
+    return created.json()["id"]
+
+
+def listening(port: int) -> bool:
+    """Whether the server accepts connections on the loopback port yet."""
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
+    return False
 
 
 def utc(ts: str) -> dt.datetime:
