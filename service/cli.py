@@ -2,7 +2,7 @@
 
 Every user mistake ends as one line on stderr, ``ferry: error: KEY=VALUE: what is wrong``, and
 exit status 2; nothing is changed when that happens. A command that runs a job exits with the
-job's outcome (EXIT_CODES) and one line on stderr saying what to do next; an unexpected error is
+job's outcome (service.exits.ExitCode) and one line on stderr saying what to do next; an unexpected error is
 one line naming the file that holds its traceback, never a traceback on the terminal.
 """
 

@@ -231,7 +231,7 @@ def set_job_state(sessions: sessionmaker[Session], job_id: int, state: JobState,
         if state in JOB_FINAL:
             job.finished_at = utcnow()
             release_locks(session, job_id)
-    log_transition(log, f"job {job_id}", old, state, job=job_id)
+    log_transition(log, f"job {job_id}", old, state, message, job=job_id)
 
 
 def list_jobs(sessions: sessionmaker[Session], limit: int = 50) -> list[dict[str, Any]]:

@@ -40,10 +40,13 @@ _STATE_LEVEL: dict[str, int] = {JobState.FAILED: logging.ERROR, MoveState.FAILED
                                 MoveState.CANCELLED: logging.WARNING}
 
 
-def log_transition(log: logging.Logger, what: str, old: str | None, new: str, **event: Any) -> None:
-    """Log one job or move state change, at the level its new state deserves."""
-    log.log(_STATE_LEVEL.get(str(new), logging.INFO), "%s: %s -> %s", what, old, new,
-            extra=fields(state=str(new), **event))
+def log_transition(log: logging.Logger, what: str, old: str | None, new: str, reason: str | None = None,
+                   **event: Any) -> None:
+    """Log one job or move state change, at the level its new state deserves; a state that needs
+    attention (failed, rolled back, cancelled) carries its ``reason``."""
+    level = _STATE_LEVEL.get(str(new), logging.INFO)
+    why = f": {reason}" if reason and level > logging.INFO else ""
+    log.log(level, "%s: %s -> %s%s", what, old, new, why, extra=fields(state=str(new), **event))
 
 
 def _timestamp(record: logging.LogRecord) -> str:

@@ -99,10 +99,11 @@ class MoveSaga:
                 move.lease_until = utcnow() + dt.timedelta(seconds=self.settings.lease_s)
             ct = move.ct
         if "state" in fields and fields["state"] != old:
-            self._log_state(ct, old, str(fields["state"]))
+            self._log_state(ct, old, str(fields["state"]), str(fields.get("message") or "") or None)
 
-    def _log_state(self, ct: str, old: str | None, new: str) -> None:
-        log_transition(log, f"job {self.job_id} move {ct}", old, new, job=self.job_id, move=self.move_id, ct=ct)
+    def _log_state(self, ct: str, old: str | None, new: str, reason: str | None = None) -> None:
+        log_transition(log, f"job {self.job_id} move {ct}", old, new, reason, job=self.job_id,
+                       move=self.move_id, ct=ct)
 
     def _event(self, ct: str, step: str | None, text: str) -> None:
         add_journal(self.sessions, self.job_id, ct, step, JournalEntry("ferry", text, None, 0.0, kind="event"))
@@ -268,7 +269,7 @@ class MoveSaga:
             old = row.state
             row.state, row.message, row.claimed_by, row.lease_until = state, message, None, None
             release_locks(session, self.job_id, move.ct)
-        self._log_state(move.ct, old, state)
+        self._log_state(move.ct, old, state, message)
         self._event(move.ct, None, f"{state}: {message}")
         if self.progress:
             self.progress(move.ct, lifecycle.PROGRESS_END, 1, 1)

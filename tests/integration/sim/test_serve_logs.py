@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import logging
 import os
 import re
 import signal
@@ -14,11 +15,15 @@ import subprocess
 from pathlib import Path
 
 import httpx
+import pytest
 
+from service.jobs import create_job
 from service.lifecycle import JOB_FINAL, JobState, MoveState
-from tests.conftest import REPO
+from service.runtime import Runtime
+from tests.conftest import REPO, sim_config
 from tests.integration.sim.test_api import AUTH, EMPTY_A, TOKEN, free_port, hand_plan, wait_for
 from tests.integration.sim.test_cli import FERRY, write_config
+from tests.integration.sim.test_sim_engine import make_plan
 
 MOVES = EMPTY_A[2:4]  # 103 and 104, restart moves
 PLAIN = re.compile(r"(\S+) (DEBUG|INFO|WARNING|ERROR|CRITICAL) (\S+) (.*)")
@@ -70,7 +75,7 @@ def utc(ts: str) -> dt.datetime:
 
 def transitions(messages: list[str], what: str) -> list[tuple[str, str]]:
     """The ``old -> new`` pairs logged for ``what`` (``job 1``, ``job 1 move 103``), in order."""
-    found = (re.fullmatch(rf"{re.escape(what)}: (\w+) -> (\w+)", m) for m in messages)
+    found = (re.fullmatch(rf"{re.escape(what)}: (\w+) -> (\w+)(: .*)?", m) for m in messages)
     return [(f.group(1), f.group(2)) for f in found if f]
 
 
@@ -105,3 +110,16 @@ def test_json_lines_are_objects_with_the_event_fields(tmp_path: Path) -> None:
     moves = [e for e in events if e.get("ct") == MOVES[0][0] and e.get("state") == MoveState.SUCCEEDED]
     assert moves and moves[0]["job"] == job_id and isinstance(moves[0]["move"], int)
     assert any(e["logger"] == "uvicorn.access" for e in events)
+
+
+def test_a_rolled_back_move_and_job_log_warnings_with_the_reason(tmp_path: Path,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    rt = Runtime(sim_config(tmp_path, faults=[{"kind": "fail", "step": "verify", "ct": "104", "remaining": 1}]))
+    job_id = create_job(rt.sessions, make_plan([("104", "c", "restart")]), approved=True)
+    with caplog.at_level(logging.INFO, logger="ferry"):
+        assert rt.engine().run_job(job_id).state == JobState.ROLLED_BACK
+    warned = {(r.name, r.getMessage().split(":")[1].strip()) for r in caplog.records if r.levelno == logging.WARNING}
+    assert ("ferry.saga", f"{MoveState.RUNNING} -> {MoveState.ROLLING_BACK}") in warned, caplog.text
+    assert ("ferry.jobs", f"{JobState.RUNNING} -> {JobState.ROLLED_BACK}") in warned, caplog.text
+    ended = [r for r in caplog.records if getattr(r, "state", None) == MoveState.ROLLED_BACK]
+    assert ended and ended[0].ct == "104" and "verify of 104 failed" in ended[0].getMessage()
