@@ -51,8 +51,8 @@ def job_exit(summary: JobSummary) -> tuple[ExitCode, str]:
         return code, f"ferry: job {job} ended cancelled; see 'ferry job show {job}'"
     if state == JobState.PAUSED:
         return code, f"ferry: job {job} is paused; resume it with 'ferry job resume {job}'"
-    return code, (f"ferry: job {job} is {state} and not finished (waiting, e.g. for a maintenance window); "
-                  f"'ferry serve' continues it, or run 'ferry jobs resume'; see 'ferry job show {job}'")
+    return code, (f"ferry: job {job} has not finished ({state}): it waits, e.g. for a maintenance window; "
+                  f"'ferry serve' continues it; see 'ferry job show {job}'")
 
 
 def first_line(text: str) -> str:

@@ -3,6 +3,8 @@ command on the simulated fleet, with injected faults and operator controls)."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import os
 import re
 import stat
@@ -68,6 +70,17 @@ def test_paused_job_exits_5_and_says_how_to_resume(tmp_path: Path) -> None:
     assert err.strip().splitlines() == ["ferry: job 1 is paused; resume it with 'ferry job resume 1'"]
     resumed = ferry("job", "resume", "1", config=config)  # the same job then succeeds: exit 0
     assert "succeeded" in resumed.stdout
+
+
+def test_job_waiting_for_a_closed_window_exits_5(tmp_path: Path) -> None:
+    closed = (dt.datetime.now(dt.UTC) + dt.timedelta(days=3)).strftime("%a")  # not today, in any zone
+    config = write_config(tmp_path)
+    config.write_text(config.read_text() + f'[schedule]\nwindows = ["{closed} 01:00-01:01"]\n')
+    result = ferry("evacuate", "a", "--yes", "--window", "--format", "json", config=config, check=False)
+    assert result.returncode == JOB_HELD, (result.stdout, result.stderr)
+    assert json.loads(result.stdout)["counts"].get(MoveState.SUCCEEDED, 0) == 0
+    hint = one_hint(result)
+    assert hint.startswith("ferry: job 1 has not finished") and "'ferry serve' continues it" in hint
 
 
 def _moves(rt: Runtime) -> list[dict]:
