@@ -19,6 +19,10 @@ from typing import Any
 from fleet.text import escape_unsafe
 from service.lifecycle import JobState, MoveState
 
+# Without configure_logging (every command but ``ferry serve``) ferry's records go nowhere:
+# the CLI reports through its output and exit status, not through logging's last-resort stderr.
+logging.getLogger("ferry").addHandler(logging.NullHandler())
+
 #: The fields an event may carry (``log.info(..., extra=fields(job=..., ct=...))``).
 EVENT_FIELDS = ("job", "move", "ct", "state")
 
