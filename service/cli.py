@@ -1,7 +1,9 @@
 """The ``ferry`` command line (Typer + Rich). Tables for people, ``--format json`` for scripts.
 
 Every user mistake ends as one line on stderr, ``ferry: error: KEY=VALUE: what is wrong``, and
-exit status 2; nothing is changed when that happens.
+exit status 2; nothing is changed when that happens. A command that runs a job exits with the
+job's outcome (service.exits.ExitCode) and one line on stderr saying what to do next; an unexpected error is
+one line naming the file that holds its traceback, never a traceback on the terminal.
 """
 
 from __future__ import annotations
@@ -25,12 +27,15 @@ from fleet.snapshot import dump_inventory, load_inventory, read_document, valida
 from service import operations as ops
 from service import render
 from service.config import load_config
+from service.exits import EXIT_HELP, ExitCode, exit_for_jobs, first_line, save_trace
 from service.lifecycle import JOB_FINAL
+from service.logs import LogFormat, configure_logging
 from service.operations.requests import DEFAULT_JOB_LIMIT, DEFAULT_TIME_LIMIT_S, Solver
 from service.runtime import Runtime
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-                  help="ferry plans and runs container migrations across Proxmox VE and OpenVZ nodes.")
+                  help="ferry plans and runs container migrations across Proxmox VE and OpenVZ nodes.",
+                  epilog=EXIT_HELP)
 plan_app = typer.Typer(no_args_is_help=True, help="Compute a plan (nothing moves).")
 jobs_app = typer.Typer(help="List jobs, or resume unfinished ones.", invoke_without_command=True)
 job_app = typer.Typer(no_args_is_help=True, help="Inspect or control one job.")
@@ -40,6 +45,8 @@ app.add_typer(job_app, name="job")
 
 console = Console()
 err_console = Console(stderr=True)
+#: The state directory of the loaded config, once known (for an internal error's trace file).
+_STATE_DIR: dict[str, Path] = {}
 
 
 class Format(StrEnum):
@@ -72,7 +79,9 @@ def main_options(ctx: typer.Context, config: Annotated[
 def runtime(ctx: typer.Context) -> Runtime:
     root = ctx.find_root()
     if "runtime" not in root.obj:
-        root.obj["runtime"] = Runtime(load_config(root.obj.get("config_path")))
+        config = load_config(root.obj.get("config_path"))
+        _STATE_DIR["path"] = config.state_dir  # where an internal error's trace is saved
+        root.obj["runtime"] = Runtime(config)
     return root.obj["runtime"]
 
 
@@ -112,7 +121,7 @@ def show_plan(planned: ops.Planned, fmt: Format, out: Path | None) -> None:
     else:
         render.render_plan(console, plan, inv)
         if out:
-            console.print(f"saved to {out}; run it with: ferry run {out}")
+            console.print(f"saved to {out}; run it with: ferry run {out}", markup=False, highlight=False)
 
 
 def _node_plan_command(goal: ops.NodeGoal, doc: str) -> None:
@@ -185,7 +194,9 @@ def execute(ctx: typer.Context, job_id: int, moves: int, fmt: Format, window: bo
 
     rt = runtime(ctx)
     if fmt is Format.json:
-        emit_json(ops.run_here(rt, job_id).to_dict())
+        summary = ops.run_here(rt, job_id)
+        emit_json(summary.to_dict())
+        exit_for_jobs(err_console, [summary])
         return
     console.print(f"job {job_id} started; watch it with 'ferry job show {job_id}'")
     if window:  # the worker's window-gated run: no per-move progress
@@ -197,6 +208,7 @@ def execute(ctx: typer.Context, job_id: int, moves: int, fmt: Format, window: bo
     message = ops.job_detail(rt, job_id)["message"] if window else None
     if message:  # e.g. waiting for a maintenance window: 'ferry serve' continues it then
         console.print(message, markup=False, highlight=False)
+    exit_for_jobs(err_console, [summary])
 
 
 def _node_job_command(goal: ops.NodeGoal, doc: str) -> None:
@@ -240,13 +252,15 @@ def jobs_list(ctx: typer.Context, fmt: FormatOpt = Format.table, limit: Annotate
 @jobs_app.command("resume")
 def jobs_resume(ctx: typer.Context, fmt: FormatOpt = Format.table) -> None:
     """Continue every unfinished job from what the store and the world say."""
-    results = [summary.to_dict() for summary in ops.resume_unfinished(runtime(ctx))]
+    summaries = ops.resume_unfinished(runtime(ctx))
+    results = [summary.to_dict() for summary in summaries]
     if fmt is Format.json:
         emit_json(results)
     elif not results:
         console.print("no unfinished jobs")
     for summary in results if fmt is Format.table else []:
         render.render_summary(console, summary)
+    exit_for_jobs(err_console, summaries)
 
 
 @app.command()
@@ -256,7 +270,7 @@ def cleanup(ctx: typer.Context, fmt: FormatOpt = Format.table) -> None:
     if fmt is Format.json:
         emit_json(lines)
     else:
-        console.print("\n".join(lines) if lines else "no cleanup pending")
+        console.print("\n".join(lines) if lines else "no cleanup pending", markup=False, highlight=False)
 
 
 @job_app.command("show")
@@ -310,8 +324,9 @@ def job_resume(ctx: typer.Context, job_id: int, fmt: FormatOpt = Format.table) -
     """Approve a paused or pending job and run it to the end in this process."""
     rt = runtime(ctx)
     ops.control(rt, job_id, "resume")
-    summary = ops.run_here(rt, job_id).to_dict()
-    emit_json(summary) if fmt is Format.json else render.render_summary(console, summary)
+    summary = ops.run_here(rt, job_id)
+    emit_json(summary.to_dict()) if fmt is Format.json else render.render_summary(console, summary.to_dict())
+    exit_for_jobs(err_console, [summary])
 
 
 @app.command()
@@ -326,35 +341,24 @@ def demo(speedup: Annotated[float, typer.Option(min=1.0)] = 120.0) -> None:
 @app.command()
 def serve(ctx: typer.Context,
           host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
-          port: Annotated[int, typer.Option(min=1, max=65535)] = 8080) -> None:
+          port: Annotated[int, typer.Option(min=1, max=65535)] = 8080,
+          log_format: Annotated[LogFormat, typer.Option(
+              "--log-format", help="plain lines (journald) or one JSON object per line")] = LogFormat.plain,
+          ) -> None:
     """Serve the REST API and metrics, and run approved jobs (and the nightly rebalance) until
-    SIGTERM / SIGINT; then start no new move, let moves in flight finish, and exit."""
-    import signal
+    SIGTERM / SIGINT; then start no new move, let moves in flight finish, and exit. Logs every
+    job and move transition to stderr, with UTC timestamps."""
+    from service.worker import serve_until_stopped
 
-    import uvicorn
-
-    from service.api import create_app
-    from service.worker import Worker
-
-    rt = runtime(ctx)
-    api = create_app(rt)
-    worker = Worker(rt)
-    # uvicorn re-raises the signal that stopped it once it has shut down (uvicorn/server.py,
-    # capture_signals): this handler receives it, so the worker can finish before the exit.
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: worker.request_stop())
-    server = uvicorn.Server(uvicorn.Config(api, host=host, port=port, log_level="info"))
-    worker.start()
-    try:
-        server.run()
-    finally:
-        worker.stop()
-    err_console.print("ferry serve: stopped", highlight=False)
+    configure_logging(log_format)
+    serve_until_stopped(runtime(ctx), host, port)
 
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        status = app(standalone_mode=False)  # click returns typer.Exit's code in this mode
+        if isinstance(status, int) and status:
+            sys.exit(status)
     except InputError as exc:
         err_console.print(f"ferry: error: {exc.line()}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
@@ -371,5 +375,11 @@ def main() -> None:
         if show is not None:
             show()
         else:
-            err_console.print(f"ferry: error: {exc}")
-        sys.exit(getattr(exc, "exit_code", 2))
+            err_console.print(f"ferry: error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(getattr(exc, "exit_code", ExitCode.USER_MISTAKE))
+    except Exception as exc:  # a defect or an unforeseen condition: one line, the trace in a file
+        trace = save_trace(_STATE_DIR.get("path"))
+        err_console.print(f"ferry: internal error: {type(exc).__name__}: {first_line(str(exc))} "
+                          f"(trace saved to {trace})",
+                          markup=False, highlight=False, soft_wrap=True)
+        sys.exit(ExitCode.ERROR)

@@ -59,7 +59,7 @@ def run_demo(console: Console, *, speedup: float = 120.0, state_dir: str = ".fer
     console.rule("[bold]audit")
     if problems:
         for line in problems:
-            console.print(f"[red]{line}")
+            console.print(line, style="red", markup=False, highlight=False)
         return 1
     console.print(f"[green]verified: {len(after.containers)} containers, each exactly once, in its original "
                   f"state, with its original data; no IP held twice; {hot} holds "

@@ -14,6 +14,7 @@ cut off from the database) learns so before its next step and stops instead of a
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import socket
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +38,7 @@ from service.lifecycle import (
     job_event_for,
     job_transition,
 )
+from service.logs import log_transition
 from service.movespec import move_options
 from service.store import (
     JobRow,
@@ -48,6 +50,8 @@ from service.store import (
     job_moves,
     utcnow,
 )
+
+log = logging.getLogger("ferry.jobs")
 
 
 class JobConflict(InputError):
@@ -218,6 +222,7 @@ def set_job_state(sessions: sessionmaker[Session], job_id: int, state: JobState,
             renew_claim(session, claim)
         job = get_job(session, job_id)
         job_event_for(job.state, state)
+        old = job.state
         job.state = state
         if message is not None:
             job.message = message
@@ -226,6 +231,7 @@ def set_job_state(sessions: sessionmaker[Session], job_id: int, state: JobState,
         if state in JOB_FINAL:
             job.finished_at = utcnow()
             release_locks(session, job_id)
+    log_transition(log, f"job {job_id}", old, state, message, job=job_id)
 
 
 def list_jobs(sessions: sessionmaker[Session], limit: int = 50) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -42,9 +43,12 @@ from service import lifecycle
 from service.config import EngineSection
 from service.jobs import Claim, add_journal, learn_link, release_locks, renew_claim
 from service.lifecycle import Cause, MoveOutcome, MoveState, OnFailure, Phase
+from service.logs import log_transition
 from service.movespec import build_spec
 from service.slots import TransferSlots
 from service.store import MoveRow, utcnow
+
+log = logging.getLogger("ferry.saga")
 
 Progress = Callable[[str, str, int, int], None]  # ct, step, done, total
 
@@ -85,6 +89,7 @@ class MoveSaga:
                 renew_claim(session, self.claim)
             move = session.get(MoveRow, self.move_id)
             assert move is not None
+            old = move.state
             for key, value in fields.items():
                 setattr(move, key, value)
             move.attempts += int(tried)
@@ -92,6 +97,13 @@ class MoveSaga:
                 move.claimed_by = self.owner
                 move.claim_token = self.claim.token if self.claim else move.claim_token
                 move.lease_until = utcnow() + dt.timedelta(seconds=self.settings.lease_s)
+            ct = move.ct
+        if "state" in fields and fields["state"] != old:
+            self._log_state(ct, old, str(fields["state"]), str(fields.get("message") or "") or None)
+
+    def _log_state(self, ct: str, old: str | None, new: str, reason: str | None = None) -> None:
+        log_transition(log, f"job {self.job_id} move {ct}", old, new, reason, job=self.job_id,
+                       move=self.move_id, ct=ct)
 
     def _event(self, ct: str, step: str | None, text: str) -> None:
         add_journal(self.sessions, self.job_id, ct, step, JournalEntry("ferry", text, None, 0.0, kind="event"))
@@ -254,8 +266,10 @@ class MoveSaga:
                 renew_claim(session, self.claim)
             row = session.get(MoveRow, self.move_id)
             assert row is not None
+            old = row.state
             row.state, row.message, row.claimed_by, row.lease_until = state, message, None, None
             release_locks(session, self.job_id, move.ct)
+        self._log_state(move.ct, old, state, message)
         self._event(move.ct, None, f"{state}: {message}")
         if self.progress:
             self.progress(move.ct, lifecycle.PROGRESS_END, 1, 1)

@@ -223,3 +223,28 @@ class Worker:
 
 def _moves_left(summary: JobSummary) -> bool:
     return any(summary.counts.get(state) for state in MOVE_UNFINISHED)
+
+
+def serve_until_stopped(rt: Runtime, host: str, port: int) -> None:
+    """``ferry serve``: the API on ``host:port`` and this worker, until SIGTERM / SIGINT; then no
+    new move starts, moves in flight finish, and it returns."""
+    import signal
+
+    import uvicorn
+
+    from service.api import create_app
+
+    api = create_app(rt)
+    worker = Worker(rt)
+    # uvicorn re-raises the signal that stopped it once it has shut down (uvicorn/server.py,
+    # capture_signals): this handler receives it, so the worker can finish before the exit.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: worker.request_stop())
+    # log_config=None: uvicorn's loggers keep the handler service.logs.configure_logging installed.
+    server = uvicorn.Server(uvicorn.Config(api, host=host, port=port, log_level="info", log_config=None))
+    worker.start()
+    try:
+        server.run()
+    finally:
+        worker.stop()
+    log.info("ferry serve: stopped")

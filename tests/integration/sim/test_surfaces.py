@@ -216,7 +216,9 @@ def test_run_with_window_stores_a_windowed_job_that_waits_for_its_window(tmp_pat
     plan_file = tmp_path / "plan.json"
     ferry("plan", "evacuate", "a", "--out", str(plan_file), "--format", "json", config=config)
     config.write_text(config.read_text() + f'[schedule]\nwindows = ["{closed_window()}"]\n')
-    summary = json.loads(ferry("run", str(plan_file), "--window", "--yes", "--format", "json", config=config).stdout)
+    waited = ferry("run", str(plan_file), "--window", "--yes", "--format", "json", config=config, check=False)
+    assert waited.returncode == 5, waited.stderr  # a job left waiting is not reported as done
+    summary = json.loads(waited.stdout)
     moves = len(json.loads(plan_file.read_text())["moves"])
     assert summary["counts"] == {"pending": moves}  # no move started
     detail = json.loads(ferry("job", "show", str(summary["job_id"]), "--format", "json", config=config).stdout)
