@@ -20,7 +20,8 @@ import os
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Path as PathParam, Query, Request, status
+from fastapi import Depends, FastAPI, Query, Request, status
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -37,8 +38,18 @@ from fleet.plan import Plan
 from fleet.snapshot import dump_inventory, key_path, parse_inventory, validate_model
 from service import operations as ops
 from service.api_gate import UNAUTHORIZED, ApiGate
-from service.api_models import (MAX_JOB_ID, ControlOut, HealthOut, InventoryOut, JobOut, JobSummaryOut,
-                                NothingToMoveOut, PlacementOut, PlanOut, errors)
+from service.api_models import (
+    MAX_JOB_ID,
+    ControlOut,
+    HealthOut,
+    InventoryOut,
+    JobOut,
+    JobSummaryOut,
+    NothingToMoveOut,
+    PlacementOut,
+    PlanOut,
+    errors,
+)
 from service.config import Config, check_private_file
 from service.jobs import JobConflict, NoSuchJob
 from service.metrics import store_registry
