@@ -4,6 +4,9 @@
         --> plan JSON (the exact bytes of ``ferry plan ... --format json``) | job records | metrics
     InputError -> 400, no such job -> 404, JobConflict or drift -> 409, backend down -> 502:
         always {"error": "<the one line the CLI prints>"}
+    service.api_gate, in front: the token before the body (401), JSON whatever the content type,
+        an unexpected exception -> 500 {"error": "internal error (ref <id>)"}
+    service.api_models: every answer's shape and every status code, in the OpenAPI document
 
 Routes are plain ``def`` functions: FastAPI runs them in its thread pool, so the blocking store and
 backends never stall the event loop. The worker that executes approved jobs is separate
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request, status
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -25,6 +29,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.exceptions import HTTPException
 
 from adapters.base import BackendError
 from fleet.errors import InputError
@@ -32,6 +37,19 @@ from fleet.model import Inventory
 from fleet.plan import Plan
 from fleet.snapshot import dump_inventory, key_path, parse_inventory, validate_model
 from service import operations as ops
+from service.api_gate import UNAUTHORIZED, ApiGate
+from service.api_models import (
+    MAX_JOB_ID,
+    ControlOut,
+    HealthOut,
+    InventoryOut,
+    JobOut,
+    JobSummaryOut,
+    NothingToMoveOut,
+    PlacementOut,
+    PlanOut,
+    errors,
+)
 from service.config import Config, check_private_file
 from service.jobs import JobConflict, NoSuchJob
 from service.metrics import store_registry
@@ -132,6 +150,10 @@ def _install_error_handlers(app: FastAPI) -> None:
         why = "is required" if err["type"] == "missing" else err["msg"].removeprefix("Value error, ")
         return answer(status.HTTP_400_BAD_REQUEST, InputError(key_path(loc), value, why).line())
 
+    @app.exception_handler(HTTPException)
+    def _http(_: Request, exc: HTTPException) -> JSONResponse:  # unknown route, unreadable body, ...
+        return answer(exc.status_code, str(exc.detail))
+
     @app.exception_handler(BackendError)
     def _backend(_: Request, exc: BackendError) -> JSONResponse:
         return answer(status.HTTP_502_BAD_GATEWAY, f"the cluster did not answer as expected: {exc}")
@@ -145,9 +167,23 @@ def _bearer_check(token: str) -> Any:
     def check(credentials: HTTPAuthorizationCredentials | None = Depends(scheme)) -> None:  # noqa: B008
         given = credentials.credentials.encode() if credentials else b""
         if not hmac.compare_digest(given, expected):  # constant time: no length/prefix oracle
-            raise ApiError(status.HTTP_401_UNAUTHORIZED, "authorization: a valid bearer token is required")
+            raise ApiError(status.HTTP_401_UNAUTHORIZED, UNAUTHORIZED)
 
     return check
+
+
+def _declare_errors_only(app: FastAPI) -> None:
+    """The OpenAPI document without FastAPI's default 422: a malformed request answers 400."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        document = build()  # built once, then cached by FastAPI: the edit below is made once
+        for path in document.get("paths", {}).values():
+            for operation in path.values():
+                operation.get("responses", {}).pop("422", None)
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 # -- the app ---------------------------------------------------------------------------------------
@@ -156,11 +192,16 @@ def create_app(runtime: Runtime, *, token: str | None = None) -> FastAPI:
     app = FastAPI(title="ferry", version="1",
                   description="Plan and run container migrations across Proxmox VE and OpenVZ nodes.")
     _install_error_handlers(app)
-    auth = [Depends(_bearer_check(token or load_token(runtime.config)))]
+    token = token or load_token(runtime.config)
+    app.add_middleware(ApiGate, token=token)
+    _declare_errors_only(app)
+    # The gate checks the token first; the dependency declares the scheme in the OpenAPI document.
+    auth = [Depends(_bearer_check(token))]
     registry = store_registry(runtime.sessions, instance_owner(runtime))
     rt = runtime
 
-    @app.get("/healthz", tags=["service"])
+    @app.get("/healthz", tags=["service"], response_model=None,
+             responses={200: {"model": HealthOut}, 503: {"model": HealthOut, "description": "store unreachable"}})
     def healthz() -> JSONResponse:
         """Liveness and store reachability; needs no token (for load balancers and probes)."""
         try:
@@ -170,32 +211,37 @@ def create_app(runtime: Runtime, *, token: str | None = None) -> FastAPI:
             return JSONResponse({"status": "store unreachable", "error": exc.__class__.__name__}, status_code=503)
         return JSONResponse({"status": "ok"})
 
-    @app.get("/metrics", tags=["service"], dependencies=auth, response_class=Response)
+    @app.get("/metrics", tags=["service"], dependencies=auth, response_class=Response,
+             responses=errors(401, 500))
     def metrics() -> Response:
         """Prometheus text format, computed from the job store (service.metrics)."""
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/v1/inventory", tags=["fleet"], dependencies=auth)
+    @app.get("/v1/inventory", tags=["fleet"], dependencies=auth, response_model=None,
+             responses={200: {"model": InventoryOut}, **errors(401, 500, 502)})
     def inventory() -> Response:
         """The live fleet as a snapshot (contracts/inventory.md)."""
         return _json_bytes(dump_inventory(ops.current_inventory(rt)))
 
-    @app.post("/v1/plans/evacuate", tags=["plans"], dependencies=auth)
+    plans: dict[int | str, Any] = {200: {"model": PlanOut}, **errors(400, 401, 500, 502)}
+
+    @app.post("/v1/plans/evacuate", tags=["plans"], dependencies=auth, response_model=None, responses=plans)
     def plan_evacuate_route(body: NodesBody) -> Response:
         """Give every container on ``nodes`` a destination (contracts/plan.md)."""
         return _json_bytes(ops.plan_nodes(rt, "evacuate", body, _snapshot(body)).plan.to_json())
 
-    @app.post("/v1/plans/drain", tags=["plans"], dependencies=auth)
+    @app.post("/v1/plans/drain", tags=["plans"], dependencies=auth, response_model=None, responses=plans)
     def plan_drain_route(body: NodesBody) -> Response:
         """Like evacuate, for maintenance."""
         return _json_bytes(ops.plan_nodes(rt, "drain", body, _snapshot(body)).plan.to_json())
 
-    @app.post("/v1/plans/rebalance", tags=["plans"], dependencies=auth)
+    @app.post("/v1/plans/rebalance", tags=["plans"], dependencies=auth, response_model=None, responses=plans)
     def plan_rebalance_route(body: RebalanceBody) -> Response:
         """Spread load with few, cheap moves; knobs override the configured policy."""
         return _json_bytes(ops.plan_rebalancing(rt, body, _snapshot(body)).plan.to_json())
 
-    @app.post("/v1/plans/place", tags=["plans"], dependencies=auth)
+    @app.post("/v1/plans/place", tags=["plans"], dependencies=auth, response_model=None,
+              responses={200: {"model": PlacementOut}, **errors(400, 401, 500, 502)})
     def plan_place_route(body: PlaceBody) -> dict[str, Any]:
         """The best node for a new container."""
         return ops.place_container(rt, body, _snapshot(body))
@@ -205,17 +251,20 @@ def create_app(runtime: Runtime, *, token: str | None = None) -> FastAPI:
 
 
 def _add_job_routes(app: FastAPI, rt: Runtime, auth: list[Any]) -> None:
-    @app.get("/v1/jobs", tags=["jobs"], dependencies=auth)
+    @app.get("/v1/jobs", tags=["jobs"], dependencies=auth, response_model=None,
+             responses={200: {"model": list[JobSummaryOut]}, **errors(400, 401, 500)})
     def jobs(query: Annotated[ops.JobListRequest, Query()]) -> list[dict[str, Any]]:
         """Newest first, as ``ferry jobs --format json``."""
         return ops.list_jobs(rt, query.limit)
 
-    @app.get("/v1/jobs/{job_id}", tags=["jobs"], dependencies=auth)
-    def job(job_id: int) -> dict[str, Any]:
+    @app.get("/v1/jobs/{job_id}", tags=["jobs"], dependencies=auth, response_model=None,
+             responses={200: {"model": JobOut}, **errors(400, 401, 404, 500)})
+    def job(job_id: JobId) -> dict[str, Any]:
         """Moves, their steps and the journal, as ``ferry job show --format json``."""
         return ops.job_detail(rt, job_id)
 
-    @app.post("/v1/jobs", tags=["jobs"], dependencies=auth, status_code=status.HTTP_201_CREATED)
+    @app.post("/v1/jobs", tags=["jobs"], dependencies=auth, status_code=status.HTTP_201_CREATED,
+              response_model=None, responses={201: {"model": JobOut}, **errors(400, 401, 409, 500, 502)})
     def new_job(body: ops.PlanJobRequest) -> dict[str, Any]:
         """Store a reviewed plan as a job, after re-validating it against the live fleet (409 with
         ``changes`` when the fleet drifted). ``approve`` lets the worker run it."""
@@ -228,25 +277,31 @@ def _add_job_routes(app: FastAPI, rt: Runtime, auth: list[Any]) -> None:
             return JSONResponse({"job": None, "moves": 0}, status_code=status.HTTP_200_OK)
         return ops.job_detail(rt, submitted.job_id)
 
-    nothing: dict[int | str, Any] = {200: {"description": 'Nothing to move: `{"job": null, "moves": 0}`'}}
+    nothing: dict[int | str, Any] = {
+        200: {"model": NothingToMoveOut, "description": 'Nothing to move: `{"job": null, "moves": 0}`'},
+        201: {"model": JobOut}, **errors(400, 401, 409, 500, 502)}
 
     @app.post("/v1/evacuate", tags=["jobs"], dependencies=auth, status_code=status.HTTP_201_CREATED,
-              responses=nothing)
+              response_model=None, responses=nothing)
     def evacuate(body: ops.NodesJobRequest) -> dict[str, Any]:
         """Plan the evacuation of ``nodes`` now and store it as a job (``approve``: the worker runs
         it at once); 200 with ``{"job": null}`` when there is nothing to move."""
         return plan_and_store("evacuate", body)
 
     @app.post("/v1/drain", tags=["jobs"], dependencies=auth, status_code=status.HTTP_201_CREATED,
-              responses=nothing)
+              response_model=None, responses=nothing)
     def drain(body: ops.NodesJobRequest) -> dict[str, Any]:
         """As evacuate, for maintenance (with ``window``: moves start only inside maintenance windows)."""
         return plan_and_store("drain", body)
 
     for action, doc in JOB_CONTROLS.items():
         app.post(f"/v1/jobs/{{job_id}}/{action}", tags=["jobs"], dependencies=auth,
-                 name=action, description=doc)(_control_route(rt, action))
+                 name=action, description=doc, response_model=None,
+                 responses={200: {"model": ControlOut}, **errors(400, 401, 404, 409, 500)})(_control_route(rt, action))
 
+
+#: A job's id in a path: ids beyond the store's integer range are refused (400), never looked up.
+JobId = Annotated[int, PathParam(ge=0, le=MAX_JOB_ID)]
 
 #: The operator's controls of a job, each ``POST /v1/jobs/{job_id}/<action>`` (service.lifecycle.CONTROLS).
 JOB_CONTROLS = {
@@ -258,7 +313,7 @@ JOB_CONTROLS = {
 
 
 def _control_route(rt: Runtime, action: str) -> Any:
-    def control(job_id: int) -> dict[str, Any]:
+    def control(job_id: JobId) -> dict[str, Any]:
         return ops.control(rt, job_id, action)
 
     control.__name__ = action

@@ -24,7 +24,8 @@ class Solver(StrEnum):
 
 
 class Request(BaseModel):
-    """A request names only keys ferry knows: a typo is refused, never ignored."""
+    """A request names only keys ferry knows: a typo is refused, never ignored. Figures and flags
+    are strict: ``true`` is not a count, ``"5"`` is not a number."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -32,7 +33,7 @@ class Request(BaseModel):
 class SolverChoice(Request):
     solver: Solver = Field(default=Solver.greedy,
                            description="greedy: fast, near-optimal; cp-sat: OR-Tools, for small fleets")
-    time_limit: float = Field(default=DEFAULT_TIME_LIMIT_S, ge=0.1, description="cp-sat: seconds to search")
+    time_limit: float = Field(default=DEFAULT_TIME_LIMIT_S, ge=0.1, strict=True, description="cp-sat: seconds to search")
 
 
 class NodesPlanRequest(SolverChoice):
@@ -40,9 +41,9 @@ class NodesPlanRequest(SolverChoice):
 
 
 class RebalanceRequest(SolverChoice):
-    aggressiveness: int | None = Field(default=None, ge=1, le=5, description="1 = fix violations only, 5 = any gain")
-    max_moves: int | None = Field(default=None, ge=0)
-    min_gain: float | None = Field(default=None, ge=0.0)
+    aggressiveness: int | None = Field(default=None, ge=1, le=5, strict=True, description="1 = fix violations only, 5 = any gain")
+    max_moves: int | None = Field(default=None, ge=0, strict=True)
+    min_gain: float | None = Field(default=None, ge=0.0, strict=True)
 
     def policy_overrides(self) -> dict[str, Any]:
         """The knobs given, as Policy fields (the ones not given keep the configured value)."""
@@ -50,15 +51,15 @@ class RebalanceRequest(SolverChoice):
 
 
 class PlaceRequest(Request):
-    cpus: float = Field(ge=0.01)
-    memory: int = Field(ge=1, description="MiB")
-    disk: float = Field(ge=0.0, description="GB")
+    cpus: float = Field(ge=0.01, strict=True)
+    memory: int = Field(ge=1, strict=True, description="MiB")
+    disk: float = Field(ge=0.0, strict=True, description="GB")
     storage: str | None = None
 
 
 class JobOptions(Request):
-    approve: bool = Field(default=False, description="the job may run at once (else it waits for approval)")
-    window: bool = Field(default=False, description="start moves only inside the configured maintenance windows")
+    approve: bool = Field(default=False, strict=True, description="the job may run at once (else it waits for approval)")
+    window: bool = Field(default=False, strict=True, description="start moves only inside the configured maintenance windows")
 
 
 class NodesJobRequest(JobOptions):
