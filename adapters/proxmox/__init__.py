@@ -17,7 +17,8 @@ value raises fleet.errors.InputError naming ``proxmox.<key>`` and the value):
 host                 API host name or IP (required)
 port                 API port, default 8006
 token_id             API token, ``user@realm!tokenid`` (required)
-token_secret_file    file holding the token secret (exactly one of this and token_secret_env)
+token_secret_file    file holding the token secret, readable by its owner only (chmod 600; exactly one
+                     of this and token_secret_env)
 token_secret_env     environment variable holding the token secret
 verify_ssl           verify the API's TLS certificate, default true
 ca_file              CA bundle to verify against (a self-signed PVE CA: /etc/pve/pve-root-ca.pem)

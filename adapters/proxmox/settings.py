@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +78,10 @@ def _read_secret(raw: Mapping[str, Any]) -> str:
             raise _bad("token_secret_file", path, f"cannot read: {exc.strerror or exc.__class__.__name__}") from None
         if not secret:
             raise _bad("token_secret_file", path, "file is empty")
+        mode = stat.S_IMODE(Path(str(path)).stat().st_mode)
+        if mode & 0o077:  # a secret others can read is no secret (as ferry's own API token file)
+            raise _bad("token_secret_file", path, f"the file is readable by group or others "
+                       f"(mode {mode:04o}): chmod 600 it")
         return secret
     secret = os.environ.get(str(env), "").strip()
     if not secret:

@@ -187,6 +187,19 @@ def test_bad_settings_name_key_and_value(monkeypatch, table, key) -> None:
 def test_secret_from_file_is_read_and_not_in_repr(tmp_path) -> None:
     path = tmp_path / "secret"
     path.write_text(SECRET + "\n")
+    path.chmod(0o600)
     settings = parse_settings({"host": "pve", "token_id": "f@pve!mig", "token_secret_file": str(path)})
     assert settings.token_secret == SECRET and SECRET not in repr(settings)
     assert settings.verify_ssl and settings.token_id == "f@pve!mig"
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604])
+def test_secret_file_readable_by_others_is_refused_in_one_line(tmp_path, mode) -> None:
+    path = tmp_path / "secret"
+    path.write_text(SECRET + "\n")
+    path.chmod(mode)
+    with pytest.raises(InputError) as err:
+        parse_settings({"host": "pve", "token_id": "f@pve!mig", "token_secret_file": str(path)})
+    line = str(err.value)
+    assert err.value.key == "proxmox.token_secret_file" and "chmod 600" in line and f"{mode:04o}" in line
+    assert "\n" not in line and SECRET not in line

@@ -27,6 +27,7 @@ def write_config(tmp: Path, double: PveDouble, *, secret: str | None = None, ca_
                  port: int | None = None) -> Path:
     """A ferry config for ``double``; the token secret goes to a file beside it."""
     (tmp / "pve-token").write_text((secret or double.token_secret) + "\n", encoding="utf-8")
+    (tmp / "pve-token").chmod(0o600)
     lines = ["[ferry]", 'backend = "proxmox"', 'state_dir = "state"',
              "[engine]", "retry_initial_s = 0.01", "retry_max_s = 0.05",
              "[proxmox]", f'host = "{double.host}"', f"port = {port or double.port}",
