@@ -51,7 +51,7 @@ def test_cancelled_job_exits_4(tmp_path: Path) -> None:
 
 
 def test_paused_job_exits_5_and_says_how_to_resume(tmp_path: Path) -> None:
-    config = write_config(tmp_path, speedup=100.0)  # ~0.5 s wall per move: the pause lands mid-job
+    config = write_config(tmp_path, speedup=50.0)  # ~1 s wall per move, one at a time: ~5 s in all
     config.write_text(config.read_text() + "[policy]\nmax_outgoing_per_node = 1\n")
     argv = [FERRY, "--config", str(config), "evacuate", "a", "--yes"]
     run = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
@@ -62,7 +62,9 @@ def test_paused_job_exits_5_and_says_how_to_resume(tmp_path: Path) -> None:
         while not any(m["state"] == MoveState.RUNNING for m in _moves(rt)):
             assert time.monotonic() < deadline and run.poll() is None, "no move started"
             time.sleep(0.05)
-        ferry("job", "pause", "1", config=config)
+        # paused through the store, as 'ferry job pause 1' does, but without a second process's
+        # start-up time: on a loaded machine that alone can outlast the job
+        jobs.control_job(rt.sessions, 1, "pause")
         out, err = run.communicate(timeout=60)
     finally:
         run.kill() if run.poll() is None else None
