@@ -24,6 +24,7 @@ from fleet.plan import Plan
 from planners import check_plan
 from service import jobs
 from service.engine import JobSummary
+from service.interrupts import pause_on_interrupt
 from service.lifecycle import JOB_RUNNABLE
 from service.operations.planning import NodeGoal, Planned, plan_nodes
 from service.operations.requests import MAX_JOB_LIMIT, JobOptions, NodesJobRequest, NodesPlanRequest
@@ -111,10 +112,12 @@ def uses_window(rt: Runtime, job_id: int) -> bool:
 
 def run_here(rt: Runtime, job_id: int, progress: Progress | None = None) -> JobSummary:
     """Run a job in this process until it ends; a windowed job starts moves only while a
-    maintenance window is open and lasts (the worker's rule), and is then left for later."""
-    if not uses_window(rt, job_id):
-        return rt.engine(progress=progress).run_job(job_id)
-    summary = _worker().Worker(rt).run_one(job_id)
+    maintenance window is open and lasts (the worker's rule), and is then left for later. Ctrl-C
+    pauses the job (service.interrupts)."""
+    with pause_on_interrupt(rt, job_id):
+        if not uses_window(rt, job_id):
+            return rt.engine(progress=progress).run_job(job_id)
+        summary = _worker().Worker(rt).run_one(job_id)
     if summary is None:
         raise jobs.JobConflict("job", job_id, f"could not run here; see 'ferry job show {job_id}'")
     return summary
