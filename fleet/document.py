@@ -32,7 +32,17 @@ MAX_STRING_CHARS = 65_536
 #: Integers beyond 64 bits fit no column, counter or API that ferry talks to.
 MAX_INT = 2**63 - 1
 
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """The safe loader, reading an unquoted timestamp (``taken_at: 2026-11-22T03:00:00Z``) as the
+    text written, as JSON would: the formats keep times as ISO 8601 strings, and people write
+    them in YAML without quotes."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_YAML_LOADER = _Loader
 
 
 def key_path(loc: tuple[Any, ...]) -> str:

@@ -19,6 +19,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from adapters.reported import reported, shown_text, shown_texts
 from fleet.model import Container, Inventory, Node
 
 PAGE_KIB = 4
@@ -88,13 +89,14 @@ def container_from(node: str, row: dict[str, Any], conf: dict[str, str]) -> Cont
     held_pages = (row.get("physpages") or {}).get("held", 0)
     disk_kib = (row.get("diskspace") or {}).get("usage", 0)
     status = row.get("status", "stopped")
-    return Container(
-        id=ctid, node=node, name=conf.get("HOSTNAME") or conf.get("NAME") or None,
+    return reported(Container, dict(
+        id=ctid, node=node, name=shown_text(conf.get("HOSTNAME") or conf.get("NAME")),
         status=status if status in ("running", "stopped", "suspended") else "stopped",
         cpus=float(conf.get("CPUS") or row.get("cpus") or 1) or 1.0,
         memory_mb=ram_pages * PAGE_KIB // 1024, memory_used_mb=held_pages * PAGE_KIB // 1024,
         disk_gb=round(disk_kib / 2**20, 3), storage=STORAGE_ID, ips=ips_of(conf),
-        tags=[t for t in re.split(r"[\s,;]+", conf.get("DESCRIPTION", "")) if t.startswith("plb_")])
+        tags=shown_texts([t for t in re.split(r"[\s,;]+", conf.get("DESCRIPTION", "")) if t.startswith("plb_")])),
+        where=f"container {ctid} on {node}")
 
 
 def build_inventory(nodes: list[Node], containers: list[Container]) -> Inventory:

@@ -20,6 +20,7 @@ from typing import Any
 from adapters.base import PermanentError, TransientError
 from adapters.proxmox import observe
 from adapters.proxmox.client import Api
+from adapters.reported import reported, shown_text, shown_texts
 from fleet.model import Container, Inventory, Node, Storage
 
 MIB = 1 << 20
@@ -72,13 +73,15 @@ def _container(api: Api, row: dict[str, Any], ha: set[str]) -> Container:
     conf = observe.config(api, node, vmid)
     running = row.get("status") == "running"
     extra = {"lock": conf["lock"]} if conf.get("lock") else {}
-    return Container(
-        id=str(vmid), node=node, name=row.get("name") or conf.get("hostname"), status=row.get("status", "stopped"),
+    return reported(Container, dict(
+        id=str(vmid), node=node, name=shown_text(row.get("name") or conf.get("hostname")),
+        status=row.get("status", "stopped"),
         cpus=float(row.get("maxcpu") or conf.get("cores") or 1), cpu_usage=_fraction(row.get("cpu")) if running else 0.0,
         memory_mb=round(int(row.get("maxmem") or 0) / MIB) or int(conf.get("memory", 0)),
         memory_used_mb=round(int(row.get("mem") or 0) / MIB) if running else 0,
         disk_gb=_gib(row.get("maxdisk")), storage=observe.rootfs_storage(conf), ips=observe.config_ips(conf),
-        tags=observe.split_tags(conf.get("tags") or row.get("tags")), ha=f"ct:{vmid}" in ha, **extra)
+        tags=shown_texts(observe.split_tags(conf.get("tags") or row.get("tags"))), ha=f"ct:{vmid}" in ha,
+        **extra), where=f"container {vmid} on {node}")
 
 
 def discover(api: Api) -> Inventory:

@@ -112,7 +112,8 @@ class WorldFile:
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         # write + rename is atomic against a killed process (kill -9 loses no page cache), which
         # is what the simulated world must survive; it skips fsync, which only power loss needs.
-        with open(tmp, "w", encoding="utf-8") as fh:
+        # 0600 like every file of ferry's state: the world holds the fleet's addresses and names.
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as fh:
             fh.write(json.dumps(world, separators=(",", ":")))  # dumps: the C encoder, 50x json.dump
         os.replace(tmp, self.path)
         self._cache = (self._identity(), world)

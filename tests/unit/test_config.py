@@ -166,7 +166,9 @@ def test_state_directory_and_store_are_readable_by_their_owner_only(tmp_path: Pa
         session.execute(text("INSERT INTO probe VALUES (1)"))
         session.commit()
         state = tmp_path / "state"
-        modes = {p.name: stat.S_IMODE(os.stat(p).st_mode) for p in [state, *state.glob("ferry.db*")]}
+        modes = {p.name: stat.S_IMODE(os.stat(p).st_mode)
+                 for p in [state, *state.glob("ferry.db*"), *state.glob("world.json")]}
     assert modes["state"] == 0o700
+    assert modes.get("world.json") == 0o600, modes  # the simulated fleet's names and addresses
     assert {"ferry.db", "ferry.db-wal"} <= set(modes), modes
     assert all(mode == 0o600 for name, mode in modes.items() if name.startswith("ferry.db")), modes

@@ -6,6 +6,7 @@ import shlex
 
 import pytest
 
+from adapters.base import BackendError
 from adapters.openvz import create_backend, inventory, retire
 from adapters.openvz.forwarding import listening_ports
 from fleet.errors import InputError
@@ -80,3 +81,21 @@ def test_cleanup_due_reads_the_source_node_clock():
     assert (later.forwarders, later.source_area, later.source_was_running) == (True, True, False)
     gone = retire.due([], retention_hours=24)  # no state left: nothing to wait for
     assert gone.forwarders and gone.source_area
+
+
+def test_hostile_hostname_and_tags_are_kept_escaped_not_fatal():
+    row = {"ctid": 102, "status": "running", "physpages": {"held": 0, "limit": 262144}}
+    conf = {"HOSTNAME": "web\x1b[2J\u202eexe.txt", "DESCRIPTION": "plb_pin_\x07n1 other", "IP_ADDRESS": "1.2.3.5"}
+    ct = inventory.container_from("n1", row, conf)
+    assert ct.name == "web\\x1b[2J\\u202eexe.txt"
+    assert ct.tags == ["plb_pin_\\x07n1"]
+    long = inventory.container_from("n1", row, {"HOSTNAME": "x" * 300 + "\x1b"})
+    assert long.name == "x" * 253
+
+
+def test_unusable_address_stops_discovery_naming_the_container_and_key():
+    row = {"ctid": 103, "status": "running"}
+    with pytest.raises(BackendError) as err:
+        inventory.container_from("n2", row, {"IP_ADDRESS": "10.0.0.300"})
+    assert str(err.value).startswith("the cluster reported an unusable value: container 103 on n2: ips[0]=")
+    assert "not an IP address" in str(err.value) and "\n" not in str(err.value)

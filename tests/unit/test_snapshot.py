@@ -85,6 +85,15 @@ def test_yaml_and_json_files_load_the_same(tmp_path: Path) -> None:
     assert inventory_digest(load_inventory(tmp_path / "s.json")) == inventory_digest(load_inventory(tmp_path / "s.yaml"))
 
 
+def test_unquoted_yaml_timestamp_loads_as_written(tmp_path: Path) -> None:
+    quoted = yaml.safe_dump(CONTRACT_EXAMPLE)
+    assert "taken_at: '" in quoted
+    path = tmp_path / "s.yaml"
+    path.write_text(quoted.replace(f"taken_at: '{CONTRACT_EXAMPLE['taken_at']}'",
+                                   f"taken_at: {CONTRACT_EXAMPLE['taken_at']}"))
+    assert load_inventory(path).taken_at == CONTRACT_EXAMPLE["taken_at"]
+
+
 def _broken(path: str, value: object) -> dict:
     data = json.loads(json.dumps(CONTRACT_EXAMPLE))
     target = data

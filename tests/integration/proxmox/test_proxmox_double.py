@@ -186,3 +186,11 @@ def test_cleanup_and_the_sweep_purge_by_the_same_guard(pve_double, monkeypatch, 
     events = [e.detail for e in journal.entries if e.what == "purged retired source"]
     assert events == [{"ct": "104", "vmid": 104, "node": "pve1", "copy": copy}]
     backend.cleanup(spec, ctx)  # idempotent: nothing left, nothing raised
+
+
+def test_discover_keeps_a_customers_hostile_hostname_escaped(pve_double, backend) -> None:  # noqa: F811
+    everyone = {ct.id for ct in pve_double.world.snapshot().containers}
+    pve_double.world.guests[104].hostname = "db\x1b]0;pwned\x07\u202e"  # the customer's choice
+    found = backend.discover()
+    assert found.container("104").name == "db\\x1b]0;pwned\\x07\\u202e"
+    assert {ct.id for ct in found.containers} == everyone
