@@ -151,7 +151,7 @@ def _whole_move_slots(enabled: bool) -> Any:
 def run_once(count: int, outgoing: int, *, slots: bool = True) -> dict[str, float]:
     folder = Path(tempfile.mkdtemp(prefix="ferry-bench-engine-"))
     policy = Policy(max_parallel=8, max_outgoing_per_node=outgoing, default_link_mb_s=NIC_MB_S / outgoing)
-    config = Config(ferry=FerrySection(state_dir=str(folder / "state")), policy=policy,
+    config = Config(ferry=FerrySection(backend="sim", state_dir=str(folder / "state")), policy=policy,
                     engine=EngineSection(retry_initial_s=0.01, retry_max_s=0.05),
                     sim={"fleet_file": str(fleet_file(folder, count)), "speedup": SPEEDUP,
                          "world_file": str(folder / "state" / "world.json")})

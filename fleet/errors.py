@@ -26,6 +26,16 @@ _SECRET_KEY_RE = re.compile(r"secret|token|passw|credential|api_?key|private", r
 HIDDEN = "(value hidden)"
 
 
+class _Missing:
+    """The value of a key that was not given at all (not even null): messages show no value."""
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+
+
 def names_a_secret(key: str) -> bool:
     """Whether ``key`` says its value is a secret (then no message shows the value)."""
     return bool(_SECRET_KEY_RE.search(key))
@@ -60,5 +70,7 @@ class InputError(Exception):
 
     def line(self) -> str:
         where = f"{escape_unsafe(self.source)}: " if self.source else ""
+        if self.value is MISSING:
+            return f"{where}{_bounded(self.key)}: {escape_unsafe(self.why)}"
         shown = HIDDEN if names_a_secret(self.key) else show_value(self.value)
         return f"{where}{_bounded(self.key)}={shown}: {escape_unsafe(self.why)}"

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from fleet.document import check_document, key_path, read_document
-from fleet.errors import InputError
+from fleet.errors import MISSING, InputError
 from fleet.model import Inventory
 
 __all__ = ["key_path", "read_document", "validate_model", "parse_inventory", "load_inventory",
@@ -43,7 +43,7 @@ def _first_error(exc: ValidationError, model: type) -> tuple[str, Any, str]:
                                               and ("(" in p or p == "[key]")))
     message = err["msg"].removeprefix("Value error, ")
     if err["type"] == "missing":
-        return key_path(loc), None, "is required"
+        return key_path(loc), MISSING, "is required"
     if err["type"] == "extra_forbidden":
         close = difflib.get_close_matches(str(loc[-1]), _known_keys(model, loc[:-1]), n=1)
         return key_path(loc), err.get("input"), "unknown key" + (f" (did you mean {close[0]!r}?)" if close else "")

@@ -32,7 +32,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 
 from adapters.base import BackendError
-from fleet.errors import InputError
+from fleet.errors import MISSING, InputError
 from fleet.model import Inventory
 from fleet.plan import Plan
 from fleet.snapshot import dump_inventory, key_path, parse_inventory, validate_model
@@ -146,7 +146,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         err = exc.errors()[0]
         loc = tuple(p for p in err["loc"] if p not in ("body", "query", "path"))
-        value = err.get("input") if err["type"] != "missing" else None
+        value = err.get("input") if err["type"] != "missing" else MISSING
         why = "is required" if err["type"] == "missing" else err["msg"].removeprefix("Value error, ")
         return answer(status.HTTP_400_BAD_REQUEST, InputError(key_path(loc), value, why).line())
 

@@ -33,7 +33,7 @@ from service.logs import LogFormat, configure_logging
 from service.operations.requests import DEFAULT_JOB_LIMIT, DEFAULT_TIME_LIMIT_S, Solver
 from service.runtime import Runtime
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+app = typer.Typer(no_args_is_help=True, add_completion=True, pretty_exceptions_enable=False,
                   help="ferry plans and runs container migrations across Proxmox VE and OpenVZ nodes.",
                   epilog=EXIT_HELP)
 plan_app = typer.Typer(no_args_is_help=True, help="Compute a plan (nothing moves).")
@@ -54,6 +54,12 @@ class Format(StrEnum):
     json = "json"
 
 
+class PlaceFormat(StrEnum):
+    table = "table"
+    json = "json"
+    name = "name"
+
+
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table for people, json for scripts")]
 InventoryOpt = Annotated[Path | None, typer.Option("--inventory", "-i", help="plan offline from this snapshot")]
 OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="also save the plan to this file")]
@@ -70,9 +76,23 @@ SolverOpt = Annotated[str, typer.Option(help=described(ops.NodesPlanRequest, "so
 TimeLimitOpt = Annotated[float, typer.Option("--time-limit", help=described(ops.NodesPlanRequest, "time_limit"))]
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            console.print(f"ferry {version('ferry')}", markup=False, highlight=False)
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            console.print("ferry (not installed)", markup=False, highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
 def main_options(ctx: typer.Context, config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="config file (else $FERRY_CONFIG)")] = None) -> None:
+        Path | None, typer.Option("--config", "-c", help="config file (else $FERRY_CONFIG, else "
+                                  "/etc/ferry/ferry.toml)")] = None,
+        show_version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
+                                                   help="print ferry's version and exit")] = False) -> None:
     ctx.obj = {"config_path": config}
 
 
@@ -80,8 +100,11 @@ def runtime(ctx: typer.Context) -> Runtime:
     root = ctx.find_root()
     if "runtime" not in root.obj:
         config = load_config(root.obj.get("config_path"))
-        _STATE_DIR["path"] = config.state_dir  # where an internal error's trace is saved
+        if config.path is not None or config.ferry.state_dir is not None:
+            _STATE_DIR["path"] = config.state_dir  # where an internal error's trace is saved
         root.obj["runtime"] = Runtime(config)
+        if config.ferry.backend == "sim":
+            render.mark_fleet(render.SIMULATED)
     return root.obj["runtime"]
 
 
@@ -159,15 +182,25 @@ def plan_place_cmd(
     ctx: typer.Context, cpus: Annotated[float, typer.Option()],
     memory: Annotated[int, typer.Option(help=described(ops.PlaceRequest, "memory"))],
     disk: Annotated[float, typer.Option(help=described(ops.PlaceRequest, "disk"))],
-    storage: str | None = None, snapshot: InventoryOpt = None, fmt: FormatOpt = Format.table,
+    storage: str | None = None, snapshot: InventoryOpt = None,
+    fmt: Annotated[PlaceFormat, typer.Option("--format", "-f", help=(
+        "table for people, json for scripts, name: the best node's name alone (for Terraform, "
+        "Ansible; exit 3 when no node can take it)"))] = PlaceFormat.table,
 ) -> None:
     """The best node for a new container."""
     asked = request(ops.PlaceRequest, cpus=cpus, memory=memory, disk=disk, storage=storage)
     result = ops.place_container(runtime(ctx), asked, snapshot_of(snapshot))
-    if fmt is Format.json:
+    if fmt is PlaceFormat.json:
         emit_json(result)
-    else:
-        console.print_json(data=result)
+    elif fmt is PlaceFormat.name and result["best"]:
+        console.print(result["best"], markup=False, highlight=False)
+    elif fmt is PlaceFormat.table:
+        render.render_place(console, result)
+    if not result["best"]:
+        first = result["rejected"][0]["reason"] if result["rejected"] else "the fleet has no node"
+        err_console.print(f"ferry: no node can take it ({first}; --format json lists every node's reason)",
+                          markup=False, highlight=False)
+        raise typer.Exit(ExitCode.JOB_FAILED)
 
 
 # -- execution -------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from fleet.document import read_text
-from fleet.errors import InputError
+from fleet.errors import MISSING, InputError
 from fleet.model import Id
 from fleet.policy import Policy
 from fleet.snapshot import validate_model
@@ -32,14 +32,23 @@ from fleet.snapshot import validate_model
 REPO_ROOT = Path(__file__).resolve().parents[1]
 #: The built-in simulated fleet: in the source tree, or where an image put it (FERRY_DEMO_FLEET).
 DEMO_FLEET = Path(os.environ.get("FERRY_DEMO_FLEET") or REPO_ROOT / "config" / "fleets" / "demo.yaml")
+#: Where an installed ferry finds its config when neither --config nor FERRY_CONFIG names one.
+SYSTEM_CONFIG = Path("/etc/ferry/ferry.toml")
+#: The state of an installed ferry (the system config's default ``state_dir``), as the FHS wants.
+SYSTEM_STATE_DIR = Path("/var/lib/ferry")
+NO_CONFIG = (f"no config: pass --config FILE, set FERRY_CONFIG or write {SYSTEM_CONFIG} "
+             "('ferry demo' shows ferry on the simulated fleet)")
 
 
 class FerrySection(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    backend: Literal["sim", "proxmox", "openvz"] = "sim"
+    #: Which fleet ferry acts on. No default: the simulated fleet only when asked for.
+    backend: Literal["sim", "proxmox", "openvz"] | None = None
     #: SQLAlchemy URL of the job store (checked by :func:`check_database_url`).
     database: str = ""
-    state_dir: str = Field(default=".ferry", min_length=1)
+    #: Relative to the config file's folder; default ``.ferry`` beside it, or /var/lib/ferry for
+    #: the system config.
+    state_dir: str | None = Field(default=None, min_length=1)
     #: Name this instance uses in claims and locks (defaults to host name + pid); the store's
     #: claim columns hold 128 characters.
     instance: str = Field(default="", max_length=128)
@@ -157,8 +166,24 @@ class Config(BaseModel):
 
     @property
     def state_dir(self) -> Path:
+        """Where the store, the simulated world and the traces live. Without a config file there
+        is none: a state that followed the current directory would split one fleet's jobs."""
+        if self.path is None and self.ferry.state_dir is None:
+            raise InputError("--config", MISSING, NO_CONFIG)
+        if self.ferry.state_dir is None and self.path is not None and self.path.parent == SYSTEM_CONFIG.parent:
+            return SYSTEM_STATE_DIR
         base = self.path.parent if self.path else Path.cwd()
-        return (base / self.ferry.state_dir).resolve()
+        return (base / (self.ferry.state_dir or ".ferry")).resolve()
+
+    @property
+    def backend(self) -> str:
+        """The backend's name; a one-line InputError when no config chose one."""
+        if self.ferry.backend is None:
+            if self.path is None:
+                raise InputError("--config", MISSING, NO_CONFIG)
+            raise InputError("ferry.backend", MISSING, "is not set: choose proxmox, openvz or sim "
+                             "(the simulated fleet)", source=str(self.path))
+        return self.ferry.backend
 
     @property
     def database_url(self) -> str:
@@ -173,9 +198,9 @@ class Config(BaseModel):
 
     def backend_settings(self) -> dict[str, Any]:
         """The backend's table with relative paths resolved against the config file's folder."""
-        table = getattr(self, self.ferry.backend)
+        table = getattr(self, self.backend)
         settings = table.model_dump(exclude_unset=True) if isinstance(table, BaseModel) else dict(table)
-        if self.ferry.backend == "sim":
+        if self.backend == "sim":
             settings.setdefault("world_file", str(self.state_dir / "world.json"))
             settings.setdefault("fleet_file", str(DEMO_FLEET))
         base = self.path.parent if self.path else Path.cwd()
@@ -225,11 +250,14 @@ def check_private_file(path: Path, key: str) -> None:
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
-    """Read the config named by ``path``, else ``FERRY_CONFIG``, else built-in defaults."""
+    """Read the config named by ``path``, else ``FERRY_CONFIG``, else /etc/ferry/ferry.toml; with
+    none of them, built-in defaults that plan offline (``--inventory``) but name no fleet."""
     chosen = path or os.environ.get("FERRY_CONFIG")
     if not chosen:
-        return Config()
-    key = "--config" if path else "FERRY_CONFIG"
+        if not SYSTEM_CONFIG.is_file():
+            return Config()
+        chosen = SYSTEM_CONFIG
+    key = "--config" if path else "FERRY_CONFIG" if chosen != SYSTEM_CONFIG else str(SYSTEM_CONFIG)
     file = Path(chosen)
     text = read_text(file, key=key)
     try:

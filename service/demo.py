@@ -34,6 +34,7 @@ def demo_config(state_dir: str, speedup: float) -> Config:
 
 def run_demo(console: Console, *, speedup: float = 120.0, state_dir: str = ".ferry/demo") -> int:
     shutil.rmtree(state_dir, ignore_errors=True)
+    render.mark_fleet(render.SIMULATED)
     rt = Runtime(demo_config(state_dir, speedup))
     started = time.monotonic()
     inv = rt.backend.discover()

@@ -11,6 +11,7 @@ reach Rich only through :func:`plain`, as text that is never read as markup (a c
 from __future__ import annotations
 
 from collections import Counter
+from contextvars import ContextVar
 from typing import Any
 
 from rich.console import Console, Group
@@ -23,6 +24,21 @@ from fleet.text import escape_unsafe
 from service.lifecycle import MoveState
 
 GIB = 1024**3
+#: Said on every table of a command that acts on the simulated fleet, so that nobody mistakes its
+#: figures for a real cluster's (set once per command by the CLI, see :func:`mark_fleet`).
+_FLEET_MARK: ContextVar[str] = ContextVar("fleet_mark", default="")
+SIMULATED = "SIMULATED fleet"
+
+
+def mark_fleet(label: str) -> None:
+    """Every title from now on says ``label`` (e.g. SIMULATED); "" for a real fleet."""
+    _FLEET_MARK.set(label)
+
+
+def title(text: str) -> Text:
+    """A table's title: untrusted text as plain, then the fleet's mark, if any, in reverse video."""
+    mark = _FLEET_MARK.get()
+    return Text.assemble(plain(text), (f"  [{mark}]", "bold reverse") if mark else "")
 
 
 def plain(value: object, style: str = "") -> Text:
@@ -59,7 +75,7 @@ def node_loads(inv: Inventory) -> dict[str, dict[str, float]]:
 
 def render_inventory(console: Console, inv: Inventory) -> None:
     loads = node_loads(inv)
-    table = Table(title=f"Fleet: {len(inv.nodes)} nodes, {len(inv.containers)} containers",
+    table = Table(title=title(f"Fleet: {len(inv.nodes)} nodes, {len(inv.containers)} containers"),
                   title_justify="left")
     for col in ("node", "platform", "state", "cts", "memory (configured)", "vCPUs", "disk"):
         table.add_column(col, justify="right" if col == "cts" else "left", no_wrap=True)
@@ -79,7 +95,7 @@ def _goal_text(plan: Plan) -> str:
 
 def render_plan(console: Console, plan: Plan, inv: Inventory | None = None, *, limit: int = 60) -> None:
     names = {c.id: c.name or "" for c in inv.containers} if inv else {}
-    table = Table(title=plain(f"Plan: {_goal_text(plan)} — {len(plan.moves)} moves"), title_justify="left")
+    table = Table(title=title(f"Plan: {_goal_text(plan)} — {len(plan.moves)} moves"), title_justify="left")
     for col in ("#", "container", "from → to", "method", "wave", "GiB", "time", "down", "reason"):
         table.add_column(col, no_wrap=col != "reason", min_width=24 if col == "reason" else None,
                          justify="right" if col in ("#", "wave", "GiB", "time", "down") else "left")
@@ -93,7 +109,7 @@ def render_plan(console: Console, plan: Plan, inv: Inventory | None = None, *, l
     console.print(table)
     for item in plan.unplaced:
         console.print(plain(f"unplaced {item.ct}: {item.reason}", style="bold red"))
-    nodes = Table(title="Node load (configured memory): before → after", title_justify="left")
+    nodes = Table(title=title("Node load (configured memory): before → after"), title_justify="left")
     for col in ("node", "before", "after"):
         nodes.add_column(col, no_wrap=True)
     for name in sorted(set(plan.before) | set(plan.after)):
@@ -106,8 +122,20 @@ def render_plan(console: Console, plan: Plan, inv: Inventory | None = None, *, l
                   f"{s.bytes / GIB:.0f} GiB to copy, predicted makespan {s.predicted_makespan_s:.0f} s")
 
 
+def render_place(console: Console, result: dict[str, Any]) -> None:
+    """Where a new container would go: the candidates best first, then the nodes that cannot."""
+    table = Table(title=title(f"Place: best node {result['best'] or '(none)'}"), title_justify="left")
+    for col in ("#", "node", "score", "reason"):
+        table.add_column(col, overflow="fold" if col == "reason" else "ellipsis")
+    for i, row in enumerate(result["candidates"], 1):
+        table.add_row(str(i), plain(row["node"]), f"{row['score']:.4f}", plain(row["reason"]))
+    for row in result["rejected"]:
+        table.add_row("-", plain(row["node"]), "", plain(row["reason"], "red"))
+    console.print(table)
+
+
 def render_jobs(console: Console, jobs: list[dict[str, Any]]) -> None:
-    table = Table(title="Jobs", title_justify="left")
+    table = Table(title=title("Jobs"), title_justify="left")
     for col in ("id", "kind", "nodes", "state", "moves", "created", "message"):
         table.add_column(col, overflow="fold" if col == "message" else "ellipsis")
     for job in jobs:
@@ -122,7 +150,7 @@ def job_view(job: dict[str, Any]) -> Group:
     head = Text.assemble(plain(f"job {job['id']}", "bold"), plain(f" {job['kind']} {' '.join(job['nodes'])}: "),
                          plain(job["state"], "bold"),
                          plain(" — " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))))
-    table = Table()
+    table = Table(title=title("Moves"), title_justify="left")
     for col in ("ct", "from → to", "method", "state", "step", "message"):
         table.add_column(col, overflow="fold" if col == "message" else "ellipsis")
     for m in job["moves"]:

@@ -23,7 +23,7 @@ from service.store import open_database
 
 
 def make_backend(config: Config) -> Backend:
-    module = importlib.import_module(f"adapters.{config.ferry.backend}")
+    module = importlib.import_module(f"adapters.{config.backend}")
     return module.create_backend(config.backend_settings())
 
 
@@ -33,7 +33,7 @@ class Runtime:
 
     @cached_property
     def backend(self) -> Backend:
-        if self.config.ferry.backend == "sim":  # the world lives in the state directory
+        if self.config.backend == "sim":  # the world lives in the state directory
             self.config.make_state_dir()
         return make_backend(self.config)
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from fleet.errors import InputError
-from service.config import DEMO_FLEET, load_config
+from service import config as config_module
+from service.config import load_config
 from tests.conftest import REPO
 
 
@@ -21,7 +22,7 @@ def test_the_example_config_is_valid_and_uses_the_documented_defaults() -> None:
 
 def test_ferry_config_env_is_used_and_relative_paths_follow_the_file(tmp_path: Path, monkeypatch) -> None:
     (tmp_path / "fleets").mkdir()
-    (tmp_path / "conf.toml").write_text('[ferry]\nstate_dir = "st"\n[sim]\nfleet_file = "fleets/x.yaml"\n')
+    (tmp_path / "conf.toml").write_text('[ferry]\nbackend = "sim"\nstate_dir = "st"\n[sim]\nfleet_file = "fleets/x.yaml"\n')
     monkeypatch.setenv("FERRY_CONFIG", str(tmp_path / "conf.toml"))
     config = load_config()
     settings = config.backend_settings()
@@ -29,9 +30,40 @@ def test_ferry_config_env_is_used_and_relative_paths_follow_the_file(tmp_path: P
     assert settings["world_file"] == str(tmp_path / "st" / "world.json")
 
 
-def test_no_config_means_the_built_in_simulated_fleet(monkeypatch) -> None:
+def test_no_config_names_no_fleet_and_says_where_configs_are_found(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.delenv("FERRY_CONFIG", raising=False)
-    assert load_config().backend_settings()["fleet_file"] == str(DEMO_FLEET)
+    monkeypatch.setattr(config_module, "SYSTEM_CONFIG", tmp_path / "absent" / "ferry.toml")
+    config = load_config()
+    for read in (lambda: config.backend, lambda: config.state_dir):  # no simulated fleet, no ./.ferry
+        with pytest.raises(InputError) as err:
+            read()
+        assert err.value.line().startswith("--config: no config: pass --config FILE, set FERRY_CONFIG or write ")
+        assert "ferry demo" in err.value.line()
+
+
+def test_a_config_without_a_backend_asks_for_one(tmp_path: Path) -> None:
+    path = tmp_path / "ferry.toml"
+    path.write_text('[policy]\nmax_parallel = 4\n')
+    with pytest.raises(InputError) as err:
+        load_config(path).backend_settings()
+    assert err.value.line() == f"{path.resolve()}: ferry.backend: is not set: choose proxmox, openvz or sim (the simulated fleet)"
+
+
+def test_the_system_config_is_found_and_keeps_its_state_in_var_lib(monkeypatch, tmp_path: Path) -> None:
+    etc, var = tmp_path / "etc" / "ferry", tmp_path / "var" / "lib" / "ferry"
+    etc.mkdir(parents=True)
+    (etc / "ferry.toml").write_text('[ferry]\nbackend = "sim"\n')
+    monkeypatch.delenv("FERRY_CONFIG", raising=False)
+    monkeypatch.setattr(config_module, "SYSTEM_CONFIG", etc / "ferry.toml")
+    monkeypatch.setattr(config_module, "SYSTEM_STATE_DIR", var)
+    config = load_config()
+    assert config.path == (etc / "ferry.toml").resolve() and config.backend == "sim"
+    assert config.state_dir == var  # not /etc/ferry/.ferry
+    explicit = etc / "other.toml"
+    explicit.write_text('[ferry]\nbackend = "sim"\nstate_dir = "/srv/ferry"\n')
+    assert load_config(explicit).state_dir == Path("/srv/ferry")  # an explicit state_dir wins
+    monkeypatch.setenv("FERRY_CONFIG", str(explicit))
+    assert load_config().path == explicit.resolve()  # FERRY_CONFIG before the system config
 
 
 @pytest.mark.parametrize(("text", "key"), [
@@ -93,7 +125,7 @@ def test_database_urls_are_checked_before_use_and_passwords_never_shown(tmp_path
 
 def test_a_good_sqlite_url_and_the_example_sim_table_load(tmp_path: Path) -> None:
     path = tmp_path / "ok.toml"
-    path.write_text(f'[ferry]\ndatabase = "sqlite:///{tmp_path}/x.db"\n[sim]\nfault_rate = 0.5\n'
+    path.write_text(f'[ferry]\nbackend = "sim"\ndatabase = "sqlite:///{tmp_path}/x.db"\n[sim]\nfault_rate = 0.5\n'
                     'faults = [{ kind = "dest_full", step = "presync-copy", ct = "105" }]\n')
     config = load_config(path)
     settings = config.backend_settings()
