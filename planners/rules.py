@@ -13,7 +13,7 @@ Adding a rule means adding its functions here and one ``Rule(...)`` line to :dat
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 
 from planners.exact_model import GRAIN_MB, ExactModel, grains
 from planners.objective import expected_copy
@@ -23,6 +23,8 @@ from planners.storage import assign_storage
 from planners.units import ANY, Unit, arriving
 
 GIB = 1024.0
+Key = tuple[Hashable, ...]
+Tally = list[tuple[Key, float]]
 
 
 # -- where a unit may go at all -----------------------------------------------------------------
@@ -98,6 +100,15 @@ def anti_affinity_breaches(state: FleetState, units: list[Unit],
         for node, cts in sorted(by_node.items()):
             for ct in cts[1:]:
                 yield unit_of[ct], f"{ct} shares {node} with {cts[0]} (anti-affinity)"
+
+
+def anti_affinity_tally(st: FleetState, ct: str, node: str, storage: str | None, copied: bool) -> Tally:
+    return [(("anti_affinity", node, gi), 1) for gi in st.anti_groups_of.get(ct, ())]
+
+
+def anti_affinity_limit(st: FleetState, key: Key) -> tuple[float, float]:
+    _, node, gi = key
+    return st.anti_count.get((node, gi), 0), 1  # type: ignore[call-overload]
 
 
 def anti_affinity_exact(exact: ExactModel) -> None:
@@ -177,6 +188,28 @@ def overloads(state: FleetState, units: list[Unit], unit_of: dict[str, Unit]) ->
             excess_cpu -= unit.cpus
 
 
+def capacity_tally(st: FleetState, ct: str, node: str, storage: str | None, copied: bool) -> Tally:
+    c = st.containers[ct]
+    return [(("capacity", "mem", node), c.memory_mb), (("capacity", "cpu", node), c.cpus)]
+
+
+def capacity_limit(st: FleetState, key: Key) -> tuple[float, float]:
+    _, what, node = key
+    if what == "mem":
+        return st.mem[node], st.mem_cap(node)  # type: ignore[index, arg-type]
+    return st.cpu[node], st.cpu_cap(node)  # type: ignore[index, arg-type]
+
+
+def capacity_short(st: FleetState, unit: Unit, node: str) -> tuple[float, float]:
+    """Memory and CPUs ``node`` lacks for ``unit`` (<= 0: room, as far as arithmetic tells)."""
+    return (unit.memory_mb - (st.mem_cap(node) - st.mem[node]),
+            unit.cpus - (st.cpu_cap(node) - st.cpu[node]))
+
+
+def capacity_frees(st: FleetState, unit: Unit) -> tuple[float, float]:
+    return unit.memory_mb, unit.cpus
+
+
 def capacity_exact(exact: ExactModel) -> None:
     """Memory and CPU within capacity per node (a node already over may keep what it has); sets
     ``exact.loads``, the memory loads the objective minimises."""
@@ -213,6 +246,32 @@ def disk_on_target(state: FleetState, ct: str, dst: str, storage: str | None) ->
     return None
 
 
+def disk_tally(st: FleetState, ct: str, node: str, storage: str | None, copied: bool) -> Tally:
+    return [(("disk", node, storage), st.containers[ct].disk_gb)] if copied and storage else []
+
+
+def disk_limit(st: FleetState, key: Key) -> tuple[float, float] | None:
+    _, node, storage = key
+    if (node, storage) not in st.disk:
+        return None
+    return st.disk[(node, storage)], st.disk_cap(node, storage)  # type: ignore[index, arg-type]
+
+
+def disk_short(st: FleetState, unit: Unit, node: str) -> tuple[float]:
+    """Disk (GB, the node's storages pooled) ``node`` lacks for ``unit``'s copied disks."""
+    need = sum(st.containers[ct].disk_gb for ct in unit.members if expected_copy(st, ct, node))
+    if need > 0:
+        need -= sum(max(st.disk_free(node, s), 0.0) for s in st.nodes[node].storage)
+    return (need,)
+
+
+def disk_frees(st: FleetState, unit: Unit) -> tuple[float]:
+    """Disk a unit's departure frees on its node (a disk on a shared storage frees nothing)."""
+    return (sum(st.containers[ct].disk_gb for ct in unit.members
+                if st.where[ct].storage is not None
+                and not st.nodes[st.where[ct].node].storage[st.where[ct].storage].shared),)
+
+
 def disk_exact(exact: ExactModel) -> None:
     """End-state disk per node, its storages pooled (exact for one storage per node; the filters
     still choose the storage): disks copied in must fit what is free once local disks copied out
@@ -240,16 +299,18 @@ def disk_exact(exact: ExactModel) -> None:
 #: Every hard rule, in filter order. Violations are fixed lowest ``fix_order`` first; CP-SAT
 #: constraints are stated lowest ``model_order`` first.
 RULES = Registry((
-    Rule("receives", (("receives", node_receives),)),
-    Rule("not_excluded", (("not_excluded", not_excluded),)),
-    Rule("not_emptying", (("not_emptying", not_emptying),)),
-    Rule("pin_to", (("pin_to", pin_to),), static=True, violations=outside_pins, fix_order=20),
-    Rule("platform", (("platform", platform),), static=True),
+    Rule("receives", (("receives", node_receives),), bound="arrive"),
+    Rule("not_excluded", (("not_excluded", not_excluded),), bound="arrive"),
+    Rule("not_emptying", (("not_emptying", not_emptying),), bound="always"),
+    Rule("pin_to", (("pin_to", pin_to),), static=True, violations=outside_pins, fix_order=20, bound="always"),
+    Rule("platform", (("platform", platform),), static=True, bound="always"),
     Rule("anti_affinity", (("anti_affinity", anti_affinity),), violations=anti_affinity_breaches,
-         fix_order=10, constrain=anti_affinity_exact, model_order=20),
+         fix_order=10, constrain=anti_affinity_exact, model_order=20,
+         tally=anti_affinity_tally, limit=anti_affinity_limit),
     Rule("affinity", violations=split_groups, fix_order=30, check_end=groups_end_split),
     Rule("capacity", (("memory", memory), ("cpu", cpu)), decides="room", violations=overloads,
-         fix_order=40, constrain=capacity_exact, model_order=10),
+         fix_order=40, constrain=capacity_exact, model_order=10, tally=capacity_tally,
+         limit=capacity_limit, short=capacity_short, frees=capacity_frees),
     Rule("disk", (("disk", disk),), decides="room", constrain=disk_exact, model_order=30,
-         check_move=disk_on_target),
+         check_move=disk_on_target, tally=disk_tally, limit=disk_limit, short=disk_short, frees=disk_frees),
 ))

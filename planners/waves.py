@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fleet.policy import Policy
+from planners.rules import RULES, Key
 from planners.state import EPS, FleetState, Placement
 
 
@@ -36,29 +37,18 @@ class Step:
 
 
 def arrivals_fit(state: FleetState, steps: list[Step]) -> bool:
-    """Whether every destination holds all ``steps``' arrivals with no departure counted."""
-    mem: dict[str, float] = {}
-    cpu: dict[str, float] = {}
-    disk: dict[tuple[str, str], float] = {}
-    anti: dict[tuple[str, int], int] = {}
+    """Whether every destination holds all ``steps``' arrivals with no departure counted: every
+    counted limit of the rules (:meth:`planners.rulebook.Registry.tally`) holds the sum."""
+    added: dict[Key, float] = {}
     for s in steps:
-        c = state.containers[s.ct]
-        mem[s.dst] = mem.get(s.dst, 0.0) + c.memory_mb
-        cpu[s.dst] = cpu.get(s.dst, 0.0) + c.cpus
-        if state.copies_disk(state.where[s.ct], Placement(s.dst, s.storage)) and s.storage:
-            disk[(s.dst, s.storage)] = disk.get((s.dst, s.storage), 0.0) + c.disk_gb
-        for gi in state.anti_groups_of.get(s.ct, ()):
-            anti[(s.dst, gi)] = anti.get((s.dst, gi), 0) + 1
-    for node, add in mem.items():
-        if state.mem[node] + add > state.mem_cap(node) + EPS:
+        copied = bool(s.storage) and state.copies_disk(state.where[s.ct], Placement(s.dst, s.storage))
+        for key, amount in RULES.tally(state, s.ct, s.dst, s.storage, copied):
+            added[key] = added.get(key, 0.0) + amount
+    for key, add in added.items():
+        limit = RULES.limit(state, key)
+        if limit is not None and limit[0] + add > limit[1] + EPS:
             return False
-    for node, add in cpu.items():
-        if state.cpu[node] + add > state.cpu_cap(node) + EPS:
-            return False
-    for (node, sid), add in disk.items():
-        if add > state.disk_free(node, sid) + EPS:
-            return False
-    return all(state.anti_count.get(key, 0) + add <= 1 for key, add in anti.items())
+    return True
 
 
 def assign_waves(start: FleetState, steps: list[Step]) -> list[Step]:
@@ -66,21 +56,21 @@ def assign_waves(start: FleetState, steps: list[Step]) -> list[Step]:
 
     Each step, in the given (feasible) order, takes the earliest wave in which: its container
     does not move already or later; no earlier step arrives at its destination in a later wave;
-    the wave's concurrency limits allow it; and its destination, at the start of that wave, holds
-    every arrival of the wave with no departure counted. Capacity and anti-affinity are per node,
-    so steps on other nodes commute with it; the arrival rule keeps every earlier step's own check
-    valid, and a new last wave always works (it sees exactly the state the given order had).
+    the wave's concurrency limits allow it; and, at the start of that wave, every counted limit
+    of the rules it uses (capacity, disk, anti-affinity: ``RULES.tally``) holds every arrival of
+    the wave with no departure counted. Limits are per key, so steps on other keys commute with
+    it; the arrival rule keeps every earlier step's own check valid, and a new last wave always
+    works (it sees exactly the state the given order had).
     """
-    info = _replay(start, steps)
+    counts = _Counts(start, steps)
     waves: list[list[int]] = []
     last_arrival: dict[str, int] = {}
     last_move: dict[str, int] = {}
-    events: dict[str, list[int]] = {}
     wave_of: list[int] = []
     for i, s in enumerate(steps):
         w = max(last_move.get(s.ct, -1) + 1, last_arrival.get(s.dst, 0))
         while w < len(waves) and not (_admits(start.policy, steps, waves[w], s)
-                                      and _fits(start, steps, info, wave_of, events.get(s.dst, []), i, w)):
+                                      and counts.fits(i, w, wave_of)):
             w += 1
         if w == len(waves):
             waves.append([])
@@ -89,22 +79,53 @@ def assign_waves(start: FleetState, steps: list[Step]) -> list[Step]:
         s.wave = w
         last_arrival[s.dst] = max(last_arrival.get(s.dst, 0), w)
         last_move[s.ct] = w
-        events.setdefault(s.dst, []).append(i)
-        events.setdefault(s.src, []).append(i)
+        counts.place(i)
     ordered = [steps[i] for wave in waves for i in wave]
     _attach_after(start, ordered)
     return ordered
 
 
-def _replay(start: FleetState, steps: list[Step]) -> list[tuple[str | None, bool]]:
-    """(source storage, whether the disk is copied) per step, from the given order."""
-    state = start.clone()
-    out = []
-    for s in steps:
-        here = state.where[s.ct]
-        out.append((here.storage, state.copies_disk(here, Placement(s.dst, s.storage))))
-        state.apply(s.ct, s.dst, s.storage)
-    return out
+class _Counts:
+    """The rules' counted limits for wave packing: per step, what it adds where it arrives (with
+    each key's load and limit at the start) and frees where it leaves; per key, the steps placed
+    so far that touch it, in step order. Disks are counted from the given order (a parked
+    container's second hop leaves the storage its first hop chose)."""
+
+    def __init__(self, start: FleetState, steps: list[Step]) -> None:
+        self.arrive: list[list[tuple[Key, float, float, float]]] = []
+        self.leave: list[list[tuple[Key, float]]] = []
+        self.events: dict[Key, list[tuple[int, float, bool]]] = {}
+        state = start.clone()
+        for s in steps:
+            here = state.where[s.ct]
+            copied = state.copies_disk(here, Placement(s.dst, s.storage))
+            arrive = []
+            for key, amount in RULES.tally(start, s.ct, s.dst, s.storage, copied):
+                limit = RULES.limit(start, key)
+                if limit is not None:
+                    arrive.append((key, amount, limit[0], limit[1]))
+            self.arrive.append(arrive)
+            self.leave.append(RULES.tally(start, s.ct, s.src, here.storage, copied))
+            state.apply(s.ct, s.dst, s.storage)
+
+    def fits(self, i: int, w: int, wave_of: list[int]) -> bool:
+        """Whether step ``i`` in wave ``w`` keeps every limit it uses with the wave's arrivals."""
+        for key, amount, load, limit in self.arrive[i]:
+            for j, moved, arrives in self.events.get(key, ()):
+                if arrives:
+                    if wave_of[j] <= w:
+                        load += moved
+                elif wave_of[j] < w:
+                    load -= moved
+            if load + amount > limit + EPS:
+                return False
+        return True
+
+    def place(self, i: int) -> None:
+        for key, amount, _, _ in self.arrive[i]:
+            self.events.setdefault(key, []).append((i, amount, True))
+        for key, amount in self.leave[i]:
+            self.events.setdefault(key, []).append((i, amount, False))
 
 
 def _admits(policy: Policy, steps: list[Step], wave: list[int], s: Step) -> bool:
@@ -113,36 +134,6 @@ def _admits(policy: Policy, steps: list[Step], wave: list[int], s: Step) -> bool
     out = sum(1 for j in wave if steps[j].src == s.src)
     inc = sum(1 for j in wave if steps[j].dst == s.dst)
     return out < policy.max_outgoing_per_node and inc < policy.max_incoming_per_node
-
-
-def _fits(start: FleetState, steps: list[Step], info: list[tuple[str | None, bool]], wave_of: list[int],
-          touching: list[int], i: int, w: int) -> bool:
-    """Whether step ``i`` fits its destination at the start of wave ``w`` with the wave's arrivals."""
-    s = steps[i]
-    node = s.dst
-    mem, cpu = start.mem[node], start.cpu[node]
-    anti_of = start.anti_groups_of.get(s.ct, ())
-    anti = {gi: start.anti_count.get((node, gi), 0) for gi in anti_of}
-    disk = start.disk.get((node, s.storage), 0.0) if s.storage else 0.0
-    for j in touching + [i]:
-        t = steps[j]
-        wj = w if j == i else wave_of[j]
-        c = start.containers[t.ct]
-        sign = 1 if t.dst == node and wj <= w else -1 if t.src == node and wj < w else 0
-        mem += sign * c.memory_mb
-        cpu += sign * c.cpus
-        src_storage, copied = info[j]
-        if copied and ((sign > 0 and t.storage == s.storage) or (sign < 0 and src_storage == s.storage)):
-            disk += sign * c.disk_gb
-        for gi in start.anti_groups_of.get(t.ct, ()):
-            if gi in anti:
-                anti[gi] += sign
-    if mem > start.mem_cap(node) + EPS or cpu > start.cpu_cap(node) + EPS:
-        return False
-    if s.storage is not None and info[i][1] and (node, s.storage) in start.disk:
-        if disk > start.disk_cap(node, s.storage) + EPS:
-            return False
-    return all(count <= 1 for count in anti.values())
 
 
 def _attach_after(start: FleetState, ordered: list[Step]) -> None:
