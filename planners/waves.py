@@ -137,44 +137,26 @@ def _admits(policy: Policy, steps: list[Step], wave: list[int], s: Step) -> bool
 
 
 def _attach_after(start: FleetState, ordered: list[Step]) -> None:
-    initial = _Snapshot(start)
-    departed: dict[str, list[tuple[int, str]]] = {}
-    last_wave_of: dict[str, int] = {}
-    for step in ordered:
-        step.after = _after_of(initial, step, departed, last_wave_of)
-        departed.setdefault(step.src, []).append((step.wave, step.ct))
-        last_wave_of[step.ct] = step.wave
-
-
-class _Snapshot:
-    """Loads at the plan's start, to tell whether a move needed room that others freed."""
-
-    def __init__(self, state: FleetState) -> None:
-        self.state = state
-        self.mem = dict(state.mem)
-        self.cpu = dict(state.cpu)
-        self.arrived: dict[str, tuple[float, float]] = {}
-
-    def fits_without_departures(self, step: Step) -> bool:
-        st = self.state
-        c = st.containers[step.ct]
-        mem, cpu = self.arrived.get(step.dst, (0.0, 0.0))
-        mem += c.memory_mb
-        cpu += c.cpus
-        self.arrived[step.dst] = (mem, cpu)
-        return (self.mem[step.dst] + mem <= st.mem_cap(step.dst) + EPS
-                and self.cpu[step.dst] + cpu <= st.cpu_cap(step.dst) + EPS)
-
-
-def _after_of(initial: _Snapshot, step: Step, departed: dict[str, list[tuple[int, str]]],
-              last_wave_of: dict[str, int]) -> list[str]:
-    after: list[str] = []
-    if step.ct in last_wave_of:
-        after.append(step.ct)
-    earlier = [ct for wave, ct in departed.get(step.dst, []) if wave < step.wave]
-    if not initial.fits_without_departures(step):
-        after.extend(earlier)
-    st = initial.state
-    partners = {m for gi in st.anti_groups_of.get(step.ct, ()) for m in st.rules.anti_affinity[gi]}
-    after.extend(ct for ct in earlier if ct in partners and ct != step.ct)
-    return sorted(set(after), key=after.index)
+    """``after`` of each step: its own earlier hop, and the earlier waves' departures from a key
+    (``RULES.tally``) it arrives on, when the plan's arrivals there exceed the key's limit counted
+    from the start with no departure: without them the step has no room (or meets a partner)."""
+    state = start.clone()
+    arrived: dict[Key, float] = {}
+    departed: dict[Key, list[tuple[int, int, str]]] = {}  # key -> (departure no., wave, container)
+    moved: set[str] = set()
+    for no, step in enumerate(ordered):
+        here = state.where[step.ct]
+        copied = state.copies_disk(here, Placement(step.dst, step.storage))
+        needed: dict[int, str] = {}
+        for key, amount in RULES.tally(start, step.ct, step.dst, step.storage, copied):
+            arrived[key] = arrived.get(key, 0.0) + amount
+            limit = RULES.limit(start, key)
+            if limit is not None and limit[0] + arrived[key] > limit[1] + EPS:
+                needed.update((no, ct) for no, wave, ct in departed.get(key, ()) if wave < step.wave)
+        after = [step.ct] if step.ct in moved else []
+        after.extend(ct for _, ct in sorted(needed.items()) if ct != step.ct)
+        step.after = sorted(set(after), key=after.index)
+        for key, _ in RULES.tally(start, step.ct, step.src, here.storage, copied):
+            departed.setdefault(key, []).append((no, step.wave, step.ct))
+        moved.add(step.ct)
+        state.apply(step.ct, step.dst, step.storage)
