@@ -3,15 +3,16 @@
 A wave is a set of moves the engine may run at the same time, in any interleaving. That is safe
 when, at the start of the wave, every destination could take *all* of the wave's arrivals before
 *any* of the wave's departures frees room: the "upper" load ``now + arrivals`` is within every
-capacity and anti-affinity limit. Waves are also capped by ``policy.max_parallel``,
+counted limit of the rules (``RULES.tally``: memory and CPUs per node, disk per storage, one member
+of an anti-affinity group per node). Waves are also capped by ``policy.max_parallel``,
 ``max_outgoing_per_node`` and ``max_incoming_per_node``, and a container moves at most once per
 wave (a parked container's second hop waits).
 
 Moves are packed into the earliest safe wave (see :func:`assign_waves`), then listed wave by
-wave, so the list stays an execution order in which every prefix keeps every rule. A move
-whose destination has room only because earlier waves moved something out of it, or that joins a
-node an anti-affinity partner has left, lists those moves in ``after`` (by container id; a
-parked container's second hop lists its own id: it waits for its first hop).
+wave, so the list stays an execution order in which every prefix keeps every rule. A move that
+needs what an earlier wave's departure freed under one of those limits (room, or a node a partner
+has left) lists those moves in ``after`` (by container id; a parked container's second hop lists
+its own id: it waits for its first hop). A new counted rule reaches both through the registry.
 """
 
 from __future__ import annotations
