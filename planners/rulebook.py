@@ -56,6 +56,7 @@ EndCheckFn = Callable[[FleetState, set[str]], list[str]]
 #: What container ``ct`` occupies of the rule's counted limits while on ``node`` (disk on ``storage``,
 #: ``copied``: whether its move copies the disk): (key, amount) pairs; a key starts with the rule's name.
 TallyFn = Callable[[FleetState, str, str, "str | None", bool], Iterable[tuple[tuple[Hashable, ...], float]]]
+Tally = list[tuple[tuple[Hashable, ...], float]]
 #: A counted limit's (load now, limit), or None when nothing limits that key.
 LimitFn = Callable[[FleetState, tuple[Hashable, ...]], "tuple[float, float] | None"]
 #: What ``node`` lacks for ``unit`` (one figure per counted resource; all <= 0: room by arithmetic).
@@ -183,10 +184,21 @@ class Registry:
                 return False
         return True
 
-    def tally(self, state: FleetState, ct: str, node: str, storage: str | None,
-              copied: bool) -> list[tuple[tuple[Hashable, ...], float]]:
+    def tally(self, state: FleetState, ct: str, node: str, storage: str | None, copied: bool) -> Tally:
         """Every counted limit ``ct`` uses on ``node``, over all rules (see :data:`TallyFn`)."""
         return [item for fn in self.tallies for item in fn(state, ct, node, storage, copied)]
+
+    def move_tally(self, state: FleetState, ct: str, src: str, src_storage: str | None, dst: str,
+                   dst_storage: str | None, copied: bool) -> tuple[Tally, Tally]:
+        """What a move of ``ct`` adds where it arrives and frees where it leaves; a key it both
+        leaves and enters (a zone both nodes are in) is in neither: the move leaves it as it was."""
+        arrive = self.tally(state, ct, dst, dst_storage, copied)
+        leave = self.tally(state, ct, src, src_storage, copied)
+        both = {k for k, _ in arrive} & {k for k, _ in leave}
+        if both:
+            arrive = [(k, v) for k, v in arrive if k not in both]
+            leave = [(k, v) for k, v in leave if k not in both]
+        return arrive, leave
 
     def limit(self, state: FleetState, key: tuple[Hashable, ...]) -> tuple[float, float] | None:
         """(load now, limit) of a tally key, or None when unlimited."""

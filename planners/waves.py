@@ -38,16 +38,24 @@ class Step:
 
 
 def arrivals_fit(state: FleetState, steps: list[Step]) -> bool:
-    """Whether every destination holds all ``steps``' arrivals with no departure counted: every
-    counted limit of the rules (:meth:`planners.rulebook.Registry.tally`) holds the sum."""
-    added: dict[Key, float] = {}
+    """Whether ``steps`` are safe in every order: no counted limit of the rules
+    (:meth:`planners.rulebook.Registry.tally`) holds their departures' net but not all their
+    arrivals with no departure counted (a limit the net breaks too is a move's problem, not the
+    wave's: check_plan reports it per move)."""
+    upper: dict[Key, float] = {}
+    net: dict[Key, float] = {}
     for s in steps:
-        copied = bool(s.storage) and state.copies_disk(state.where[s.ct], Placement(s.dst, s.storage))
-        for key, amount in RULES.tally(state, s.ct, s.dst, s.storage, copied):
-            added[key] = added.get(key, 0.0) + amount
-    for key, add in added.items():
+        here = state.where[s.ct]
+        copied = bool(s.storage) and state.copies_disk(here, Placement(s.dst, s.storage))
+        arrive, leave = RULES.move_tally(state, s.ct, s.src, here.storage, s.dst, s.storage, copied)
+        for key, amount in arrive:
+            upper[key] = upper.get(key, 0.0) + amount
+            net[key] = net.get(key, 0.0) + amount
+        for key, amount in leave:
+            net[key] = net.get(key, 0.0) - amount
+    for key, add in upper.items():
         limit = RULES.limit(state, key)
-        if limit is not None and limit[0] + add > limit[1] + EPS:
+        if limit is not None and limit[0] + add > limit[1] + EPS and limit[0] + net[key] <= limit[1] + EPS:
             return False
     return True
 
@@ -100,13 +108,14 @@ class _Counts:
         for s in steps:
             here = state.where[s.ct]
             copied = state.copies_disk(here, Placement(s.dst, s.storage))
-            arrive = []
-            for key, amount in RULES.tally(start, s.ct, s.dst, s.storage, copied):
+            arrive, leave = RULES.move_tally(start, s.ct, s.src, here.storage, s.dst, s.storage, copied)
+            limited = []
+            for key, amount in arrive:
                 limit = RULES.limit(start, key)
                 if limit is not None:
-                    arrive.append((key, amount, limit[0], limit[1]))
-            self.arrive.append(arrive)
-            self.leave.append(RULES.tally(start, s.ct, s.src, here.storage, copied))
+                    limited.append((key, amount, limit[0], limit[1]))
+            self.arrive.append(limited)
+            self.leave.append(leave)
             state.apply(s.ct, s.dst, s.storage)
 
     def fits(self, i: int, w: int, wave_of: list[int]) -> bool:
@@ -149,7 +158,8 @@ def _attach_after(start: FleetState, ordered: list[Step]) -> None:
         here = state.where[step.ct]
         copied = state.copies_disk(here, Placement(step.dst, step.storage))
         needed: dict[int, str] = {}
-        for key, amount in RULES.tally(start, step.ct, step.dst, step.storage, copied):
+        arrive, leave = RULES.move_tally(start, step.ct, step.src, here.storage, step.dst, step.storage, copied)
+        for key, amount in arrive:
             arrived[key] = arrived.get(key, 0.0) + amount
             limit = RULES.limit(start, key)
             if limit is not None and limit[0] + arrived[key] > limit[1] + EPS:
@@ -157,7 +167,7 @@ def _attach_after(start: FleetState, ordered: list[Step]) -> None:
         after = [step.ct] if step.ct in moved else []
         after.extend(ct for _, ct in sorted(needed.items()) if ct != step.ct)
         step.after = sorted(set(after), key=after.index)
-        for key, _ in RULES.tally(start, step.ct, step.src, here.storage, copied):
+        for key, _ in leave:
             departed.setdefault(key, []).append((no, step.wave, step.ct))
         moved.add(step.ct)
         state.apply(step.ct, step.dst, step.storage)
