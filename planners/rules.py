@@ -124,6 +124,88 @@ def anti_affinity_exact(exact: ExactModel) -> None:
                 exact.model.add(sum(terms) <= max(1 - fixed, 0))
 
 
+# -- zone spread: containers tagged zone_spread_<group> run in different zones -------------------
+ZONE_TAG = "zone_spread_"
+
+
+def _spread(st: FleetState) -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
+    """(groups of each tagged container, members of each group, sorted), derived once per snapshot."""
+    if "zone_spread" not in st.memo:
+        members: dict[str, list[str]] = {}
+        for ct in sorted(st.containers):
+            for tag in st.containers[ct].tags:
+                if tag.startswith(ZONE_TAG):
+                    members.setdefault(tag[len(ZONE_TAG):], []).append(ct)
+        groups = {g: tuple(m) for g, m in sorted(members.items()) if len(m) > 1}
+        of: dict[str, tuple[str, ...]] = {}
+        for g, cts in groups.items():
+            for ct in cts:
+                of[ct] = of.get(ct, ()) + (g,)
+        st.memo["zone_spread"] = (of, groups)
+    return st.memo["zone_spread"]
+
+
+def _zone(st: FleetState, node: str) -> str:
+    """A node's zone; a node without one is a zone of its own."""
+    zone = st.nodes[node].zone
+    return f"zone {zone}" if zone is not None else f"node {node} (no zone)"
+
+
+def zone_spread(ctx: Ctx, unit: Unit, node: str) -> str | None:
+    st = ctx.state
+    of, groups = _spread(st)
+    if not of:
+        return None
+    seen: set[str] = set()
+    for ct in unit.members:
+        for g in of.get(ct, ()):
+            if g in seen:
+                return f"{ct} is in zone spread {g} with another member of its affinity group"
+            seen.add(g)
+            zone = _zone(st, node)
+            for other in groups[g]:
+                if other not in unit.members and _zone(st, st.where[other].node) == zone:
+                    return f"{node} is in {zone}, where {other} runs (zone spread {g} with {ct})"
+    return None
+
+
+def zone_crowding(st: FleetState, units: list[Unit], unit_of: dict[str, Unit]) -> Iterator[tuple[Unit, str]]:
+    """Members of a group sharing a zone: all but the first by id move."""
+    for g, cts in _spread(st)[1].items():
+        first: dict[str, str] = {}
+        for ct in cts:
+            zone = _zone(st, st.where[ct].node)
+            if zone in first:
+                yield unit_of[ct], f"{ct} shares {zone} with {first[zone]} (zone spread {g})"
+            else:
+                first[zone] = ct
+
+
+def zone_tally(st: FleetState, ct: str, node: str, storage: str | None, copied: bool) -> Tally:
+    return [(("zone_spread", _zone(st, node), g), 1) for g in _spread(st)[0].get(ct, ())]
+
+
+def zone_limit(st: FleetState, key: Key) -> tuple[float, float]:
+    _, zone, g = key
+    return sum(1 for ct in _spread(st)[1][g] if _zone(st, st.where[ct].node) == zone), 1  # type: ignore[index]
+
+
+def zone_spread_exact(exact: ExactModel) -> None:
+    """At most one member of a group per zone, counting the members that do not move."""
+    st = exact.state
+    unit_of = {ct: u for u in exact.units for ct in u.members}
+    zones: dict[str, list[str]] = {}
+    for n in st.nodes:
+        zones.setdefault(_zone(st, n), []).append(n)
+    for cts in _spread(st)[1].values():
+        for zone, nodes in zones.items():
+            fixed = sum(1 for ct in cts if ct not in exact.moving and _zone(st, st.where[ct].node) == zone)
+            terms = [exact.x[(unit_of[ct].key, n)] for ct in cts if ct in unit_of
+                     for n in nodes if (unit_of[ct].key, n) in exact.x]
+            if terms:
+                exact.model.add(sum(terms) <= max(1 - fixed, 0))
+
+
 # -- affinity: a group ends on one node (units move whole, so only a snapshot can split one) -----
 def split_groups(state: FleetState, units: list[Unit], unit_of: dict[str, Unit]) -> Iterator[tuple[Unit, str]]:
     for unit in units:
@@ -307,6 +389,8 @@ RULES = Registry((
     Rule("anti_affinity", (("anti_affinity", anti_affinity),), violations=anti_affinity_breaches,
          fix_order=10, constrain=anti_affinity_exact, model_order=20,
          tally=anti_affinity_tally, limit=anti_affinity_limit),
+    Rule("zone_spread", (("zone_spread", zone_spread),), violations=zone_crowding, fix_order=15,
+         constrain=zone_spread_exact, model_order=25, tally=zone_tally, limit=zone_limit),
     Rule("affinity", violations=split_groups, fix_order=30, check_end=groups_end_split),
     Rule("capacity", (("memory", memory), ("cpu", cpu)), decides="room", violations=overloads,
          fix_order=40, constrain=capacity_exact, model_order=10, tally=capacity_tally,
