@@ -8,11 +8,11 @@ moves only the ``movable`` containers; the bound is their maximum:
 2. water level: the movable memory ``T`` must fit somewhere. At a peak ``t`` node ``n`` holds at
    most ``min(t*mem_n, max(cap_n, now_n)) - fixed_n`` if it may receive,
    ``min(t*mem_n, now_n) - fixed_n`` if it may only keep what it has, nothing if it is being
-   emptied; the smallest ``t`` whose total
-   reaches ``T`` (found by bisection, a monotone function) bounds the peak;
-3. biggest units: a unit lands on *some* allowed node, so ``peak >= min_n (fixed_n + size)/mem_n``
-   (checked for the largest units whose members share a node now; a subset still gives a valid
-   bound).
+   emptied (the rules with a ``bound`` say which: ``RULES.bound_allows``); the smallest ``t``
+   whose total reaches ``T`` (found by bisection, a monotone function) bounds the peak;
+3. biggest units: a unit lands on *some* node the rules with a ``bound`` allow, so
+   ``peak >= min_n (fixed_n + size)/mem_n`` (checked for the largest units whose members share a
+   node now; a subset still gives a valid bound).
 """
 
 from __future__ import annotations
@@ -20,8 +20,10 @@ from __future__ import annotations
 import math
 from collections.abc import Collection
 
+from planners.rulebook import Ctx
+from planners.rules import RULES
 from planners.state import FleetState
-from planners.units import Unit
+from planners.units import ANY, Unit
 
 #: How many of the largest units term 3 examines (the bound stays valid for any subset).
 LARGEST_UNITS = 32
@@ -35,17 +37,27 @@ def _fixed_load(state: FleetState, movable: Collection[str]) -> dict[str, float]
     return fixed
 
 
-def _water_level(state: FleetState, fixed: dict[str, float], total: float,
-                 emptying: Collection[str], low: float) -> float:
+#: Any unit, for the rules that speak about a node alone (``bound="arrive"``, and "always"
+#: rules such as not_emptying, which pass for a unit with no pins on any platform).
+_ANY_UNIT = Unit(members=("",), memory_mb=0.0, cpus=0.0, platform=ANY, allowed=None, immovable=())
+
+
+def _water_level(ctx: Ctx, fixed: dict[str, float], total: float, low: float) -> float:
+    state = ctx.state
+    # Per node: its size and what it may hold at most; a node may always keep what it has (even
+    # above its cap, if nothing can leave), a node no unit may end on holds nothing.
+    tops = []
+    for name, node in state.nodes.items():
+        if not RULES.bound_allows(ctx, _ANY_UNIT, name, holds_now=True):
+            continue
+        receives = RULES.bound_allows(ctx, _ANY_UNIT, name, holds_now=False)
+        top = max(state.mem_cap(name), state.mem[name]) if receives else state.mem[name]
+        tops.append((node.memory_mb, top, fixed[name]))
+
     def room(t: float) -> float:
         out = 0.0
-        for name, node in state.nodes.items():
-            if name in emptying:
-                continue
-            receives = node.receives and name not in state.rules.exclude_nodes
-            # A node may always keep what it has (even above its cap, if nothing can leave).
-            top = max(state.mem_cap(name), state.mem[name]) if receives else state.mem[name]
-            out += max(0.0, min(t * node.memory_mb, top) - fixed[name])
+        for size, top, fix in tops:
+            out += max(0.0, min(t * size, top) - fix)
         return out
 
     if total <= 0 or room(low) >= total:
@@ -68,18 +80,14 @@ def _water_level(state: FleetState, fixed: dict[str, float], total: float,
     return low
 
 
-def _unit_term(state: FleetState, fixed: dict[str, float], unit: Unit,
-               emptying: Collection[str]) -> float:
+def _unit_term(ctx: Ctx, fixed: dict[str, float], unit: Unit) -> float:
+    """The best utilisation of any node every plan may end ``unit`` on (``RULES.bound_allows``)."""
+    state = ctx.state
     best = math.inf
     for name, node in state.nodes.items():
-        if name in emptying or node.platform != unit.platform:
-            continue
-        if unit.allowed is not None and name not in unit.allowed:
-            continue
         holds_now = all(state.where[ct].node == name for ct in unit.members)
-        if not holds_now and not (node.receives and name not in state.rules.exclude_nodes):
-            continue
-        best = min(best, (fixed[name] + unit.memory_mb) / node.memory_mb)
+        if RULES.bound_allows(ctx, unit, name, holds_now):
+            best = min(best, (fixed[name] + unit.memory_mb) / node.memory_mb)
     return 0.0 if best == math.inf else best
 
 
@@ -89,11 +97,12 @@ def lower_bound_peak(state: FleetState, movable: Collection[str], units: list[Un
     fixed = _fixed_load(state, movable)
     bound = max((fixed[n] / node.memory_mb for n, node in state.nodes.items()), default=0.0)
     total = sum(state.containers[ct].memory_mb for ct in movable)
-    bound = max(bound, _water_level(state, fixed, total, emptying, bound))
+    ctx = Ctx(state, frozenset(emptying))
+    bound = max(bound, _water_level(ctx, fixed, total, bound))
     # A group split over nodes may stay split (a rebalance with no budget left to join it), so
     # term 3 only counts units whose members share a node now.
     whole = (u for u in units if not u.immovable and len({state.where[ct].node for ct in u.members}) == 1)
     largest = sorted(whole, key=lambda u: (-u.memory_mb, u.key))
     for unit in largest[:LARGEST_UNITS]:
-        bound = max(bound, _unit_term(state, fixed, unit, emptying))
+        bound = max(bound, _unit_term(ctx, fixed, unit))
     return bound

@@ -12,8 +12,8 @@ The search is arithmetic first, filters last, like the single-move search of
 :mod:`planners.balance`, and every loop has a fixed bound so planning time stays predictable:
 
     hot nodes H (CHAIN_HOT) x their movable units Y, largest first (CHAIN_UNITS)
-      x cool nodes D (CHAIN_DESTS) that allow Y by rule but lack room for it (memory, CPU or disk)
-      x units X on D that free enough room, smallest first (CHAIN_EJECT)
+      x cool nodes D (CHAIN_DESTS) that allow Y by rule but lack room for it (RULES.shortfall)
+      x units X on D that free enough room (RULES.frees), smallest first (CHAIN_EJECT)
       x cool nodes E (CHAIN_LANDING) with room for X               -> chain (X: D->E, Y: H->D)
       [depth 3, only when no depth-2 chain passes: X lacks room on E:
        x units Z on E (DEEP_EJECT) x cool nodes F (DEEP_LANDING)   -> (Z: E->F, X: D->E, Y: H->D)]
@@ -31,9 +31,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from planners.objective import expected_copy, move_cost, moves_delta
+from planners.objective import move_cost, moves_delta
 from planners.ranking import Candidate, evaluate
 from planners.rulebook import Ctx
+from planners.rules import RULES
 from planners.state import EPS, FleetState, Placement
 from planners.units import Unit
 
@@ -81,34 +82,23 @@ class Mover(Protocol):
     def price_estimate(self, unit: Unit, dst: str) -> float: ...
 
 
-def _short(st: FleetState, unit: Unit, node: str) -> tuple[float, float, float]:
-    """Memory, CPUs and disk (GB, the node's storages pooled) ``node`` lacks for ``unit``
-    (all <= 0: it has room, as far as arithmetic tells; the filters have the last word)."""
-    disk = sum(st.containers[ct].disk_gb for ct in unit.members if expected_copy(st, ct, node))
-    if disk > 0:
-        disk -= sum(max(st.disk_free(node, s), 0.0) for s in st.nodes[node].storage)
-    return (unit.memory_mb - (st.mem_cap(node) - st.mem[node]),
-            unit.cpus - (st.cpu_cap(node) - st.cpu[node]), disk)
+def _short(st: FleetState, unit: Unit, node: str) -> tuple[float, ...]:
+    """What ``node`` lacks for ``unit`` per counted resource of the rules (memory, CPUs, disk with
+    the node's storages pooled; all <= 0: it has room, as far as arithmetic tells; the filters
+    have the last word)."""
+    return RULES.shortfall(st, unit, node)
 
 
 def _fits(st: FleetState, unit: Unit, node: str) -> bool:
     return all(short <= EPS for short in _short(st, unit, node))
 
 
-def _frees(st: FleetState, unit: Unit) -> tuple[float, float, float]:
-    """Memory, CPUs and disk a unit's departure frees on its node (a shared disk frees nothing)."""
-    disk = sum(st.containers[ct].disk_gb for ct in unit.members
-               if st.where[ct].storage is not None
-               and not st.nodes[st.where[ct].node].storage[st.where[ct].storage].shared)
-    return unit.memory_mb, unit.cpus, disk
-
-
-def _ejectable(run: Mover, node: str, need: tuple[float, float, float], limit: int,
+def _ejectable(run: Mover, node: str, need: tuple[float, ...], limit: int,
                skip: set[str]) -> list[Unit]:
-    """The smallest units on ``node`` whose departure frees ``need`` (memory, CPUs, disk)."""
+    """The smallest units on ``node`` whose departure frees ``need`` (the rules' resources)."""
     st = run.ctx.state
     units = [u for u in run.movable_on(node) if u.key not in skip
-             and all(free >= short - EPS for free, short in zip(_frees(st, u), need, strict=True))]
+             and all(free >= short - EPS for free, short in zip(RULES.frees(st, u), need, strict=True))]
     units.sort(key=lambda u: (u.memory_mb, u.key))
     return units[:limit]
 

@@ -9,7 +9,10 @@ that must honour it asks the registry instead of spelling the rule again:
        +--constrain------> cpsat (the rule in the exact model; without it the filters prune the
        |                   model's domain instead)
        +--check_move / --> check_plan (each move of a saved plan, then the end state)
-          check_end
+       |  check_end
+       +--tally / limit--> waves, check_plan (a wave's arrivals, counted before its departures)
+       +--short / frees--> chains (arithmetic: what a node lacks for a unit, what a departure frees)
+       +--bound----------> bounds (where a unit may be in every plan, for the proven lower bound)
 
 The registry keeps flat views (all filters in order, the capacity ones, the cheap static ones,
 ...) so hot loops pay one tuple iteration, as they did when the filters were a module constant;
@@ -19,7 +22,7 @@ reaches every stage.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
@@ -50,6 +53,16 @@ ConstrainFn = Callable[["ExactModel"], None]
 MoveCheckFn = Callable[[FleetState, str, str, "str | None"], "str | None"]
 #: The end state of a plan, given the moved containers -> problems the move order cannot show.
 EndCheckFn = Callable[[FleetState, set[str]], list[str]]
+#: What container ``ct`` occupies of the rule's counted limits while on ``node`` (disk on ``storage``,
+#: ``copied``: whether its move copies the disk): (key, amount) pairs; a key starts with the rule's name.
+TallyFn = Callable[[FleetState, str, str, "str | None", bool], Iterable[tuple[tuple[Hashable, ...], float]]]
+Tally = list[tuple[tuple[Hashable, ...], float]]
+#: A counted limit's (load now, limit), or None when nothing limits that key.
+LimitFn = Callable[[FleetState, tuple[Hashable, ...]], "tuple[float, float] | None"]
+#: What ``node`` lacks for ``unit`` (one figure per counted resource; all <= 0: room by arithmetic).
+ShortFn = Callable[[FleetState, Unit, str], tuple[float, ...]]
+#: What ``unit`` frees on its node by leaving, in the same resources as the rule's ShortFn.
+FreesFn = Callable[[FleetState, Unit], tuple[float, ...]]
 
 
 @dataclass(frozen=True)
@@ -65,6 +78,14 @@ class Rule:
     constraints are stated lowest first (CP-SAT's search, and so a time-limited solution, depends
     on the order constraints arrive in). ``check_move`` None: a plan's move is checked with the
     rule's filters on the moving container.
+
+    ``tally`` + ``limit``: the rule as counted per-key limits (capacity per node, disk per storage,
+    one member of an anti-affinity group per node), which is how a wave's moves are proved safe
+    in every order (arrivals counted before departures). ``short`` + ``frees``: the rule as
+    resources an ejection chain frees and needs, by arithmetic before any filter runs. ``bound``:
+    the verdict holds in every plan of the same kind, so the proven lower bound on the peak may
+    rely on it: "always" (wherever the unit ends), "arrive" (only for arrivals: a node may keep
+    what it holds; such a rule's filter must speak about the node alone).
     """
 
     name: str
@@ -77,6 +98,11 @@ class Rule:
     model_order: int = 100
     check_move: MoveCheckFn | None = None
     check_end: EndCheckFn | None = None
+    tally: TallyFn | None = None
+    limit: LimitFn | None = None
+    short: ShortFn | None = None
+    frees: FreesFn | None = None
+    bound: Literal["arrive", "always"] | None = None
 
 
 class Registry:
@@ -94,6 +120,10 @@ class Registry:
         self.domain_filters = tuple(fn for r in rules if r.constrain is None for _, fn in r.filters)
         self.by_fix_order = tuple(sorted((r for r in rules if r.violations), key=lambda r: r.fix_order))
         self.by_model_order = tuple(sorted((r for r in rules if r.constrain), key=lambda r: r.model_order))
+        self.tallies = tuple(r.tally for r in rules if r.tally and r.limit)
+        self.limits = {r.name: r.limit for r in rules if r.tally and r.limit}
+        self.room_rules = tuple((r.short, r.frees) for r in rules if r.short and r.frees)
+        self.bounding = tuple((r.bound, fn) for r in rules if r.bound for _, fn in r.filters)
 
     def register(self, rule: Rule) -> None:
         """Add ``rule`` at the end of its kind: after the other "allowed" rules, or last."""
@@ -145,6 +175,42 @@ class Registry:
                 if why is not None:
                     return why
         return None
+
+    def bound_allows(self, ctx: Ctx, unit: Unit, node: str, holds_now: bool) -> bool:
+        """Whether every plan of this kind may end with ``unit`` on ``node`` (rules with ``bound``;
+        "arrive" rules are skipped when the node already holds the unit)."""
+        for bound, check in self.bounding:
+            if (bound == "always" or not holds_now) and check(ctx, unit, node) is not None:
+                return False
+        return True
+
+    def tally(self, state: FleetState, ct: str, node: str, storage: str | None, copied: bool) -> Tally:
+        """Every counted limit ``ct`` uses on ``node``, over all rules (see :data:`TallyFn`)."""
+        return [item for fn in self.tallies for item in fn(state, ct, node, storage, copied)]
+
+    def move_tally(self, state: FleetState, ct: str, src: str, src_storage: str | None, dst: str,
+                   dst_storage: str | None, copied: bool) -> tuple[Tally, Tally]:
+        """What a move of ``ct`` adds where it arrives and frees where it leaves; a key it both
+        leaves and enters (a zone both nodes are in) is in neither: the move leaves it as it was."""
+        arrive = self.tally(state, ct, dst, dst_storage, copied)
+        leave = self.tally(state, ct, src, src_storage, copied)
+        both = {k for k, _ in arrive} & {k for k, _ in leave}
+        if both:
+            arrive = [(k, v) for k, v in arrive if k not in both]
+            leave = [(k, v) for k, v in leave if k not in both]
+        return arrive, leave
+
+    def limit(self, state: FleetState, key: tuple[Hashable, ...]) -> tuple[float, float] | None:
+        """(load now, limit) of a tally key, or None when unlimited."""
+        return self.limits[key[0]](state, key)  # type: ignore[misc, index]
+
+    def shortfall(self, state: FleetState, unit: Unit, node: str) -> tuple[float, ...]:
+        """What ``node`` lacks for ``unit`` by arithmetic, per counted resource (all <= 0: room)."""
+        return tuple(v for short, _ in self.room_rules for v in short(state, unit, node))
+
+    def frees(self, state: FleetState, unit: Unit) -> tuple[float, ...]:
+        """What ``unit``'s departure frees on its node, in :meth:`shortfall`'s resources."""
+        return tuple(v for _, frees in self.room_rules for v in frees(state, unit))
 
     def end_problems(self, state: FleetState, moved: set[str]) -> list[str]:
         return [p for r in self.rules if r.check_end is not None for p in r.check_end(state, moved)]

@@ -13,7 +13,7 @@ Adding a rule means adding its functions here and one ``Rule(...)`` line to :dat
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 
 from planners.exact_model import GRAIN_MB, ExactModel, grains
 from planners.objective import expected_copy
@@ -23,6 +23,8 @@ from planners.storage import assign_storage
 from planners.units import ANY, Unit, arriving
 
 GIB = 1024.0
+Key = tuple[Hashable, ...]
+Tally = list[tuple[Key, float]]
 
 
 # -- where a unit may go at all -----------------------------------------------------------------
@@ -100,6 +102,15 @@ def anti_affinity_breaches(state: FleetState, units: list[Unit],
                 yield unit_of[ct], f"{ct} shares {node} with {cts[0]} (anti-affinity)"
 
 
+def anti_affinity_tally(st: FleetState, ct: str, node: str, storage: str | None, copied: bool) -> Tally:
+    return [(("anti_affinity", node, gi), 1) for gi in st.anti_groups_of.get(ct, ())]
+
+
+def anti_affinity_limit(st: FleetState, key: Key) -> tuple[float, float]:
+    _, node, gi = key
+    return st.anti_count.get((node, gi), 0), 1  # type: ignore[call-overload]
+
+
 def anti_affinity_exact(exact: ExactModel) -> None:
     """At most one member of a group per node, counting the members that do not move."""
     st = exact.state
@@ -109,6 +120,88 @@ def anti_affinity_exact(exact: ExactModel) -> None:
             fixed = sum(1 for ct in group if ct not in exact.moving and ct in st.where and st.where[ct].node == n)
             terms = [exact.x[(unit_of[ct].key, n)] for ct in sorted(group)
                      if ct in unit_of and (unit_of[ct].key, n) in exact.x]
+            if terms:
+                exact.model.add(sum(terms) <= max(1 - fixed, 0))
+
+
+# -- zone spread: containers tagged zone_spread_<group> run in different zones -------------------
+ZONE_TAG = "zone_spread_"
+
+
+def _spread(st: FleetState) -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
+    """(groups of each tagged container, members of each group, sorted), derived once per snapshot."""
+    if "zone_spread" not in st.memo:
+        members: dict[str, list[str]] = {}
+        for ct in sorted(st.containers):
+            for tag in st.containers[ct].tags:
+                if tag.startswith(ZONE_TAG):
+                    members.setdefault(tag[len(ZONE_TAG):], []).append(ct)
+        groups = {g: tuple(m) for g, m in sorted(members.items()) if len(m) > 1}
+        of: dict[str, tuple[str, ...]] = {}
+        for g, cts in groups.items():
+            for ct in cts:
+                of[ct] = of.get(ct, ()) + (g,)
+        st.memo["zone_spread"] = (of, groups)
+    return st.memo["zone_spread"]
+
+
+def _zone(st: FleetState, node: str) -> str:
+    """A node's zone; a node without one is a zone of its own."""
+    zone = st.nodes[node].zone
+    return f"zone {zone}" if zone is not None else f"node {node} (no zone)"
+
+
+def zone_spread(ctx: Ctx, unit: Unit, node: str) -> str | None:
+    st = ctx.state
+    of, groups = _spread(st)
+    if not of:
+        return None
+    seen: set[str] = set()
+    for ct in unit.members:
+        for g in of.get(ct, ()):
+            if g in seen:
+                return f"{ct} is in zone spread {g} with another member of its affinity group"
+            seen.add(g)
+            zone = _zone(st, node)
+            for other in groups[g]:
+                if other not in unit.members and _zone(st, st.where[other].node) == zone:
+                    return f"{node} is in {zone}, where {other} runs (zone spread {g} with {ct})"
+    return None
+
+
+def zone_crowding(st: FleetState, units: list[Unit], unit_of: dict[str, Unit]) -> Iterator[tuple[Unit, str]]:
+    """Members of a group sharing a zone: all but the first by id move."""
+    for g, cts in _spread(st)[1].items():
+        first: dict[str, str] = {}
+        for ct in cts:
+            zone = _zone(st, st.where[ct].node)
+            if zone in first:
+                yield unit_of[ct], f"{ct} shares {zone} with {first[zone]} (zone spread {g})"
+            else:
+                first[zone] = ct
+
+
+def zone_tally(st: FleetState, ct: str, node: str, storage: str | None, copied: bool) -> Tally:
+    return [(("zone_spread", _zone(st, node), g), 1) for g in _spread(st)[0].get(ct, ())]
+
+
+def zone_limit(st: FleetState, key: Key) -> tuple[float, float]:
+    _, zone, g = key
+    return sum(1 for ct in _spread(st)[1][g] if _zone(st, st.where[ct].node) == zone), 1  # type: ignore[index]
+
+
+def zone_spread_exact(exact: ExactModel) -> None:
+    """At most one member of a group per zone, counting the members that do not move."""
+    st = exact.state
+    unit_of = {ct: u for u in exact.units for ct in u.members}
+    zones: dict[str, list[str]] = {}
+    for n in st.nodes:
+        zones.setdefault(_zone(st, n), []).append(n)
+    for cts in _spread(st)[1].values():
+        for zone, nodes in zones.items():
+            fixed = sum(1 for ct in cts if ct not in exact.moving and _zone(st, st.where[ct].node) == zone)
+            terms = [exact.x[(unit_of[ct].key, n)] for ct in cts if ct in unit_of
+                     for n in nodes if (unit_of[ct].key, n) in exact.x]
             if terms:
                 exact.model.add(sum(terms) <= max(1 - fixed, 0))
 
@@ -177,6 +270,28 @@ def overloads(state: FleetState, units: list[Unit], unit_of: dict[str, Unit]) ->
             excess_cpu -= unit.cpus
 
 
+def capacity_tally(st: FleetState, ct: str, node: str, storage: str | None, copied: bool) -> Tally:
+    c = st.containers[ct]
+    return [(("capacity", "mem", node), c.memory_mb), (("capacity", "cpu", node), c.cpus)]
+
+
+def capacity_limit(st: FleetState, key: Key) -> tuple[float, float]:
+    _, what, node = key
+    if what == "mem":
+        return st.mem[node], st.mem_cap(node)  # type: ignore[index, arg-type]
+    return st.cpu[node], st.cpu_cap(node)  # type: ignore[index, arg-type]
+
+
+def capacity_short(st: FleetState, unit: Unit, node: str) -> tuple[float, float]:
+    """Memory and CPUs ``node`` lacks for ``unit`` (<= 0: room, as far as arithmetic tells)."""
+    return (unit.memory_mb - (st.mem_cap(node) - st.mem[node]),
+            unit.cpus - (st.cpu_cap(node) - st.cpu[node]))
+
+
+def capacity_frees(st: FleetState, unit: Unit) -> tuple[float, float]:
+    return unit.memory_mb, unit.cpus
+
+
 def capacity_exact(exact: ExactModel) -> None:
     """Memory and CPU within capacity per node (a node already over may keep what it has); sets
     ``exact.loads``, the memory loads the objective minimises."""
@@ -213,6 +328,32 @@ def disk_on_target(state: FleetState, ct: str, dst: str, storage: str | None) ->
     return None
 
 
+def disk_tally(st: FleetState, ct: str, node: str, storage: str | None, copied: bool) -> Tally:
+    return [(("disk", node, storage), st.containers[ct].disk_gb)] if copied and storage else []
+
+
+def disk_limit(st: FleetState, key: Key) -> tuple[float, float] | None:
+    _, node, storage = key
+    if (node, storage) not in st.disk:
+        return None
+    return st.disk[(node, storage)], st.disk_cap(node, storage)  # type: ignore[index, arg-type]
+
+
+def disk_short(st: FleetState, unit: Unit, node: str) -> tuple[float]:
+    """Disk (GB, the node's storages pooled) ``node`` lacks for ``unit``'s copied disks."""
+    need = sum(st.containers[ct].disk_gb for ct in unit.members if expected_copy(st, ct, node))
+    if need > 0:
+        need -= sum(max(st.disk_free(node, s), 0.0) for s in st.nodes[node].storage)
+    return (need,)
+
+
+def disk_frees(st: FleetState, unit: Unit) -> tuple[float]:
+    """Disk a unit's departure frees on its node (a disk on a shared storage frees nothing)."""
+    return (sum(st.containers[ct].disk_gb for ct in unit.members
+                if st.where[ct].storage is not None
+                and not st.nodes[st.where[ct].node].storage[st.where[ct].storage].shared),)
+
+
 def disk_exact(exact: ExactModel) -> None:
     """End-state disk per node, its storages pooled (exact for one storage per node; the filters
     still choose the storage): disks copied in must fit what is free once local disks copied out
@@ -240,16 +381,20 @@ def disk_exact(exact: ExactModel) -> None:
 #: Every hard rule, in filter order. Violations are fixed lowest ``fix_order`` first; CP-SAT
 #: constraints are stated lowest ``model_order`` first.
 RULES = Registry((
-    Rule("receives", (("receives", node_receives),)),
-    Rule("not_excluded", (("not_excluded", not_excluded),)),
-    Rule("not_emptying", (("not_emptying", not_emptying),)),
-    Rule("pin_to", (("pin_to", pin_to),), static=True, violations=outside_pins, fix_order=20),
-    Rule("platform", (("platform", platform),), static=True),
+    Rule("receives", (("receives", node_receives),), bound="arrive"),
+    Rule("not_excluded", (("not_excluded", not_excluded),), bound="arrive"),
+    Rule("not_emptying", (("not_emptying", not_emptying),), bound="always"),
+    Rule("pin_to", (("pin_to", pin_to),), static=True, violations=outside_pins, fix_order=20, bound="always"),
+    Rule("platform", (("platform", platform),), static=True, bound="always"),
     Rule("anti_affinity", (("anti_affinity", anti_affinity),), violations=anti_affinity_breaches,
-         fix_order=10, constrain=anti_affinity_exact, model_order=20),
+         fix_order=10, constrain=anti_affinity_exact, model_order=20,
+         tally=anti_affinity_tally, limit=anti_affinity_limit),
+    Rule("zone_spread", (("zone_spread", zone_spread),), violations=zone_crowding, fix_order=15,
+         constrain=zone_spread_exact, model_order=25, tally=zone_tally, limit=zone_limit),
     Rule("affinity", violations=split_groups, fix_order=30, check_end=groups_end_split),
     Rule("capacity", (("memory", memory), ("cpu", cpu)), decides="room", violations=overloads,
-         fix_order=40, constrain=capacity_exact, model_order=10),
+         fix_order=40, constrain=capacity_exact, model_order=10, tally=capacity_tally,
+         limit=capacity_limit, short=capacity_short, frees=capacity_frees),
     Rule("disk", (("disk", disk),), decides="room", constrain=disk_exact, model_order=30,
-         check_move=disk_on_target),
+         check_move=disk_on_target, tally=disk_tally, limit=disk_limit, short=disk_short, frees=disk_frees),
 ))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Any
 
 from fleet.model import Container, Inventory, Node
 from fleet.policy import Policy
@@ -51,6 +52,8 @@ class FleetState:
         self.mean_cpu_cap = sum(self.cpu_cap(n.name) for n in inv.nodes) / max(1, len(inv.nodes))
         #: priced move costs by (container, source, destination class); see objective.expected_price
         self.expected_prices: dict[tuple, float] = {}
+        #: indexes a rule derives from the snapshot alone (shared by clones), by the rule's name
+        self.memo: dict[str, Any] = {}
         self.where: dict[str, Placement] = {}
         self.members: dict[str, list[str]] = {n.name: [] for n in inv.nodes}
         self.anti_groups_of: dict[str, tuple[int, ...]] = defaultdict(tuple)

@@ -3,15 +3,16 @@
 A wave is a set of moves the engine may run at the same time, in any interleaving. That is safe
 when, at the start of the wave, every destination could take *all* of the wave's arrivals before
 *any* of the wave's departures frees room: the "upper" load ``now + arrivals`` is within every
-capacity and anti-affinity limit. Waves are also capped by ``policy.max_parallel``,
+counted limit of the rules (``RULES.tally``: memory and CPUs per node, disk per storage, one member
+of an anti-affinity group per node). Waves are also capped by ``policy.max_parallel``,
 ``max_outgoing_per_node`` and ``max_incoming_per_node``, and a container moves at most once per
 wave (a parked container's second hop waits).
 
 Moves are packed into the earliest safe wave (see :func:`assign_waves`), then listed wave by
-wave, so the list stays an execution order in which every prefix keeps every rule. A move
-whose destination has room only because earlier waves moved something out of it, or that joins a
-node an anti-affinity partner has left, lists those moves in ``after`` (by container id; a
-parked container's second hop lists its own id: it waits for its first hop).
+wave, so the list stays an execution order in which every prefix keeps every rule. A move that
+needs what an earlier wave's departure freed under one of those limits (room, or a node a partner
+has left) lists those moves in ``after`` (by container id; a parked container's second hop lists
+its own id: it waits for its first hop). A new counted rule reaches both through the registry.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fleet.policy import Policy
+from planners.rules import RULES, Key
 from planners.state import EPS, FleetState, Placement
 
 
@@ -36,29 +38,26 @@ class Step:
 
 
 def arrivals_fit(state: FleetState, steps: list[Step]) -> bool:
-    """Whether every destination holds all ``steps``' arrivals with no departure counted."""
-    mem: dict[str, float] = {}
-    cpu: dict[str, float] = {}
-    disk: dict[tuple[str, str], float] = {}
-    anti: dict[tuple[str, int], int] = {}
+    """Whether ``steps`` are safe in every order: no counted limit of the rules
+    (:meth:`planners.rulebook.Registry.tally`) holds their departures' net but not all their
+    arrivals with no departure counted (a limit the net breaks too is a move's problem, not the
+    wave's: check_plan reports it per move)."""
+    upper: dict[Key, float] = {}
+    net: dict[Key, float] = {}
     for s in steps:
-        c = state.containers[s.ct]
-        mem[s.dst] = mem.get(s.dst, 0.0) + c.memory_mb
-        cpu[s.dst] = cpu.get(s.dst, 0.0) + c.cpus
-        if state.copies_disk(state.where[s.ct], Placement(s.dst, s.storage)) and s.storage:
-            disk[(s.dst, s.storage)] = disk.get((s.dst, s.storage), 0.0) + c.disk_gb
-        for gi in state.anti_groups_of.get(s.ct, ()):
-            anti[(s.dst, gi)] = anti.get((s.dst, gi), 0) + 1
-    for node, add in mem.items():
-        if state.mem[node] + add > state.mem_cap(node) + EPS:
+        here = state.where[s.ct]
+        copied = bool(s.storage) and state.copies_disk(here, Placement(s.dst, s.storage))
+        arrive, leave = RULES.move_tally(state, s.ct, s.src, here.storage, s.dst, s.storage, copied)
+        for key, amount in arrive:
+            upper[key] = upper.get(key, 0.0) + amount
+            net[key] = net.get(key, 0.0) + amount
+        for key, amount in leave:
+            net[key] = net.get(key, 0.0) - amount
+    for key, add in upper.items():
+        limit = RULES.limit(state, key)
+        if limit is not None and limit[0] + add > limit[1] + EPS and limit[0] + net[key] <= limit[1] + EPS:
             return False
-    for node, add in cpu.items():
-        if state.cpu[node] + add > state.cpu_cap(node) + EPS:
-            return False
-    for (node, sid), add in disk.items():
-        if add > state.disk_free(node, sid) + EPS:
-            return False
-    return all(state.anti_count.get(key, 0) + add <= 1 for key, add in anti.items())
+    return True
 
 
 def assign_waves(start: FleetState, steps: list[Step]) -> list[Step]:
@@ -66,21 +65,21 @@ def assign_waves(start: FleetState, steps: list[Step]) -> list[Step]:
 
     Each step, in the given (feasible) order, takes the earliest wave in which: its container
     does not move already or later; no earlier step arrives at its destination in a later wave;
-    the wave's concurrency limits allow it; and its destination, at the start of that wave, holds
-    every arrival of the wave with no departure counted. Capacity and anti-affinity are per node,
-    so steps on other nodes commute with it; the arrival rule keeps every earlier step's own check
-    valid, and a new last wave always works (it sees exactly the state the given order had).
+    the wave's concurrency limits allow it; and, at the start of that wave, every counted limit
+    of the rules it uses (capacity, disk, anti-affinity: ``RULES.tally``) holds every arrival of
+    the wave with no departure counted. Limits are per key, so steps on other keys commute with
+    it; the arrival rule keeps every earlier step's own check valid, and a new last wave always
+    works (it sees exactly the state the given order had).
     """
-    info = _replay(start, steps)
+    counts = _Counts(start, steps)
     waves: list[list[int]] = []
     last_arrival: dict[str, int] = {}
     last_move: dict[str, int] = {}
-    events: dict[str, list[int]] = {}
     wave_of: list[int] = []
     for i, s in enumerate(steps):
         w = max(last_move.get(s.ct, -1) + 1, last_arrival.get(s.dst, 0))
         while w < len(waves) and not (_admits(start.policy, steps, waves[w], s)
-                                      and _fits(start, steps, info, wave_of, events.get(s.dst, []), i, w)):
+                                      and counts.fits(i, w, wave_of)):
             w += 1
         if w == len(waves):
             waves.append([])
@@ -89,22 +88,54 @@ def assign_waves(start: FleetState, steps: list[Step]) -> list[Step]:
         s.wave = w
         last_arrival[s.dst] = max(last_arrival.get(s.dst, 0), w)
         last_move[s.ct] = w
-        events.setdefault(s.dst, []).append(i)
-        events.setdefault(s.src, []).append(i)
+        counts.place(i)
     ordered = [steps[i] for wave in waves for i in wave]
     _attach_after(start, ordered)
     return ordered
 
 
-def _replay(start: FleetState, steps: list[Step]) -> list[tuple[str | None, bool]]:
-    """(source storage, whether the disk is copied) per step, from the given order."""
-    state = start.clone()
-    out = []
-    for s in steps:
-        here = state.where[s.ct]
-        out.append((here.storage, state.copies_disk(here, Placement(s.dst, s.storage))))
-        state.apply(s.ct, s.dst, s.storage)
-    return out
+class _Counts:
+    """The rules' counted limits for wave packing: per step, what it adds where it arrives (with
+    each key's load and limit at the start) and frees where it leaves; per key, the steps placed
+    so far that touch it, in step order. Disks are counted from the given order (a parked
+    container's second hop leaves the storage its first hop chose)."""
+
+    def __init__(self, start: FleetState, steps: list[Step]) -> None:
+        self.arrive: list[list[tuple[Key, float, float, float]]] = []
+        self.leave: list[list[tuple[Key, float]]] = []
+        self.events: dict[Key, list[tuple[int, float, bool]]] = {}
+        state = start.clone()
+        for s in steps:
+            here = state.where[s.ct]
+            copied = state.copies_disk(here, Placement(s.dst, s.storage))
+            arrive, leave = RULES.move_tally(start, s.ct, s.src, here.storage, s.dst, s.storage, copied)
+            limited = []
+            for key, amount in arrive:
+                limit = RULES.limit(start, key)
+                if limit is not None:
+                    limited.append((key, amount, limit[0], limit[1]))
+            self.arrive.append(limited)
+            self.leave.append(leave)
+            state.apply(s.ct, s.dst, s.storage)
+
+    def fits(self, i: int, w: int, wave_of: list[int]) -> bool:
+        """Whether step ``i`` in wave ``w`` keeps every limit it uses with the wave's arrivals."""
+        for key, amount, load, limit in self.arrive[i]:
+            for j, moved, arrives in self.events.get(key, ()):
+                if arrives:
+                    if wave_of[j] <= w:
+                        load += moved
+                elif wave_of[j] < w:
+                    load -= moved
+            if load + amount > limit + EPS:
+                return False
+        return True
+
+    def place(self, i: int) -> None:
+        for key, amount, _, _ in self.arrive[i]:
+            self.events.setdefault(key, []).append((i, amount, True))
+        for key, amount in self.leave[i]:
+            self.events.setdefault(key, []).append((i, amount, False))
 
 
 def _admits(policy: Policy, steps: list[Step], wave: list[int], s: Step) -> bool:
@@ -115,75 +146,28 @@ def _admits(policy: Policy, steps: list[Step], wave: list[int], s: Step) -> bool
     return out < policy.max_outgoing_per_node and inc < policy.max_incoming_per_node
 
 
-def _fits(start: FleetState, steps: list[Step], info: list[tuple[str | None, bool]], wave_of: list[int],
-          touching: list[int], i: int, w: int) -> bool:
-    """Whether step ``i`` fits its destination at the start of wave ``w`` with the wave's arrivals."""
-    s = steps[i]
-    node = s.dst
-    mem, cpu = start.mem[node], start.cpu[node]
-    anti_of = start.anti_groups_of.get(s.ct, ())
-    anti = {gi: start.anti_count.get((node, gi), 0) for gi in anti_of}
-    disk = start.disk.get((node, s.storage), 0.0) if s.storage else 0.0
-    for j in touching + [i]:
-        t = steps[j]
-        wj = w if j == i else wave_of[j]
-        c = start.containers[t.ct]
-        sign = 1 if t.dst == node and wj <= w else -1 if t.src == node and wj < w else 0
-        mem += sign * c.memory_mb
-        cpu += sign * c.cpus
-        src_storage, copied = info[j]
-        if copied and ((sign > 0 and t.storage == s.storage) or (sign < 0 and src_storage == s.storage)):
-            disk += sign * c.disk_gb
-        for gi in start.anti_groups_of.get(t.ct, ()):
-            if gi in anti:
-                anti[gi] += sign
-    if mem > start.mem_cap(node) + EPS or cpu > start.cpu_cap(node) + EPS:
-        return False
-    if s.storage is not None and info[i][1] and (node, s.storage) in start.disk:
-        if disk > start.disk_cap(node, s.storage) + EPS:
-            return False
-    return all(count <= 1 for count in anti.values())
-
-
 def _attach_after(start: FleetState, ordered: list[Step]) -> None:
-    initial = _Snapshot(start)
-    departed: dict[str, list[tuple[int, str]]] = {}
-    last_wave_of: dict[str, int] = {}
-    for step in ordered:
-        step.after = _after_of(initial, step, departed, last_wave_of)
-        departed.setdefault(step.src, []).append((step.wave, step.ct))
-        last_wave_of[step.ct] = step.wave
-
-
-class _Snapshot:
-    """Loads at the plan's start, to tell whether a move needed room that others freed."""
-
-    def __init__(self, state: FleetState) -> None:
-        self.state = state
-        self.mem = dict(state.mem)
-        self.cpu = dict(state.cpu)
-        self.arrived: dict[str, tuple[float, float]] = {}
-
-    def fits_without_departures(self, step: Step) -> bool:
-        st = self.state
-        c = st.containers[step.ct]
-        mem, cpu = self.arrived.get(step.dst, (0.0, 0.0))
-        mem += c.memory_mb
-        cpu += c.cpus
-        self.arrived[step.dst] = (mem, cpu)
-        return (self.mem[step.dst] + mem <= st.mem_cap(step.dst) + EPS
-                and self.cpu[step.dst] + cpu <= st.cpu_cap(step.dst) + EPS)
-
-
-def _after_of(initial: _Snapshot, step: Step, departed: dict[str, list[tuple[int, str]]],
-              last_wave_of: dict[str, int]) -> list[str]:
-    after: list[str] = []
-    if step.ct in last_wave_of:
-        after.append(step.ct)
-    earlier = [ct for wave, ct in departed.get(step.dst, []) if wave < step.wave]
-    if not initial.fits_without_departures(step):
-        after.extend(earlier)
-    st = initial.state
-    partners = {m for gi in st.anti_groups_of.get(step.ct, ()) for m in st.rules.anti_affinity[gi]}
-    after.extend(ct for ct in earlier if ct in partners and ct != step.ct)
-    return sorted(set(after), key=after.index)
+    """``after`` of each step: its own earlier hop, and the earlier waves' departures from a key
+    (``RULES.tally``) it arrives on, when the plan's arrivals there exceed the key's limit counted
+    from the start with no departure: without them the step has no room (or meets a partner)."""
+    state = start.clone()
+    arrived: dict[Key, float] = {}
+    departed: dict[Key, list[tuple[int, int, str]]] = {}  # key -> (departure no., wave, container)
+    moved: set[str] = set()
+    for no, step in enumerate(ordered):
+        here = state.where[step.ct]
+        copied = state.copies_disk(here, Placement(step.dst, step.storage))
+        needed: dict[int, str] = {}
+        arrive, leave = RULES.move_tally(start, step.ct, step.src, here.storage, step.dst, step.storage, copied)
+        for key, amount in arrive:
+            arrived[key] = arrived.get(key, 0.0) + amount
+            limit = RULES.limit(start, key)
+            if limit is not None and limit[0] + arrived[key] > limit[1] + EPS:
+                needed.update((no, ct) for no, wave, ct in departed.get(key, ()) if wave < step.wave)
+        after = [step.ct] if step.ct in moved else []
+        after.extend(ct for _, ct in sorted(needed.items()) if ct != step.ct)
+        step.after = sorted(set(after), key=after.index)
+        for key, _ in leave:
+            departed.setdefault(key, []).append((no, step.wave, step.ct))
+        moved.add(step.ct)
+        state.apply(step.ct, step.dst, step.storage)

@@ -1,9 +1,10 @@
-"""One rule, one place: a rule registered in planners.rules.RULES reaches every planner stage.
+"""One rule, one place: a rule in planners.rules.RULES reaches every planner stage.
 
-The toy rule below ("zone spread": containers tagged ``spread_<group>`` run in different zones)
-exists only in this test. Registered, it is honoured by the filters (ranking and placement), the
-violation detector (rebalance fixes), the exact model (CP-SAT) and check_plan; unregistered, the
-same fleets plan as before. This is the whole of what adding a hard rule takes.
+The zone-spread rule (containers tagged ``zone_spread_<group>`` run in different zones) is one
+``Rule`` in planners/rules.py. Registered (as it is by default), it is honoured by the filters
+(ranking and placement), the violation detector (rebalance fixes), the exact model (CP-SAT), the
+waves and their ``after`` dependencies, and check_plan; unregistered, the same fleets plan as
+before. This is the whole of what adding a hard rule takes.
 """
 
 from __future__ import annotations
@@ -15,72 +16,31 @@ import pytest
 from fleet import Policy
 from planners import check_plan, plan_evacuate, plan_rebalance
 from planners.cpsat import solve
-from planners.exact_model import ExactModel
 from planners.ranking import rank
 from planners.rulebook import Ctx, Rule
 from planners.rules import RULES
 from planners.state import FleetState
-from planners.units import Unit, units_of
+from planners.units import units_of
+from planners.waves import Step, assign_waves
 from tests.unit.planners.planner_fixtures import ct, fleet, node
 
-TAG = "spread_"
-
-
-def _zone(st: FleetState, node_name: str) -> str | None:
-    return st.nodes[node_name].zone
-
-
-def _partners(st: FleetState, ct_id: str) -> set[str]:
-    groups = {t for t in st.containers[ct_id].tags if t.startswith(TAG)}
-    return {c.id for c in st.inv.containers if c.id != ct_id and groups & set(c.tags)}
-
-
-def zone_spread(ctx: Ctx, unit: Unit, node_name: str) -> str | None:
-    st = ctx.state
-    zone = _zone(st, node_name)
-    for member in unit.members:
-        for other in sorted(_partners(st, member) - set(unit.members)):
-            if _zone(st, st.where[other].node) == zone:
-                return f"{node_name} is in zone {zone}, where {other} runs (zone spread with {member})"
-    return None
-
-
-def zone_crowding(st: FleetState, units: list[Unit], unit_of: dict[str, Unit]) -> Iterator[tuple[Unit, str]]:
-    for ct_id in sorted(st.containers):
-        earlier = [o for o in sorted(_partners(st, ct_id)) if o < ct_id
-                   and _zone(st, st.where[o].node) == _zone(st, st.where[ct_id].node)]
-        if earlier:
-            yield unit_of[ct_id], f"{ct_id} shares zone {_zone(st, st.where[ct_id].node)} with {earlier[0]}"
-
-
-def zone_spread_exact(exact: ExactModel) -> None:
-    st = exact.state
-    for u in exact.units:
-        for other in sorted(set().union(*(_partners(st, m) for m in u.members)) - set(u.members)):
-            if other in exact.moving:
-                continue  # toy: partners that move too are left to the filters
-            banned = [v for (key, n), v in exact.x.items()
-                      if key == u.key and _zone(st, n) == _zone(st, st.where[other].node)]
-            exact.model.add(sum(banned) == 0)
-
-
-ZONE_SPREAD = Rule("zone_spread", (("zone_spread", zone_spread),), violations=zone_crowding,
-                   fix_order=15, constrain=zone_spread_exact)
+TAG = "zone_spread_web"
+ZONE_SPREAD = next(r for r in RULES.rules if r.name == "zone_spread")
 
 
 def _zones_fleet(web2_on: str, filler_gib: float = 16):
     """a, b in zone z1; c, d in zone z2; web 1 on a, web 2 on ``web2_on``, a filler on d."""
     nodes = [node("a", zone="z1"), node("b", zone="z1"), node("c", zone="z2"), node("d", zone="z2")]
-    cts = [ct("1", "a", tags=["spread_web"]), ct("2", web2_on, tags=["spread_web"]),
+    cts = [ct("1", "a", tags=[TAG]), ct("2", web2_on, tags=[TAG]),
            ct("3", "d", filler_gib)]
     return fleet(nodes, cts)
 
 
 @pytest.fixture
 def zone_rule() -> Iterator[Rule]:
-    with RULES.added(ZONE_SPREAD) as rule:
-        yield rule
-    assert "zone_spread" not in {r.name for r in RULES.rules}
+    assert "zone_spread" in {r.name for r in RULES.rules}
+    yield ZONE_SPREAD
+    assert "zone_spread" in {r.name for r in RULES.rules}
 
 
 def test_registered_rule_filters_nodes_with_its_reason(zone_rule):
@@ -89,8 +49,8 @@ def test_registered_rule_filters_nodes_with_its_reason(zone_rule):
     good, bad = rank(ctx, unit, ["a", "b", "d"])
     assert [c.node for c in good] == ["d"]
     assert {(r.node, r.filter, r.reason) for r in bad} == {
-        ("a", "zone_spread", "a is in zone z1, where 1 runs (zone spread with 2)"),
-        ("b", "zone_spread", "b is in zone z1, where 1 runs (zone spread with 2)")}
+        ("a", "zone_spread", "a is in zone z1, where 1 runs (zone spread web with 2)"),
+        ("b", "zone_spread", "b is in zone z1, where 1 runs (zone spread web with 2)")}
 
 
 def test_registered_rule_is_a_rule_filter_before_capacity(zone_rule):
@@ -116,7 +76,7 @@ def test_plan_check_flags_a_move_that_breaks_the_rule(zone_rule):
     blind = plan_evacuate(inv, ["c"], Policy())  # planned without the rule: 2 lands on b, zone z1
     RULES.register(zone_rule)
     assert check_plan(inv, blind, Policy()) == [
-        "move 0 (2 c->b): b is in zone z1, where 1 runs (zone spread with 2)",
+        "move 0 (2 c->b): b is in zone z1, where 1 runs (zone spread web with 2)",
         "2 stays on c: neither moved nor listed as unplaced"]
 
 
@@ -124,7 +84,7 @@ def test_rebalance_fixes_what_the_detector_finds(zone_rule):
     inv = _zones_fleet("b")  # 1 and 2 both in zone z1
     plan = plan_rebalance(inv, Policy(aggressiveness=1))
     assert [(m.ct, m.to) for m in plan.moves] == [("2", "c")]
-    assert plan.moves[0].reason.startswith("fix: 2 shares zone z1 with 1")
+    assert plan.moves[0].reason.startswith("fix: 2 shares zone z1 with 1 (zone spread web)")
     assert check_plan(inv, plan, Policy()) == []
     RULES.unregister("zone_spread")
     assert plan_rebalance(inv, Policy(aggressiveness=1)).moves == []
@@ -132,7 +92,7 @@ def test_rebalance_fixes_what_the_detector_finds(zone_rule):
 
 
 def test_exact_model_states_the_rule_as_a_constraint(zone_rule):
-    # The toy rule has a constraint, so the model offers unit 2 every node (its filter does not
+    # The rule has a constraint, so the model offers unit 2 every node (its filter does not
     # prune the domain): only the constraint keeps the peak-minimising solver out of zone z1,
     # where a or b gives a lower peak than d.
     ctx = Ctx(FleetState(_zones_fleet("c", filler_gib=8), Policy()), frozenset({"c"}))
@@ -155,3 +115,26 @@ def test_exact_evacuation_honours_the_rule(zone_rule):
 def test_registering_a_rule_twice_is_refused(zone_rule):
     with pytest.raises(ValueError, match="already registered"):
         RULES.register(zone_rule)
+
+
+def test_a_wave_never_brings_a_member_into_a_zone_another_still_holds(zone_rule):
+    # 1 leaves zone z1 for e (zone z3) while 2 enters z1: 2 must wait for 1's move.
+    inv = fleet([node("a", zone="z1"), node("b", zone="z1"), node("c", zone="z2"), node("e", zone="z3")],
+                [ct("1", "a", tags=[TAG]), ct("2", "c", tags=[TAG])])
+    steps = assign_waves(FleetState(inv, Policy()), [Step("1", "a", "e", "local", ""),
+                                                      Step("2", "c", "b", "local", "")])
+    assert [(s.ct, s.wave, s.after) for s in steps] == [("1", 0, []), ("2", 1, ["1"])]
+    RULES.unregister("zone_spread")
+    steps = assign_waves(FleetState(inv, Policy()), [Step("1", "a", "e", "local", ""),
+                                                      Step("2", "c", "b", "local", "")])
+    assert [(s.ct, s.wave, s.after) for s in steps] == [("1", 0, []), ("2", 0, [])]
+    RULES.register(zone_rule)
+
+
+def test_nodes_without_a_zone_are_zones_of_their_own(zone_rule):
+    ctx = Ctx(FleetState(fleet([node("a"), node("b"), node("c")],
+                               [ct("1", "a", tags=[TAG]), ct("2", "b", tags=[TAG])]), Policy()))
+    unit = units_of(ctx.state, ["2"])[0]
+    good, bad = rank(ctx, unit, ["a", "c"])
+    assert [c.node for c in good] == ["c"]
+    assert [(r.node, r.reason) for r in bad] == [("a", "a is in node a (no zone), where 1 runs (zone spread web with 2)")]
