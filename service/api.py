@@ -54,6 +54,7 @@ from service.jobs import JobConflict, NoSuchJob
 from service.metrics import store_registry
 from service.runtime import Runtime
 from service.users import identify
+from service.web import install_console
 from service.worker import instance_owner
 
 #: Shortest token accepted: a guessable token is no protection.
@@ -195,7 +196,7 @@ def _declare_errors_only(app: FastAPI) -> None:
 # -- the app ---------------------------------------------------------------------------------------
 def create_app(runtime: Runtime, *, token: str | None = None) -> FastAPI:
     """The REST API over ``runtime``; ``token`` defaults to the configured one (see load_token)."""
-    app = FastAPI(title="ferry", version="1",
+    app = FastAPI(title="ferry", version="1", docs_url=None,  # /docs: service.web.assets, no CDN
                   description="Plan and run container migrations across Proxmox VE and OpenVZ nodes.")
     _install_error_handlers(app)
     token = token or load_token(runtime.config)
@@ -254,6 +255,7 @@ def create_app(runtime: Runtime, *, token: str | None = None) -> FastAPI:
         return ops.place_container(rt, body, _snapshot(body))
 
     _add_job_routes(app, rt, auth)
+    install_console(app, rt, token)
     return app
 
 
