@@ -199,9 +199,10 @@ class Console:
     async def _stream(self, request: Request, job_id: int, found: ConsoleSession) -> AsyncIterator[str]:
         """``progress`` whenever the job's moves change; ``done`` once it is final. Bounded in time."""
         sent, deadline = "", time.monotonic() + EVENT_STREAM_MAX_S
+        can_act = found.identity.allows(Role.operator)
         while time.monotonic() < deadline and not await request.is_disconnected():
             job = await run_in_threadpool(self.detail, job_id)
-            fragment = views.progress_view(job, await run_in_threadpool(self.now))
+            fragment = views.live_view(job, can_act, await run_in_threadpool(self.now))
             if fragment != sent:
                 sent = fragment
                 yield _event("progress", fragment)

@@ -190,11 +190,15 @@ def actions_list(job: dict[str, Any]) -> str:
 
 
 def job_view(job: dict[str, Any], can_act: bool, now: float | None) -> str:
-    """A job's panel. While the job is not final it holds an SSE stream: ``progress`` events replace
-    the progress table, and ``done`` reloads the whole panel (controls, journal), which then has no
-    stream, so the browser stops listening."""
+    """A job's panel. While the job is not final it follows an SSE stream (static/console.js):
+    ``progress`` events replace the progress table, and ``done`` reloads the whole panel (controls,
+    journal), which then has no stream, so the browser stops listening."""
     live = ("" if job["state"] in JOB_FINAL else
-            f' hx-ext="sse" sse-connect="/ui/jobs/{job["id"]}/events" hx-get="/ui/jobs/{job["id"]}"'
-            ' hx-trigger="sse:done" hx-target="#job-detail"')
-    return (f'<div id="job-{job["id"]}" class="job"{live}><div class="progress" sse-swap="progress">'
-            f'{progress_view(job, now)}</div>{controls_view(job, can_act)}{actions_list(job)}{journal_view(job)}</div>')
+            f' data-events="/ui/jobs/{job["id"]}/events" data-reload="/ui/jobs/{job["id"]}"')
+    return (f'<div id="job-{job["id"]}" class="job"{live}><div class="progress" data-progress-table>'
+            f'{live_view(job, can_act, now)}</div>{actions_list(job)}{journal_view(job)}</div>')
+
+
+def live_view(job: dict[str, Any], can_act: bool, now: float | None) -> str:
+    """What a job's event stream pushes: its progress and the controls its state allows now."""
+    return progress_view(job, now) + controls_view(job, can_act)
