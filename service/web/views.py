@@ -62,7 +62,9 @@ def before_after_chart(before: dict[str, Any], after: dict[str, Any]) -> str:
     """Each node's memory load before (grey) and after (blue) the plan, as an inline SVG."""
     nodes = sorted(set(before) | set(after))
     row, width, label = 26, 320, 70
-    parts = [f'<svg class="chart" role="img" aria-label="memory before and after" width="{label + width + 60}" '
+    parts = ['<p class="caption">memory per node: <span class="key before">before</span> → '
+             '<span class="key after">after</span></p>'
+             f'<svg class="chart" role="img" aria-label="memory before and after" width="{label + width + 130}" '
              f'height="{row * len(nodes) + 20}">']
     for i, name in enumerate(nodes):
         y = 10 + i * row

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.sim.test_api import AUTH, EMPTY_A, TOKEN, free_port, hand_plan, wait_for
+from tests.integration.sim.test_api import AUTH, EMPTY_A, TOKEN, free_port, hand_plan, serve_answers, wait_for
 from tests.integration.sim.test_cli import FERRY, ferry, write_config
 
 webdriver = pytest.importorskip("selenium.webdriver")
@@ -46,16 +46,8 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
                             env={**os.environ, "FERRY_API_TOKEN": TOKEN, "PYTHONPATH": str(Path.cwd())},
                             stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        assert proc.poll() is None, (tmp_path / "serve.log").read_text()
-        try:
-            return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
-
     try:
-        wait_for(healthy, timeout=60)
+        wait_for(lambda: serve_answers(proc, base, tmp_path / "serve.log"), timeout=60)
         yield base, config
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -146,13 +138,14 @@ def test_log_in_approve_watch_it_succeed_and_cancel_another(served: tuple[str, P
     browser.find_element(By.CSS_SELECTOR, f"#plan-{first} button.approve").click()
     until(lambda: "approved by otto" in browser.find_element(By.ID, "plans").text)
     seen: list[int] = [0]  # pending, as read above
+    taken: list[None] = []
 
     def finished() -> bool:
         state, progress = job_state(browser)
         if not seen or seen[-1] != progress:
             seen.append(progress)
-        if 0 < progress < 100 and not (ARTIFACTS / "console-2-job-running.png").exists():
-            shot(browser, "2-job-running")
+        if 0 < progress < 100 and not taken:
+            taken.append(shot(browser, "2-job-running"))  # at the first figure in between
         return state == "succeeded"
 
     until(finished, timeout=120, every=0.05)
