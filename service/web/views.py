@@ -101,7 +101,7 @@ def plan_card(job: dict[str, Any], can_act: bool) -> str:
                + _button(f"/ui/plans/{job['id']}/reject", "Reject", "reject", can_act, "Reject this plan?"))
     return (f'<article class="plan" id="plan-{job["id"]}"><h3>job {job["id"]}: {esc(job["kind"])} '
             f'{esc(" ".join(job["nodes"]))}</h3><p>{esc(bound)}</p>'
-            f'{before_after_chart(plan.get("before", {}), plan.get("after", {}))}'
+            f'{before_after_chart(plan["before"], plan["after"]) if plan.get("before") else ""}'
             '<table><thead><tr><th>ct</th><th>from → to</th><th>method</th><th>duration</th><th>downtime</th>'
             f'<th>reason</th></tr></thead><tbody>{moves}</tbody></table><div class="actions">{actions}</div></article>')
 
