@@ -190,22 +190,28 @@ class Console:
         return self.job(request, job_id)
 
     # -- live progress --------------------------------------------------------------------------
-    async def events(self, request: Request, job_id: int) -> StreamingResponse:
+    async def events(self, request: Request, job_id: int, shown: str) -> StreamingResponse:
         found = await run_in_threadpool(self.viewer, request)
         await run_in_threadpool(self.detail, job_id)  # 404 before the stream starts
-        return StreamingResponse(self._stream(request, job_id, found), media_type="text/event-stream",
+        return StreamingResponse(self._stream(request, job_id, found, shown), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
-    async def _stream(self, request: Request, job_id: int, found: ConsoleSession) -> AsyncIterator[str]:
-        """``progress`` whenever the job's moves change; ``done`` once it is final. Bounded in time."""
+    async def _stream(self, request: Request, job_id: int, found: ConsoleSession,
+                      shown: str) -> AsyncIterator[str]:
+        """``progress`` whenever the job's moves change; ``controls`` when its state differs from the
+        one the page shows (so buttons are not replaced under the pointer); ``done`` once it is
+        final. Bounded in time."""
         sent, deadline = "", time.monotonic() + EVENT_STREAM_MAX_S
         can_act = found.identity.allows(Role.operator)
         while time.monotonic() < deadline and not await request.is_disconnected():
             job = await run_in_threadpool(self.detail, job_id)
-            fragment = views.live_view(job, can_act, await run_in_threadpool(self.now))
+            fragment = views.progress_view(job, await run_in_threadpool(self.now))
             if fragment != sent:
                 sent = fragment
                 yield _event("progress", fragment)
+            if job["state"] != shown:
+                shown = job["state"]
+                yield _event("controls", views.controls_view(job, can_act))
             if job["state"] in JOB_FINAL:
                 yield _event("done", job["state"])
                 return
@@ -237,8 +243,8 @@ def console_router(rt: Runtime, shared_token: str) -> APIRouter:
         return console.job(request, job_id)
 
     @router.get("/ui/jobs/{job_id}/events")
-    async def events(request: Request, job_id: JobId) -> StreamingResponse:
-        return await console.events(request, job_id)
+    async def events(request: Request, job_id: JobId, shown: str = "") -> StreamingResponse:
+        return await console.events(request, job_id, shown)
 
     for decision in ("approve", "reject"):
         router.post(f"/ui/plans/{{job_id}}/{decision}")(_bind(console.decide_plan, decision))

@@ -193,14 +193,12 @@ def actions_list(job: dict[str, Any]) -> str:
 
 def job_view(job: dict[str, Any], can_act: bool, now: float | None) -> str:
     """A job's panel. While the job is not final it follows an SSE stream (static/console.js):
-    ``progress`` events replace the progress table, and ``done`` reloads the whole panel (controls,
-    journal), which then has no stream, so the browser stops listening."""
+    ``progress`` events replace the progress table, ``controls`` (sent only when the job's state
+    differs from the one the panel shows) the buttons, and ``done`` reloads the whole panel
+    (journal, who did what), which then has no stream, so the browser stops listening."""
+    job_id = job["id"]
     live = ("" if job["state"] in JOB_FINAL else
-            f' data-events="/ui/jobs/{job["id"]}/events" data-reload="/ui/jobs/{job["id"]}"')
-    return (f'<div id="job-{job["id"]}" class="job"{live}><div class="progress" data-progress-table>'
-            f'{live_view(job, can_act, now)}</div>{actions_list(job)}{journal_view(job)}</div>')
-
-
-def live_view(job: dict[str, Any], can_act: bool, now: float | None) -> str:
-    """What a job's event stream pushes: its progress and the controls its state allows now."""
-    return progress_view(job, now) + controls_view(job, can_act)
+            f' data-events="/ui/jobs/{job_id}/events?shown={esc(job["state"])}" data-reload="/ui/jobs/{job_id}"')
+    return (f'<div id="job-{job_id}" class="job"{live}><div class="progress" data-progress-table>'
+            f'{progress_view(job, now)}</div><div data-controls>{controls_view(job, can_act)}</div>'
+            f'{actions_list(job)}{journal_view(job)}</div>')

@@ -100,6 +100,7 @@ def test_the_event_stream_follows_a_job_to_its_end(rt: Runtime, api: TestClient)
     finally:
         worker.stop()
     assert events[0] == "progress" and events[-1] == "done" and events.count("done") == 1
+    assert "controls" in events  # the page showed no state: the buttons follow the job's
     panel = browser.get(f"/ui/jobs/{job_id}").text
     assert 'data-state="succeeded"' in panel and "data-events" not in panel  # final: no stream
     assert panel.count('value="100"') == 2
