@@ -20,7 +20,8 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/ferry demo
 
-# System packages the tests need (SSH lab, rsync, socat, PostgreSQL...), one per line in
+# System packages the tests need (SSH lab, rsync, socat, PostgreSQL, Chromium + chromedriver for the
+# console's browser test...), one per line in
 # $(APT_PKGS_FILE); installed with apt-get only when one is missing.
 system-packages:
 	@missing=$$(for p in $$(grep -v '^#' $(APT_PKGS_FILE) 2>/dev/null); do \

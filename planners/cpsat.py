@@ -20,9 +20,7 @@ them). With ``workers=1`` and a deterministic time limit the result is reproduci
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
-
-from ortools.sat.python import cp_model
+from typing import TYPE_CHECKING, Literal
 
 from fleet.errors import InputError
 from planners.exact_model import GRAIN_MB, ExactModel
@@ -30,6 +28,9 @@ from planners.rulebook import Ctx
 from planners.rules import RULES
 from planners.state import FleetState
 from planners.units import Unit
+
+if TYPE_CHECKING:  # imported in solve(): OR-Tools (and the pandas it brings) costs every CLI start ~1 s
+    from ortools.sat.python import cp_model
 
 #: Largest model (units x nodes Booleans) solver="cp-sat" accepts; beyond it the default planner
 #: is the tool (see BENCHMARKS.md, planner scale).
@@ -67,6 +68,8 @@ def solve(ctx: Ctx, units: list[Unit], objective: Literal["peak", "squares"], *,
     ``may_stay=False`` (evacuation) forbids the home node unless the rule filters allow it;
     ``hint`` (unit key -> node) starts the search from a known solution, e.g. the greedy one.
     """
+    from ortools.sat.python import cp_model
+
     st = ctx.state
     model = cp_model.CpModel()
     home = {u.key: _home(st, u) if may_stay else None for u in units}

@@ -15,7 +15,6 @@ backends never stall the event loop. The worker that executes approved jobs is s
 
 from __future__ import annotations
 
-import hmac
 import os
 from pathlib import Path
 from typing import Annotated, Any
@@ -54,6 +53,8 @@ from service.config import Config, check_private_file
 from service.jobs import JobConflict, NoSuchJob
 from service.metrics import store_registry
 from service.runtime import Runtime
+from service.users import identify
+from service.web import install_console
 from service.worker import instance_owner
 
 #: Shortest token accepted: a guessable token is no protection.
@@ -159,17 +160,23 @@ def _install_error_handlers(app: FastAPI) -> None:
         return answer(status.HTTP_502_BAD_GATEWAY, f"the cluster did not answer as expected: {exc}")
 
 
-def _bearer_check(token: str) -> Any:
-    scheme = HTTPBearer(auto_error=False, description="the token of [api] token_file / FERRY_API_TOKEN")
-    expected = token.encode()
+def _bearer_check() -> Any:
+    scheme = HTTPBearer(auto_error=False, description="a user's token (ferry user add), or the shared "
+                        "token of [api] token_file / FERRY_API_TOKEN (an admin)")
 
     # A default, not an Annotated hint: hints are strings here and could not see the local ``scheme``.
-    def check(credentials: HTTPAuthorizationCredentials | None = Depends(scheme)) -> None:  # noqa: B008
-        given = credentials.credentials.encode() if credentials else b""
-        if not hmac.compare_digest(given, expected):  # constant time: no length/prefix oracle
+    # The gate (service.api_gate) has checked the token and the role already; this declares the
+    # scheme in the OpenAPI document and refuses a request that did not pass the gate.
+    def check(request: Request, _: HTTPAuthorizationCredentials | None = Depends(scheme)) -> None:  # noqa: B008
+        if getattr(request.state, "identity", None) is None:
             raise ApiError(status.HTTP_401_UNAUTHORIZED, UNAUTHORIZED)
 
     return check
+
+
+def actor_of(request: Request) -> str:
+    """The name of whoever the gate let in (recorded beside what they decided)."""
+    return request.state.identity.name
 
 
 def _declare_errors_only(app: FastAPI) -> None:
@@ -189,14 +196,15 @@ def _declare_errors_only(app: FastAPI) -> None:
 # -- the app ---------------------------------------------------------------------------------------
 def create_app(runtime: Runtime, *, token: str | None = None) -> FastAPI:
     """The REST API over ``runtime``; ``token`` defaults to the configured one (see load_token)."""
-    app = FastAPI(title="ferry", version="1",
+    app = FastAPI(title="ferry", version="1", docs_url=None,  # /docs: service.web.assets, no CDN
                   description="Plan and run container migrations across Proxmox VE and OpenVZ nodes.")
     _install_error_handlers(app)
     token = token or load_token(runtime.config)
-    app.add_middleware(ApiGate, token=token)
+    shared = token
+    app.add_middleware(ApiGate, token=token, identify=lambda given: identify(runtime.sessions, given, shared))
     _declare_errors_only(app)
     # The gate checks the token first; the dependency declares the scheme in the OpenAPI document.
-    auth = [Depends(_bearer_check(token))]
+    auth = [Depends(_bearer_check())]
     registry = store_registry(runtime.sessions, instance_owner(runtime))
     rt = runtime
 
@@ -247,6 +255,7 @@ def create_app(runtime: Runtime, *, token: str | None = None) -> FastAPI:
         return ops.place_container(rt, body, _snapshot(body))
 
     _add_job_routes(app, rt, auth)
+    install_console(app, rt, token)
     return app
 
 
@@ -265,14 +274,14 @@ def _add_job_routes(app: FastAPI, rt: Runtime, auth: list[Any]) -> None:
 
     @app.post("/v1/jobs", tags=["jobs"], dependencies=auth, status_code=status.HTTP_201_CREATED,
               response_model=None, responses={201: {"model": JobOut}, **errors(400, 401, 409, 500, 502)})
-    def new_job(body: ops.PlanJobRequest) -> dict[str, Any]:
+    def new_job(body: ops.PlanJobRequest, request: Request) -> dict[str, Any]:
         """Store a reviewed plan as a job, after re-validating it against the live fleet (409 with
         ``changes`` when the fleet drifted). ``approve`` lets the worker run it."""
         plan = validate_model(Plan, body.plan, source="plan")
-        return ops.job_detail(rt, ops.submit_plan(rt, plan, body))
+        return ops.job_detail(rt, ops.submit_plan(rt, plan, body, actor=actor_of(request)))
 
-    def plan_and_store(goal: ops.NodeGoal, body: ops.NodesJobRequest) -> Any:
-        submitted = ops.submit_nodes(rt, goal, body)
+    def plan_and_store(goal: ops.NodeGoal, body: ops.NodesJobRequest, request: Request) -> Any:
+        submitted = ops.submit_nodes(rt, goal, body, actor=actor_of(request))
         if submitted.job_id is None:  # as ``ferry evacuate``: nothing to move is an answer
             return JSONResponse({"job": None, "moves": 0}, status_code=status.HTTP_200_OK)
         return ops.job_detail(rt, submitted.job_id)
@@ -283,16 +292,16 @@ def _add_job_routes(app: FastAPI, rt: Runtime, auth: list[Any]) -> None:
 
     @app.post("/v1/evacuate", tags=["jobs"], dependencies=auth, status_code=status.HTTP_201_CREATED,
               response_model=None, responses=nothing)
-    def evacuate(body: ops.NodesJobRequest) -> dict[str, Any]:
+    def evacuate(body: ops.NodesJobRequest, request: Request) -> dict[str, Any]:
         """Plan the evacuation of ``nodes`` now and store it as a job (``approve``: the worker runs
         it at once); 200 with ``{"job": null}`` when there is nothing to move."""
-        return plan_and_store("evacuate", body)
+        return plan_and_store("evacuate", body, request)
 
     @app.post("/v1/drain", tags=["jobs"], dependencies=auth, status_code=status.HTTP_201_CREATED,
               response_model=None, responses=nothing)
-    def drain(body: ops.NodesJobRequest) -> dict[str, Any]:
+    def drain(body: ops.NodesJobRequest, request: Request) -> dict[str, Any]:
         """As evacuate, for maintenance (with ``window``: moves start only inside maintenance windows)."""
-        return plan_and_store("drain", body)
+        return plan_and_store("drain", body, request)
 
     for action, doc in JOB_CONTROLS.items():
         app.post(f"/v1/jobs/{{job_id}}/{action}", tags=["jobs"], dependencies=auth,
@@ -313,8 +322,8 @@ JOB_CONTROLS = {
 
 
 def _control_route(rt: Runtime, action: str) -> Any:
-    def control(job_id: JobId) -> dict[str, Any]:
-        return ops.control(rt, job_id, action)
+    def control(job_id: JobId, request: Request) -> dict[str, Any]:
+        return ops.control(rt, job_id, action, actor=actor_of(request))
 
     control.__name__ = action
     return control

@@ -72,6 +72,12 @@ class MoveOut(Open):
     state: str
 
 
+class ActionOut(Open):
+    action: str
+    by: str
+    at: str
+
+
 class JobOut(Open):
     """``ferry job show --format json``: the job, its moves and its journal."""
 
@@ -82,6 +88,8 @@ class JobOut(Open):
     moves: list[MoveOut]
     journal: list[dict[str, Any]]
     window: bool
+    #: Who approved, rejected, paused, resumed or cancelled it, and when (UTC), oldest first.
+    actions: list[ActionOut] = []
 
 
 class NothingToMoveOut(Open):
@@ -101,8 +109,10 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     """The error answers a route gives, for its ``responses=`` (401 on every route but /healthz)."""
     why = {status.HTTP_400_BAD_REQUEST: "a malformed or out-of-bounds request",
            status.HTTP_401_UNAUTHORIZED: "no valid bearer token",
+           status.HTTP_403_FORBIDDEN: "the token's user lacks the role the route needs",
            status.HTTP_404_NOT_FOUND: "no such job",
            status.HTTP_409_CONFLICT: "the job's state refuses it, or the fleet drifted from the plan",
            status.HTTP_500_INTERNAL_SERVER_ERROR: "an unexpected error, logged under the ref given",
            status.HTTP_502_BAD_GATEWAY: "the cluster did not answer as expected"}
+    codes += (status.HTTP_403_FORBIDDEN,) if status.HTTP_401_UNAUTHORIZED in codes else ()
     return {code: {"model": ErrorOut, "description": why[code]} for code in codes}

@@ -26,12 +26,14 @@ from fleet.plan import Plan
 from fleet.snapshot import dump_inventory, load_inventory, read_document, validate_model
 from service import operations as ops
 from service import render
+from service.cli_user import user_app
 from service.config import load_config
 from service.exits import EXIT_HELP, ExitCode, exit_for_jobs, first_line, save_trace
 from service.lifecycle import JOB_FINAL
 from service.logs import LogFormat, configure_logging
 from service.operations.requests import DEFAULT_JOB_LIMIT, DEFAULT_TIME_LIMIT_S, Solver
 from service.runtime import Runtime
+from service.users import cli_actor
 
 app = typer.Typer(no_args_is_help=True, add_completion=True, pretty_exceptions_enable=False,
                   help="ferry plans and runs container migrations across Proxmox VE and OpenVZ nodes.",
@@ -42,6 +44,7 @@ job_app = typer.Typer(no_args_is_help=True, help="Inspect or control one job.")
 app.add_typer(plan_app, name="plan")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(job_app, name="job")
+app.add_typer(user_app, name="user")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -249,7 +252,7 @@ def _node_job_command(goal: ops.NodeGoal, doc: str) -> None:
     def command(ctx: typer.Context, nodes: list[str], yes: YesOpt = False, window: WindowOpt = False,
                 fmt: FormatOpt = Format.table) -> None:
         asked = request(ops.NodesJobRequest, nodes=nodes, approve=True, window=window)
-        submitted = ops.submit_nodes(runtime(ctx), goal, asked, review(fmt, yes))
+        submitted = ops.submit_nodes(runtime(ctx), goal, asked, review(fmt, yes), actor=cli_actor())
         if submitted.job_id is None:
             console.print("nothing to move") if fmt is Format.table else emit_json({"job": None, "moves": 0})
             return
@@ -268,7 +271,8 @@ def run_plan(ctx: typer.Context, plan_file: Path, yes: YesOpt = False, window: W
              fmt: FormatOpt = Format.table) -> None:
     """Execute a saved plan exactly as written, after re-validating it against the live fleet."""
     plan = validate_model(Plan, read_document(plan_file), source=str(plan_file))
-    job_id = ops.submit_plan(runtime(ctx), plan, ops.JobOptions(approve=True, window=window), review(fmt, yes))
+    job_id = ops.submit_plan(runtime(ctx), plan, ops.JobOptions(approve=True, window=window), review(fmt, yes),
+                             actor=cli_actor())
     execute(ctx, job_id, len(plan.moves), fmt, window)
 
 
@@ -330,7 +334,7 @@ def job_show(ctx: typer.Context, job_id: int, fmt: FormatOpt = Format.table, wat
 
 
 def _control(ctx: typer.Context, job_id: int, action: str) -> None:
-    changed = ops.control(runtime(ctx), job_id, action)
+    changed = ops.control(runtime(ctx), job_id, action, actor=cli_actor())
     console.print(f"job {job_id}: {changed['from']} -> {changed['state']}")
 
 
@@ -356,7 +360,7 @@ def job_pause(ctx: typer.Context, job_id: int) -> None:
 def job_resume(ctx: typer.Context, job_id: int, fmt: FormatOpt = Format.table) -> None:
     """Approve a paused or pending job and run it to the end in this process."""
     rt = runtime(ctx)
-    ops.control(rt, job_id, "resume")
+    ops.control(rt, job_id, "resume", actor=cli_actor())
     summary = ops.run_here(rt, job_id)
     emit_json(summary.to_dict()) if fmt is Format.json else render.render_summary(console, summary.to_dict())
     exit_for_jobs(err_console, [summary])

@@ -160,6 +160,9 @@ def job_view(job: dict[str, Any]) -> Group:
         table.add_row(plain(m["ct"]), plain(f"{m['from']} → {m['to']}"), plain(m["method"]),
                       plain(m["state"], style or ""), plain(step), plain(m["message"]))
     foot = Text.assemble(plain(job["message"]), f"\njournal: {len(job['journal'])} entries (--format json shows them)")
+    for done in job.get("actions", []):
+        foot.append("\n")
+        foot.append_text(plain(f"{done['action']} by {done['by']} at {done['at'][:19]} UTC"))
     return Group(head, table, foot)
 
 

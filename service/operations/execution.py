@@ -22,7 +22,7 @@ from fleet.errors import InputError
 from fleet.model import Inventory
 from fleet.plan import Plan
 from planners import check_plan
-from service import jobs
+from service import jobs, users
 from service.engine import JobSummary
 from service.interrupts import pause_on_interrupt
 from service.lifecycle import JOB_RUNNABLE
@@ -59,9 +59,12 @@ def _worker() -> ModuleType:
     return importlib.import_module("service.worker")
 
 
-def _store(rt: Runtime, plan: Plan, options: JobOptions) -> int:
+def _store(rt: Runtime, plan: Plan, options: JobOptions, actor: str | None) -> int:
     stored = _worker().with_window(plan) if options.window else plan
-    return jobs.create_job(rt.sessions, stored, approved=options.approve)
+    job_id = jobs.create_job(rt.sessions, stored, approved=options.approve)
+    if options.approve and actor is not None:
+        users.record_action(rt.sessions, job_id, "approve", actor)
+    return job_id
 
 
 def drift(rt: Runtime, plan: Plan, inventory: Inventory) -> list[str]:
@@ -79,7 +82,8 @@ def drift(rt: Runtime, plan: Plan, inventory: Inventory) -> list[str]:
     return problems or check_plan(inventory, plan, rt.policy())
 
 
-def submit_plan(rt: Runtime, plan: Plan, options: JobOptions, review: Review | None = None) -> int:
+def submit_plan(rt: Runtime, plan: Plan, options: JobOptions, review: Review | None = None,
+                actor: str | None = None) -> int:
     """Store a reviewed plan as a job exactly as written, after re-validating it against the live
     fleet: a plan that moves nothing, or that today's fleet no longer fits, is refused."""
     if not plan.moves:
@@ -90,10 +94,11 @@ def submit_plan(rt: Runtime, plan: Plan, options: JobOptions, review: Review | N
         raise PlanDrift(plan, changes)
     if review is not None:
         review(plan, inv)
-    return _store(rt, plan, options)
+    return _store(rt, plan, options, actor)
 
 
-def submit_nodes(rt: Runtime, goal: NodeGoal, request: NodesJobRequest, review: Review | None = None) -> Submitted:
+def submit_nodes(rt: Runtime, goal: NodeGoal, request: NodesJobRequest, review: Review | None = None,
+                 actor: str | None = None) -> Submitted:
     """Plan ``goal`` for the nodes against the live fleet now and store it as a job (on-call's
     evacuate, maintenance's drain); nothing to move is an answer, not a mistake."""
     planned = plan_nodes(rt, goal, NodesPlanRequest(nodes=request.nodes))
@@ -101,7 +106,7 @@ def submit_nodes(rt: Runtime, goal: NodeGoal, request: NodesJobRequest, review: 
         review(planned.plan, planned.inventory)
     if not planned.plan.moves:
         return Submitted(planned, None)
-    return Submitted(planned, _store(rt, planned.plan, request))
+    return Submitted(planned, _store(rt, planned.plan, request, actor))
 
 
 def uses_window(rt: Runtime, job_id: int) -> bool:
@@ -136,9 +141,12 @@ def run_cleanups(rt: Runtime) -> list[str]:
     return rt.engine().run_cleanups()
 
 
-def control(rt: Runtime, job_id: int, action: str) -> dict[str, Any]:
-    """Change a job's state with the rules of service.lifecycle.CONTROLS: {id, from, state}."""
+def control(rt: Runtime, job_id: int, action: str, actor: str | None = None) -> dict[str, Any]:
+    """Change a job's state with the rules of service.lifecycle.CONTROLS: {id, from, state};
+    ``actor`` (who asked) is recorded beside the job (service.users)."""
     old, new = jobs.control_job(rt.sessions, job_id, action)
+    if actor is not None:
+        users.record_action(rt.sessions, job_id, action, actor)
     return {"id": job_id, "from": old, "state": new}
 
 
@@ -149,4 +157,5 @@ def list_jobs(rt: Runtime, limit: int) -> list[dict[str, Any]]:
 
 def job_detail(rt: Runtime, job_id: int) -> dict[str, Any]:
     """Moves, their steps, the journal, and whether the job waits for maintenance windows."""
-    return {**jobs.job_detail(rt.sessions, job_id), "window": uses_window(rt, job_id)}
+    return {**jobs.job_detail(rt.sessions, job_id), "window": uses_window(rt, job_id),
+            "actions": users.job_actions(rt.sessions, job_id)}

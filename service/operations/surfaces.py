@@ -32,6 +32,9 @@ CLI_ONLY_VERBS: dict[tuple[str, ...], str] = {
     ("serve",): "starts the API itself",
     ("jobs", "resume"): "runs unfinished jobs in this process; under 'ferry serve' the worker resumes them on every poll",
     ("cleanup",): "runs deferred cleanups in this process; under 'ferry serve' the worker runs them every minute",
+    ("user", "add"): "users are made on the machine that holds the store: a token is never minted over the network",
+    ("user", "list"): "with the users' tokens, on the machine that holds the store",
+    ("user", "revoke"): "with the users' tokens, on the machine that holds the store",
 }
 
 #: Routes only the API has, and why.

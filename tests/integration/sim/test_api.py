@@ -258,6 +258,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def serve_answers(proc: subprocess.Popen[Any], base: str, log: Path) -> bool:
+    """Whether a started ``ferry serve`` answers /healthz yet; fails at once, with its log, if it exited."""
+    assert proc.poll() is None, log.read_text()
+    try:
+        return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
 def test_ferry_serve_answers_runs_a_job_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     config = write_config(tmp_path)
     config.write_text(config.read_text() + "[schedule]\npoll_s = 0.2\n")

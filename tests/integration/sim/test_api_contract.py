@@ -97,8 +97,8 @@ def test_a_deeply_nested_body_answers_400(api: TestClient, depth: int) -> None:
 def test_the_openapi_document_declares_each_routes_answers(api: TestClient) -> None:
     paths = api.get("/openapi.json").json()["paths"]
     codes = {(m, p): set(op["responses"]) for p, ops_ in paths.items() for m, op in ops_.items()}
-    assert codes[("get", "/v1/jobs/{job_id}")] == {"200", "400", "401", "404", "500"}
-    assert codes[("post", "/v1/jobs/{job_id}/cancel")] == {"200", "400", "401", "404", "409", "500"}
+    assert codes[("get", "/v1/jobs/{job_id}")] == {"200", "400", "401", "403", "404", "500"}
+    assert codes[("post", "/v1/jobs/{job_id}/cancel")] == {"200", "400", "401", "403", "404", "409", "500"}
     assert codes[("post", "/v1/evacuate")] >= {"200", "201", "400", "401", "409"}
     assert all("422" not in c for c in codes.values())  # a malformed request answers 400
     error = paths["/v1/jobs"]["post"]["responses"]["409"]["content"]["application/json"]["schema"]
