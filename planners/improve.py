@@ -17,6 +17,7 @@ from planners.objective import move_cost, relocation_delta, swap_delta
 from planners.ranking import rank
 from planners.rulebook import Ctx
 from planners.state import FleetState, Placement
+from planners.swaps import cost_matrix, swap_pairs
 from planners.units import Unit
 
 #: Upper bound on improvement passes over all units.
@@ -116,24 +117,17 @@ def _try_swap(ctx: Ctx, assigned: Assignment, a: Unit, b: Unit) -> bool:
 
 
 def _swap_pass(ctx: Ctx, assigned: Assignment) -> bool:
+    """Every improving pair (:func:`planners.swaps.swap_pairs`, ranked at the pass start), best
+    first; a pair whose units already swapped, or whose gain an earlier swap took, is skipped."""
     st = assigned.state
     units = assigned.units()
-    pairs = []
-    for i, a in enumerate(units):
-        na = assigned.node_of[a.key]
-        for b in units[i + 1:]:
-            nb = assigned.node_of[b.key]
-            if na == nb or a.memory_mb == b.memory_mb:
-                continue
-            delta = swap_delta(st, a, na, b, nb)
-            if delta < -TINY:
-                delta += (assigned.cost(a, nb) + assigned.cost(b, na)
-                          - assigned.cost(a, na) - assigned.cost(b, nb))
-                if delta < -TINY:
-                    pairs.append((delta, a.key, b.key, a, b))
+    nodes = sorted({assigned.node_of[u.key] for u in units})
+    costs = cost_matrix(st, units, assigned.origin, nodes)
+    pairs = swap_pairs(st, units, lambda u: assigned.node_of[u.key], costs, nodes, TINY)
     improved = False
     touched: set[str] = set()
-    for _, _, _, a, b in sorted(pairs, key=lambda p: p[:3]):
+    for i, j in pairs:
+        a, b = units[i], units[j]
         if a.key in touched or b.key in touched:
             continue
         if swap_delta(st, a, assigned.node_of[a.key], b, assigned.node_of[b.key]) >= -TINY:
