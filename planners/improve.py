@@ -13,11 +13,11 @@ filters see exactly the world without it.
 
 from __future__ import annotations
 
-from planners.objective import move_cost, relocation_delta, swap_delta
+from planners.objective import move_cost, swap_delta
 from planners.ranking import rank
 from planners.rulebook import Ctx
 from planners.state import FleetState, Placement
-from planners.swaps import cost_matrix, swap_pairs
+from planners.swaps import cost_matrix, relocation_deltas, swap_pairs
 from planners.units import Unit
 
 #: Upper bound on improvement passes over all units.
@@ -87,8 +87,7 @@ def _relocate_pass(ctx: Ctx, assigned: Assignment, targets: list[str]) -> bool:
         nearest = [n for n in coolest if n != here][:NEAREST]
         base = assigned.cost(unit, here)
         deltas = []
-        for node in nearest:
-            delta = relocation_delta(st, unit, here, node)
+        for node, delta in zip(nearest, relocation_deltas(st, unit, here, nearest), strict=True):
             if delta < -TINY:
                 delta += assigned.cost(unit, node) - base
                 if delta < -TINY:

@@ -1,4 +1,4 @@
-"""The local search's swap candidates, every pair of placed units at once.
+"""The local search's arithmetic in arrays: every swap pair at once, a unit's relocations at once.
 
 A swap pass (:mod:`planners.improve`) ranks every pair of placed units on different nodes by the
 objective change of exchanging them (:func:`planners.objective.swap_delta`) plus the change in
@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from planners.objective import CPU_WEIGHT, price_of_class
+from planners.objective import CPU_WEIGHT, node_term, price_of_class
 from planners.state import FleetState, Placement
 from planners.units import Unit
 
@@ -77,19 +77,21 @@ def swap_pairs(st: FleetState, units: list[Unit], node_of: Callable[[Unit], str]
     own = costs[np.arange(len(units)), at]
     here = _term(load_m, load_c, den_m, den_c)
     found_d, found_i, found_j = [], [], []
-    cols = np.arange(len(units))
     for start in range(0, len(units) - 1, BLOCK):
         rows = np.arange(start, min(start + BLOCK, len(units)))[:, None]
-        dm = mem[None, :] - mem[rows]
-        dc = cpu[None, :] - cpu[rows]
-        before = here[rows] + here[None, :]
+        cols = np.arange(start, len(units))  # the upper triangle: j > i
+        b_m, b_c, b_at = mem[None, start:], cpu[None, start:], at[None, start:]
+        dm = b_m - mem[rows]
+        dc = b_c - cpu[rows]
+        before = here[rows] + here[None, start:]
         after = (_term(load_m[rows] + dm, load_c[rows] + dc, den_m[rows], den_c[rows])
-                 + _term(load_m[None, :] - dm, load_c[None, :] - dc, den_m[None, :], den_c[None, :]))
+                 + _term(load_m[None, start:] - dm, load_c[None, start:] - dc,
+                         den_m[None, start:], den_c[None, start:]))
         delta = after - before
-        keep = (cols[None, :] > rows) & (at[None, :] != at[rows]) & (dm != 0) & (delta < -tiny)
-        ri, cj = np.nonzero(keep)
-        ri = ri + start
-        d = delta[ri - start, cj]
+        keep = (cols[None, :] > rows) & (b_at != at[rows]) & (dm != 0) & (delta < -tiny)
+        ri, ck = np.nonzero(keep)
+        d = delta[ri, ck]
+        ri, cj = ri + start, ck + start
         d = d + (((costs[ri, at[cj]] + costs[cj, at[ri]]) - own[ri]) - own[cj])
         ok = d < -tiny
         found_d.append(d[ok])
@@ -98,3 +100,18 @@ def swap_pairs(st: FleetState, units: list[Unit], node_of: Callable[[Unit], str]
     d, i, j = np.concatenate(found_d), np.concatenate(found_i), np.concatenate(found_j)
     order = np.lexsort((j, i, d))
     return list(zip(i[order].tolist(), j[order].tolist(), strict=True))
+
+
+def relocation_deltas(st: FleetState, unit: Unit, src: str, nodes: list[str]) -> list[float]:
+    """:func:`planners.objective.relocation_delta` of ``unit`` from ``src`` to each of ``nodes``
+    (the same floats, in one pass of array operations)."""
+    mem, cpu = unit.memory_mb, unit.cpus
+    stay = node_term(st, src, st.mem[src], st.cpu[src])
+    leave = node_term(st, src, st.mem[src] - mem, st.cpu[src] - cpu)
+    load_m = np.array([st.mem[n] for n in nodes], dtype=float)
+    load_c = np.array([st.cpu[n] for n in nodes], dtype=float)
+    den_m = np.array([st.mem_den[n] for n in nodes], dtype=float)
+    den_c = np.array([st.cpu_den[n] for n in nodes], dtype=float)
+    before = stay + _term(load_m, load_c, den_m, den_c)
+    after = leave + _term(load_m + mem, load_c + cpu, den_m, den_c)
+    return (after - before).tolist()
