@@ -36,6 +36,8 @@ class Assignment:
         self.origin = origin
         self.node_of: dict[str, str] = {}
         self._units: dict[str, Unit] = {}
+        #: cost rows of the swap pass (planners.swaps.cost_matrix), by unit and its storages
+        self.cost_rows: dict[tuple[object, ...], object] = {}
 
     def units(self) -> list[Unit]:
         return [self._units[k] for k in sorted(self._units)]
@@ -121,7 +123,7 @@ def _swap_pass(ctx: Ctx, assigned: Assignment) -> bool:
     st = assigned.state
     units = assigned.units()
     nodes = sorted({assigned.node_of[u.key] for u in units})
-    costs = cost_matrix(st, units, assigned.origin, nodes)
+    costs = cost_matrix(st, units, assigned.origin, nodes, assigned.cost_rows)  # type: ignore[arg-type]
     pairs = swap_pairs(st, units, lambda u: assigned.node_of[u.key], costs, nodes, TINY)
     improved = False
     touched: set[str] = set()

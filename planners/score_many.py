@@ -14,6 +14,8 @@ per class.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 from planners import scorers
@@ -21,6 +23,7 @@ from planners.objective import CPU_WEIGHT, expected_copy, price_of_class
 from planners.rulebook import Ctx
 from planners.scorers import score
 from planners.state import FleetState
+from planners.swaps import node_classes
 from planners.units import Unit
 
 #: Below this many nodes the scalar loop is as fast.
@@ -35,12 +38,7 @@ class _Nodes:
         self.mem_den = np.array([st.mem_den[n] for n in nodes], dtype=float)
         self.cpu_den = np.array([st.cpu_den[n] for n in nodes], dtype=float)
         self.name_rank = np.argsort(np.argsort(np.array(nodes)))
-        classes: dict[tuple[object, ...], list[int]] = {}
-        for k, name in enumerate(nodes):
-            n = st.nodes[name]
-            classes.setdefault((n.platform, n.kernel, n.version, name if st.policy.link_mb_s else None,
-                                frozenset(s for s, v in n.storage.items() if v.shared)), []).append(k)
-        self.classes = [(np.array(ks), nodes[ks[0]]) for ks in classes.values()]
+        self.classes = node_classes(st, nodes)
 
 
 def _facts(st: FleetState, nodes: tuple[str, ...]) -> _Nodes:
@@ -56,7 +54,7 @@ def _increase(load: np.ndarray, add: np.ndarray, den: np.ndarray) -> np.ndarray:
     return (after * after - load * load) / den
 
 
-def scores(ctx: Ctx, unit: Unit, nodes: list[str]) -> list[float] | None:
+def scores(ctx: Ctx, unit: Unit, nodes: list[str]) -> np.ndarray | None:
     """``score(ctx, unit, n, None)`` for every node, or None when the scalar path must run."""
     if scorers.SCORERS is not scorers.DEFAULT_SCORERS or len(nodes) < MIN_NODES:
         return None
@@ -97,13 +95,15 @@ def scores(ctx: Ctx, unit: Unit, nodes: list[str]) -> list[float] | None:
         mem_add[k], cpu_add[k], cost[k] = m, c, p
     total = 0.0 + _increase(mem_load, mem_add, facts.mem_den)
     total = total + CPU_WEIGHT * _increase(cpu_load, cpu_add, facts.cpu_den)
-    return (total + cost).tolist()
+    return total + cost
 
 
-def order(ctx: Ctx, unit: Unit, nodes: list[str]) -> list[str]:
-    """``nodes`` by ``(score, name)``, as ``sorted((score(...), n) for n in nodes)`` orders them."""
+def order(ctx: Ctx, unit: Unit, nodes: list[str]) -> Iterator[str]:
+    """``nodes`` by ``(score, name)``, as ``sorted((score(...), n) for n in nodes)`` orders them
+    (lazily: a caller that stops at the first feasible node reads no further)."""
     many = scores(ctx, unit, nodes)
     if many is None:
-        return [n for _, n in sorted((score(ctx, unit, n, None), n) for n in nodes)]
-    rank = _facts(ctx.state, tuple(nodes)).name_rank
-    return [nodes[k] for k in np.lexsort((rank, np.array(many)))]
+        yield from (n for _, n in sorted((score(ctx, unit, n, None), n) for n in nodes))
+        return
+    for k in np.lexsort((_facts(ctx.state, tuple(nodes)).name_rank, many)).tolist():
+        yield nodes[k]

@@ -32,18 +32,32 @@ def _term(m: np.ndarray, c: np.ndarray, mem_den: np.ndarray, cpu_den: np.ndarray
     return m * m / mem_den + CPU_WEIGHT * c * c / cpu_den
 
 
-def cost_matrix(st: FleetState, units: list[Unit], origin: dict[str, Placement],
-                nodes: list[str]) -> np.ndarray:
+def node_classes(st: FleetState, nodes: tuple[str, ...]) -> list[tuple[np.ndarray, str]]:
+    """``nodes`` grouped by what a move's price sees of a destination (platform, kernel, version,
+    the link, its shared storages): (indexes into ``nodes``, one of them), memoised per list."""
+    memo = st.memo.setdefault("node_classes", {})
+    if nodes not in memo:
+        classes: dict[tuple[object, ...], list[int]] = {}
+        for k, name in enumerate(nodes):
+            n = st.nodes[name]
+            classes.setdefault((n.platform, n.kernel, n.version, name if st.policy.link_mb_s else None,
+                                frozenset(s for s, v in n.storage.items() if v.shared)), []).append(k)
+        memo[nodes] = [(np.array(ks), nodes[ks[0]]) for ks in classes.values()]
+    return memo[nodes]
+
+
+def cost_matrix(st: FleetState, units: list[Unit], origin: dict[str, Placement], nodes: list[str],
+                rows: dict[tuple[object, ...], np.ndarray]) -> np.ndarray:
     """``[u, k]``: :meth:`planners.improve.Assignment.cost` of unit ``u`` on ``nodes[k]`` (members'
-    current storages), by pricing one node per destination class."""
+    current storages), by pricing one node per destination class. ``rows`` keeps each unit's row
+    by its members' storages, so a pass recomputes only the units that moved."""
     out = np.zeros((len(units), len(nodes)))
-    classes: dict[tuple[object, ...], list[int]] = {}
-    for k, name in enumerate(nodes):
-        n = st.nodes[name]
-        classes.setdefault((n.platform, n.kernel, n.version, name if st.policy.link_mb_s else None,
-                            frozenset(s for s, v in n.storage.items() if v.shared)), []).append(k)
-    groups = [(np.array(ks), nodes[ks[0]]) for ks in classes.values()]
+    groups = node_classes(st, tuple(nodes))
     for u, unit in enumerate(units):
+        key = (tuple(nodes), unit.key, tuple(st.where[ct].storage for ct in unit.members))
+        if key in rows:
+            out[u] = rows[key]
+            continue
         row = out[u]
         for ct in unit.members:
             home, storage = origin[ct], st.where[ct].storage
@@ -56,6 +70,7 @@ def cost_matrix(st: FleetState, units: list[Unit], origin: dict[str, Placement],
             if home.node in nodes:
                 price[nodes.index(home.node)] = 0.0
             row += price
+        rows[key] = row.copy()
     return out
 
 
