@@ -13,10 +13,11 @@ filters see exactly the world without it.
 
 from __future__ import annotations
 
-from planners.objective import move_cost, relocation_delta, swap_delta
+from planners.objective import move_cost, swap_delta
 from planners.ranking import rank
 from planners.rulebook import Ctx
 from planners.state import FleetState, Placement
+from planners.swaps import cost_matrix, relocation_deltas, swap_pairs
 from planners.units import Unit
 
 #: Upper bound on improvement passes over all units.
@@ -35,6 +36,8 @@ class Assignment:
         self.origin = origin
         self.node_of: dict[str, str] = {}
         self._units: dict[str, Unit] = {}
+        #: cost rows of the swap pass (planners.swaps.cost_matrix), by unit and its storages
+        self.cost_rows: dict[tuple[object, ...], object] = {}
 
     def units(self) -> list[Unit]:
         return [self._units[k] for k in sorted(self._units)]
@@ -86,8 +89,7 @@ def _relocate_pass(ctx: Ctx, assigned: Assignment, targets: list[str]) -> bool:
         nearest = [n for n in coolest if n != here][:NEAREST]
         base = assigned.cost(unit, here)
         deltas = []
-        for node in nearest:
-            delta = relocation_delta(st, unit, here, node)
+        for node, delta in zip(nearest, relocation_deltas(st, unit, here, nearest), strict=True):
             if delta < -TINY:
                 delta += assigned.cost(unit, node) - base
                 if delta < -TINY:
@@ -116,24 +118,17 @@ def _try_swap(ctx: Ctx, assigned: Assignment, a: Unit, b: Unit) -> bool:
 
 
 def _swap_pass(ctx: Ctx, assigned: Assignment) -> bool:
+    """Every improving pair (:func:`planners.swaps.swap_pairs`, ranked at the pass start), best
+    first; a pair whose units already swapped, or whose gain an earlier swap took, is skipped."""
     st = assigned.state
     units = assigned.units()
-    pairs = []
-    for i, a in enumerate(units):
-        na = assigned.node_of[a.key]
-        for b in units[i + 1:]:
-            nb = assigned.node_of[b.key]
-            if na == nb or a.memory_mb == b.memory_mb:
-                continue
-            delta = swap_delta(st, a, na, b, nb)
-            if delta < -TINY:
-                delta += (assigned.cost(a, nb) + assigned.cost(b, na)
-                          - assigned.cost(a, na) - assigned.cost(b, nb))
-                if delta < -TINY:
-                    pairs.append((delta, a.key, b.key, a, b))
+    nodes = sorted({assigned.node_of[u.key] for u in units})
+    costs = cost_matrix(st, units, assigned.origin, nodes, assigned.cost_rows)  # type: ignore[arg-type]
+    pairs = swap_pairs(st, units, lambda u: assigned.node_of[u.key], costs, nodes, TINY)
     improved = False
     touched: set[str] = set()
-    for _, _, _, a, b in sorted(pairs, key=lambda p: p[:3]):
+    for i, j in pairs:
+        a, b = units[i], units[j]
         if a.key in touched or b.key in touched:
             continue
         if swap_delta(st, a, assigned.node_of[a.key], b, assigned.node_of[b.key]) >= -TINY:

@@ -28,10 +28,7 @@ COST_PER_DOWNTIME_S = 0.0001
 
 def node_term(state: FleetState, node: str, mem: float, cpu: float) -> float:
     """One node's share of the objective at the given loads."""
-    ram = state.nodes[node].memory_mb
-    cap = state.cpu_cap(node)
-    return (mem * mem / (ram * state.mean_memory)
-            + CPU_WEIGHT * cpu * cpu / (cap * state.mean_cpu_cap))
+    return mem * mem / state.mem_den[node] + CPU_WEIGHT * cpu * cpu / state.cpu_den[node]
 
 
 def relocation_delta(state: FleetState, unit: Unit, src: str, dst: str) -> float:
@@ -76,7 +73,20 @@ def move_cost(state: FleetState, ct: str, origin: Placement, dst: str, storage: 
     """Priced cost of moving ``ct`` from ``origin`` (where it is in the snapshot) to ``dst``."""
     if origin.node == dst or origin.node not in state.nodes:
         return 0.0  # staying, or a new container (nothing to copy)
-    return priced(state, ct, origin.node, dst, state.copies_disk(origin, Placement(dst, storage)))
+    return price_of_class(state, ct, origin.node, dst, state.copies_disk(origin, Placement(dst, storage)))
+
+
+def price_of_class(state: FleetState, ct: str, src: str, dst: str, copied: bool) -> float:
+    """:func:`priced`, cached per destination class in the state: it depends on the destination
+    only through its platform, kernel, version and the link from the source (the same for every
+    destination unless the policy names links), so a large fleet prices each class once."""
+    target = state.nodes[dst]
+    key = (ct, src, target.platform, target.kernel, target.version,
+           dst if state.policy.link_mb_s else None, copied)
+    cache = state.expected_prices
+    if key not in cache:
+        cache[key] = priced(state, ct, src, dst, copied)
+    return cache[key]
 
 
 def priced(state: FleetState, ct: str, src: str, dst: str, copied: bool) -> float:
@@ -102,20 +112,8 @@ def expected_copy(state: FleetState, ct: str, dst: str) -> bool:
 
 def expected_price(state: FleetState, ct: str, dst: str) -> float:
     """:func:`move_cost` of ``ct`` to ``dst`` from where it is now, known before a storage is chosen
-    (:func:`expected_copy`), or 0 for a new container.
-
-    It depends on the destination only through its platform, kernel, version and the link from
-    the source (the same for every destination unless the policy names links), so it is cached per
-    such class in the state: ranking every node of a large fleet prices each class once.
-    """
+    (:func:`expected_copy`), or 0 for a new container; cached per class (:func:`price_of_class`)."""
     src = state.where[ct].node
     if src not in state.nodes:
         return 0.0  # a new container: nothing to copy
-    target = state.nodes[dst]
-    copied = expected_copy(state, ct, dst)
-    link = dst if state.policy.link_mb_s else None
-    key = (ct, src, target.platform, target.kernel, target.version, link, copied)
-    cache = state.expected_prices
-    if key not in cache:
-        cache[key] = priced(state, ct, src, dst, copied)
-    return cache[key]
+    return price_of_class(state, ct, src, dst, expected_copy(state, ct, dst))

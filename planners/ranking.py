@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from planners.rulebook import Ctx
 from planners.rules import GIB, RULES
+from planners.score_many import order
 from planners.scorers import score
 from planners.state import FleetState
 from planners.storage import assign_storage
@@ -64,13 +65,13 @@ def best(ctx: Ctx, unit: Unit, nodes: list[str], *,
     Every score term is known before the filters run: balance terms are arithmetic on loads, and
     the move cost depends only on whether the disk is copied, which
     :func:`planners.objective.expected_copy` tells before a storage is chosen; so nodes are scored
-    by the same scorers as :func:`rank` (``storages=None``) and visited best score first; the
+    by the same scorers as :func:`rank` (``storages=None``; over many nodes at once,
+    :mod:`planners.score_many`) and visited best score first; the
     first one the filters accept wins. Rejections are collected (a full pass) only when no node
     fits and ``explain`` is set, to say why; callers that drop the reasons skip that pass (an
     overloaded fleet can have thousands).
     """
-    order = sorted((score(ctx, unit, n, None), n) for n in nodes)
-    for _, node in order:
+    for node in order(ctx, unit, nodes):
         result = evaluate(ctx, unit, node)
         if isinstance(result, Candidate):
             return result, []

@@ -31,7 +31,8 @@ ScorerFn = Callable[[Ctx, Unit, str, Storages], float]
 
 def squared_increase(load: float, add: float, size: float, mean_size: float) -> float:
     """Increase of ``(size/mean_size) * (load/size)^2`` when ``add`` arrives (the objective's term)."""
-    return ((load + add) ** 2 - load ** 2) / (size * mean_size)
+    after = load + add
+    return (after * after - load * load) / (size * mean_size)
 
 
 def _arriving_sum(st: FleetState, unit: Unit, node: str, field: str) -> float:
@@ -67,11 +68,13 @@ def move_cost(ctx: Ctx, unit: Unit, node: str, storages: Storages) -> float:
     return cost
 
 
-SCORERS: tuple[tuple[str, ScorerFn], ...] = (
+DEFAULT_SCORERS: tuple[tuple[str, ScorerFn], ...] = (
     ("memory_balance", memory_balance),
     ("cpu_balance", cpu_balance),
     ("move_cost", move_cost),
 )
+#: The scorers in use; :mod:`planners.score_many` computes ``DEFAULT_SCORERS`` over many nodes at once.
+SCORERS = DEFAULT_SCORERS
 
 
 def score(ctx: Ctx, unit: Unit, node: str, storages: Storages) -> float:

@@ -50,6 +50,10 @@ class FleetState:
         # utilisation everywhere is the optimum even when nodes differ in size.
         self.mean_memory = sum(n.memory_mb for n in inv.nodes) / max(1, len(inv.nodes))
         self.mean_cpu_cap = sum(self.cpu_cap(n.name) for n in inv.nodes) / max(1, len(inv.nodes))
+        #: per node, the objective's denominators (RAM x mean RAM, CPU cap x mean CPU cap), said once
+        #: because the objective's deltas run millions of times on a large evacuation
+        self.mem_den: dict[str, float] = {n.name: n.memory_mb * self.mean_memory for n in inv.nodes}
+        self.cpu_den: dict[str, float] = {n.name: self.cpu_cap(n.name) * self.mean_cpu_cap for n in inv.nodes}
         #: priced move costs by (container, source, destination class); see objective.expected_price
         self.expected_prices: dict[tuple, float] = {}
         #: indexes a rule derives from the snapshot alone (shared by clones), by the rule's name

@@ -153,3 +153,26 @@ def synthetic_fleet(seed: int, nodes: int, containers: int, shape: Shape | None 
     _recount(node_list, cts, shape.disk_fill)
     return Inventory.model_validate({"version": 1, "taken_at": "2026-11-22T03:00:00Z",
                                      "nodes": node_list, "containers": cts, "rules": rules})
+
+
+def with_big_node(inv: Inventory, count: int, node_index: int = 1) -> Inventory:
+    """``inv`` with one node holding ``count`` containers (an OpenVZ-style host of hundreds of
+    small VPS): unruled containers of at most 2 GiB on shared storage join it, and its RAM and
+    CPUs grow so that it stays at 90 % of its memory. The first unruled ones by id join, so the
+    same arguments always give the same snapshot."""
+    data = inv.model_dump(mode="json")
+    rules = data["rules"]
+    ruled = {ct for group in rules["affinity"] + rules["anti_affinity"] for ct in group}
+    ruled.update(rules["pinned"], rules["pin_to"])
+    node = data["nodes"][node_index]
+    held = [c for c in data["containers"] if c["node"] == node["name"]]
+    for c in data["containers"]:
+        if len(held) >= count:
+            break
+        if (c["node"] != node["name"] and c["id"] not in ruled and c["memory_mb"] <= 2048
+                and c["storage"] == "ceph"):
+            c["node"] = node["name"]
+            held.append(c)
+    node["memory_mb"] = int(sum(c["memory_mb"] for c in held) / 0.9)
+    node["cpus"] = max(node["cpus"], int(sum(c["cpus"] for c in held)))
+    return Inventory.model_validate(data)

@@ -73,17 +73,19 @@ def assign_waves(start: FleetState, steps: list[Step]) -> list[Step]:
     """
     counts = _Counts(start, steps)
     waves: list[list[int]] = []
+    load: list[_WaveLoad] = []
     last_arrival: dict[str, int] = {}
     last_move: dict[str, int] = {}
     wave_of: list[int] = []
     for i, s in enumerate(steps):
         w = max(last_move.get(s.ct, -1) + 1, last_arrival.get(s.dst, 0))
-        while w < len(waves) and not (_admits(start.policy, steps, waves[w], s)
-                                      and counts.fits(i, w, wave_of)):
+        while w < len(waves) and not (load[w].admits(start.policy, s) and counts.fits(i, w, wave_of)):
             w += 1
         if w == len(waves):
             waves.append([])
+            load.append(_WaveLoad())
         waves[w].append(i)
+        load[w].add(s)
         wave_of.append(w)
         s.wave = w
         last_arrival[s.dst] = max(last_arrival.get(s.dst, 0), w)
@@ -138,12 +140,25 @@ class _Counts:
             self.events.setdefault(key, []).append((i, amount, False))
 
 
-def _admits(policy: Policy, steps: list[Step], wave: list[int], s: Step) -> bool:
-    if len(wave) >= policy.max_parallel or any(steps[j].ct == s.ct for j in wave):
-        return False
-    out = sum(1 for j in wave if steps[j].src == s.src)
-    inc = sum(1 for j in wave if steps[j].dst == s.dst)
-    return out < policy.max_outgoing_per_node and inc < policy.max_incoming_per_node
+class _WaveLoad:
+    """A wave's moves counted for its concurrency limits: in all, out of and into each node."""
+
+    def __init__(self) -> None:
+        self.moves = 0
+        self.cts: set[str] = set()
+        self.out: dict[str, int] = {}
+        self.into: dict[str, int] = {}
+
+    def admits(self, policy: Policy, s: Step) -> bool:
+        return (self.moves < policy.max_parallel and s.ct not in self.cts
+                and self.out.get(s.src, 0) < policy.max_outgoing_per_node
+                and self.into.get(s.dst, 0) < policy.max_incoming_per_node)
+
+    def add(self, s: Step) -> None:
+        self.moves += 1
+        self.cts.add(s.ct)
+        self.out[s.src] = self.out.get(s.src, 0) + 1
+        self.into[s.dst] = self.into.get(s.dst, 0) + 1
 
 
 def _attach_after(start: FleetState, ordered: list[Step]) -> None:
