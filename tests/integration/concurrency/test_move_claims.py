@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
 from adapters.base import STEPS, Backend, MoveSpec, Step, StepContext
 from fleet.plan import Goal, Plan
@@ -21,9 +22,11 @@ from planners import plan_evacuate
 from service.engine import Engine, JobSummary
 from service.jobs import create_job, job_detail, release_locks
 from service.lifecycle import JobState, MoveState
-from service.move_claims import claim_ready_moves
+from service.move_claims import MoveLost, claim_ready_moves
 from service.runtime import Runtime
-from service.store import open_database
+from service.saga import MoveSaga
+from service.slots import FleetSlots, slots_in_use
+from service.store import MoveRow, open_database, utcnow
 from tests.conftest import sim_config
 from tests.integration.sim.test_chaos import chaos_fleet
 
@@ -197,3 +200,33 @@ def test_racing_claims_on_one_ready_move_have_one_winner(store_url: str, tmp_pat
         with rt.sessions.begin() as session:  # free the container for the next round's job
             release_locks(session, job_id)
     assert [len(w) for w in won] == [1] * rounds, won
+
+
+def test_a_dead_instances_slot_comes_back_with_its_move_lease_and_its_saga_does_not_act(
+        store_url: str, tmp_path: Path) -> None:
+    rt = runtime(tmp_path, store_url, count=4, speedup=400.0)
+    policy = Policy(max_parallel=1)
+    plan = plan_evacuate(rt.backend.discover(), ["a"], policy)
+    job_id = create_job(rt.sessions, plan, approved=True)
+    slots = FleetSlots(rt.sessions, policy)
+    dead = claim_ready_moves(rt.sessions, job_id, "dead", 60.0, busy=set(), admit=lambda m, c: True, room=1)
+    (first, first_claim), = dead.claims
+    with slots.hold(first, first_claim):
+        assert [s.move_id for s in slots_in_use(rt.sessions)] == [first.id]
+        other = claim_ready_moves(rt.sessions, job_id, "alive", 60.0, busy=set(), admit=lambda m, c: True, room=1)
+        (second, second_claim), = other.claims
+        with pytest.raises(TimeoutError):  # the fleet's one slot is taken
+            with slots.hold(second, second_claim, cancelled=lambda: True):
+                pass
+        with rt.sessions.begin() as session:  # the holder dies: its lease runs out
+            session.execute(update(MoveRow).where(MoveRow.id == first.id).values(lease_until=utcnow()))
+        with slots.hold(second, second_claim) as share:
+            assert share is None and [s.move_id for s in slots_in_use(rt.sessions)] == [second.id]
+    taken = claim_ready_moves(rt.sessions, job_id, "alive", 60.0, busy={second.id}, admit=lambda m, c: True, room=1)
+    assert [m.id for m, _ in taken.claims] == [first.id] and taken.claims[0][1].token == first_claim.token + 1
+    stale = MoveSaga(rt.sessions, rt.backend, rt.config.engine, job_id, first.id, owner="dead", policy=policy,
+                     move_claim=first_claim)
+    with pytest.raises(MoveLost, match="stopping without acting"):
+        stale.run()
+    assert rt.backend.discover().container(first.ct).node == "a"  # the stale saga did nothing
+    assert job_detail(rt.sessions, job_id)["journal"] == []
