@@ -178,19 +178,10 @@ class Engine:
         """Claim and start what may start now; True if other instances hold unfinished moves."""
         mine = [move for move, _ in running.values()]
         limit = self.policy.max_parallel * ADMISSION_DEPTH
-
-        def admit(move: MoveRow, claimed: list[MoveRow]) -> bool:
-            out = sum(1 for m in (*mine, *claimed) if m.source == move.source)
-            into = sum(1 for m in (*mine, *claimed) if m.target == move.target)
-            return (len(mine) + len(claimed) < limit
-                    and out < self.policy.max_outgoing_per_node * ADMISSION_DEPTH
-                    and into < self.policy.max_incoming_per_node * ADMISSION_DEPTH
-                    and (self.may_start is None or self.may_start(move)))
-
         if len(running) >= limit:
             return True
         offer = claim_ready_moves(self.sessions, job_id, self.owner, self.settings.lease_s,
-                                  busy={move.id for move in mine}, admit=admit, room=limit - len(running),
+                                  busy={move.id for move in mine}, admit=self._admits, room=limit - len(running),
                                   job_claim=self.claim)
         for move, claim in offer.claims:
             saga = MoveSaga(self.sessions, self.backend, self.settings, job_id, move.id, owner=self.owner,
@@ -199,6 +190,17 @@ class Engine:
                             move_claim=claim)
             running[pool.submit(saga.run)] = (move, claim)
         return offer.held_elsewhere
+
+    def _admits(self, move: MoveRow, flying: list[MoveRow]) -> bool:
+        """Whether ``move`` may start, given the moves in flight on every instance: a few more than
+        the transfer slots (ADMISSION_DEPTH), in the fleet and per node, and only if it fits the
+        window when there is one."""
+        out = sum(1 for m in flying if m.source == move.source)
+        into = sum(1 for m in flying if m.target == move.target)
+        return (len(flying) < self.policy.max_parallel * ADMISSION_DEPTH
+                and out < self.policy.max_outgoing_per_node * ADMISSION_DEPTH
+                and into < self.policy.max_incoming_per_node * ADMISSION_DEPTH
+                and (self.may_start is None or self.may_start(move)))
 
     def run_cleanups(self) -> list[str]:
         """Retry every cleanup left for later (retention over, forwarders no longer needed, a

@@ -25,8 +25,9 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import SimpleNamespace
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.jobs import Claim, JobConflict, LeaseLost, get_job, lease_holder, release_locks, renew_claim
@@ -70,7 +71,7 @@ class MoveLost(LeaseLost):
     """The move's claim is no longer ours: its lease ran out and another instance may hold it."""
 
 
-def move_holder(move: MoveRow) -> str | None:
+def move_holder(move: Any) -> str | None:
     """The instance driving ``move`` now, or None (the rule of service.jobs.lease_holder)."""
     return lease_holder(SimpleNamespace(owner=move.claimed_by, lease_until=move.lease_until))  # type: ignore[arg-type]
 
@@ -84,7 +85,9 @@ class Offer:
     held_elsewhere: bool = False
 
 
-Admit = Callable[[MoveRow, list[MoveRow]], bool]
+#: ``admit(move, flying)``: may ``move`` start, given the moves of every job that live instances
+#: (this one included) hold now, with the ones this round claimed?
+Admit = Callable[[Any, list[Any]], bool]
 
 
 def claim_ready_moves(sessions: sessionmaker[Session], job_id: int, owner: str, lease_s: float, *,
@@ -92,10 +95,11 @@ def claim_ready_moves(sessions: sessionmaker[Session], job_id: int, owner: str, 
     """Claim up to ``room`` of the job's free moves that may start now, dead instances' moves in
     flight first.
 
-    ``busy``: moves this instance runs already; ``admit(move, claimed)``: the caller's own limits
-    (and windows) for a move not yet started. Moves whose ``after`` failed are skipped, and pending
-    moves of a cancelling job are cancelled, in the same transaction. Only the moves that look
-    claimable are locked, so that instances claiming at once skip each other's, not all of them."""
+    ``busy``: moves this instance runs already; ``admit``: the caller's limits (and windows) for a
+    move not yet started, over the moves in flight fleet-wide. Moves whose ``after`` failed are skipped, and pending
+    moves of a cancelling job are cancelled, in the same transaction. The job's moves are looked at
+    through a few columns; only the ones that look claimable are then locked and read whole, so
+    that instances claiming at once skip each other's, not all of them."""
     offer = Offer()
     with sessions.begin() as session:
         if job_claim is not None:
@@ -103,58 +107,86 @@ def claim_ready_moves(sessions: sessionmaker[Session], job_id: int, owner: str, 
         job = get_job(session, job_id)
         if job_claim is None and lease_holder(job) not in (None, owner):
             return offer  # run by one instance alone (`ferry job resume`): leave it to that one
-        moves = job_moves(session, job_id)
-        state = {m.ct: m.state for m in moves}
+        overview = session.execute(select(*_OVERVIEW).where(MoveRow.job_id == job_id)).all()
+        state = {m.ct: m.state for m in overview}
         cancelling = job.state == JobState.CANCELLING
-        free = sorted((m for m in moves if m.state in MOVE_UNFINISHED and m.id not in busy
-                       and move_holder(m) in (None, owner)), key=lambda m: (m.state not in MOVE_IN_FLIGHT, m.seq))
-        settle = [m.id for m in free if m.state not in MOVE_IN_FLIGHT and _ends_unstarted(m, state, cancelling)]
-        ready = [m.id for m in free if m.state in MOVE_IN_FLIGHT or _ready(m, state)][:room]
-        if not settle and not ready:
-            offer.held_elsewhere = _held_elsewhere(moves, owner)
+        flying = [m for m in session.execute(select(*_FLYING).where(
+            MoveRow.state.in_(MOVE_UNFINISHED), MoveRow.claimed_by.is_not(None))) if move_holder(m)]
+        refused: list[Any] = []
+
+        def admits(move: Any, new: list[Any]) -> bool:
+            ok = admit(move, [*flying, *new])
+            refused.extend([] if ok else [move])
+            return ok
+
+        wanted = _candidates(overview, state, owner, busy, admits, room, cancelling)
+        # Moves refused for the moves in flight elsewhere (any job) can start once those end: wait.
+        waits = bool(refused) and any(m.claimed_by != owner for m in flying)
+        if not wanted:
+            offer.held_elsewhere = waits or _held_elsewhere(overview, owner)
             return offer
-        query = select(MoveRow).where(MoveRow.id.in_([*settle, *ready])).execution_options(populate_existing=True)
+        query = select(MoveRow).where(MoveRow.id.in_(wanted)).execution_options(populate_existing=True)
         if session.get_bind().dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True)
         locked = sorted(session.scalars(query), key=lambda m: (m.state not in MOVE_IN_FLIGHT, m.seq))
-        skipped = len(locked) < len(set(settle) | set(ready))  # another instance is claiming them
         for move in locked:
             if move.state not in MOVE_UNFINISHED or move_holder(move) not in (None, owner):
                 continue  # changed between the look and the lock
-            if move.state not in MOVE_IN_FLIGHT:
-                if _settle(move, state, cancelling=cancelling):
-                    state[move.ct] = move.state
-                    continue
-                if (len(offer.claims) >= room or not _ready(move, state)
-                        or not admit(move, [m for m, _ in offer.claims])):
-                    continue
-            elif len(offer.claims) >= room:
+            if move.state not in MOVE_IN_FLIGHT and _settle(move, state, cancelling=cancelling):
+                state[move.ct] = move.state
                 continue
-            claim = _take(session, move, owner, lease_s)
-            if claim is not None:
+            if len(offer.claims) >= room or (move.state not in MOVE_IN_FLIGHT and (
+                    not _ready(move, state) or not admit(move, [*flying, *(m for m, _ in offer.claims)]))):
+                continue
+            if (claim := _take(session, move, owner, lease_s)) is not None:
                 offer.claims.append((move, claim))
-        fresh = session.scalars(select(MoveRow).where(MoveRow.job_id == job_id)
-                                .execution_options(populate_existing=True)).all()
-        offer.held_elsewhere = skipped or _held_elsewhere(fresh, owner)
+        skipped = len(locked) < len(wanted)  # another instance is claiming them
+        fresh = session.execute(select(*_OVERVIEW).where(MoveRow.job_id == job_id)).all()
+        offer.held_elsewhere = skipped or waits or _held_elsewhere(fresh, owner)
     return offer
 
 
-def _held_elsewhere(moves: Sequence[MoveRow], owner: str) -> bool:
+#: The columns a claim round looks at for every move of the job (not the options, figures, …).
+_OVERVIEW = (MoveRow.id, MoveRow.ct, MoveRow.seq, MoveRow.state, MoveRow.after, MoveRow.source, MoveRow.target,
+             MoveRow.predicted, MoveRow.claimed_by, MoveRow.lease_until)
+
+
+#: The columns of a move in flight that admission counts.
+_FLYING = (MoveRow.id, MoveRow.source, MoveRow.target, MoveRow.claimed_by, MoveRow.lease_until)
+
+
+def _candidates(overview: Sequence[Any], state: dict[str, str], owner: str, busy: set[int], admit: Admit,
+                room: int, cancelling: bool) -> list[int]:
+    """Ids of the moves worth locking: free ones that end unstarted, and up to ``room`` that may
+    start (in flight first, then in plan order, within the caller's limits)."""
+    free = sorted((m for m in overview if m.state in MOVE_UNFINISHED and m.id not in busy
+                   and move_holder(m) in (None, owner)), key=lambda m: (m.state not in MOVE_IN_FLIGHT, m.seq))
+    settle = [m.id for m in free if m.state not in MOVE_IN_FLIGHT and _ends_unstarted(m, state, cancelling)]
+    starts: list[Any] = []
+    for move in free:
+        if len(starts) >= room or move.id in settle:
+            continue
+        if move.state in MOVE_IN_FLIGHT or (_ready(move, state) and admit(move, starts)):
+            starts.append(move)
+    return [*settle, *(m.id for m in starts)]
+
+
+def _held_elsewhere(moves: Sequence[Any], owner: str) -> bool:
     """Unfinished moves are driven by other live instances (the job is not over for us yet)."""
     return any(m.state in MOVE_UNFINISHED and move_holder(m) not in (None, owner) for m in moves)
 
 
-def _ready(move: MoveRow, state: dict[str, str]) -> bool:
+def _ready(move: Any, state: dict[str, str]) -> bool:
     """Every move it waits for (``after``, within the job) has succeeded."""
     return all(state.get(d) == MoveState.SUCCEEDED for d in move.after if d in state)
 
 
-def _blocked(move: MoveRow, state: dict[str, str]) -> list[str]:
+def _blocked(move: Any, state: dict[str, str]) -> list[str]:
     """The moves ``move`` waits for that ended without succeeding."""
     return [d for d in move.after if state.get(d) in MOVE_FINAL and state[d] != MoveState.SUCCEEDED]
 
 
-def _ends_unstarted(move: MoveRow, state: dict[str, str], cancelling: bool) -> bool:
+def _ends_unstarted(move: Any, state: dict[str, str], cancelling: bool) -> bool:
     return cancelling or bool(_blocked(move, state))
 
 
@@ -215,10 +247,12 @@ def decide_job(sessions: sessionmaker[Session], job_id: int, *, claim: Claim | N
     with sessions.begin() as session:
         if claim is not None:
             renew_claim(session, claim)
+        left = session.scalar(select(func.count()).select_from(MoveRow).where(
+            MoveRow.job_id == job_id, MoveRow.state.not_in(MOVE_FINAL)))
         job = get_job(session, job_id)
-        moves = job_moves(session, job_id)
-        if job.state not in _DECIDABLE or any(m.state not in MOVE_FINAL for m in moves):
+        if left or job.state not in _DECIDABLE:
             return None
+        moves = job_moves(session, job_id)
         old = job.state
         final = finished_job_state((m.state for m in moves), cancelled=old == JobState.CANCELLING)
         message = final_message(final, moves)

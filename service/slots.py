@@ -35,7 +35,7 @@ from service.store import MoveRow, SlotRow, utcnow
 #: Moves admitted per slot: 2 lets one move prepare or verify while another copies.
 ADMISSION_DEPTH = 2
 #: Seconds between two looks at the store while waiting for a slot (a local release wakes sooner).
-_WAIT_S = 0.25
+_WAIT_S = 0.15
 #: Key of the PostgreSQL advisory lock that serialises slot takes ("ferryslt", signed 64-bit).
 _SLOT_KEY = int.from_bytes(b"ferryslt", "big", signed=True)
 
