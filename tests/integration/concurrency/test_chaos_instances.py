@@ -37,6 +37,9 @@ INSTANCES = 3
 LEASE_S = 2.0
 #: Every wait in this test ends: a job that does not finish in this time fails the test.
 FINISH_S = 150.0
+#: Node a's bandwidth budget and the simulator's speed: a's ~400 GB take at least ~50 s of wall
+#: time to leave it, however fast the machine, so the 20 events land while the jobs run.
+BUDGET_MB_S, SPEEDUP = 625, 13
 
 
 def chaos_fleet(path: Path, seed: int = 11) -> None:
@@ -64,7 +67,8 @@ def write_config(tmp_path: Path, database: str) -> Path:
         "[engine]", f"lease_s = {LEASE_S}", "retry_initial_s = 0.01", "retry_max_s = 0.05",
         "[schedule]", "poll_s = 0.3",
         "[policy]", "max_parallel = 8", "max_outgoing_per_node = 3", "max_incoming_per_node = 3",
-        "[sim]", f'fleet_file = "{fleet}"', "speedup = 25",
+        f"bandwidth_budget_mb_s = {BUDGET_MB_S}",
+        "[sim]", f'fleet_file = "{fleet}"', f"speedup = {SPEEDUP}",
     ]) + "\n")
     return config
 
