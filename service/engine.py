@@ -1,18 +1,23 @@
 """The migration engine: runs a job's moves through a backend, within limits, resumably.
 
-    job (store) --ready moves in plan order--> limits (fleet / per source / per target)
-        --> thread pool --> MoveSaga per move --> outcomes --> job state
+    job (store) --claim ready moves (service.move_claims)--> this engine's admission limits
+        --> thread pool --> MoveSaga per move --> transfer slots (fleet-wide, service.slots)
+        --> outcomes --> decide_job (whoever ends the last move ends the job)
 
-A move is ready when every move named in its ``after`` has succeeded; if one of those failed, it
-is skipped with the reason. Moves a dead process left running are resumed first (their sagas
-observe before they act). The engine heartbeats a lease on the job, so that a second ferry can see
-that the first one died, and reads pause / cancel requests from the store, so that they work from
-any process. Every write it and its sagas make checks the claim's fencing token: an engine whose
-claim was taken over (it stalled past its lease) raises LeaseLost and starts nothing more.
+Moves, not jobs, are the unit of work: several engines (``ferry serve`` instances on one
+PostgreSQL) run the moves of one job, each move claimed by one of them with a lease and a fencing
+token. A move is ready when every move named in its ``after`` has succeeded; if one of those
+failed, it is skipped with the reason. Moves a dead or frozen instance left in flight are claimed
+first once their lease runs out, and resumed through the saga's observe-then-act path. The engine
+heartbeats its moves' leases and reads pause / cancel requests from the store, so that they work
+from any process. Run alone (the CLI), an engine also claims the job, and every write checks that
+claim's fencing token too: an engine whose claim was taken over raises LeaseLost and starts
+nothing more.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
@@ -29,24 +34,20 @@ from fleet.errors import InputError
 from fleet.policy import Policy
 from service.config import EngineSection
 from service.jobs import Claim, claim_job, get_job, pending_cleanups, renew_claim, set_job_state
-from service.lifecycle import (
-    JOB_ADVANCING,
-    JOB_FINAL,
-    MOVE_FINAL,
-    MOVE_IN_FLIGHT,
-    MOVE_PROBLEM,
-    MOVE_UNFINISHED,
-    JobState,
-    MoveState,
-    finished_job_state,
-)
+from service.lifecycle import JOB_ADVANCING, JOB_FINAL, MOVE_PROBLEM, JobState, MoveOutcome, MoveState
+from service.move_claims import MoveClaim, MoveLost, claim_ready_moves, decide_job, join_job, renew_moves
 from service.saga import MoveSaga, Progress
-from service.slots import ADMISSION_DEPTH, TransferSlots
+from service.slots import ADMISSION_DEPTH, FleetSlots
 from service.store import MoveRow, job_moves
+
+log = logging.getLogger("ferry.engine")
 
 _TICK_S = 0.1
 #: How often the engine re-reads the job's control state (pause / cancel) from the store.
 _CONTROL_EVERY_S = 0.5
+#: How long an engine that found nothing to claim waits before it looks again (unless one of its
+#: own moves ends first): other instances' moves end, or their leases run out, meanwhile.
+_IDLE_LOOK_S = 0.3
 
 
 def instance_name() -> str:
@@ -75,7 +76,7 @@ class Engine:
     def __init__(self, sessions: sessionmaker[Session], backend: Backend, policy: Policy,
                  settings: EngineSection, *, owner: str | None = None, progress: Progress | None = None,
                  hold: Callable[[int], bool] | None = None,
-                 may_start: Callable[[MoveRow], bool] | None = None) -> None:
+                 may_start: Callable[[MoveRow], bool] | None = None, shared: bool = False) -> None:
         self.sessions = sessions
         self.backend = backend
         self.policy = policy
@@ -88,12 +89,14 @@ class Engine:
         #: A move not yet started starts only if ``may_start(move)`` (``ferry serve``: only if its
         #: predicted duration fits in what is left of the maintenance window).
         self.may_start = may_start
+        #: Run the job beside other instances (claiming moves only), rather than alone.
+        self.shared = shared
         self._control: tuple[str, float] = (JobState.RUNNING, 0.0)
         self.claim: Claim | None = None
 
     def _job_state(self, job_id: int) -> str:
-        """The job's control state, re-read (and the claim renewed) every _CONTROL_EVERY_S;
-        LeaseLost once the claim is no longer ours."""
+        """The job's control state, re-read (and the job claim renewed) every _CONTROL_EVERY_S;
+        LeaseLost once the job claim is no longer ours."""
         state, read_at = self._control
         if time.monotonic() - read_at >= _CONTROL_EVERY_S:
             with self.sessions.begin() as session:
@@ -106,89 +109,98 @@ class Engine:
         return state
 
     def run_job(self, job_id: int) -> JobSummary:
-        """Run (or resume) a job until every move is final, or the job is paused."""
-        job = claim_job(self.sessions, job_id, self.owner, self.settings.lease_s)
-        self.claim = Claim(job_id, self.owner, job.claim_token, self.settings.lease_s)
+        """Run (or resume) a job until every move is final, or the job is paused or held.
+
+        Alone (the default: ``ferry evacuate``, ``ferry jobs resume``) the engine first claims the
+        job, so no other engine joins it; ``shared`` (``ferry serve``), it takes part beside the
+        other instances, each claiming the job's ready moves one by one."""
+        if self.shared:
+            job = join_job(self.sessions, job_id, self.owner)
+        else:
+            job = claim_job(self.sessions, job_id, self.owner, self.settings.lease_s)
+            self.claim = Claim(job_id, self.owner, job.claim_token, self.settings.lease_s)
         if job.state == JobState.PENDING:
             raise InputError("job", job_id, "is pending: approve it with 'ferry job resume ID'")
         if job.state in JOB_FINAL:
             return self.summary(job_id)
-        if job.state != JobState.CANCELLING:
+        if not self.shared and job.state != JobState.CANCELLING:
             set_job_state(self.sessions, job_id, JobState.RUNNING, claim=self.claim)
         self._control = (JobState.RUNNING, 0.0)
         world_start = self.backend.now()
-        self.slots = TransferSlots(self.policy)
+        self.slots = FleetSlots(self.sessions, self.policy)
         workers = self.policy.max_parallel * ADMISSION_DEPTH
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="move") as pool:
             self._schedule(job_id, pool)
-        state = self._job_state_now(job_id)
-        summary = self.summary(job_id)
-        if state == JobState.PAUSED or any(summary.counts.get(s) for s in MOVE_UNFINISHED):
-            return summary  # held or gated: the job goes on later, from the store
-        final = self._final_state(job_id, cancelled=state == JobState.CANCELLING)
-        set_job_state(self.sessions, job_id, final, self._final_message(job_id, final), claim=self.claim)
+        decide_job(self.sessions, job_id, claim=self.claim)
         summary = self.summary(job_id)
         summary.makespan_s = max(summary.makespan_s, self.backend.now() - world_start)
         return summary
 
-    def _job_state_now(self, job_id: int) -> str:
-        self._control = ("", 0.0)
-        return self._job_state(job_id)
-
     def _schedule(self, job_id: int, pool: ThreadPoolExecutor) -> None:
-        with self.sessions() as session:
-            moves = job_moves(session, job_id)
-        state = {m.ct: m.state for m in moves}
-        running: dict[Future[Any], MoveRow] = {}
-        cancelling = False
+        """Claim ready moves and run them until none is left to this engine: every move is final,
+        or the job is paused / held and nothing of this engine's is in flight. Moves other
+        instances hold are waited for (their leases bound the wait), then taken over if they die."""
+        running: dict[Future[MoveOutcome], tuple[MoveRow, MoveClaim]] = {}
+        beat = look_at = time.monotonic()
+        held_elsewhere = False
         while True:
             control = self._job_state(job_id)
-            cancelling = cancelling or control == JobState.CANCELLING
-            if control != JobState.PAUSED or cancelling:
-                self._start_ready(job_id, moves, state, running, pool, cancelling)
-            if not running:  # nothing in flight: pending moves can only be gated (or paused)
+            if control != JobState.PAUSED and time.monotonic() >= look_at:
+                claimed = len(running)
+                held_elsewhere = self._start_ready(job_id, running, pool)
+                if len(running) == claimed:  # nothing to take: look again a little later
+                    look_at = time.monotonic() + _IDLE_LOOK_S
+            if not running and (control == JobState.PAUSED or not held_elsewhere):
                 return
+            if not running:  # waiting for other instances' moves
+                time.sleep(_TICK_S)
             done, _ = wait(list(running), timeout=_TICK_S, return_when=FIRST_COMPLETED)
             for future in done:
-                move = running.pop(future)
-                state[move.ct] = future.result().state
+                running.pop(future)
+                self._outcome(future)
+            if done:
+                decide_job(self.sessions, job_id, claim=self.claim)
+                look_at = time.monotonic()  # a move ended: the ones waiting for it may be ready
+            if time.monotonic() - beat >= _CONTROL_EVERY_S:  # the heartbeat of this engine's moves
+                renew_moves(self.sessions, [claim for f, (_, claim) in running.items() if not f.done()])
+                beat = time.monotonic()
 
-    def _start_ready(self, job_id: int, moves: list[MoveRow], state: dict[str, str],
-                     running: dict[Future[Any], MoveRow], pool: ThreadPoolExecutor, cancelling: bool) -> None:
-        out, into = Counter(m.source for m in running.values()), Counter(m.target for m in running.values())
-        # Moves a dead process left in flight come first: they already hold resources.
-        order = sorted(moves, key=lambda m: (m.state not in MOVE_IN_FLIGHT, m.seq))
-        busy = {m.ct for m in running.values()}
-        for move in order:
-            if state[move.ct] in MOVE_FINAL or move.ct in busy:
-                continue
-            in_flight = state[move.ct] in MOVE_IN_FLIGHT
-            if cancelling and not in_flight:
-                state[move.ct] = self._mark(
-                    move, MoveState.CANCELLED, "cancelled by operator before it started")
-                continue
-            blocked = [d for d in move.after if state.get(d) in MOVE_FINAL
-                       and state[d] != MoveState.SUCCEEDED]
-            if blocked:
-                state[move.ct] = self._mark(move, MoveState.SKIPPED,
-                                            f"skipped: move of {blocked[0]} it waits for did not succeed")
-                continue
-            if not in_flight and any(state.get(d) != MoveState.SUCCEEDED for d in move.after if d in state):
-                continue
-            if not in_flight and self.may_start is not None and not self.may_start(move):
-                continue
-            if not in_flight and (len(running) >= self.policy.max_parallel * ADMISSION_DEPTH
-                                  or out[move.source] >= self.policy.max_outgoing_per_node * ADMISSION_DEPTH
-                                  or into[move.target] >= self.policy.max_incoming_per_node * ADMISSION_DEPTH):
-                continue
+    def _outcome(self, future: Future[MoveOutcome]) -> None:
+        """A saga's end; one that lost its move's claim (another instance has it now) is dropped,
+        one that lost the job's claim stops the engine."""
+        try:
+            future.result()
+        except MoveLost as exc:
+            log.warning("%s", exc.line())
+
+    def _start_ready(self, job_id: int, running: dict[Future[MoveOutcome], tuple[MoveRow, MoveClaim]],
+                     pool: ThreadPoolExecutor) -> bool:
+        """Claim and start what may start now; True if other instances hold unfinished moves."""
+        mine = [move for move, _ in running.values()]
+        limit = self.policy.max_parallel * ADMISSION_DEPTH
+        if len(running) >= limit:
+            return True
+        offer = claim_ready_moves(self.sessions, job_id, self.owner, self.settings.lease_s,
+                                  busy={move.id for move in mine}, admit=self._admits, room=limit - len(running),
+                                  job_claim=self.claim)
+        for move, claim in offer.claims:
             saga = MoveSaga(self.sessions, self.backend, self.settings, job_id, move.id, owner=self.owner,
                             claim=self.claim, progress=self.progress, slots=self.slots, policy=self.policy,
-                            cancelled=lambda: self._job_state(job_id) == JobState.CANCELLING)
-            running[pool.submit(saga.run)] = move
-            busy.add(move.ct)
-            state[move.ct] = MoveState.RUNNING
-            out[move.source] += 1
-            into[move.target] += 1
+                            cancelled=lambda: self._job_state(job_id) == JobState.CANCELLING,
+                            move_claim=claim)
+            running[pool.submit(saga.run)] = (move, claim)
+        return offer.held_elsewhere
+
+    def _admits(self, move: MoveRow, flying: list[MoveRow]) -> bool:
+        """Whether ``move`` may start, given the moves in flight on every instance: a few more than
+        the transfer slots (ADMISSION_DEPTH), in the fleet and per node, and only if it fits the
+        window when there is one."""
+        out = sum(1 for m in flying if m.source == move.source)
+        into = sum(1 for m in flying if m.target == move.target)
+        return (len(flying) < self.policy.max_parallel * ADMISSION_DEPTH
+                and out < self.policy.max_outgoing_per_node * ADMISSION_DEPTH
+                and into < self.policy.max_incoming_per_node * ADMISSION_DEPTH
+                and (self.may_start is None or self.may_start(move)))
 
     def run_cleanups(self) -> list[str]:
         """Retry every cleanup left for later (retention over, forwarders no longer needed, a
@@ -200,28 +212,6 @@ class Engine:
             outcome = saga.retry_cleanup()
             lines.append(f"job {job_id} {outcome.ct}: {outcome.message}")
         return lines
-
-    def _mark(self, move: MoveRow, state: MoveState, message: str) -> MoveState:
-        """End a move that never started; returns ``state``."""
-        with self.sessions.begin() as session:
-            if self.claim is not None:
-                renew_claim(session, self.claim)
-            row = session.get(MoveRow, move.id)
-            assert row is not None
-            row.state, row.message = state, message
-        return state
-
-    def _final_state(self, job_id: int, *, cancelled: bool) -> JobState:
-        with self.sessions() as session:
-            return finished_job_state((m.state for m in job_moves(session, job_id)), cancelled=cancelled)
-
-    def _final_message(self, job_id: int, final: JobState) -> str:
-        with self.sessions() as session:
-            moves = job_moves(session, job_id)
-        counts = Counter(m.state for m in moves)
-        text = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-        bad = [f"{m.ct}: {m.message}" for m in moves if m.state in MOVE_PROBLEM]
-        return f"{final}: {text}" + (f"; first problem: {bad[0]}" if bad else "")
 
     def summary(self, job_id: int) -> JobSummary:
         with self.sessions() as session:

@@ -8,14 +8,18 @@
 The store records ``step=X, phase=started`` before a step acts and ``phase=done`` after. A process
 that dies in between leaves ``started``: on resume the saga observes both ends of the move and
 journals what it saw, then calls the step again, which completes what is missing (every backend
-step observes before it acts: adapters/base.py). Given the engine's job claim, every write checks
-(and renews) it in the same transaction, so a saga whose claim was taken over raises LeaseLost before
-its next step instead of acting.
+step observes before it acts: adapters/base.py). Given the engine's claims (the job's when one
+instance runs it alone, the move's always: service.move_claims), every write checks (and renews)
+them in the same transaction, so a saga whose claim was taken over raises LeaseLost (MoveLost)
+before its next step instead of acting. A claim not renewed for a whole lease counts as lost even
+before the store says so: a copy in progress stops, and nothing is rolled back by a saga that may
+no longer own the move.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Callable
@@ -44,8 +48,9 @@ from service.config import EngineSection
 from service.jobs import Claim, add_journal, learn_link, release_locks, renew_claim
 from service.lifecycle import Cause, MoveOutcome, MoveState, OnFailure, Phase
 from service.logs import log_transition
+from service.move_claims import MoveClaim, MoveLost, renew_move
 from service.movespec import build_spec
-from service.slots import TransferSlots
+from service.slots import FleetSlots
 from service.store import MoveRow, utcnow
 
 log = logging.getLogger("ferry.saga")
@@ -68,11 +73,26 @@ class MoveSaga:
     def __init__(self, sessions: sessionmaker[Session], backend: Backend, settings: EngineSection,
                  job_id: int, move_id: int, *, owner: str, claim: Claim | None = None,
                  progress: Progress | None = None,
-                 cancelled: Callable[[], bool] = lambda: False, slots: TransferSlots | None = None,
-                 policy: Policy | None = None) -> None:
+                 cancelled: Callable[[], bool] = lambda: False, slots: FleetSlots | None = None,
+                 policy: Policy | None = None, move_claim: MoveClaim | None = None) -> None:
         self.sessions, self.backend, self.settings = sessions, backend, settings
         self.job_id, self.move_id, self.owner, self.claim = job_id, move_id, owner, claim
-        self.progress, self.cancelled, self.slots, self.policy = progress, cancelled, slots, policy
+        self.progress, self.slots, self.policy = progress, slots, policy
+        self.move_claim = move_claim
+        self._asked_to_cancel = cancelled
+        #: The move's share of its nodes' bandwidth budgets while it holds a transfer slot.
+        self._share: float | None = None
+
+    def cancelled(self) -> bool:
+        """Stop what runs now: the operator cancelled, or the move's claim may be lost (then
+        _fenced raises MoveLost before anything is undone)."""
+        return self._asked_to_cancel() or (self.move_claim is not None and self.move_claim.expired())
+
+    def _fenced(self) -> None:
+        """MoveLost once the move's claim is lost or not renewed for a whole lease."""
+        if self.move_claim is not None and self.move_claim.expired():
+            raise MoveLost("ct", self.move_claim.ct, f"{self.owner}'s claim {self.move_claim.token} on the move "
+                           "was not renewed within its lease; stopping without acting")
 
     def _move(self) -> MoveRow:
         with self.sessions() as session:
@@ -83,23 +103,29 @@ class MoveSaga:
     def _update(self, *, hold: bool = False, tried: bool = False, **fields: object) -> None:
         """Write ``fields``; ``hold`` (re)news this saga's claim on the move for ``engine.lease_s``,
         ``tried`` counts one more try of the move (its first, a retry of a step, a fallback).
-        Refused (LeaseLost) when the saga's job claim is no longer ours."""
+        Refused (LeaseLost) when the saga's job or move claim is no longer ours."""
         with self.sessions.begin() as session:
-            if self.claim is not None:
-                renew_claim(session, self.claim)
+            self._renew(session)
             move = session.get(MoveRow, self.move_id)
             assert move is not None
             old = move.state
             for key, value in fields.items():
                 setattr(move, key, value)
             move.attempts += int(tried)
-            if hold:
+            if hold and self.move_claim is None:  # a claimed move's lease is renewed by _renew
                 move.claimed_by = self.owner
-                move.claim_token = self.claim.token if self.claim else move.claim_token
                 move.lease_until = utcnow() + dt.timedelta(seconds=self.settings.lease_s)
             ct = move.ct
         if "state" in fields and fields["state"] != old:
             self._log_state(ct, old, str(fields["state"]), str(fields.get("message") or "") or None)
+
+    def _renew(self, session: Session) -> None:
+        """In ``session``'s transaction: check and renew the claims this saga acts under."""
+        self._fenced()
+        if self.claim is not None:
+            renew_claim(session, self.claim)
+        if self.move_claim is not None:
+            renew_move(session, self.move_claim)
 
     def _log_state(self, ct: str, old: str | None, new: str, reason: str | None = None) -> None:
         log_transition(log, f"job {self.job_id} move {ct}", old, new, reason, job=self.job_id,
@@ -113,7 +139,11 @@ class MoveSaga:
         return StepContext(journal=lambda e: add_journal(self.sessions, self.job_id, move.ct, step, e), **kwargs)
 
     def _spec(self, move: MoveRow) -> MoveSpec:
-        return build_spec(move, self.job_id, self.policy)
+        """The backend's request; inside a transfer slot, capped at the slot's bandwidth share."""
+        spec = build_spec(move, self.job_id, self.policy)
+        if self._share is not None and (spec.bwlimit_mb_s is None or self._share < spec.bwlimit_mb_s):
+            spec = dataclasses.replace(spec, bwlimit_mb_s=self._share)
+        return spec
 
     def _retrying(self, before_sleep: Callable[[tenacity.RetryCallState], None]) -> tenacity.Retrying:
         """Transient failures: bounded tries, exponential backoff with jitter (engine settings)."""
@@ -157,18 +187,21 @@ class MoveSaga:
                 policy, move = lifecycle.STEP_POLICY[step], self._move()
                 if holding and not policy.holds_slot:
                     slot.close()  # the copy is over: free the link for the next move
-                    holding = False
+                    holding, self._share = False, None
+                self._fenced()
                 if policy.cancellable and self.cancelled():
                     return _Stop(step, OnFailure.ROLL_BACK, Cause.CANCEL, "cancelled by operator")
-                if policy.holds_slot and self.slots and not holding:
+                if policy.holds_slot and self.slots and self.move_claim and not holding:
                     try:
-                        slot.enter_context(self.slots.hold(move.source, move.target, self.cancelled))
+                        self._share = slot.enter_context(self.slots.hold(move, self.move_claim, self.cancelled))
                     except TimeoutError:
+                        self._fenced()
                         return _Stop(step, OnFailure.ROLL_BACK, Cause.CANCEL,
                                      "cancelled by operator while waiting to copy")
                     holding = True
                 if (error := self._attempt(move, step, figures)) is None:
                     continue
+                self._fenced()  # a step stopped because the claim may be lost is not rolled back
                 cause = Cause.CANCEL if isinstance(error, Cancelled) else Cause.FAILURE
                 why = (f"cancelled by operator during {step}" if cause is Cause.CANCEL
                        else f"{step} failed: {error}")
@@ -228,6 +261,7 @@ class MoveSaga:
         """Undo what the refused method did and set the move up for the next one; the outcome only
         if the undo failed (then the move is rolled back)."""
         method = lifecycle.FALLBACK[move.method]
+        self._update()  # the claims still hold before the undo acts
         self._event(move.ct, move.step, f"{move.method} move refused ({why}); falling back to {method}")
         try:
             self.backend.rollback(self._spec(move), self._context(move, "rollback"))
@@ -262,8 +296,7 @@ class MoveSaga:
 
     def _end(self, move: MoveRow, state: MoveState, message: str, cause: Cause | None = None) -> MoveOutcome:
         with self.sessions.begin() as session:
-            if self.claim is not None:
-                renew_claim(session, self.claim)
+            self._renew(session)
             row = session.get(MoveRow, self.move_id)
             assert row is not None
             old = row.state

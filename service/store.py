@@ -202,3 +202,19 @@ def job_moves(session: Session, job_id: int) -> list[MoveRow]:
 
 def job_journal(session: Session, job_id: int) -> list[JournalRow]:
     return list(session.scalars(select(JournalRow).where(JournalRow.job_id == job_id).order_by(JournalRow.id)))
+
+
+class SlotRow(Base):
+    """A transfer slot held by a move that is copying (service.slots): per fleet, per node out and
+    in, with the move's share of the nodes' bandwidth budgets. It is live only while the move's
+    claim that took it is (same holder and fencing token, lease not run out), so the slots of an
+    instance that died come back when its move leases do."""
+
+    __tablename__ = "transfer_slots"
+    move_id: Mapped[int] = mapped_column(ForeignKey("moves.id"), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(128))
+    claim_token: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(64), index=True)
+    target: Mapped[str] = mapped_column(String(64), index=True)
+    bw_mb_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    taken_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)

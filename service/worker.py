@@ -1,16 +1,20 @@
 """The loop ``ferry serve`` runs beside the REST API: take approved jobs from the store and run them.
 
     APScheduler (BackgroundScheduler)
-      |-- every schedule.poll_s --> run_pending --> next_job (store: approved / running / cancelling,
-      |                                                       lease free, window open if it needs one)
-      |                                              --> Engine.run_job, held (one job at a time)
+      |-- every schedule.poll_s --> poll --> ready_jobs (store: approved / running / cancelling,
+      |                                                  not run by one instance alone, window open
+      |                                                  if it needs one)
+      |                                       --> one thread per job not in hand: Engine.run_job
+      |                                           (shared: claims the job's ready moves), held
       |-- every max(60 s, poll_s) --> run_cleanups --> Engine.run_cleanups (deferred cleanups)
       `-- schedule.rebalance_cron --> rebalance_now --> planners.plan_rebalance --> create_job(approved)
 
 The first poll runs at start, so jobs a dead ferry left unfinished are resumed at once (the rule of
 ``ferry jobs resume``: nobody holds a live lease on them). Everything the loop decides it reads from
-the store, so several instances can poll one database: the lease (service.jobs.claim_job) makes sure
-only one of them runs a given job.
+the store, so several instances can poll one database and run the same jobs at once: each move is
+claimed by one instance (service.move_claims), the transfer slots and bandwidth budgets are shared
+by all of them (service.slots), and the moves of an instance that dies are taken over when their
+leases run out. A job that ``ferry job resume`` runs alone (its job lease) is left to it.
 
 Stopping (SIGTERM / SIGINT through ``request_stop``) and closed maintenance windows both work the way
 a pause does: the engine starts no new move, lets the moves in flight finish, and returns. The
@@ -83,6 +87,9 @@ class Worker:
         self._stopping = threading.Event()
         self.leadership = Leadership(runtime.sessions.kw["bind"])
         self._scheduler: BackgroundScheduler | None = None
+        #: The jobs this instance works on now, each in its own thread.
+        self._in_hand: dict[int, threading.Thread] = {}
+        self._hand_lock = threading.Lock()
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -91,7 +98,7 @@ class Worker:
         scheduler = BackgroundScheduler(
             timezone=time_zone(schedule.timezone), executors={"default": ThreadPoolExecutor(2)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600})
-        scheduler.add_job(self.run_pending, "interval", seconds=schedule.poll_s, id="poll",
+        scheduler.add_job(self.poll, "interval", seconds=schedule.poll_s, id="poll",
                           next_run_time=dt.datetime.now(dt.UTC))
         scheduler.add_job(self.run_cleanups, "interval", seconds=max(60.0, schedule.poll_s), id="cleanup")
         if schedule.rebalance_cron:
@@ -110,6 +117,8 @@ class Worker:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=True)
             self._scheduler = None
+        for thread in self._threads():
+            thread.join()
         self.leadership.release()
 
     @property
@@ -126,19 +135,51 @@ class Worker:
             log.info("cleanup: %s", line)
         return lines
 
+    def poll(self, exclude: Collection[int] = ()) -> list[int]:
+        """Start working on every job that is ready now and not in hand yet (one thread each);
+        the jobs started."""
+        started = []
+        with self._hand_lock:
+            for job_id in self.ready_jobs(exclude={*self._in_hand, *exclude}):
+                if self.stopping:
+                    break
+                thread = threading.Thread(target=self._work, args=(job_id,), name=f"job-{job_id}", daemon=True)
+                self._in_hand[job_id] = thread
+                thread.start()
+                started.append(job_id)
+        return started
+
+    def _work(self, job_id: int) -> None:
+        try:
+            self.run_one(job_id)
+        except Exception:  # a thread's end: say why, the next poll takes the job up again
+            log.exception("job %s: stopped by an unexpected error", job_id)
+        finally:
+            with self._hand_lock:
+                self._in_hand.pop(job_id, None)
+
+    def _threads(self) -> list[threading.Thread]:
+        with self._hand_lock:
+            return list(self._in_hand.values())
+
     def run_pending(self) -> list[int]:
-        """Run every job that is ready now, oldest first; each at most once per call."""
+        """Work on every job that is ready now, all at once, until each ended or was held; each at
+        most once per call (the ids, oldest first)."""
         done: list[int] = []
         while not self.stopping:
-            job_id = self.next_job(exclude=set(done))
-            if job_id is None:
+            started = self.poll(exclude=done)
+            if not started:
                 break
-            self.run_one(job_id)
-            done.append(job_id)
-        return done
+            for thread in self._threads():
+                thread.join()
+            done.extend(started)
+        return sorted(done)
 
-    def next_job(self, exclude: Collection[int] = ()) -> int | None:
+    def ready_jobs(self, exclude: Collection[int] = ()) -> list[int]:
+        """Jobs to work on now, oldest first: runnable, not run by another instance alone, and in
+        their window if they need one."""
         now = self.clock()
+        ready = []
         with self.runtime.sessions() as session:
             query = select(JobRow).where(JobRow.state.in_(JOB_RUNNABLE)).order_by(JobRow.id)
             for job in session.scalars(query):
@@ -146,8 +187,12 @@ class Worker:
                     continue
                 if job.state != JobState.CANCELLING and uses_window(job) and not self.windows.is_open(now):
                     continue  # a rollback after cancel is not a new move: it may run any time
-                return job.id
-        return None
+                ready.append(job.id)
+        return ready
+
+    def next_job(self, exclude: Collection[int] = ()) -> int | None:
+        ready = self.ready_jobs(exclude)
+        return ready[0] if ready else None
 
     def _holds(self, windowed: bool) -> Callable[[int], bool]:
         return lambda _job_id: self.stopping or (windowed and not self.windows.is_open(self.clock()))
@@ -155,7 +200,7 @@ class Worker:
     def engine(self, hold: Callable[[int], bool], windowed: bool = False) -> Engine:
         rt = self.runtime
         return Engine(rt.sessions, rt.backend, rt.policy(), rt.config.engine, owner=self.owner, hold=hold,
-                      may_start=self._fits_window if windowed else None)
+                      may_start=self._fits_window if windowed else None, shared=True)
 
     def _fits_window(self, move: MoveRow) -> bool:
         """Never start a move that cannot finish before the window closes (predicted duration,
@@ -186,7 +231,7 @@ class Worker:
         """Free the lease of a held job so that the next poll (any instance) takes it up again."""
         with self.runtime.sessions.begin() as session:
             job = get_job(session, job_id)
-            if job.owner != self.owner or job.state not in JOB_ADVANCING:
+            if job.owner not in (None, self.owner) or job.state not in JOB_ADVANCING:
                 return
             job.owner, job.lease_until = None, None
             if self.stopping:
