@@ -26,6 +26,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from fleet.document import read_text
 from fleet.errors import InputError
 from fleet.model import Id
+from fleet.networks import Networks
 from fleet.policy import Policy
 from fleet.snapshot import validate_model
 
@@ -152,6 +153,8 @@ class Config(BaseModel):
     sim: SimSection = Field(default_factory=SimSection)
     proxmox: dict[str, Any] = Field(default_factory=dict)
     openvz: dict[str, Any] = Field(default_factory=dict)
+    #: Subnets, gateways and address pools per node or site (fleet/networks.py).
+    networks: Networks = Field(default_factory=Networks)
     #: Where the file was read from (None: built-in defaults).
     path: Path | None = None
 

@@ -202,3 +202,15 @@ def job_moves(session: Session, job_id: int) -> list[MoveRow]:
 
 def job_journal(session: Session, job_id: int) -> list[JournalRow]:
     return list(session.scalars(select(JournalRow).where(JournalRow.job_id == job_id).order_by(JournalRow.id)))
+
+
+class AddressRow(Base):
+    """An address a job's plan hands to a container (planners/addresses.py). While the job is
+    active no other plan may hand it out; afterwards the container itself holds it (the
+    inventory shows it), or the move was undone and it is free again."""
+
+    __tablename__ = "address_allocations"
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), primary_key=True)
+    address: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+    ct: Mapped[str] = mapped_column(String(64))
+    network: Mapped[str] = mapped_column(String(64))
