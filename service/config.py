@@ -29,6 +29,7 @@ from fleet.model import Id
 from fleet.networks import Networks
 from fleet.policy import Policy
 from fleet.snapshot import validate_model
+from service.dns import DnsSection
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 #: The built-in simulated fleet: in the source tree, or where an image put it (FERRY_DEMO_FLEET).
@@ -155,6 +156,8 @@ class Config(BaseModel):
     openvz: dict[str, Any] = Field(default_factory=dict)
     #: Subnets, gateways and address pools per node or site (fleet/networks.py).
     networks: Networks = Field(default_factory=Networks)
+    #: The DNS zone whose address records follow moves to a new address (service/dns.py).
+    dns: DnsSection = Field(default_factory=DnsSection)
     #: Where the file was read from (None: built-in defaults).
     path: Path | None = None
 
