@@ -279,7 +279,8 @@ class OpenVZBackend(Backend):
             forwarding.start_forwarders(self.shell, spec.source, spec.ct, self._state(spec),
                                         old_ips[0], new_ips[0], ports,
                                         self.settings.forward_seconds,
-                                        self.settings.hold_seconds, ctx.journal)
+                                        self.settings.hold_seconds, ctx.journal,
+                                        self.settings.forward_quiet_s)
             return ports, kept[0] if kept else "", [wait]
         forwarding.gate(self.shell, spec.target, spec.ct, new_ips[0], ports, ctx.journal)
         return ports, kept[0] if kept else "", [forwarding.gate_command(spec.ct, old_ips[0],
