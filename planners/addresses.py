@@ -104,8 +104,14 @@ def assign(plan: Plan, inv: Inventory, networks: Networks, taken: set[str],
             "from": cross.old_ip, "to": ip, "network": net, "gateway": networks.subnets[net].gateway,
             "ips": _new_ips(cross.ct, cross.old_network, ip, networks, net),
             "old_address_s": (ttl_s or {}).get(cross.ct.id, networks.ttl_s)})
-    moves = [m.model_copy(update={"address": given.get(m.ct)}) for m in plan.moves]
+    moves = [m.model_copy(update={"address": given[m.ct], "reason": _say(m.reason, given[m.ct])})
+             if m.ct in given else m for m in plan.moves]
     return plan.model_copy(update={"moves": moves}), overflow
+
+
+def _say(reason: str, new: Readdress) -> str:
+    return (f"{reason}; new address {new.to} in {new.network} (clients may use {new.from_ip} for "
+            f"{new.old_address_s} s more: its TTL)")
 
 
 def _take(networks: Networks, names: list[str], ct: str, used: set[str],

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import dns.exception
 import dns.message
 import dns.name
 import dns.query
@@ -83,10 +84,13 @@ class Rfc2136Records:
     def name_of(self, ct: str, hostname: str | None) -> str | None:
         """The record's owner name for container ``ct`` (``names``, else its hostname if it lies
         in the zone), None when ferry has no record to move for it."""
-        if ct in self.settings.names:
-            return dns.name.from_text(self.settings.names[ct], self.zone).to_text()
-        if hostname and dns.name.from_text(hostname).is_subdomain(self.zone):
-            return dns.name.from_text(hostname).to_text()
+        try:
+            if ct in self.settings.names:
+                return dns.name.from_text(self.settings.names[ct], self.zone).to_text()
+            if hostname and dns.name.from_text(hostname).is_subdomain(self.zone):
+                return dns.name.from_text(hostname).to_text()
+        except dns.exception.DNSException:  # a hostname from the container is untrusted text
+            return None
         return None
 
     def read(self, name: str) -> tuple[int, list[str]] | None:

@@ -50,7 +50,7 @@ def plan_nodes(rt: Runtime, goal: NodeGoal, request: NodesPlanRequest,
     inv = current_inventory(rt, snapshot)
     plan = address_plan(lambda i: NODE_PLANNERS[goal](
         i, request.nodes, planning_policy(rt, snapshot), solver=request.solver.value,
-        time_limit_s=request.time_limit), inv, rt.config.networks, None if snapshot else rt.sessions)
+        time_limit_s=request.time_limit), inv, rt, offline=snapshot is not None)
     return Planned(plan, inv)
 
 
@@ -62,7 +62,7 @@ def plan_rebalancing(rt: Runtime, request: RebalanceRequest, snapshot: Inventory
     moved, now = rt.cooldown_inputs() if snapshot is None else ({}, None)
     plan = address_plan(lambda i: plan_rebalance(
         i, policy, last_moved=moved, now=now, solver=request.solver.value,
-        time_limit_s=request.time_limit), inv, rt.config.networks, None if snapshot else rt.sessions)
+        time_limit_s=request.time_limit), inv, rt, offline=snapshot is not None)
     return Planned(plan, inv)
 
 

@@ -51,6 +51,7 @@ def test_lower_point_restore_through_signed_updates(server: knot.KnotServer):
 def test_a_record_ferry_has_no_name_for_is_left_alone(server: knot.KnotServer):
     records = _records(server)
     assert records.name_of("102", "mail.elsewhere.example") is None
+    assert records.name_of("103", "x" * 70 + ".lab.test") is None  # not a DNS name at all
     assert records.lower("nothing.lab.test.", 5, lambda e: None) is None
 
 

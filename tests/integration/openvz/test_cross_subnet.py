@@ -22,7 +22,7 @@ from service.dns import DnsSection
 from service.operations.planning import plan_nodes
 from service.operations.requests import NodesPlanRequest
 from service.runtime import Runtime
-from tests.doubles.lab import knot
+from tests.doubles.lab import forwarders, knot
 from tests.doubles.lab.containers import Prober, make_container
 from tests.doubles.lab.netlab import SUBNET, Lab, missing_binaries
 
@@ -39,7 +39,7 @@ POOL = [f"{SUBNET}.200", f"{SUBNET}.201"]
 
 
 def _config(lab: Lab, tmp: Path, server: knot.KnotServer) -> Config:
-    networks = Networks.model_validate({"ttl_s": OLD_TTL_S, "subnets": {
+    networks = Networks.model_validate({"ttl_s": 300, "subnets": {  # live plans ask the server
         "lan-a": {"subnet": f"{SUBNET}.0/25", "nodes": ["n1"]},
         "lan-b": {"subnet": f"{SUBNET}.128/25", "nodes": ["n2"], "pool": [f"{POOL[0]}-{POOL[-1]}"]}}})
     dns = DnsSection(server=server.address, port=server.port, zone=server.zone,
@@ -55,18 +55,6 @@ def _dig(server: knot.KnotServer, name: str) -> str:
     out = subprocess.run(["kdig", "+noall", "+answer", "-p", str(server.port), f"@{server.address}",
                           "A", name], capture_output=True, text=True, timeout=10).stdout
     return " ".join(f"{w[1]} {w[4]}" for w in (line.split() for line in out.splitlines()) if len(w) == 5)
-
-
-def _retired(lab: Lab, ct: str, deadline_s: float) -> list[int]:
-    """"START LAST_HIT END HITS" (epoch ms) the supervisor wrote when its forwarders retired."""
-    deadline = time.monotonic() + deadline_s
-    path = f"/var/lib/ferry/{ct}/forward.retired"
-    while time.monotonic() < deadline:
-        words = lab.nodes["n1"].run(f"cat {path} 2>/dev/null; true").split()
-        if len(words) == 4:
-            return [int(w) for w in words]
-        time.sleep(0.2)
-    raise AssertionError(f"the forwarders of CT {ct} did not retire within {deadline_s} s")
 
 
 def test_cross_subnet_evacuation_moves_addresses_records_and_clients(tmp_path: Path):
@@ -91,7 +79,7 @@ def test_cross_subnet_evacuation_moves_addresses_records_and_clients(tmp_path: P
         assert summary.state == "succeeded", summary
         for ct in CTS:  # the record names the new address, still with the low TTL
             assert _dig(server, f"www{ct}.lab.test") == f"{LOW_TTL_S} {given[ct]}"
-        retired = {ct: _retired(lab, ct, deadline_s=30) for ct in CTS}
+        retired = {ct: forwarders.retired(lab, ct, limit_s=30) for ct in CTS}
         seen = {ct: probe.stop() for ct, probe in probes.items()}
         for ct, (start, last_hit, end, hits) in retired.items():
             old = seen[ct]["used"].get(CTS[ct])
