@@ -103,7 +103,7 @@ def assign(plan: Plan, inv: Inventory, networks: Networks, taken: set[str],
         given[cross.ct.id] = Readdress(**{
             "from": cross.old_ip, "to": ip, "network": net, "gateway": networks.subnets[net].gateway,
             "ips": _new_ips(cross.ct, cross.old_network, ip, networks, net),
-            "old_address_s": (ttl_s or {}).get(cross.ct.id, networks.ttl_s)})
+            "old_address_s": networks.ttl_s if ttl_s is None else ttl_s.get(cross.ct.id, networks.ttl_s)})
     moves = [m.model_copy(update={"address": given[m.ct], "reason": _say(m.reason, given[m.ct])})
              if m.ct in given else m for m in plan.moves]
     return plan.model_copy(update={"moves": moves}), overflow
