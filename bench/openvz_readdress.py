@@ -20,6 +20,7 @@ from pathlib import Path
 
 from adapters.openvz import create_backend
 from service.dns import DnsSection, Rfc2136Records
+from service.lifecycle import MoveState
 from tests.doubles.lab import forwarders, knot
 from tests.doubles.lab.containers import Prober, make_container
 from tests.doubles.lab.netlab import SUBNET, Lab
@@ -34,7 +35,7 @@ def _moved(lab: Lab, backend, order: MoveOrder, target: str, store: Path) -> dic
     probe = Prober(lab, target)
     time.sleep(0.5)
     run = run_move(backend, order, store)
-    if run.state != "succeeded":
+    if run.state != MoveState.SUCCEEDED:
         raise RuntimeError(f"move of {order.ct} failed: {run.message}")
     retired = forwarders.retired(lab, order.ct, limit_s=90) if order.options.get("ips") else None
     time.sleep(1.0)
