@@ -37,6 +37,19 @@ class Predicted(_Part):
     bytes: int = 0
 
 
+class Readdress(_Part):
+    """A new address for a container moved out of its subnet (extension key ``address``)."""
+
+    from_ip: str = Field(alias="from")
+    to: str
+    network: str
+    gateway: str | None = None
+    #: Every address the container has on the destination (``to`` first).
+    ips: list[str] = Field(default_factory=list)
+    #: Predicted seconds clients keep using the old address after the switch: the record's TTL.
+    old_address_s: int = 0
+
+
 class Move(_Part):
     ct: str
     from_node: str = Field(alias="from")
@@ -49,6 +62,9 @@ class Move(_Part):
     #: The storage id the disk lands on, as the planner chose it (extension key; absent when
     #: not set: the disk keeps its storage id).
     target_storage: str | None = Field(default=None, exclude_if=_unset)
+    #: The container's new address when its destination lies outside its subnet (extension
+    #: key; absent when the address stays).
+    address: Readdress | None = Field(default=None, exclude_if=_unset)
 
 
 class Unplaced(_Part):

@@ -26,8 +26,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from fleet.document import read_text
 from fleet.errors import MISSING, InputError
 from fleet.model import Id
+from fleet.networks import Networks
 from fleet.policy import Policy
 from fleet.snapshot import validate_model
+from service.dns import DnsSection
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 #: The built-in simulated fleet: in the source tree, or where an image put it (FERRY_DEMO_FLEET).
@@ -161,6 +163,10 @@ class Config(BaseModel):
     sim: SimSection = Field(default_factory=SimSection)
     proxmox: dict[str, Any] = Field(default_factory=dict)
     openvz: dict[str, Any] = Field(default_factory=dict)
+    #: Subnets, gateways and address pools per node or site (fleet/networks.py).
+    networks: Networks = Field(default_factory=Networks)
+    #: The DNS zone whose address records follow moves to a new address (service/dns.py).
+    dns: DnsSection = Field(default_factory=DnsSection)
     #: Where the file was read from (None: built-in defaults).
     path: Path | None = None
 

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from adapters.base import JournalEntry, Step
 from fleet.errors import InputError
 from fleet.plan import Plan
+from service.addressing import record_allocations
 from service.lifecycle import (
     CONTROLS,
     JOB_ACTIVE,
@@ -106,6 +107,7 @@ def _insert_job(session: Session, plan: Plan, approved: bool) -> int:
                             after=list(move.after), options=move_options(move),
                             predicted=move.predicted.model_dump(mode="json")))
         session.add(LockRow(ct=move.ct, job_id=job.id))
+    record_allocations(session, job.id, plan)
     return job.id
 
 

@@ -25,7 +25,10 @@ _STORED = {"target_ct": str, "target_storage": str, "hostname": str, "backup": b
 
 def move_options(move: Move) -> dict[str, Any]:
     """What a plan move asks of the backend beyond where and how, as stored on its MoveRow."""
-    return {"target_storage": move.target_storage} if move.target_storage else {}
+    options: dict[str, Any] = {"target_storage": move.target_storage} if move.target_storage else {}
+    if move.address is not None:  # a new subnet: the address plan's addresses (planners/addresses.py)
+        options["ips"] = list(move.address.ips or [move.address.to])
+    return options
 
 
 def build_spec(move: MoveRow, job_id: int, policy: Policy | None) -> MoveSpec:

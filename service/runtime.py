@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from adapters.base import Backend
 from fleet.policy import Policy
 from service.config import Config
+from service.dns import attach_records
 from service.engine import Engine
 from service.jobs import last_moved, learned_links
 from service.saga import Progress
@@ -24,7 +25,7 @@ from service.store import open_database
 
 def make_backend(config: Config) -> Backend:
     module = importlib.import_module(f"adapters.{config.backend}")
-    return module.create_backend(config.backend_settings())
+    return attach_records(module.create_backend(config.backend_settings()), config)
 
 
 @dataclass

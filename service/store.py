@@ -218,3 +218,15 @@ class SlotRow(Base):
     target: Mapped[str] = mapped_column(String(64), index=True)
     bw_mb_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     taken_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class AddressRow(Base):
+    """An address a job's plan hands to a container (planners/addresses.py). While the job is
+    active no other plan may hand it out; afterwards the container itself holds it (the
+    inventory shows it), or the move was undone and it is free again."""
+
+    __tablename__ = "address_allocations"
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), primary_key=True)
+    address: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+    ct: Mapped[str] = mapped_column(String(64))
+    network: Mapped[str] = mapped_column(String(64))

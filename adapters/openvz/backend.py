@@ -30,7 +30,7 @@ from adapters.base import (
     StepContext,
     TransientError,
 )
-from adapters.openvz import delta, forwarding, inventory, retire, transfer
+from adapters.openvz import delta, forwarding, inventory, readdress, retire, transfer
 from adapters.openvz.checks import VZMIGRATE_EXIT, Preflight
 from adapters.openvz.settings import OpenVZSettings
 from adapters.openvz.ssh import Shell
@@ -60,9 +60,13 @@ class OpenVZBackend(Backend):
                                          _NO_RENUMBER))
         return refused
 
-    def __init__(self, settings: OpenVZSettings, shell: Shell | None = None) -> None:
+    def __init__(self, settings: OpenVZSettings, shell: Shell | None = None,
+                 records: readdress.AddressRecords | None = None) -> None:
         self.settings = settings
         self.shell = shell or Shell(settings)
+        #: The DNS zone whose address records follow a move that changes the address (the
+        #: service attaches it from ``[dns]``); None: only ``dns_hook`` runs.
+        self.records = records
 
     # ---------------------------------------------------------------- helpers
     def _run(self, node: str, argv: list[str], ctx: StepContext, **kw):
@@ -151,8 +155,12 @@ class OpenVZBackend(Backend):
         if holder and holder != spec.owner:
             raise TransientError(f"CT {spec.ct} is being moved by {holder} (state in "
                                  f"{state} on {spec.source})")
-        if found[-1:] == ["prepared"]:
-            return
+        if found[-1:] != ["prepared"]:
+            self._record_move(spec, ctx)
+        self._lower_dns(spec, ctx)
+
+    def _record_move(self, spec: MoveSpec, ctx: StepContext) -> None:
+        state = self._state(spec)
         running = self._status(spec.source, spec.ct, ctx) == "running"
         target_free = self._status(spec.target, spec.dest_ct, ctx) == "absent"
         script = ('mkdir -p "$1" && { [ "$2" = 1 ] && touch "$1/source_running"; '
@@ -160,6 +168,19 @@ class OpenVZBackend(Backend):
                   'touch "$1/prepared"; }')
         self._run(spec.source, ["sh", "-c", script, "ferry", state, str(int(running)),
                                 str(int(target_free)), spec.owner], ctx)
+
+    def _lower_dns(self, spec: MoveSpec, ctx: StepContext) -> None:
+        """A move to a new address first lowers its record's TTL and waits the old one out
+        (readdress.py), so that clients move on soon after the switch."""
+        if self.records is None or not spec.ips:
+            return
+        conf = self._source_conf(spec, ctx)
+        if spec.ips[0] in inventory.ips_of(conf):
+            return
+        hostname = conf.get("HOSTNAME") or None
+        ctx.figures["dns_wait_s"] = readdress.lower_ahead(
+            self.shell, self.records, spec.source, self._state(spec), spec.ct, hostname,
+            ctx.journal, ctx.cancelled)
 
     def presync(self, spec: MoveSpec, ctx: StepContext) -> None:
         if spec.method != "restart" or self._status(spec.target, spec.dest_ct, ctx) == "running":
@@ -258,7 +279,8 @@ class OpenVZBackend(Backend):
             forwarding.start_forwarders(self.shell, spec.source, spec.ct, self._state(spec),
                                         old_ips[0], new_ips[0], ports,
                                         self.settings.forward_seconds,
-                                        self.settings.hold_seconds, ctx.journal)
+                                        self.settings.hold_seconds, ctx.journal,
+                                        self.settings.forward_quiet_s)
             return ports, kept[0] if kept else "", [wait]
         forwarding.gate(self.shell, spec.target, spec.ct, new_ips[0], ports, ctx.journal)
         return ports, kept[0] if kept else "", [forwarding.gate_command(spec.ct, old_ips[0],
@@ -283,6 +305,9 @@ class OpenVZBackend(Backend):
                                 f"/etc/vz/conf/{spec.ct}.conf"], ctx)
         if changed and not self._marker(spec, "dns_done", ctx):
             forwarding.dns_hook(self.settings.dns_hook, old_ips[0], new_ips[0], ctx.journal)
+            if self.records is not None:
+                readdress.switch(self.shell, self.records, spec.source, self._state(spec),
+                                 new_ips[0], ctx.journal)
             self._run(spec.source, ["touch", f"{self._state(spec)}/dns_done"], ctx)
 
     def _stage_config(self, spec: MoveSpec, new_ips: list[str], ctx: StepContext) -> None:
@@ -371,6 +396,9 @@ class OpenVZBackend(Backend):
         due = retire.due(words, self.settings.retention_hours)
         if due.forwarders:
             forwarding.stop_forwarders(self.shell, spec.source, spec.ct, state, ctx.journal)
+            if self.records is not None and spec.ips:  # nobody uses the old address any more
+                readdress.restore(self.shell, self.records, spec.source, state, spec.ips[0],
+                                  ctx.journal)
         if due.source_area and (conf := self._conf(spec.source, spec.ct, ctx, ".migrated")):
             self._guard_retirement(spec, due.source_was_running, ctx)
             self._run(spec.source, ["rm", "-rf", "--one-file-system", self._private(conf, spec.ct),
@@ -407,6 +435,9 @@ class OpenVZBackend(Backend):
         was_running = self._marker(spec, "source_running", ctx)
         if was_running and self._status(spec.source, spec.ct, ctx) == "stopped":
             self._run(spec.source, ["vzctl", "start", spec.ct], ctx)
+        old_ips = inventory.ips_of(self._conf(spec.source, spec.ct, ctx) or {})
+        if self.records is not None and old_ips:  # the record names the source's address again
+            readdress.restore(self.shell, self.records, spec.source, state, old_ips[0], ctx.journal)
         self._run(spec.source, ["rm", "-rf", state], ctx)
 
     def close(self) -> None:

@@ -16,8 +16,12 @@ the container's old address there; established connections keep going to the con
 stops. socat accepts each client at once and keeps retrying the connection to the new address
 (``retry``/``interval``/``connect-timeout``, socat(1)) until the destination serves it, then
 splices: clients wait instead of being refused. The same forwarders serve clients with stale DNS
-for ``forward_seconds`` (the DNS TTL plus a margin); then the supervisor removes its rules and
-the old address itself, so a forwarder expires even if ferry never comes back.
+until the hits stop: once the DNS record names the new address (``dns_done``), the supervisor
+retires them when no new connection reached the old address for ``forward_quiet_s`` (the DNAT
+rules' own counters: in the nat table only a connection's first packet is counted), and at the
+latest after ``forward_seconds``; it then removes its rules and the old address itself, so a
+forwarder retires even if ferry never comes back. ``forward.retired`` keeps, for the record,
+"START LAST_HIT END HITS" (epoch milliseconds, connections forwarded).
 
 Same address: holding on the old node cannot work (after the gratuitous ARP the client's packets
 for a held connection reach the new node, which resets them), so new SYNs are dropped on both
@@ -36,6 +40,7 @@ Crash safety: everything lives on the nodes, not in ferry's memory: ``<state_dir
 from __future__ import annotations
 
 import ipaddress
+import math
 import subprocess
 import time
 
@@ -49,16 +54,27 @@ TEARDOWN = (
     '| xargs -r -L1 iptables -t "$1"; done; '
     'if [ -f "$STATE/oldip" ]; then read ip dev < "$STATE/oldip"; '
     'ip addr del "$ip/32" dev "$dev" 2>/dev/null; rm -f "$STATE/oldip"; fi')
-# The supervisor: $1 state, $2 seconds, $3 node address, $4 new ip, $5 tag, $6 retries,
-# then PORT:HOLD pairs. Runs the socats, sleeps, tears down, kills its process group.
+# The supervisor: $1 state, $2 most seconds, $3 node address, $4 new ip, $5 tag, $6 retries,
+# $7 quiet seconds, then PORT:HOLD pairs. Runs the socats; every 0.5 s reads how many new
+# connections its DNAT rules took (nat-table counters count a connection's first packet only);
+# ends once none came for the quiet period after the DNS switch (dns_done), or at the latest
+# after $2 seconds; tears down, kills its process group.
 _SUPERVISOR = (
-    'STATE=$1 secs=$2 addr=$3 new=$4 TAG=$5 tries=$6; shift 6; echo $$ > "$STATE/forward.pid"; '
-    'echo $(( $(date +%s) + secs )) > "$STATE/forward.until"; '
+    'STATE=$1 secs=$2 addr=$3 new=$4 TAG=$5 tries=$6 quiet=$7; shift 7; '
+    'echo $$ > "$STATE/forward.pid"; start=$(date +%s%3N); '
+    'echo $(( start / 1000 + secs )) > "$STATE/forward.until"; '
     'for pair in "$@"; do port=${pair%%:*} hold=${pair#*:}; '
     'socat TCP-LISTEN:"$hold",bind="$addr",fork,reuseaddr,backlog=512 '
     'TCP:"$new":"$port",connect-timeout=0.25,retry="$tries",interval=0.02 & done; '
-    'sleep "$secs"; ' + TEARDOWN + '; rm -f "$STATE/forward.pid" "$STATE/forward.until"; '
-    'kill -TERM -- -$$')
+    'hits=0 last=$start; '
+    'while now=$(date +%s%3N); [ "$now" -lt $(( start + secs * 1000 )) ]; do '
+    'n=$(iptables -t nat -L PREROUTING -n -v -x 2>/dev/null | grep -F -- "/* $TAG */" '
+    '| awk \'{s += $1} END {print s + 0}\'); '
+    'if [ "$n" != "$hits" ] || [ ! -e "$STATE/dns_done" ]; then hits=$n last=$now; fi; '
+    '[ "$quiet" -gt 0 ] && [ $(( now - last )) -ge $(( quiet * 1000 )) ] && break; '
+    'sleep 0.5; done; '
+    'echo "$start $last $now $hits" > "$STATE/forward.retired"; '
+    + TEARDOWN + '; rm -f "$STATE/forward.pid" "$STATE/forward.until"; kill -TERM -- -$$')
 _WAIT_LISTEN = ('for i in $(seq 150); do ss -Hltn "sport = :$1" | grep -q . && exit 0; '
                 'sleep 0.02; done; exit 1')
 _STOP = ('STATE=$1 TAG=$2; if [ -f "$STATE/forward.pid" ]; then '
@@ -108,7 +124,7 @@ def where(shell: Shell, node: str, ip: str, journal: Journal) -> tuple[str, str]
 
 def start_forwarders(shell: Shell, node: str, ct: str, state: str, old_ip: str, new_ip: str,
                      ports: list[int], seconds: float, hold_seconds: float,
-                     journal: Journal) -> None:
+                     journal: Journal, quiet_seconds: float = 0) -> None:
     """Hold new connections to ``old_ip:ports`` and forward them to ``new_ip`` (see module doc)."""
     found = where(shell, node, old_ip, journal)
     if found is None:
@@ -118,7 +134,7 @@ def start_forwarders(shell: Shell, node: str, ct: str, state: str, old_ip: str, 
     tries = str(int(hold_seconds / 0.02) + 1)
     shell.run(node, ["sh", "-c", "setsid -f sh -c \"$@\" </dev/null >/dev/null 2>&1", "ferry",
                      _SUPERVISOR, "ferry-fwd", state, str(int(seconds)), addr, new_ip, tag(ct),
-                     tries, *pairs], journal)
+                     tries, str(math.ceil(quiet_seconds)), *pairs], journal)
     for pair in pairs:
         shell.run(node, ["sh", "-c", _WAIT_LISTEN, "ferry", pair.split(":")[1]], journal,
                   timeout=10)

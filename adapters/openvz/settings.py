@@ -11,7 +11,8 @@ Example (TOML)::
     command_timeout_s = 3600                        # longest single remote command (a big rsync)
     keepalive_s = 15                                # SSH keepalive on idle connections
     retention_hours = 24                            # keep the source area this long after a move
-    forward_seconds = 360                           # old address forwards to the new (DNS TTL + margin)
+    forward_seconds = 360                           # old address forwards to the new, at most this long
+    forward_quiet_s = 60                            # ... retiring once no client came this long (0: never)
     hold_seconds = 30                               # same address: hold clients during the switch
     dns_hook = ["/usr/local/bin/ferry-dns", "--zone", "example.net"]  # + OLD_IP NEW_IP
     rsync_options = ["-aHAX", "--delete", "--numeric-ids", "--sparse", "--whole-file"]  # --whole-file: LAN links; drop on slow WAN
@@ -60,6 +61,7 @@ class OpenVZSettings(BaseModel):
     keepalive_s: float = Field(default=15.0, ge=0)
     retention_hours: float = Field(default=24.0, ge=0)
     forward_seconds: float = Field(default=360.0, ge=0)
+    forward_quiet_s: float = Field(default=60.0, ge=0)
     hold_seconds: float = Field(default=30.0, ge=0)
     dns_hook: list[str] = Field(default_factory=list)
     rsync_options: list[str] = Field(

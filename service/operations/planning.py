@@ -17,6 +17,7 @@ from fleet.model import Inventory
 from fleet.plan import Plan
 from fleet.policy import Policy
 from planners import place, plan_drain, plan_evacuate, plan_rebalance
+from service.addressing import address_plan
 from service.operations.requests import NodesPlanRequest, PlaceRequest, RebalanceRequest
 from service.runtime import Runtime
 
@@ -47,8 +48,9 @@ def plan_nodes(rt: Runtime, goal: NodeGoal, request: NodesPlanRequest,
                snapshot: Inventory | None = None) -> Planned:
     """Give every container on ``request.nodes`` a destination (nothing else moves)."""
     inv = current_inventory(rt, snapshot)
-    plan = NODE_PLANNERS[goal](inv, request.nodes, planning_policy(rt, snapshot),
-                               solver=request.solver.value, time_limit_s=request.time_limit)
+    plan = address_plan(lambda i: NODE_PLANNERS[goal](
+        i, request.nodes, planning_policy(rt, snapshot), solver=request.solver.value,
+        time_limit_s=request.time_limit), inv, rt, offline=snapshot is not None)
     return Planned(plan, inv)
 
 
@@ -58,8 +60,9 @@ def plan_rebalancing(rt: Runtime, request: RebalanceRequest, snapshot: Inventory
     inv = current_inventory(rt, snapshot)
     policy = planning_policy(rt, snapshot).model_copy(update=request.policy_overrides())
     moved, now = rt.cooldown_inputs() if snapshot is None else ({}, None)
-    plan = plan_rebalance(inv, policy, last_moved=moved, now=now, solver=request.solver.value,
-                          time_limit_s=request.time_limit)
+    plan = address_plan(lambda i: plan_rebalance(
+        i, policy, last_moved=moved, now=now, solver=request.solver.value,
+        time_limit_s=request.time_limit), inv, rt, offline=snapshot is not None)
     return Planned(plan, inv)
 
 
