@@ -87,7 +87,7 @@ def _instance(config: dict[str, Any], job_id: int, name: str, start: Any) -> Non
 def run_once(fleet: str, instances: int, database: Any) -> dict[str, float]:
     spec = FLEETS[fleet]
     folder = Path(tempfile.mkdtemp(prefix="ferry-bench-instances-"))
-    config = Config(ferry=FerrySection(state_dir=str(folder / "state"),
+    config = Config(ferry=FerrySection(backend="sim", state_dir=str(folder / "state"),
                                        database=database(f"bench_{fleet[:3]}_{instances}".replace("-", "_"), folder)),
                     policy=spec["policy"], engine=EngineSection(retry_initial_s=0.01, retry_max_s=0.05, lease_s=30),
                     sim={"fleet_file": str(fleet_file(folder, spec["count"], spec["disks"])),

@@ -63,7 +63,7 @@ def write_config(tmp_path: Path, database: str) -> Path:
     chaos_fleet(fleet)
     config = tmp_path / "ferry.toml"
     config.write_text("\n".join([
-        "[ferry]", 'state_dir = "state"', f'database = "{database}"',
+        "[ferry]", 'backend = "sim"', 'state_dir = "state"', f'database = "{database}"',
         "[engine]", f"lease_s = {LEASE_S}", "retry_initial_s = 0.01", "retry_max_s = 0.05",
         "[schedule]", "poll_s = 0.3",
         "[policy]", "max_parallel = 8", "max_outgoing_per_node = 3", "max_incoming_per_node = 3",
