@@ -65,10 +65,22 @@ def render_inventory(console: Console, inv: Inventory) -> None:
         table.add_column(col, justify="right" if col == "cts" else "left", no_wrap=True)
     for node in inv.nodes:
         load = loads[node.name]
-        state = "offline" if not node.online else "maintenance" if node.maintenance else "online"
+        state = "offline" if not node.online else "maintenance" if node.maintenance else node.state or "online"
         table.add_row(plain(node.name), plain(node.platform), Text(state, style="green" if state == "online" else "red"),
                       str(load["containers"]), load_bar(load["memory"]),
                       f"{load['cpu'] * node.cpus:.0f}/{node.cpus}", load_bar(load["disk"], 6))
+    console.print(table)
+
+
+def render_node_states(console: Console, rows: list[dict[str, Any]]) -> None:
+    """``ferry node list``: each node's lifecycle state and the job it follows."""
+    table = Table(title="Nodes", title_justify="left")
+    for col in ("node", "state", "cts", "job", "HA maintenance", "note"):
+        table.add_column(col, no_wrap=col != "note")
+    for row in rows:
+        table.add_row(plain(row["node"]), Text(row["state"], style="green" if row["state"] == "active" else "yellow"),
+                      str(row["containers"]), str(row["job"] or ""), "yes" if row["ha_maintenance"] else "",
+                      plain(row["message"]))
     console.print(table)
 
 

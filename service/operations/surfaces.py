@@ -24,6 +24,11 @@ TWINS: dict[tuple[str, ...], tuple[str, str]] = {
     ("job", "pause"): ("POST", "/v1/jobs/{job_id}/pause"),
     ("job", "resume"): ("POST", "/v1/jobs/{job_id}/resume"),
     ("job", "cancel"): ("POST", "/v1/jobs/{job_id}/cancel"),
+    ("node", "list"): ("GET", "/v1/nodes"),
+    ("node", "cordon"): ("POST", "/v1/nodes/{node}/cordon"),
+    ("node", "uncordon"): ("POST", "/v1/nodes/{node}/uncordon"),
+    ("node", "drain"): ("POST", "/v1/nodes/{node}/drain"),
+    ("node", "restore"): ("POST", "/v1/nodes/{node}/restore"),
 }
 
 #: Verbs only the CLI has, and why.
