@@ -4,6 +4,7 @@
     ferry node cordon|uncordon N         it receives nothing | it receives again
     ferry node drain N [--window] [--yes] cordon N and move its containers away, now or in windows
     ferry node restore N [--yes]         bring back the containers that left N (checked, never forced)
+    ferry maintenance plan --nodes …     the calendar of a rolling maintenance (service.campaigns)
 
 Registered on ``service.cli.app`` when service.cli loads; the jobs run in this process as
 ``ferry drain`` does, with the same exit codes.
@@ -16,6 +17,7 @@ from typing import Annotated
 import typer
 
 from service import render
+from service.campaigns import MaintenancePlanRequest, plan_maintenance
 from service.cli import (
     Format,
     FormatOpt,
@@ -23,6 +25,7 @@ from service.cli import (
     YesOpt,
     app,
     console,
+    described,
     emit_json,
     execute,
     request,
@@ -93,3 +96,27 @@ def node_restore(ctx: typer.Context, node: NodeArg, yes: YesOpt = False, fmt: Fo
             else emit_json(restored.to_dict())
         return
     execute(ctx, restored.job_id, len(restored.plan.moves), fmt, False)
+
+
+# -- rolling maintenance ---------------------------------------------------------------------------
+maintenance_app = typer.Typer(no_args_is_help=True, help="Rolling maintenance campaigns over several nodes.")
+app.add_typer(maintenance_app, name="maintenance")
+
+
+@maintenance_app.command("plan")
+def maintenance_plan(
+    ctx: typer.Context,
+    nodes: Annotated[str, typer.Option(help="comma-separated nodes, in the order to maintain them")],
+    windows: Annotated[str | None, typer.Option(
+        help="';'-separated windows, e.g. 'sat 01:00 for 2h; sun 01:00 for 2h' (default: [schedule] windows)")] = None,
+    max_out: Annotated[int, typer.Option("--max-out", help=described(MaintenancePlanRequest, "max_out"))] = 1,
+    maintenance: Annotated[str, typer.Option(help=described(MaintenancePlanRequest, "maintenance"))] = "1h",
+    start: Annotated[str | None, typer.Option(help=described(MaintenancePlanRequest, "start"))] = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """The calendar: which window each node drains in, its moves fitted into windows, its return."""
+    asked = request(MaintenancePlanRequest, nodes=[n.strip() for n in nodes.split(",") if n.strip()],
+                    windows=[w.strip() for w in windows.split(";") if w.strip()] if windows else None,
+                    max_out=max_out, maintenance=maintenance, start=start)
+    calendar = plan_maintenance(runtime(ctx), asked)
+    emit_json(calendar.to_dict()) if fmt is Format.json else render.render_calendar(console, calendar.to_dict())

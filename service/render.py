@@ -84,6 +84,27 @@ def render_node_states(console: Console, rows: list[dict[str, Any]]) -> None:
     console.print(table)
 
 
+def _span(phase: dict[str, Any]) -> str:
+    if phase["start"] is None:
+        return "-"
+    return f"{phase['start'][:16].replace('T', ' ')} → {phase['end'][:16].replace('T', ' ')} ({len(phase['moves'])} moves)"
+
+
+def render_calendar(console: Console, calendar: dict[str, Any]) -> None:
+    """``ferry maintenance plan``: each group's drain, maintenance and return, then the predicted end."""
+    table = Table(title=f"Rolling maintenance of {', '.join(calendar['nodes'])} "
+                        f"(at most {calendar['max_out']} out)", title_justify="left")
+    for col in ("nodes", "drain", "maintenance until", "return"):
+        table.add_column(col)
+    for step in calendar["steps"]:
+        until = (step["maintenance_until"] or "-")[:16].replace("T", " ")
+        table.add_row(plain(",".join(step["nodes"])), _span(step["drain"]), until, _span(step["restore"]))
+    console.print(table)
+    console.print(f"predicted end: {calendar['predicted_end']}", markup=False, highlight=False)
+    for problem in calendar["problems"]:
+        console.print(Text(f"problem: {escape_unsafe(problem)}", style="yellow"))
+
+
 def _goal_text(plan: Plan) -> str:
     nodes = " ".join(plan.goal.nodes)
     return f"{plan.goal.kind} {nodes}".strip()

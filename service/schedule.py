@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -160,6 +161,33 @@ class MaintenanceWindows:
             return 0.0
         minute = self._minute_of_week(now)
         return min((lo - minute) % _MINUTES_PER_WEEK for w in self.windows for lo, _ in w.intervals())
+
+
+def openings(windows: MaintenanceWindows, start: dt.datetime, weeks: int = 52) -> Iterator[tuple[dt.datetime, dt.datetime]]:
+    """The windows' open spans from ``start`` on, in order, overlapping ones merged (at most
+    ``weeks`` ahead). No windows: always open, one endless span."""
+    if not windows.windows:
+        yield start, dt.datetime.max.replace(tzinfo=dt.UTC)
+        return
+    local = start.astimezone(windows.zone)
+    monday = (local - dt.timedelta(days=local.weekday())).replace(hour=0, minute=0, second=0, microsecond=0)
+    spans = sorted(lo_hi for w in windows.windows for lo_hi in w.intervals())
+    current: tuple[dt.datetime, dt.datetime] | None = None
+    for week in range(weeks + 1):
+        for lo, hi in spans:
+            base = monday + dt.timedelta(weeks=week)
+            opens, closes = base + dt.timedelta(minutes=lo), base + dt.timedelta(minutes=hi)
+            if closes <= local:
+                continue
+            opens = max(opens, local)
+            if current is not None and opens <= current[1]:
+                current = (current[0], max(current[1], closes))
+                continue
+            if current is not None:
+                yield current
+            current = (opens, closes)
+    if current is not None:
+        yield current
 
 
 def cron_trigger(expr: str, zone_name: str = "UTC", key: str = "schedule.rebalance_cron") -> CronTrigger:

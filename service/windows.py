@@ -58,7 +58,10 @@ def _day(name: str, key: str, raw: str) -> int:
 
 
 def parse_weekdays(text: str, key: str, raw: str) -> frozenset[int]:
-    """``mon..fri`` / ``sat,sun`` / ``mon,wed..fri`` -> weekday numbers (Monday = 0)."""
+    """``mon..fri`` / ``sat,sun`` / ``mon,wed..fri`` -> weekday numbers (Monday = 0); ``daily``
+    or ``*`` (ferry's older window syntax) for every day."""
+    if text.lower() in ("daily", "*"):
+        return frozenset(range(7))
     days: set[int] = set()
     for part in text.split(","):
         first, dots, last = part.partition("..")

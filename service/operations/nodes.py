@@ -20,6 +20,7 @@ from pydantic import Field
 from fleet.errors import InputError
 from fleet.model import Inventory
 from fleet.plan import Goal, Move, Plan, Predicted, Score
+from fleet.policy import Policy
 from fleet.rules import effective_rules
 from fleet.snapshot import inventory_digest
 from planners import check_plan
@@ -101,7 +102,13 @@ def _why_not(inv: Inventory, origin: lifecycle.OriginRow, left: bool) -> str | N
     return None
 
 
-def _move_home(state: FleetState, ct_id: str, home: str, wave: int) -> Move:
+def per_wave(policy: Policy) -> int:
+    """Moves into one node that may run at once within every concurrency limit."""
+    return max(1, min(policy.max_incoming_per_node, policy.max_parallel, policy.max_outgoing_per_node))
+
+
+def move_home(state: FleetState, ct_id: str, home: str, wave: int) -> Move:
+    """The move of ``ct_id`` from where ``state`` has it back to ``home``, priced by the cost model."""
     ct, here = state.containers[ct_id], state.where[ct_id]
     copied = state.copies_disk(here, Placement(home, here.storage))
     cost = predict(ct, state.nodes[here.node], state.nodes[home], state.policy, copied)
@@ -137,7 +144,7 @@ def plan_restore(rt: Runtime, node: str, inv: Inventory) -> Restore:
     home_inv = lifecycle.receiving_again(inv, node)
     policy = rt.policy()
     state = FleetState(home_inv, policy, effective_rules(home_inv))
-    per_wave = max(1, min(policy.max_incoming_per_node, policy.max_parallel, policy.max_outgoing_per_node))
+    size = per_wave(policy)
     goal = Goal(kind="restore", nodes=[node])
     moves: list[Move] = []
     stay = []
@@ -149,7 +156,7 @@ def plan_restore(rt: Runtime, node: str, inv: Inventory) -> Restore:
         else:
             stay.append({"ct": origin.ct, "reason": why})
     for group in _affinity_groups(state, eligible):  # an affinity group comes back together or not at all
-        trial = [*moves, *(_move_home(state, ct, node, (len(moves) + i) // per_wave) for i, ct in enumerate(group))]
+        trial = [*moves, *(move_home(state, ct, node, (len(moves) + i) // size) for i, ct in enumerate(group))]
         problems = check_plan(home_inv, Plan(goal=goal, inventory_digest="", moves=trial), policy)
         if problems:
             stay += [{"ct": ct, "reason": problems[0].split(": ", 1)[-1]} for ct in group]

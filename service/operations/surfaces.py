@@ -29,6 +29,7 @@ TWINS: dict[tuple[str, ...], tuple[str, str]] = {
     ("node", "uncordon"): ("POST", "/v1/nodes/{node}/uncordon"),
     ("node", "drain"): ("POST", "/v1/nodes/{node}/drain"),
     ("node", "restore"): ("POST", "/v1/nodes/{node}/restore"),
+    ("maintenance", "plan"): ("POST", "/v1/maintenance/plan"),
 }
 
 #: Verbs only the CLI has, and why.
