@@ -212,16 +212,21 @@ def _start(text: str | None) -> dt.datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
+def campaign_windows(rt: Runtime, request: MaintenancePlanRequest) -> MaintenanceWindows:
+    """The request's windows, else the configured ones, in the configured time zone."""
+    texts = request.windows or rt.config.schedule.windows
+    key = "windows" if request.windows else "schedule.windows"
+    return MaintenanceWindows([w for i, text in enumerate(texts) for w in parse_windows(text, f"{key}[{i}]")],
+                              time_zone(rt.config.schedule.timezone))
+
+
 def plan_maintenance(rt: Runtime, request: MaintenancePlanRequest) -> Calendar:
     """The calendar of a rolling maintenance over the live fleet (node states applied)."""
     inv = current_inventory(rt)
     resolve_nodes(inv, request.nodes)
     if len(set(request.nodes)) != len(request.nodes):
         raise InputError("nodes", request.nodes, "a node is named twice")
-    texts = request.windows or rt.config.schedule.windows
-    key = "windows" if request.windows else "schedule.windows"
-    windows = MaintenanceWindows([w for i, text in enumerate(texts) for w in parse_windows(text, f"{key}[{i}]")],
-                                 time_zone(rt.config.schedule.timezone))
+    windows = campaign_windows(rt, request)
     maintenance_min = parse_duration(request.maintenance, "maintenance", request.maintenance)
     return plan_campaign(inv, request.nodes, rt.policy(), windows, start=_start(request.start),
                          max_out=request.max_out, maintenance_s=maintenance_min * 60.0)

@@ -5,6 +5,7 @@
     ferry node drain N [--window] [--yes] cordon N and move its containers away, now or in windows
     ferry node restore N [--yes]         bring back the containers that left N (checked, never forced)
     ferry maintenance plan --nodes …     the calendar of a rolling maintenance (service.campaigns)
+    ferry maintenance run --nodes … --yes  plan it and run it here (service.campaign_run)
 
 Registered on ``service.cli.app`` when service.cli loads; the jobs run in this process as
 ``ferry drain`` does, with the same exit codes.
@@ -16,8 +17,9 @@ from typing import Annotated
 
 import typer
 
+from fleet.errors import InputError
 from service import render
-from service.campaigns import MaintenancePlanRequest, plan_maintenance
+from service.campaigns import MaintenancePlanRequest, campaign_windows, plan_maintenance
 from service.cli import (
     Format,
     FormatOpt,
@@ -34,6 +36,7 @@ from service.cli import (
 )
 from service.nodes import NodeEvent
 from service.operations import nodes as node_ops
+from service.windows import parse_duration
 
 node_app = typer.Typer(no_args_is_help=True, help="A node's lifecycle: cordon, drain, maintenance, restore.")
 app.add_typer(node_app, name="node")
@@ -83,10 +86,11 @@ def node_drain(ctx: typer.Context, node: NodeArg, yes: YesOpt = False, window: W
 
 
 @node_app.command("restore")
-def node_restore(ctx: typer.Context, node: NodeArg, yes: YesOpt = False, fmt: FormatOpt = Format.table) -> None:
+def node_restore(ctx: typer.Context, node: NodeArg, yes: YesOpt = False, window: WindowOpt = False,
+                 fmt: FormatOpt = Format.table) -> None:
     """Bring back the containers that left the node, from where its drain put them; one moved or
     changed since stays where it is and is listed."""
-    asked = request(node_ops.NodeRestoreRequest, approve=True)
+    asked = request(node_ops.NodeRestoreRequest, approve=True, window=window)
     restored = node_ops.restore_node(runtime(ctx), node, asked, review(fmt, yes))
     if fmt is Format.table:
         for stays in restored.stay:
@@ -95,7 +99,7 @@ def node_restore(ctx: typer.Context, node: NodeArg, yes: YesOpt = False, fmt: Fo
         console.print(f"nothing to bring back; node {node} is active") if fmt is Format.table \
             else emit_json(restored.to_dict())
         return
-    execute(ctx, restored.job_id, len(restored.plan.moves), fmt, False)
+    execute(ctx, restored.job_id, len(restored.plan.moves), fmt, window)
 
 
 # -- rolling maintenance ---------------------------------------------------------------------------
@@ -120,3 +124,29 @@ def maintenance_plan(
                     max_out=max_out, maintenance=maintenance, start=start)
     calendar = plan_maintenance(runtime(ctx), asked)
     emit_json(calendar.to_dict()) if fmt is Format.json else render.render_calendar(console, calendar.to_dict())
+
+
+@maintenance_app.command("run")
+def maintenance_run(
+    ctx: typer.Context,
+    nodes: Annotated[str, typer.Option(help="comma-separated nodes, in the order to maintain them")],
+    windows: Annotated[str | None, typer.Option(help="';'-separated windows (default: [schedule] windows)")] = None,
+    max_out: Annotated[int, typer.Option("--max-out", help=described(MaintenancePlanRequest, "max_out"))] = 1,
+    maintenance: Annotated[str, typer.Option(help=described(MaintenancePlanRequest, "maintenance"))] = "1h",
+    yes: YesOpt = False, fmt: FormatOpt = Format.table,
+) -> None:
+    """Plan the calendar and run it in this process: each group drained in windows, its
+    maintenance time, its containers brought home; then the next group."""
+    from service.campaign_run import run_campaign
+
+    rt = runtime(ctx)
+    asked = request(MaintenancePlanRequest, nodes=[n.strip() for n in nodes.split(",") if n.strip()],
+                    windows=[w.strip() for w in windows.split(";") if w.strip()] if windows else None,
+                    max_out=max_out, maintenance=maintenance)
+    calendar = plan_maintenance(rt, asked)
+    if fmt is Format.table:
+        render.render_calendar(console, calendar.to_dict())
+    if not yes:
+        raise InputError("--yes", False, "not given: pass --yes to run the campaign")
+    run = run_campaign(rt, calendar, campaign_windows(rt, asked), parse_duration(maintenance, "maintenance", maintenance) * 60.0)
+    emit_json(run.to_dict()) if fmt is Format.json else console.print_json(data=run.to_dict())

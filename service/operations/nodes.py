@@ -15,8 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import Field
-
 from fleet.errors import InputError
 from fleet.model import Inventory
 from fleet.plan import Goal, Move, Plan, Predicted, Score
@@ -27,11 +25,11 @@ from planners import check_plan
 from planners.assemble import usage
 from planners.costs import predict
 from planners.state import FleetState, Placement
-from service import jobs
 from service import nodes as lifecycle
 from service.operations.execution import Review, Submitted, submit_nodes
+from service.operations.execution import _store as store_job
 from service.operations.planning import current_inventory
-from service.operations.requests import JobOptions, NodesJobRequest, Request
+from service.operations.requests import JobOptions, NodesJobRequest
 from service.runtime import Runtime
 
 
@@ -39,9 +37,8 @@ class NodeDrainRequest(JobOptions):
     """``ferry node drain N``: cordon N and move everything off it (with ``window``: in windows)."""
 
 
-class NodeRestoreRequest(Request):
-    approve: bool = Field(default=False, strict=True,
-                          description="the job may run at once (else it waits for approval)")
+class NodeRestoreRequest(JobOptions):
+    """``ferry node restore N``: bring N's containers home (with ``window``: inside windows)."""
 
 
 def _known(inv: Inventory, node: str) -> None:
@@ -180,7 +177,7 @@ def restore_node(rt: Runtime, node: str, request: NodeRestoreRequest, review: Re
     if review is not None:
         review(restore.plan, inv)
     if restore.plan.moves:
-        restore.job_id = jobs.create_job(rt.sessions, restore.plan, approved=request.approve)
+        restore.job_id = store_job(rt, restore.plan, request)
     lifecycle.record_restore(rt.sessions, node, restore.plan, restore.stay, restore.job_id)
     return restore
 

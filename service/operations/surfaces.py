@@ -38,6 +38,7 @@ CLI_ONLY_VERBS: dict[tuple[str, ...], str] = {
     ("serve",): "starts the API itself",
     ("jobs", "resume"): "runs unfinished jobs in this process; under 'ferry serve' the worker resumes them on every poll",
     ("cleanup",): "runs deferred cleanups in this process; under 'ferry serve' the worker runs them every minute",
+    ("maintenance", "run"): "runs a whole campaign in this process, for as long as its calendar lasts",
 }
 
 #: Routes only the API has, and why.

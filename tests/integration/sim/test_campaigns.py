@@ -11,12 +11,20 @@ import pytest
 
 from fleet.policy import Policy
 from fleet.snapshot import load_inventory
-from service.campaigns import Calendar, plan_campaign
+from service.campaign_run import run_campaign
+from service.campaigns import (
+    Calendar,
+    MaintenancePlanRequest,
+    campaign_windows,
+    plan_campaign,
+    plan_maintenance,
+)
 from service.config import load_config
+from service.nodes import stored_states
 from service.runtime import Runtime
 from service.schedule import MaintenanceWindows, parse_windows
 from service.worker import WINDOW_MARGIN
-from tests.conftest import REPO
+from tests.conftest import REPO, sim_config
 from tests.integration.sim.test_api import client_for
 from tests.integration.sim.test_cli import assert_one_line_error, ferry, write_config
 
@@ -86,3 +94,25 @@ def test_the_calendar_is_the_same_on_both_surfaces_and_a_mistake_reads_the_same(
     assert_one_line_error(bad, "windows[0]='sat 01:00 for 2 fortnights'")
     refused = api.post("/v1/maintenance/plan", json={"nodes": ["a"], "windows": ["sat 01:00 for 2 fortnights"]})
     assert refused.status_code == 400 and bad.stderr.strip() == f"ferry: error: {refused.json()['error']}"
+
+
+CAMPAIGN_FLEET = REPO / "tests" / "doubles" / "fleets" / "campaign.yaml"
+
+
+@pytest.mark.slow
+def test_a_campaign_over_four_nodes_runs_inside_its_windows_and_ends_as_predicted(tmp_path: Path) -> None:
+    # 200x: the moves take seconds of wall time; idle hours between windows are skipped by the run.
+    rt = Runtime(sim_config(tmp_path, fleet=CAMPAIGN_FLEET, speedup=200.0))
+    request = MaintenancePlanRequest(nodes=["m1", "m2", "m3", "m4"], windows=["daily 01:00 for 2h"],
+                                     maintenance="30min", start=MONDAY.isoformat())
+    cal = plan_maintenance(rt, request)
+    assert cal.problems == [] and len(cal.steps) == 4
+    homes = {c.id: c.node for c in rt.backend.discover().containers}
+    run = run_campaign(rt, cal, campaign_windows(rt, request), 1800.0, timeout_s=600.0)
+    assert all(step["ok"] for step in run.steps)
+    assert {c.id: c.node for c in rt.backend.discover().containers} == homes  # every container home
+    assert run.moves == 2 * 20 and run.outside == []  # every move started inside a window
+    predicted = (cal.predicted_end - MONDAY).total_seconds()
+    actual = (run.end - MONDAY).total_seconds()
+    assert abs(actual - predicted) <= 0.15 * predicted, (cal.predicted_end, run.end)
+    assert stored_states(rt.sessions) == {}  # every node active again
