@@ -89,6 +89,11 @@ Count = Annotated[int, BeforeValidator(_integral)]
 Platform = Literal["proxmox", "openvz"]
 
 
+def _unset(value: object) -> bool:
+    """Extension keys are absent from the JSON when not set, as readers of inventory.md expect."""
+    return value is None
+
+
 class _Record(BaseModel):
     # strict: "12" or true is not a number of CPUs; a snapshot says what it means.
     model_config = ConfigDict(extra="allow", frozen=True, validate_default=True, allow_inf_nan=False,
@@ -118,11 +123,17 @@ class Node(_Record):
     kernel: Text | None = None
     version: Text | None = None
     tags: list[Name] = Field(default_factory=list, max_length=MAX_ITEMS)
+    #: ferry's lifecycle state of the node (service/nodes.py) when it is not active: cordoned,
+    #: draining, maintenance, restoring (extension key; absent when not set).
+    state: Text | None = Field(default=None, exclude_if=_unset)
+    #: ``True``: the node takes no new containers (an operator's decision; extension key, absent
+    #: when not set).
+    cordoned: bool | None = Field(default=None, exclude_if=_unset)
 
     @property
     def receives(self) -> bool:
-        """Whether this node may receive containers at all (online and not in maintenance)."""
-        return self.online and not self.maintenance
+        """Whether this node may receive containers at all (online, not in maintenance, not cordoned)."""
+        return self.online and not self.maintenance and not self.cordoned
 
 
 class Container(_Record):

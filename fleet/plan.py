@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 Method = Literal["live", "restart", "dump"]
-GoalKind = Literal["evacuate", "drain", "rebalance", "place"]
+GoalKind = Literal["evacuate", "drain", "rebalance", "place", "restore"]
 
 
 def _unset(value: object) -> bool:

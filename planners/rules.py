@@ -34,6 +34,8 @@ def node_receives(ctx: Ctx, unit: Unit, node: str) -> str | None:
         return f"{node} is offline"
     if n.maintenance:
         return f"{node} is in maintenance"
+    if n.cordoned:
+        return f"{node} is {n.state or 'cordoned'} (node state): it receives nothing"
     return None
 
 

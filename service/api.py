@@ -49,6 +49,7 @@ from service.api_models import (
     PlanOut,
     errors,
 )
+from service.api_nodes import node_router
 from service.config import Config, check_private_file
 from service.jobs import JobConflict, NoSuchJob
 from service.metrics import store_registry
@@ -256,6 +257,7 @@ def create_app(runtime: Runtime, *, token: str | None = None) -> FastAPI:
 
     _add_job_routes(app, rt, auth)
     install_console(app, rt, token)
+    app.router.routes.extend(node_router(rt, auth).routes)  # as they are: app.routes lists them (test_surfaces)
     return app
 
 

@@ -391,6 +391,9 @@ def serve(ctx: typer.Context,
     serve_until_stopped(runtime(ctx), host, port)
 
 
+from service import cli_node  # noqa: E402, F401  (registers 'ferry node' on app)
+
+
 def main() -> None:
     try:
         status = app(standalone_mode=False)  # click returns typer.Exit's code in this mode

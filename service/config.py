@@ -75,10 +75,10 @@ class ApiSection(BaseModel):
 
 
 def _window_text(text: str) -> str:
-    from service.schedule import parse_window
+    from service.schedule import parse_windows
 
     try:
-        parse_window(text)
+        parse_windows(text)
     except InputError as exc:
         raise ValueError(exc.why) from None
     return text

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.jobs import lease_holder
 from service.lifecycle import JOB_UNFINISHED, JobState, MoveState
+from service.nodes import node_state_metric
 from service.store import JobRow, JournalRow, MoveRow
 
 #: Upper bounds (seconds) of the move duration histogram: from a quick live move to a long dump.
@@ -63,6 +64,7 @@ class StoreCollector(Collector):
             yield from self._job_metrics(session)
             yield from self._move_metrics(session)
             yield from self._journal_metrics(session)
+            yield node_state_metric(session)
 
     def _job_metrics(self, session: Session) -> Iterator[Metric]:
         jobs = list(session.scalars(select(JobRow)))

@@ -81,11 +81,44 @@ def render_inventory(console: Console, inv: Inventory) -> None:
         table.add_column(col, justify="right" if col == "cts" else "left", no_wrap=True)
     for node in inv.nodes:
         load = loads[node.name]
-        state = "offline" if not node.online else "maintenance" if node.maintenance else "online"
+        state = "offline" if not node.online else "maintenance" if node.maintenance else node.state or "online"
         table.add_row(plain(node.name), plain(node.platform), Text(state, style="green" if state == "online" else "red"),
                       str(load["containers"]), load_bar(load["memory"]),
                       f"{load['cpu'] * node.cpus:.0f}/{node.cpus}", load_bar(load["disk"], 6))
     console.print(table)
+
+
+def render_node_states(console: Console, rows: list[dict[str, Any]]) -> None:
+    """``ferry node list``: each node's lifecycle state and the job it follows."""
+    table = Table(title="Nodes", title_justify="left")
+    for col in ("node", "state", "cts", "job", "HA maintenance", "note"):
+        table.add_column(col, no_wrap=col != "note")
+    for row in rows:
+        table.add_row(plain(row["node"]), Text(row["state"], style="green" if row["state"] == "active" else "yellow"),
+                      str(row["containers"]), str(row["job"] or ""), "yes" if row["ha_maintenance"] else "",
+                      plain(row["message"]))
+    console.print(table)
+
+
+def _span(phase: dict[str, Any]) -> str:
+    if phase["start"] is None:
+        return "-"
+    return f"{phase['start'][:16].replace('T', ' ')} → {phase['end'][:16].replace('T', ' ')} ({len(phase['moves'])} moves)"
+
+
+def render_calendar(console: Console, calendar: dict[str, Any]) -> None:
+    """``ferry maintenance plan``: each group's drain, maintenance and return, then the predicted end."""
+    table = Table(title=f"Rolling maintenance of {', '.join(calendar['nodes'])} "
+                        f"(at most {calendar['max_out']} out)", title_justify="left")
+    for col in ("nodes", "drain", "maintenance until", "return"):
+        table.add_column(col)
+    for step in calendar["steps"]:
+        until = (step["maintenance_until"] or "-")[:16].replace("T", " ")
+        table.add_row(plain(",".join(step["nodes"])), _span(step["drain"]), until, _span(step["restore"]))
+    console.print(table)
+    console.print(f"predicted end: {calendar['predicted_end']}", markup=False, highlight=False)
+    for problem in calendar["problems"]:
+        console.print(Text(f"problem: {escape_unsafe(problem)}", style="yellow"))
 
 
 def _goal_text(plan: Plan) -> str:

@@ -1,7 +1,7 @@
 """When ferry may act on its own: maintenance windows and the nightly rebalance's cron expression.
 
-    config [schedule] windows = ["Sat 01:00-05:00", "Mon-Fri 22:00-02:00"]
-        --parse_window--> Window --MaintenanceWindows.is_open(now)--> worker gate (start a move?)
+    config [schedule] windows = ["Sat 01:00-05:00", "mon..fri 22:00 for 4h"]
+        --parse_windows--> Window(s) --MaintenanceWindows.is_open(now)--> worker gate (start a move?)
     config [schedule] rebalance_cron = "0 3 * * *" --cron_trigger--> APScheduler CronTrigger
 
 Pure functions of their inputs and an explicit ``now``: the worker passes its clock in, so tests
@@ -10,18 +10,21 @@ use a fixed instant instead of waiting for Saturday night.
 A window is ``DAYS HH:MM-HH:MM``. ``DAYS`` is a day name (``Sat``), a range (``Mon-Fri``), a comma
 list (``Sat,Sun``) or ``daily``. An end at or before the start runs past midnight into the next day
 (``Fri 22:00-02:00`` is open from Friday 22:00 to Saturday 02:00); ``24:00`` ends at midnight.
+A window may also be a Proxmox calendar event with a duration, ``sat 01:00 for 4h`` (service.windows).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
 
 from fleet.errors import InputError
+from service.windows import parse_calendar_event, parse_duration, split_event
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _FULL_DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -37,9 +40,13 @@ class Window:
     days: frozenset[int]  # 0 = Monday, as datetime.weekday()
     start_min: int
     end_min: int  # may be <= start_min: the window runs past midnight
+    #: How long it stays open, when given as a duration (a calendar event's window may last days).
+    minutes: int | None = None
 
     @property
     def length_min(self) -> int:
+        if self.minutes is not None:
+            return self.minutes
         return (self.end_min - self.start_min) % _MINUTES_PER_DAY or _MINUTES_PER_DAY
 
     def intervals(self) -> list[tuple[int, int]]:
@@ -90,6 +97,21 @@ def parse_window(text: str, key: str = "schedule.windows") -> Window:
     return Window(days, start, end)
 
 
+def parse_windows(text: str, key: str = "schedule.windows") -> list[Window]:
+    """Either syntax: ``"Sat 01:00-05:00"``, or a Proxmox calendar event with a duration
+    (``"sat 01:00 for 4h"``, ``"mon..fri 22:00 for 2h"``; service.windows). One window per start
+    time of the event; a mistake is an InputError naming ``key`` and ``text``."""
+    if isinstance(text, str) and _WINDOW.match(text):
+        return [parse_window(text, key)]
+    pieces = split_event(text) if isinstance(text, str) else None
+    if pieces is None:
+        raise InputError(key, text, "expected 'DAYS HH:MM-HH:MM' (e.g. 'Sat 01:00-05:00') or a calendar "
+                         "event with a duration (e.g. 'sat 01:00 for 4h', 'mon..fri 22:00 for 2h')")
+    minutes = parse_duration(pieces[1], key, text)
+    days, starts = parse_calendar_event(pieces[0], key, text)
+    return [Window(days, start, (start + minutes) % _MINUTES_PER_DAY, minutes) for start in starts]
+
+
 def time_zone(name: str, key: str = "schedule.timezone") -> ZoneInfo:
     try:
         return ZoneInfo(name)
@@ -106,7 +128,8 @@ class MaintenanceWindows:
 
     @classmethod
     def from_config(cls, texts: list[str], zone_name: str = "UTC") -> MaintenanceWindows:
-        return cls([parse_window(t, f"schedule.windows[{i}]") for i, t in enumerate(texts)], time_zone(zone_name))
+        return cls([w for i, t in enumerate(texts) for w in parse_windows(t, f"schedule.windows[{i}]")],
+                   time_zone(zone_name))
 
     def _minute_of_week(self, now: dt.datetime) -> float:
         local = now.astimezone(self.zone)
@@ -138,6 +161,33 @@ class MaintenanceWindows:
             return 0.0
         minute = self._minute_of_week(now)
         return min((lo - minute) % _MINUTES_PER_WEEK for w in self.windows for lo, _ in w.intervals())
+
+
+def openings(windows: MaintenanceWindows, start: dt.datetime, weeks: int = 52) -> Iterator[tuple[dt.datetime, dt.datetime]]:
+    """The windows' open spans from ``start`` on, in order, overlapping ones merged (at most
+    ``weeks`` ahead). No windows: always open, one endless span."""
+    if not windows.windows:
+        yield start, dt.datetime.max.replace(tzinfo=dt.UTC)
+        return
+    local = start.astimezone(windows.zone)
+    monday = (local - dt.timedelta(days=local.weekday())).replace(hour=0, minute=0, second=0, microsecond=0)
+    spans = sorted(lo_hi for w in windows.windows for lo_hi in w.intervals())
+    current: tuple[dt.datetime, dt.datetime] | None = None
+    for week in range(weeks + 1):
+        for lo, hi in spans:
+            base = monday + dt.timedelta(weeks=week)
+            opens, closes = base + dt.timedelta(minutes=lo), base + dt.timedelta(minutes=hi)
+            if closes <= local:
+                continue
+            opens = max(opens, local)
+            if current is not None and opens <= current[1]:
+                current = (current[0], max(current[1], closes))
+                continue
+            if current is not None:
+                yield current
+            current = (opens, closes)
+    if current is not None:
+        yield current
 
 
 def cron_trigger(expr: str, zone_name: str = "UTC", key: str = "schedule.rebalance_cron") -> CronTrigger:

@@ -40,6 +40,7 @@ from service.engine import Engine, JobSummary, instance_name
 from service.jobs import JobConflict, create_job, get_job, lease_holder
 from service.leader import Leadership
 from service.lifecycle import JOB_ADVANCING, JOB_RUNNABLE, MOVE_UNFINISHED, JobEvent, JobState, job_transition
+from service.operations.planning import current_inventory
 from service.runtime import Runtime
 from service.schedule import MaintenanceWindows, cron_trigger, time_zone
 from service.store import JobRow, MoveRow, utcnow
@@ -254,7 +255,7 @@ class Worker:
         rt = self.runtime
         try:
             moved, now = rt.cooldown_inputs()
-            plan = plan_rebalance(rt.backend.discover(), rt.policy(), last_moved=moved, now=now)
+            plan = plan_rebalance(current_inventory(rt), rt.policy(), last_moved=moved, now=now)
             if not plan.moves:
                 log.info("nightly rebalance: nothing worth moving")
                 return None

@@ -126,6 +126,12 @@ def ha_service(api: Api, vmid: int) -> dict[str, Any] | None:
 
 def node_states(api: Api) -> dict[str, str]:
     """Per node: "online" | "maintenance" | other, from the HA manager status (pve-ha-manager
-    puts a node in "maintenance" during ``ha-manager crm-command node-maintenance enable``)."""
-    status = api.get("/cluster/ha/status/manager_status")
-    return dict((status.get("manager_status") or {}).get("node_status") or {})
+    puts a node in "maintenance" during ``ha-manager crm-command node-maintenance enable``). A
+    node whose maintenance was requested (``node_request``) and not yet entered counts as in
+    maintenance already: its LRM is about to move every HA service away, so it receives nothing."""
+    manager = api.get("/cluster/ha/status/manager_status").get("manager_status") or {}
+    states = {str(node): str(state) for node, state in dict(manager.get("node_status") or {}).items()}
+    for node, request in dict(manager.get("node_request") or {}).items():
+        if isinstance(request, dict) and request.get("maintenance"):
+            states[str(node)] = "maintenance"
+    return states

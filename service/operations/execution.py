@@ -23,10 +23,11 @@ from fleet.model import Inventory
 from fleet.plan import Plan
 from planners import check_plan
 from service import jobs, users
+from service import nodes as node_lifecycle
 from service.engine import JobSummary
 from service.interrupts import pause_on_interrupt
 from service.lifecycle import JOB_RUNNABLE
-from service.operations.planning import NodeGoal, Planned, plan_nodes
+from service.operations.planning import NodeGoal, Planned, current_inventory, plan_nodes
 from service.operations.requests import MAX_JOB_LIMIT, JobOptions, NodesJobRequest, NodesPlanRequest
 from service.runtime import Runtime
 from service.saga import Progress
@@ -88,7 +89,7 @@ def submit_plan(rt: Runtime, plan: Plan, options: JobOptions, review: Review | N
     fleet: a plan that moves nothing, or that today's fleet no longer fits, is refused."""
     if not plan.moves:
         raise InputError("plan.moves", [], "the plan moves nothing: there is no job to run")
-    inv = rt.backend.discover()
+    inv = current_inventory(rt)
     changes = drift(rt, plan, inv)
     if changes:
         raise PlanDrift(plan, changes)
@@ -101,12 +102,15 @@ def submit_nodes(rt: Runtime, goal: NodeGoal, request: NodesJobRequest, review: 
                  actor: str | None = None) -> Submitted:
     """Plan ``goal`` for the nodes against the live fleet now and store it as a job (on-call's
     evacuate, maintenance's drain); nothing to move is an answer, not a mistake."""
+    if goal == "drain":  # a drained node receives nothing afterwards (service.nodes)
+        node_lifecycle.check_drain(rt.sessions, request.nodes)
     planned = plan_nodes(rt, goal, NodesPlanRequest(nodes=request.nodes))
     if review is not None:
         review(planned.plan, planned.inventory)
-    if not planned.plan.moves:
-        return Submitted(planned, None)
-    return Submitted(planned, _store(rt, planned.plan, request, actor))
+    job_id = _store(rt, planned.plan, request, actor) if planned.plan.moves else None
+    if goal == "drain":
+        node_lifecycle.record_drain(rt.sessions, planned.plan, planned.inventory, job_id)
+    return Submitted(planned, job_id)
 
 
 def uses_window(rt: Runtime, job_id: int) -> bool:

@@ -18,6 +18,7 @@ from fleet.plan import Plan
 from fleet.policy import Policy
 from planners import place, plan_drain, plan_evacuate, plan_rebalance
 from service.addressing import address_plan
+from service.nodes import apply_node_states, stored_states
 from service.operations.requests import NodesPlanRequest, PlaceRequest, RebalanceRequest
 from service.runtime import Runtime
 
@@ -35,7 +36,7 @@ class Planned:
 
 def current_inventory(rt: Runtime, snapshot: Inventory | None = None) -> Inventory:
     """The snapshot the caller gave (already parsed by its surface), else the live fleet."""
-    return snapshot if snapshot is not None else rt.backend.discover()
+    return snapshot if snapshot is not None else apply_node_states(rt.backend.discover(), stored_states(rt.sessions))
 
 
 def planning_policy(rt: Runtime, snapshot: Inventory | None) -> Policy:

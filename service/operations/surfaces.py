@@ -24,6 +24,12 @@ TWINS: dict[tuple[str, ...], tuple[str, str]] = {
     ("job", "pause"): ("POST", "/v1/jobs/{job_id}/pause"),
     ("job", "resume"): ("POST", "/v1/jobs/{job_id}/resume"),
     ("job", "cancel"): ("POST", "/v1/jobs/{job_id}/cancel"),
+    ("node", "list"): ("GET", "/v1/nodes"),
+    ("node", "cordon"): ("POST", "/v1/nodes/{node}/cordon"),
+    ("node", "uncordon"): ("POST", "/v1/nodes/{node}/uncordon"),
+    ("node", "drain"): ("POST", "/v1/nodes/{node}/drain"),
+    ("node", "restore"): ("POST", "/v1/nodes/{node}/restore"),
+    ("maintenance", "plan"): ("POST", "/v1/maintenance/plan"),
 }
 
 #: Verbs only the CLI has, and why.
@@ -35,6 +41,7 @@ CLI_ONLY_VERBS: dict[tuple[str, ...], str] = {
     ("user", "add"): "users are made on the machine that holds the store: a token is never minted over the network",
     ("user", "list"): "with the users' tokens, on the machine that holds the store",
     ("user", "revoke"): "with the users' tokens, on the machine that holds the store",
+    ("maintenance", "run"): "runs a whole campaign in this process, for as long as its calendar lasts",
 }
 
 #: Routes only the API has, and why.

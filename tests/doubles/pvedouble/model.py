@@ -52,6 +52,8 @@ class NodeState:
     maintenance: bool = False
     kernel: str | None = None
     version: str | None = None
+    #: ``ha-manager crm-command node-maintenance enable`` asked for, the LRM not yet in it.
+    maintenance_requested: bool = False
 
 
 @dataclass

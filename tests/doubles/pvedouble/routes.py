@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -100,10 +101,20 @@ def ha_current(w: World, pp, p, user):
 
 @route("GET", "/cluster/ha/status/manager_status")
 def ha_manager_status(w: World, pp, p, user):
+    """As pve-ha-manager's PVE::API2::HA::Status: the CRM's manager status (node_request holds a
+    maintenance the CRM was asked for by ``ha-manager crm-command node-maintenance enable`` and
+    node_status says "maintenance" once the node's LRM entered it), the quorum, each LRM's status."""
+    master = next(iter(w.nodes))
     status = {n.name: ("maintenance" if n.maintenance else "online" if n.online else "unknown") for n in w.nodes.values()}
-    return {"manager_status": {"master_node": next(iter(w.nodes)), "node_status": status,
+    requests = {n.name: {"maintenance": 1} for n in w.nodes.values() if n.maintenance or n.maintenance_requested}
+    stamp = int(time.time())
+    lrm = {n.name: {"mode": "maintenance" if n.maintenance else "active", "state": "wait_for_agent_lock",
+                    "timestamp": stamp, "results": {}} for n in w.nodes.values()}
+    return {"manager_status": {"master_node": master, "timestamp": stamp, "node_status": status,
+                               "node_request": requests,
                                "service_status": {sid: {"node": w.guests[int(sid[3:])].node, "state": st.current}
-                                                  for sid, st in w.ha.items()}}, "quorum": {"quorate": "1"}}
+                                                  for sid, st in w.ha.items()}},
+            "quorum": {"node": master, "quorate": 1}, "lrm_status": lrm}
 
 
 @route("PUT", "/cluster/ha/resources/(?P<sid>[^/]+)", {"state": (("started", "stopped", "enabled", "disabled", "ignored"), False),

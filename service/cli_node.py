@@ -1,0 +1,152 @@
+"""``ferry node …``: a node's lifecycle from the command line (service.operations.nodes).
+
+    ferry node list                      every node, its state and the job it follows
+    ferry node cordon|uncordon N         it receives nothing | it receives again
+    ferry node drain N [--window] [--yes] cordon N and move its containers away, now or in windows
+    ferry node restore N [--yes]         bring back the containers that left N (checked, never forced)
+    ferry maintenance plan --nodes …     the calendar of a rolling maintenance (service.campaigns)
+    ferry maintenance run --nodes … --yes  plan it and run it here (service.campaign_run)
+
+Registered on ``service.cli.app`` when service.cli loads; the jobs run in this process as
+``ferry drain`` does, with the same exit codes.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from fleet.errors import InputError
+from service import render
+from service.campaigns import MaintenancePlanRequest, campaign_windows, plan_maintenance
+from service.cli import (
+    Format,
+    FormatOpt,
+    WindowOpt,
+    YesOpt,
+    app,
+    console,
+    described,
+    emit_json,
+    execute,
+    request,
+    review,
+    runtime,
+)
+from service.nodes import NodeEvent
+from service.operations import nodes as node_ops
+from service.windows import parse_duration
+
+node_app = typer.Typer(no_args_is_help=True, help="A node's lifecycle: cordon, drain, maintenance, restore.")
+app.add_typer(node_app, name="node")
+
+NodeArg = Annotated[str, typer.Argument(help="the node's name, as in 'ferry inventory'")]
+
+
+@node_app.command("list")
+def node_list(ctx: typer.Context, fmt: FormatOpt = Format.table) -> None:
+    """Every node with its state (active, cordoned, draining, maintenance, restoring)."""
+    rows = node_ops.list_nodes(runtime(ctx))
+    emit_json(rows) if fmt is Format.json else render.render_node_states(console, rows)
+
+
+def _change(ctx: typer.Context, node: str, event: NodeEvent, fmt: Format) -> None:
+    changed = node_ops.change(runtime(ctx), node, event)
+    if fmt is Format.json:
+        emit_json(changed)
+    else:
+        console.print(f"node {node}: {changed['from']} -> {changed['state']}", markup=False, highlight=False)
+
+
+@node_app.command("cordon")
+def node_cordon(ctx: typer.Context, node: NodeArg, fmt: FormatOpt = Format.table) -> None:
+    """The node receives nothing from any plan; its containers stay."""
+    _change(ctx, node, NodeEvent.CORDON, fmt)
+
+
+@node_app.command("uncordon")
+def node_uncordon(ctx: typer.Context, node: NodeArg, fmt: FormatOpt = Format.table) -> None:
+    """The node receives containers again (nobody is brought back: see 'ferry node restore')."""
+    _change(ctx, node, NodeEvent.UNCORDON, fmt)
+
+
+@node_app.command("drain")
+def node_drain(ctx: typer.Context, node: NodeArg, yes: YesOpt = False, window: WindowOpt = False,
+               fmt: FormatOpt = Format.table) -> None:
+    """Cordon the node and move its containers away (with --window: moves start only when they
+    fit in a maintenance window); it is in maintenance once the drain succeeded."""
+    asked = request(node_ops.NodeDrainRequest, approve=True, window=window)
+    submitted = node_ops.drain_node(runtime(ctx), node, asked, review(fmt, yes))
+    if submitted.job_id is None:
+        console.print(f"nothing to move; node {node} is in maintenance") if fmt is Format.table \
+            else emit_json({"job": None, "moves": 0})
+        return
+    execute(ctx, submitted.job_id, len(submitted.planned.plan.moves), fmt, window)
+
+
+@node_app.command("restore")
+def node_restore(ctx: typer.Context, node: NodeArg, yes: YesOpt = False, window: WindowOpt = False,
+                 fmt: FormatOpt = Format.table) -> None:
+    """Bring back the containers that left the node, from where its drain put them; one moved or
+    changed since stays where it is and is listed."""
+    asked = request(node_ops.NodeRestoreRequest, approve=True, window=window)
+    restored = node_ops.restore_node(runtime(ctx), node, asked, review(fmt, yes))
+    if fmt is Format.table:
+        for stays in restored.stay:
+            console.print(f"stays: {stays['ct']}: {stays['reason']}", markup=False, highlight=False)
+    if restored.job_id is None:
+        console.print(f"nothing to bring back; node {node} is active") if fmt is Format.table \
+            else emit_json(restored.to_dict())
+        return
+    execute(ctx, restored.job_id, len(restored.plan.moves), fmt, window)
+
+
+# -- rolling maintenance ---------------------------------------------------------------------------
+maintenance_app = typer.Typer(no_args_is_help=True, help="Rolling maintenance campaigns over several nodes.")
+app.add_typer(maintenance_app, name="maintenance")
+
+
+@maintenance_app.command("plan")
+def maintenance_plan(
+    ctx: typer.Context,
+    nodes: Annotated[str, typer.Option(help="comma-separated nodes, in the order to maintain them")],
+    windows: Annotated[str | None, typer.Option(
+        help="';'-separated windows, e.g. 'sat 01:00 for 2h; sun 01:00 for 2h' (default: [schedule] windows)")] = None,
+    max_out: Annotated[int, typer.Option("--max-out", help=described(MaintenancePlanRequest, "max_out"))] = 1,
+    maintenance: Annotated[str, typer.Option(help=described(MaintenancePlanRequest, "maintenance"))] = "1h",
+    start: Annotated[str | None, typer.Option(help=described(MaintenancePlanRequest, "start"))] = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """The calendar: which window each node drains in, its moves fitted into windows, its return."""
+    asked = request(MaintenancePlanRequest, nodes=[n.strip() for n in nodes.split(",") if n.strip()],
+                    windows=[w.strip() for w in windows.split(";") if w.strip()] if windows else None,
+                    max_out=max_out, maintenance=maintenance, start=start)
+    calendar = plan_maintenance(runtime(ctx), asked)
+    emit_json(calendar.to_dict()) if fmt is Format.json else render.render_calendar(console, calendar.to_dict())
+
+
+@maintenance_app.command("run")
+def maintenance_run(
+    ctx: typer.Context,
+    nodes: Annotated[str, typer.Option(help="comma-separated nodes, in the order to maintain them")],
+    windows: Annotated[str | None, typer.Option(help="';'-separated windows (default: [schedule] windows)")] = None,
+    max_out: Annotated[int, typer.Option("--max-out", help=described(MaintenancePlanRequest, "max_out"))] = 1,
+    maintenance: Annotated[str, typer.Option(help=described(MaintenancePlanRequest, "maintenance"))] = "1h",
+    yes: YesOpt = False, fmt: FormatOpt = Format.table,
+) -> None:
+    """Plan the calendar and run it in this process: each group drained in windows, its
+    maintenance time, its containers brought home; then the next group."""
+    from service.campaign_run import run_campaign
+
+    rt = runtime(ctx)
+    asked = request(MaintenancePlanRequest, nodes=[n.strip() for n in nodes.split(",") if n.strip()],
+                    windows=[w.strip() for w in windows.split(";") if w.strip()] if windows else None,
+                    max_out=max_out, maintenance=maintenance)
+    calendar = plan_maintenance(rt, asked)
+    if fmt is Format.table:
+        render.render_calendar(console, calendar.to_dict())
+    if not yes:
+        raise InputError("--yes", False, "not given: pass --yes to run the campaign")
+    run = run_campaign(rt, calendar, campaign_windows(rt, asked), parse_duration(maintenance, "maintenance", maintenance) * 60.0)
+    emit_json(run.to_dict()) if fmt is Format.json else console.print_json(data=run.to_dict())
