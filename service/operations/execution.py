@@ -60,7 +60,7 @@ def _worker() -> ModuleType:
     return importlib.import_module("service.worker")
 
 
-def _store(rt: Runtime, plan: Plan, options: JobOptions, actor: str | None) -> int:
+def _store(rt: Runtime, plan: Plan, options: JobOptions, actor: str | None = None) -> int:
     stored = _worker().with_window(plan) if options.window else plan
     job_id = jobs.create_job(rt.sessions, stored, approved=options.approve)
     if options.approve and actor is not None:
