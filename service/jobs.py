@@ -58,6 +58,22 @@ class JobConflict(InputError):
     """The plan touches something another active job holds."""
 
 
+#: Who yields to whom: on-call's evacuation, then maintenance's drain, then the rebalance.
+PRIORITY: dict[str, int] = {"evacuate": 3, "drain": 2, "rebalance": 1}
+#: Jobs of these kinds reserve their nodes while active: no other plan may move anything onto them.
+RESERVING: tuple[str, ...] = ("evacuate", "drain")
+
+
+def reservations(session: Session) -> dict[str, JobRow]:
+    """Node -> the active evacuation or drain that reserves it (the oldest, if several)."""
+    out: dict[str, JobRow] = {}
+    query = select(JobRow).where(JobRow.state.in_(JOB_ACTIVE), JobRow.kind.in_(RESERVING)).order_by(JobRow.id)
+    for job in session.scalars(query):
+        for node in job.nodes:
+            out.setdefault(node, job)
+    return out
+
+
 #: Key of the PostgreSQL advisory lock that serialises job creation ("ferryjob", signed 64-bit).
 _CREATE_KEY = int.from_bytes(b"ferryjob", "big", signed=True)
 
@@ -79,16 +95,28 @@ def create_job(sessions: sessionmaker[Session], plan: Plan, *, approved: bool) -
         raise
 
 
+def check_conflicts(sessions: sessionmaker[Session], plan: Plan) -> None:
+    """JobConflict now if ``plan`` could not be stored (create_job checks again, atomically): the
+    precise refusal comes before a drift check against the fleet as the other jobs will leave it."""
+    with sessions() as session:
+        _refuse_conflicts(session, plan)
+
+
 def _refuse_conflicts(session: Session, plan: Plan) -> None:
-    """JobConflict if an active job evacuates / drains one of the plan's nodes or holds one of
-    its containers."""
-    if plan.goal.kind in ("evacuate", "drain"):
-        for job in session.scalars(select(JobRow).where(JobRow.state.in_(JOB_ACTIVE))):
-            busy = sorted(set(job.nodes) & set(plan.goal.nodes)) if job.kind in ("evacuate", "drain") else []
-            if busy:
-                verb = {"evacuate": "evacuated", "drain": "drained"}[job.kind]
-                raise JobConflict("node", busy[0], f"is already being {verb} by job {job.id} "
-                                  f"({job.state}); see 'ferry job show {job.id}'")
+    """JobConflict if an active job evacuates / drains one of the plan's nodes, reserves a node the
+    plan moves a container onto, or holds one of its containers."""
+    reserved = reservations(session)
+    if plan.goal.kind in RESERVING:
+        busy = sorted(set(reserved) & set(plan.goal.nodes))
+        if busy:
+            job = reserved[busy[0]]
+            verb = {"evacuate": "evacuated", "drain": "drained"}[job.kind]
+            raise JobConflict("node", busy[0], f"is already being {verb} by job {job.id} "
+                              f"({job.state}); see 'ferry job show {job.id}'")
+    for move in plan.moves:
+        if (job := reserved.get(move.to)) is not None:
+            raise JobConflict("node", move.to, f"is reserved by job {job.id} ({job.kind}, {job.state}): "
+                              f"nothing may move onto it until that job ends; see 'ferry job show {job.id}'")
     cts = [m.ct for m in plan.moves]
     for lock in session.scalars(select(LockRow).where(LockRow.ct.in_(cts))):
         raise JobConflict("ct", lock.ct, f"is being moved by job {lock.job_id}; "

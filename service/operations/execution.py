@@ -25,7 +25,7 @@ from planners import check_plan
 from service import jobs
 from service.engine import JobSummary
 from service.lifecycle import JOB_RUNNABLE
-from service.operations.planning import NodeGoal, Planned, plan_nodes
+from service.operations.planning import NodeGoal, Planned, fleet_to_plan_on, plan_nodes
 from service.operations.requests import MAX_JOB_LIMIT, JobOptions, NodesJobRequest, NodesPlanRequest
 from service.runtime import Runtime
 from service.saga import Progress
@@ -83,7 +83,8 @@ def submit_plan(rt: Runtime, plan: Plan, options: JobOptions, review: Review | N
     fleet: a plan that moves nothing, or that today's fleet no longer fits, is refused."""
     if not plan.moves:
         raise InputError("plan.moves", [], "the plan moves nothing: there is no job to run")
-    inv = rt.backend.discover()
+    jobs.check_conflicts(rt.sessions, plan)
+    inv = fleet_to_plan_on(rt, plan.goal.kind, nodes=plan.goal.nodes)  # as the active jobs leave it
     changes = drift(rt, plan, inv)
     if changes:
         raise PlanDrift(plan, changes)
