@@ -206,8 +206,10 @@ class Engine:
         with self.sessions.begin() as session:
             if self.claim is not None:
                 renew_claim(session, self.claim)
-            row = session.get(MoveRow, move.id)
+            row = session.get(MoveRow, move.id, with_for_update=True)
             assert row is not None
+            if row.state in MOVE_FINAL:  # yielded to a higher-priority job meanwhile
+                return MoveState(row.state)
             row.state, row.message = state, message
         return state
 

@@ -96,7 +96,10 @@ def submit_plan(rt: Runtime, plan: Plan, options: JobOptions, review: Review | N
 def submit_nodes(rt: Runtime, goal: NodeGoal, request: NodesJobRequest, review: Review | None = None) -> Submitted:
     """Plan ``goal`` for the nodes against the live fleet now and store it as a job (on-call's
     evacuate, maintenance's drain); nothing to move is an answer, not a mistake."""
+    jobs.check_nodes_free(rt.sessions, goal, request.nodes)
     planned = plan_nodes(rt, goal, NodesPlanRequest(nodes=request.nodes))
+    if not planned.plan.moves:  # maybe because a rival's job, made meanwhile, moves them all
+        jobs.check_nodes_free(rt.sessions, goal, request.nodes)
     if review is not None:
         review(planned.plan, planned.inventory)
     if not planned.plan.moves:

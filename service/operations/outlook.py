@@ -22,8 +22,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fleet.model import Container, Inventory, Node
-from service.jobs import PRIORITY, reservations
+from service.jobs import reservations
 from service.lifecycle import JOB_ACTIVE, MoveState
+from service.preemption import priority_of
 from service.runtime import Runtime
 from service.store import JobRow, MoveRow
 
@@ -63,7 +64,7 @@ def read_outlook(session: Session) -> Outlook:
 def taken_over(landing: Landing, kind: str, nodes: Collection[str]) -> bool:
     """Whether a new plan of ``kind`` for ``nodes`` takes this move from its job: a move not yet
     started, of a lower job, off or onto one of the nodes the new plan empties."""
-    return (not landing.started and PRIORITY.get(kind, 0) > PRIORITY.get(landing.kind, 0)
+    return (not landing.started and priority_of(kind) > priority_of(landing.kind)
             and (landing.source in nodes or landing.target in nodes))
 
 
