@@ -36,10 +36,12 @@ from service.lifecycle import (
     MOVE_IN_FLIGHT,
     MOVE_PROBLEM,
     MOVE_UNFINISHED,
+    Cause,
     JobState,
     MoveState,
     finished_job_state,
 )
+from service.replacement import replace_move
 from service.saga import MoveSaga, Progress
 from service.slots import ADMISSION_DEPTH, TransferSlots
 from service.store import MoveRow, job_moves
@@ -152,6 +154,9 @@ class Engine:
             for future in done:
                 move = running.pop(future)
                 state[move.ct] = future.result().state
+                if future.result().cause is Cause.FAILURE and (again := replace_move(
+                        self.sessions, self.backend, self.policy, job_id, move.id, self.claim)):
+                    moves[moves.index(move)], state[move.ct] = again, again.state  # to the next-best node
 
     def _start_ready(self, job_id: int, moves: list[MoveRow], state: dict[str, str],
                      running: dict[Future[Any], MoveRow], pool: ThreadPoolExecutor, cancelling: bool) -> None:

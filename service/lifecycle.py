@@ -231,6 +231,10 @@ STEP_POLICY: dict[Step, StepPolicy] = {
     Step.CLEANUP: StepPolicy(False,         False,      _DEFER,     _DEFER,     False),
 }
 
+#: Steps whose permanent failure says the destination cannot take the container (full disk, a
+#: failed start, a copy that does not verify): the move is re-placed (service.replacement).
+DESTINATION_STEPS: tuple[Step, ...] = (Step.PREPARE, Step.PRESYNC, Step.CUTOVER, Step.VERIFY)
+
 #: The method to try when a backend refuses one: live -> restart needs no checkpoint or kernel
 #: match; restart -> dump needs no direct node-to-node migration.
 FALLBACK: dict[str, str] = {"live": "restart", "restart": "dump"}
