@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from fleet.errors import InputError
@@ -68,31 +68,31 @@ def priority_of(kind: str) -> int:
 
 def find_yields(session: Session, plan: Plan) -> list[Yield]:
     """The lower active jobs' moves ``plan`` takes (see module docstring); raises MoveStarted when
-    one of its containers is being moved by a lower job right now."""
+    one of its containers is being moved by a lower job right now. One query finds the moves
+    concerned; only the jobs they belong to are read further (for moves waiting on them)."""
     mine = {m.ct for m in plan.moves}
     reserved = set(plan.goal.nodes) if plan.goal.kind in RESERVING else set()
-    rank = priority_of(plan.goal.kind)
-    out = []
-    lower = select(JobRow).where(JobRow.state.in_(JOB_ACTIVE)).order_by(JobRow.id)
-    for job in session.scalars(lower):
-        if priority_of(job.kind) >= rank:
-            continue
-        found = Yield(job)
-        moves = job_moves(session, job.id)
-        for move in moves:
-            if move.state not in MOVE_UNFINISHED:
-                continue
-            if move.ct in mine and move.state != MoveState.PENDING:
-                raise MoveStarted("ct", move.ct, f"is being moved by job {job.id} right now (a running move is "
-                                  f"never interrupted); try again when it ends: 'ferry job show {job.id}'")
-            if move.ct in mine:
-                found.taken[move.id] = move.ct
-            elif move.state == MoveState.PENDING and move.target in reserved:
-                found.dropped[move.id] = f"{move.target} is reserved by the new {plan.goal.kind}"
-        _drop_dependents(found, moves)
-        if found.taken or found.dropped:
-            out.append(found)
-    return out
+    lower = [kind for kind, rank in PRIORITY.items() if rank < priority_of(plan.goal.kind)]
+    if not lower or not (mine or reserved):
+        return []
+    concerned = session.execute(
+        select(MoveRow, JobRow).join(JobRow, JobRow.id == MoveRow.job_id)
+        .where(JobRow.state.in_(JOB_ACTIVE), JobRow.kind.in_(lower), MoveRow.state.in_(MOVE_UNFINISHED),
+               or_(MoveRow.ct.in_(mine), MoveRow.target.in_(reserved)))
+        .order_by(MoveRow.job_id, MoveRow.seq))
+    found: dict[int, Yield] = {}
+    for move, job in concerned:
+        if move.ct in mine and move.state != MoveState.PENDING:
+            raise MoveStarted("ct", move.ct, f"is being moved by job {job.id} right now (a running move is "
+                              f"never interrupted); try again when it ends: 'ferry job show {job.id}'")
+        entry = found.setdefault(job.id, Yield(job))
+        if move.ct in mine:
+            entry.taken[move.id] = move.ct
+        elif move.state == MoveState.PENDING:
+            entry.dropped[move.id] = f"{move.target} is reserved by the new {plan.goal.kind}"
+    for entry in found.values():
+        _drop_dependents(entry, job_moves(session, entry.job.id))
+    return [entry for entry in found.values() if entry.taken or entry.dropped]
 
 
 def _drop_dependents(found: Yield, moves: list[MoveRow]) -> None:
