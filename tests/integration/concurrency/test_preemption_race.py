@@ -47,17 +47,17 @@ def race_round(rt: Runtime, ct: str) -> tuple[str, int, int | None]:
     """One round: (the evacuation's outcome, the rebalance job, the evacuation job or None)."""
     rebalance = create_job(rt.sessions, one_move("rebalance", ct, "b"), approved=True)
     meeting, outcome = threading.Barrier(2), {}
-    engine = Engine(open_database(rt.config.database_url), rt.backend, rt.policy(), rt.config.engine)
+    mine, theirs = open_database(rt.config.database_url), open_database(rt.config.database_url)
+    engine = Engine(mine, rt.backend, rt.policy(), rt.config.engine)
 
     def run_rebalance() -> None:
         meeting.wait(WAIT_S)
         engine.run_job(rebalance)
 
     def evacuate() -> None:
-        sessions = open_database(rt.config.database_url)
         meeting.wait(WAIT_S)
         try:
-            outcome["evacuation"] = create_job(sessions, one_move("evacuate", ct, "c"), approved=True)
+            outcome["evacuation"] = create_job(theirs, one_move("evacuate", ct, "c"), approved=True)
             outcome["line"] = "won"
         except JobConflict as exc:
             outcome["line"] = exc.line()
@@ -67,6 +67,8 @@ def race_round(rt: Runtime, ct: str) -> tuple[str, int, int | None]:
         thread.start()
     for thread in threads:
         thread.join(WAIT_S)
+    for sessions in (mine, theirs):  # each round's instances close their connections
+        sessions.kw["bind"].dispose()
     return outcome["line"], rebalance, outcome.get("evacuation")
 
 
