@@ -25,7 +25,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from fleet.document import read_text
 from fleet.errors import MISSING, InputError
-from fleet.model import Id
+from fleet.model import Id, NodeName
 from fleet.networks import Networks
 from fleet.policy import Policy
 from fleet.snapshot import validate_model
@@ -133,6 +133,8 @@ class SimFault(BaseModel):
     step: SimStep
     ct: Id | None = None
     method: Literal["live", "restart", "dump"] | None = None
+    #: Only on moves to this node (a destination that cannot take containers).
+    target: NodeName | None = None
     remaining: int = Field(default=1, ge=0, le=1_000_000)
 
 

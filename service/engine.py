@@ -34,8 +34,9 @@ from fleet.errors import InputError
 from fleet.policy import Policy
 from service.config import EngineSection
 from service.jobs import Claim, claim_job, get_job, pending_cleanups, renew_claim, set_job_state
-from service.lifecycle import JOB_ADVANCING, JOB_FINAL, MOVE_PROBLEM, JobState, MoveOutcome, MoveState
+from service.lifecycle import JOB_ADVANCING, JOB_FINAL, MOVE_PROBLEM, Cause, JobState, MoveOutcome, MoveState
 from service.move_claims import MoveClaim, MoveLost, claim_ready_moves, decide_job, join_job, renew_moves
+from service.replacement import replace_move
 from service.saga import MoveSaga, Progress
 from service.slots import ADMISSION_DEPTH, FleetSlots
 from service.store import MoveRow, job_moves
@@ -156,8 +157,8 @@ class Engine:
                 time.sleep(_TICK_S)
             done, _ = wait(list(running), timeout=_TICK_S, return_when=FIRST_COMPLETED)
             for future in done:
-                running.pop(future)
-                self._outcome(future)
+                move, _ = running.pop(future)
+                self._outcome(job_id, move, future)
             if done:
                 decide_job(self.sessions, job_id, claim=self.claim)
                 look_at = time.monotonic()  # a move ended: the ones waiting for it may be ready
@@ -165,13 +166,17 @@ class Engine:
                 renew_moves(self.sessions, [claim for f, (_, claim) in running.items() if not f.done()])
                 beat = time.monotonic()
 
-    def _outcome(self, future: Future[MoveOutcome]) -> None:
+    def _outcome(self, job_id: int, move: MoveRow, future: Future[MoveOutcome]) -> None:
         """A saga's end; one that lost its move's claim (another instance has it now) is dropped,
-        one that lost the job's claim stops the engine."""
+        one that lost the job's claim stops the engine. A move that failed for good at its
+        destination goes to the next-best node (service.replacement), before the job is decided."""
         try:
-            future.result()
+            outcome = future.result()
         except MoveLost as exc:
             log.warning("%s", exc.line())
+            return
+        if outcome.cause is Cause.FAILURE:
+            replace_move(self.sessions, self.backend, self.policy, job_id, move.id, self.claim)
 
     def _start_ready(self, job_id: int, running: dict[Future[MoveOutcome], tuple[MoveRow, MoveClaim]],
                      pool: ThreadPoolExecutor) -> bool:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import socket
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +42,7 @@ from service.lifecycle import (
 )
 from service.logs import log_transition
 from service.movespec import move_options
+from service.preemption import RESERVING, MoveStarted, Yield, find_yields, priority_of, transfer
 from service.store import (
     JobRow,
     JournalRow,
@@ -59,12 +61,24 @@ class JobConflict(InputError):
     """The plan touches something another active job holds."""
 
 
+def reservations(session: Session) -> dict[str, JobRow]:
+    """Node -> the active evacuation or drain that reserves it (the oldest, if several)."""
+    out: dict[str, JobRow] = {}
+    query = select(JobRow).where(JobRow.state.in_(JOB_ACTIVE), JobRow.kind.in_(RESERVING)).order_by(JobRow.id)
+    for job in session.scalars(query):
+        for node in job.nodes:
+            out.setdefault(node, job)
+    return out
+
+
 #: Key of the PostgreSQL advisory lock that serialises job creation ("ferryjob", signed 64-bit).
 _CREATE_KEY = int.from_bytes(b"ferryjob", "big", signed=True)
 
 
 def create_job(sessions: sessionmaker[Session], plan: Plan, *, approved: bool) -> int:
-    """Store ``plan`` as a new job and lock its containers; refuse if another job holds one.
+    """Store ``plan`` as a new job and lock its containers; refuse if another job holds one, unless
+    it is a lower-priority job that has not started moving it: then the container is taken over
+    (service.preemption), in the same transaction.
 
     The check and the insert are one serialised transaction, so of two instances creating jobs for
     one node or one container at once exactly one wins and the other gets a JobConflict."""
@@ -72,31 +86,70 @@ def create_job(sessions: sessionmaker[Session], plan: Plan, *, approved: bool) -
         with sessions.begin() as session:
             if session.get_bind().dialect.name == "postgresql":
                 session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CREATE_KEY})
-            _refuse_conflicts(session, plan)
-            return _insert_job(session, plan, approved)
+            yields = _refuse_conflicts(session, plan)
+            job_id = _insert_job(session, plan, approved)
+            transfer(session, yields, job_id, plan.goal.kind)
+            taken = {ct for found in yields for ct in found.taken.values()}
+            session.add_all(LockRow(ct=m.ct, job_id=job_id) for m in plan.moves if m.ct not in taken)
+            return job_id
+    except MoveStarted as exc:
+        raise JobConflict(exc.key, exc.value, exc.why) from None
     except IntegrityError:  # a container lock taken by a writer that bypassed the serialisation
-        with sessions() as session:
-            _refuse_conflicts(session, plan)
+        check_conflicts(sessions, plan)
         raise
 
 
-def _refuse_conflicts(session: Session, plan: Plan) -> None:
-    """JobConflict if an active job evacuates / drains one of the plan's nodes or holds one of
-    its containers."""
-    if plan.goal.kind in ("evacuate", "drain"):
-        for job in session.scalars(select(JobRow).where(JobRow.state.in_(JOB_ACTIVE))):
-            busy = sorted(set(job.nodes) & set(plan.goal.nodes)) if job.kind in ("evacuate", "drain") else []
-            if busy:
-                verb = {"evacuate": "evacuated", "drain": "drained"}[job.kind]
-                raise JobConflict("node", busy[0], f"is already being {verb} by job {job.id} "
-                                  f"({job.state}); see 'ferry job show {job.id}'")
+def check_conflicts(sessions: sessionmaker[Session], plan: Plan) -> None:
+    """JobConflict now if ``plan`` could not be stored (create_job checks again, atomically): the
+    precise refusal comes before a drift check against the fleet as the other jobs will leave it."""
+    with sessions() as session:
+        try:
+            _refuse_conflicts(session, plan)
+        except MoveStarted as exc:
+            raise JobConflict(exc.key, exc.value, exc.why) from None
+
+
+def check_nodes_free(sessions: sessionmaker[Session], kind: str, nodes: Collection[str]) -> None:
+    """JobConflict if an active job of the same or a higher priority than a ``kind`` job empties
+    one of ``nodes`` (asked before planning: against the fleet as that job will leave it, the
+    plan would look like there is nothing to move)."""
+    with sessions() as session:
+        _refuse_busy_nodes(reservations(session), kind, nodes)
+
+
+def _refuse_busy_nodes(reserved: dict[str, JobRow], kind: str, nodes: Collection[str]) -> None:
+    if kind not in RESERVING:
+        return
+    busy = sorted(n for n in set(reserved) & set(nodes) if priority_of(reserved[n].kind) >= priority_of(kind))
+    if busy:
+        job = reserved[busy[0]]
+        verb = {"evacuate": "evacuated", "drain": "drained"}[job.kind]
+        raise JobConflict("node", busy[0], f"is already being {verb} by job {job.id} "
+                          f"({job.state}); see 'ferry job show {job.id}'")
+
+
+def _refuse_conflicts(session: Session, plan: Plan) -> list[Yield]:
+    """JobConflict if an active job of the same or a higher priority evacuates / drains one of the
+    plan's nodes, if an active job reserves a node the plan moves a container onto, or if another
+    job holds one of its containers and does not yield it; else what lower jobs yield."""
+    yields = find_yields(session, plan)
+    reserved = reservations(session)
+    _refuse_busy_nodes(reserved, plan.goal.kind, plan.goal.nodes)
+    for move in plan.moves:
+        if (job := reserved.get(move.to)) is not None:
+            raise JobConflict("node", move.to, f"is reserved by job {job.id} ({job.kind}, {job.state}): "
+                              f"nothing may move onto it until that job ends; see 'ferry job show {job.id}'")
+    taken = {(found.job.id, ct) for found in yields for ct in found.taken.values()}
     cts = [m.ct for m in plan.moves]
     for lock in session.scalars(select(LockRow).where(LockRow.ct.in_(cts))):
-        raise JobConflict("ct", lock.ct, f"is being moved by job {lock.job_id}; "
-                          f"see 'ferry job show {lock.job_id}'")
+        if (lock.job_id, lock.ct) not in taken:
+            raise JobConflict("ct", lock.ct, f"is being moved by job {lock.job_id}; "
+                              f"see 'ferry job show {lock.job_id}'")
+    return yields
 
 
 def _insert_job(session: Session, plan: Plan, approved: bool) -> int:
+    """The job and its moves (create_job adds the locks once lower jobs have handed theirs over)."""
     job = JobRow(kind=plan.goal.kind, nodes=list(plan.goal.nodes),
                  state=JobState.APPROVED if approved else JobState.PENDING, plan=plan.to_dict())
     session.add(job)
@@ -106,7 +159,6 @@ def _insert_job(session: Session, plan: Plan, approved: bool) -> int:
                             target=move.to, method=move.method, wave=move.wave,
                             after=list(move.after), options=move_options(move),
                             predicted=move.predicted.model_dump(mode="json")))
-        session.add(LockRow(ct=move.ct, job_id=job.id))
     record_allocations(session, job.id, plan)
     return job.id
 

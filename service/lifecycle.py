@@ -11,6 +11,7 @@ spelled as a quoted word anywhere else fails tests/unit/test_lifecycle.py.
         pending --> running --every step done--> succeeded (a failed cleanup: succeeded, phase pending)
         running --failed or cancelled--> rolling_back --> rolled_back | cancelled | failed
         pending --what it waits for did not succeed, or the job was cancelled--> skipped | cancelled
+        pending --a higher-priority job took its container or reserved its destination--> yielded
 
     step (STEP_POLICY, by adapters.base.Step): compensable? holds a transfer slot? cancellable?
         on failure / on refusal: roll back, defer (the move stands, run it later) or fall back
@@ -51,6 +52,7 @@ class MoveState(StrEnum):
     ROLLED_BACK = "rolled_back"
     SKIPPED = "skipped"  # a move it waits for (``after``) did not succeed
     CANCELLED = "cancelled"
+    YIELDED = "yielded"  # before it started, a higher-priority job took its container (or its node)
 
 
 class Phase(StrEnum):
@@ -78,7 +80,7 @@ JOB_UNFINISHED: tuple[JobState, ...] = (JobState.APPROVED, JobState.RUNNING, Job
                                         JobState.CANCELLING)
 
 MOVE_FINAL: tuple[MoveState, ...] = (MoveState.SUCCEEDED, MoveState.FAILED, MoveState.ROLLED_BACK,
-                                     MoveState.SKIPPED, MoveState.CANCELLED)
+                                     MoveState.SKIPPED, MoveState.CANCELLED, MoveState.YIELDED)
 #: Moves a saga is (or was, when its process died) driving: they hold resources, resume them first.
 MOVE_IN_FLIGHT: tuple[MoveState, ...] = (MoveState.RUNNING, MoveState.ROLLING_BACK)
 #: Moves that still have work to do.
@@ -143,8 +145,10 @@ def job_transition(event: JobEvent | str, current: JobState | str,
 
 def finished_job_state(move_states: Iterable[str], *, cancelled: bool) -> JobState:
     """The state a job's ``finish`` takes it to, decided by its moves' final states: succeeded
-    when all moved, rolled_back when none moved and none failed for good, else failed."""
+    when all moved, rolled_back when none moved and none failed for good, else failed. Moves
+    yielded to a higher-priority job are that job's to make: they do not count here."""
     counts = Counter(move_states)
+    counts.pop(MoveState.YIELDED, None)
     if cancelled:
         return JobState.CANCELLED
     if counts[MoveState.SUCCEEDED] == sum(counts.values()):
@@ -226,6 +230,10 @@ STEP_POLICY: dict[Step, StepPolicy] = {
     # After verify the destination runs with the source's data: the move stands whatever happens.
     Step.CLEANUP: StepPolicy(False,         False,      _DEFER,     _DEFER,     False),
 }
+
+#: Steps whose permanent failure says the destination cannot take the container (full disk, a
+#: failed start, a copy that does not verify): the move is re-placed (service.replacement).
+DESTINATION_STEPS: tuple[Step, ...] = (Step.PREPARE, Step.PRESYNC, Step.CUTOVER, Step.VERIFY)
 
 #: The method to try when a backend refuses one: live -> restart needs no checkpoint or kernel
 #: match; restart -> dump needs no direct node-to-node migration.

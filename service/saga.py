@@ -106,9 +106,11 @@ class MoveSaga:
         Refused (LeaseLost) when the saga's job or move claim is no longer ours."""
         with self.sessions.begin() as session:
             self._renew(session)
-            move = session.get(MoveRow, self.move_id)
+            move = session.get(MoveRow, self.move_id, with_for_update=True)
             assert move is not None
             old = move.state
+            if fields.get("state") == MoveState.RUNNING and old in lifecycle.MOVE_FINAL:
+                return  # yielded to a higher-priority job before it started (service.preemption)
             for key, value in fields.items():
                 setattr(move, key, value)
             move.attempts += int(tried)
@@ -162,6 +164,8 @@ class MoveSaga:
             return self._compensate(move, cause, "resumed an interrupted rollback")
         self._update(hold=True, tried=move.state == MoveState.PENDING, state=MoveState.RUNNING,
                      started_at=move.started_at or self.backend.now())
+        if (move := self._move()).state != MoveState.RUNNING:  # taken over: it never started
+            return MoveOutcome(move.ct, MoveState(move.state), move.message)
         figures: dict[str, float] = dict(move.figures or {})
         while True:  # one pass per method, while the backend refuses them (live -> restart -> dump)
             stop = self._walk(figures)

@@ -7,7 +7,7 @@
       |                                       --> one thread per job not in hand: Engine.run_job
       |                                           (shared: claims the job's ready moves), held
       |-- every max(60 s, poll_s) --> run_cleanups --> Engine.run_cleanups (deferred cleanups)
-      `-- schedule.rebalance_cron --> rebalance_now --> planners.plan_rebalance --> create_job(approved)
+      `-- schedule.rebalance_cron --> rebalance_now --> operations.plan_rebalancing --> create_job(approved)
 
 The first poll runs at start, so jobs a dead ferry left unfinished are resumed at once (the rule of
 ``ferry jobs resume``: nobody holds a live lease on them). Everything the loop decides it reads from
@@ -35,12 +35,12 @@ from sqlalchemy import select
 from adapters.base import BackendError
 from fleet.errors import InputError
 from fleet.plan import Plan
-from planners import plan_rebalance
 from service.engine import Engine, JobSummary, instance_name
 from service.jobs import JobConflict, create_job, get_job, lease_holder
 from service.leader import Leadership
 from service.lifecycle import JOB_ADVANCING, JOB_RUNNABLE, MOVE_UNFINISHED, JobEvent, JobState, job_transition
-from service.operations.planning import current_inventory
+from service.operations.planning import plan_rebalancing
+from service.operations.requests import RebalanceRequest
 from service.runtime import Runtime
 from service.schedule import MaintenanceWindows, cron_trigger, time_zone
 from service.store import JobRow, MoveRow, utcnow
@@ -254,8 +254,7 @@ class Worker:
             return None
         rt = self.runtime
         try:
-            moved, now = rt.cooldown_inputs()
-            plan = plan_rebalance(current_inventory(rt), rt.policy(), last_moved=moved, now=now)
+            plan = plan_rebalancing(rt, RebalanceRequest()).plan  # against the fleet as it will be
             if not plan.moves:
                 log.info("nightly rebalance: nothing worth moving")
                 return None

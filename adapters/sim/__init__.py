@@ -10,7 +10,7 @@ Used by ``ferry demo``, dry-runs, tests and benchmarks. Settings (the ``[sim]`` 
 - ``fleet_file``: the snapshot the world starts from.
 - ``speedup``: simulated seconds per wall second (default 200).
 - ``seed``: seeds data checksums and random faults (default 7).
-- ``faults``: a list of ``{kind, step, ct?, method?, remaining?}`` injected at creation;
+- ``faults``: a list of ``{kind, step, ct?, method?, target?, remaining?}`` injected at creation;
   ``fault_rate``: chance of a transient fault per step; ``link_factor``: ``{"a->b": 0.1}``.
 """
 

@@ -356,7 +356,7 @@ def _take_fault(world: dict[str, Any], spec: MoveSpec, step: str) -> str | None:
             continue
         if fault.get("ct") not in (None, spec.ct):
             continue
-        if fault.get("method") not in (None, spec.method):
+        if fault.get("method") not in (None, spec.method) or fault.get("target") not in (None, spec.target):
             continue
         fault["remaining"] = fault.get("remaining", 1) - 1
         return fault["kind"]

@@ -6,6 +6,7 @@
                         service.operations (this package)
           requests    one pydantic model per verb (bounds, defaults, one wording of a mistake)
           planning    inventory (live | snapshot), policy (+ overrides), planners -> Planned
+          outlook     the live fleet as the active jobs will leave it (reservations, moves to come)
           execution   drift, jobs (approve, window), controls, listing/detail, run, resume, cleanup
           surfaces    the table of verbs: CLI command <-> route, and what only one surface has
                         |

@@ -27,7 +27,7 @@ from service import nodes as node_lifecycle
 from service.engine import JobSummary
 from service.interrupts import pause_on_interrupt
 from service.lifecycle import JOB_RUNNABLE
-from service.operations.planning import NodeGoal, Planned, current_inventory, plan_nodes
+from service.operations.planning import NodeGoal, Planned, fleet_to_plan_on, plan_nodes
 from service.operations.requests import MAX_JOB_LIMIT, JobOptions, NodesJobRequest, NodesPlanRequest
 from service.runtime import Runtime
 from service.saga import Progress
@@ -89,7 +89,8 @@ def submit_plan(rt: Runtime, plan: Plan, options: JobOptions, review: Review | N
     fleet: a plan that moves nothing, or that today's fleet no longer fits, is refused."""
     if not plan.moves:
         raise InputError("plan.moves", [], "the plan moves nothing: there is no job to run")
-    inv = current_inventory(rt)
+    jobs.check_conflicts(rt.sessions, plan)
+    inv = fleet_to_plan_on(rt, plan.goal.kind, nodes=plan.goal.nodes)  # as the active jobs leave it
     changes = drift(rt, plan, inv)
     if changes:
         raise PlanDrift(plan, changes)
@@ -104,7 +105,10 @@ def submit_nodes(rt: Runtime, goal: NodeGoal, request: NodesJobRequest, review: 
     evacuate, maintenance's drain); nothing to move is an answer, not a mistake."""
     if goal == "drain":  # a drained node receives nothing afterwards (service.nodes)
         node_lifecycle.check_drain(rt.sessions, request.nodes)
+    jobs.check_nodes_free(rt.sessions, goal, request.nodes)
     planned = plan_nodes(rt, goal, NodesPlanRequest(nodes=request.nodes))
+    if not planned.plan.moves:  # maybe because a rival's job, made meanwhile, moves them all
+        jobs.check_nodes_free(rt.sessions, goal, request.nodes)
     if review is not None:
         review(planned.plan, planned.inventory)
     job_id = _store(rt, planned.plan, request, actor) if planned.plan.moves else None

@@ -1,15 +1,19 @@
 """Plans on request: which fleet, which policy, which planner, with the caller's overrides.
 
     snapshot (offline) | backend.discover() (live) --> Inventory
+        live: + the active jobs' reservations and moves to come (outlook.planning_fleet)
     config policy (offline) | + learned link speeds (live) --> Policy (+ the request's knobs)
         --> planners.plan_evacuate / plan_drain / plan_rebalance / place --> Planned(plan, inventory)
 
-Nothing here stores or moves anything: a plan is data to review, save or submit as a job.
+Nothing here stores or moves anything: a plan is data to review, save or submit as a job. A live
+plan is made against the fleet as the active jobs will leave it, so it never targets a node an
+evacuation or drain reserves, nor counts free room another job's moves will fill; an offline plan
+is a function of its snapshot alone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -19,6 +23,7 @@ from fleet.policy import Policy
 from planners import place, plan_drain, plan_evacuate, plan_rebalance
 from service.addressing import address_plan
 from service.nodes import apply_node_states, stored_states
+from service.operations.outlook import planning_fleet
 from service.operations.requests import NodesPlanRequest, PlaceRequest, RebalanceRequest
 from service.runtime import Runtime
 
@@ -39,6 +44,14 @@ def current_inventory(rt: Runtime, snapshot: Inventory | None = None) -> Invento
     return snapshot if snapshot is not None else apply_node_states(rt.backend.discover(), stored_states(rt.sessions))
 
 
+def fleet_to_plan_on(rt: Runtime, kind: str, snapshot: Inventory | None = None,
+                     nodes: Collection[str] = ()) -> Inventory:
+    """The snapshot as given (offline), else the live fleet as the active jobs will leave it, for
+    a plan of ``kind`` emptying ``nodes``."""
+    inv = current_inventory(rt, snapshot)
+    return inv if snapshot is not None else planning_fleet(rt, inv, kind=kind, nodes=nodes)
+
+
 def planning_policy(rt: Runtime, snapshot: Inventory | None) -> Policy:
     """Offline plans use the config's policy alone, so the same snapshot always gives the same
     plan; live plans add link speeds learned from finished moves."""
@@ -48,7 +61,7 @@ def planning_policy(rt: Runtime, snapshot: Inventory | None) -> Policy:
 def plan_nodes(rt: Runtime, goal: NodeGoal, request: NodesPlanRequest,
                snapshot: Inventory | None = None) -> Planned:
     """Give every container on ``request.nodes`` a destination (nothing else moves)."""
-    inv = current_inventory(rt, snapshot)
+    inv = fleet_to_plan_on(rt, goal, snapshot, request.nodes)
     plan = address_plan(lambda i: NODE_PLANNERS[goal](
         i, request.nodes, planning_policy(rt, snapshot), solver=request.solver.value,
         time_limit_s=request.time_limit), inv, rt, offline=snapshot is not None)
@@ -58,7 +71,7 @@ def plan_nodes(rt: Runtime, goal: NodeGoal, request: NodesPlanRequest,
 def plan_rebalancing(rt: Runtime, request: RebalanceRequest, snapshot: Inventory | None = None) -> Planned:
     """Spread load with few, cheap moves; the request's knobs override the policy. Live plans
     respect the cooldown of recently moved containers (offline ones have no history)."""
-    inv = current_inventory(rt, snapshot)
+    inv = fleet_to_plan_on(rt, "rebalance", snapshot)
     policy = planning_policy(rt, snapshot).model_copy(update=request.policy_overrides())
     moved, now = rt.cooldown_inputs() if snapshot is None else ({}, None)
     plan = address_plan(lambda i: plan_rebalance(
@@ -69,5 +82,5 @@ def plan_rebalancing(rt: Runtime, request: RebalanceRequest, snapshot: Inventory
 
 def place_container(rt: Runtime, request: PlaceRequest, snapshot: Inventory | None = None) -> dict[str, Any]:
     """The best node for a new container, with every node's rank and reasons."""
-    return place(current_inventory(rt, snapshot), planning_policy(rt, snapshot), cpus=request.cpus,
+    return place(fleet_to_plan_on(rt, "place", snapshot), planning_policy(rt, snapshot), cpus=request.cpus,
                  memory_mb=request.memory, disk_gb=request.disk, storage=request.storage).to_dict()

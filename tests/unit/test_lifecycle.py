@@ -91,7 +91,7 @@ def test_state_values_are_the_stored_words() -> None:
     assert [s.value for s in JobState] == ["pending", "approved", "running", "paused", "cancelling",
                                           "succeeded", "failed", "cancelled", "rolled_back"]
     assert [s.value for s in MoveState] == ["pending", "running", "rolling_back", "succeeded", "failed",
-                                           "rolled_back", "skipped", "cancelled"]
+                                           "rolled_back", "skipped", "cancelled", "yielded"]
 
 
 # -- job transitions ---------------------------------------------------------------------------
@@ -196,6 +196,9 @@ def test_illegal_engine_transitions_are_refused(old: JobState, new: JobState) ->
     (["rolled_back", "skipped"], False, JobState.ROLLED_BACK),  # nothing moved, nothing left broken
     (["failed", "skipped"], False, JobState.FAILED),  # a rollback was impossible
     (["succeeded", "cancelled"], True, JobState.CANCELLED),
+    (["succeeded", "yielded"], False, JobState.SUCCEEDED),  # the higher job makes the yielded move
+    (["yielded", "yielded"], False, JobState.SUCCEEDED),  # a job that yielded everything did no harm
+    (["rolled_back", "yielded"], False, JobState.ROLLED_BACK),
 ])
 def test_the_moves_decide_how_a_job_finishes(moves: list[str], cancelled: bool, final: JobState) -> None:
     assert finished_job_state(moves, cancelled=cancelled) == final
