@@ -55,11 +55,11 @@ def describe_age(seconds: float) -> str:
     return f"{seconds / 86400:.1f} d"
 
 
-def _ha_recovers(ct: Container, inv: Inventory) -> bool:
-    """Proxmox HA brings it back itself: an HA resource whose disk is on shared storage."""
-    node = inv.node(ct.node)
-    storage = node.storage.get(ct.storage or "")
-    return ct.ha and storage is not None and storage.shared
+def _ha_recovers(ct: Container) -> bool:
+    """Proxmox HA recovers an HA resource of a lost node itself (its disk on shared storage; a
+    dead node's config, which says where the disk is, cannot be read). ferry never restores one:
+    HA would start its own copy too, and two copies would share the addresses."""
+    return ct.ha
 
 
 def _restore(ct: Container, move: Move, archive: Archive | None, inv: Inventory, policy: Policy,
@@ -86,7 +86,7 @@ def plan_from_backups(inv: Inventory, node: str, archives: Mapping[str, Archive]
     """Bring every container of the dead ``node`` back from its newest archive in ``archives``
     (by container id), or leave it to Proxmox HA; the rest are unrecoverable."""
     [node] = resolve_nodes(inv, [node])
-    lost = [c for c in inv.on_node(node) if c.id not in archives and not _ha_recovers(c, inv)]
+    lost = [c for c in inv.on_node(node) if c.id not in archives and not _ha_recovers(c)]
     lost_ids = {c.id for c in lost}
     recoverable = inv.model_copy(update={"containers": [c for c in inv.containers if c.id not in lost_ids]})
     plan = plan_evacuate(recoverable, [node], policy)
