@@ -58,7 +58,7 @@ def calls(double: PveDouble, method: str, path_end: str) -> list[dict]:
             and c["status"] == 200]
 
 
-def test_a_dead_proxmox_node_is_restored_from_its_archives(pve_double: PveDouble, tmp_path: Path) -> None:
+def test_a_dead_proxmox_node_is_restored_from_its_archives(pve_double: PveDouble, tmp_path: Path) -> None:  # noqa: F811
     double = pve_double
     config = write_config(tmp_path, double)
     newest = kill_pve1(double)
