@@ -249,7 +249,8 @@ class MoveSaga:
                     actor_for(self.backend, spec).rollback(spec, ctx)
                 except PermanentError as exc:
                     return self._end(move, MoveState.FAILED, f"{why}; rollback impossible: {exc}", cause)
-        back = f"{why}; rolled back: {move.ct} runs on {move.source}"
+        back = (f"{why}; rolled back: the restored copy is removed, {move.ct} stays down with {move.source}"
+                if spec.archive is not None else f"{why}; rolled back: {move.ct} runs on {move.source}")
         return self._end(move, lifecycle.ROLLED_BACK_STATE[cause], back, cause)
 
     def _finish(self, move: MoveRow, figures: dict[str, float], note: str) -> MoveOutcome:

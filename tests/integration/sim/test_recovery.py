@@ -58,6 +58,7 @@ def test_a_dead_node_is_reported_and_a_plain_evacuate_offers_the_backups(tmp_pat
     inv = json.loads(ferry("inventory", "--format", "json", config=config).stdout)
     assert [n["online"] for n in inv["nodes"] if n["name"] == "a"] == [False]
     assert "offline" in ferry("inventory", config=config).stdout
+    assert "node a is offline (unreachable)" in ferry("plan", "evacuate", "a", config=config).stdout
     result = ferry("evacuate", "a", "--yes", config=config, check=False)
     assert_one_line_error(result, "node='a'", "offline", "--from-backups")
     assert list_jobs(Runtime(load_config(config)).sessions) == []  # nothing stored, nothing rolled back
