@@ -153,5 +153,7 @@ def render_summary(console: Console, summary: dict[str, Any]) -> None:
     console.print(f"copied {summary['bytes'] / GIB:.1f} GiB; makespan {summary['makespan_s']:.0f} s "
                   f"(predicted {summary['predicted_makespan_s']:.0f} s); downtime summed over moves "
                   f"{summary['observed_downtime_s']:.0f} s (predicted {summary['predicted_downtime_s']:.0f} s)")
+    if summary.get("rpo_s"):  # restores from backups: the oldest data brought back
+        console.print(f"restored from backups: data up to {summary['rpo_s'] / 3600:.1f} h old (RPO)")
     for message in summary["messages"][:10]:
         console.print(plain(f"  {message}", "yellow"))

@@ -103,6 +103,9 @@ def test_without_a_fence_nothing_is_stored_or_started(tmp_path: Path) -> None:
     assert_one_line_error(result, "--node-is-fenced")
     assert list_jobs(rt.sessions) == []
     assert all(running_nodes(rt, ct) == ["a"] for ct in ("101", "102", "104"))
+    done = ferry("evacuate", "a", "--from-backups", "--node-is-fenced", "--yes", config=config)
+    assert "Recovery of a (offline) from backups" in done.stdout and "(RPO)" in done.stdout
+    assert all(len(running_nodes(rt, ct)) == 2 for ct in ("101", "102", "104"))  # a's record + the copy
 
 
 def test_a_failing_fence_command_starts_nothing_and_is_journaled(tmp_path: Path) -> None:
