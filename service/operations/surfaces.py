@@ -32,6 +32,7 @@ CLI_ONLY_VERBS: dict[tuple[str, ...], str] = {
     ("serve",): "starts the API itself",
     ("jobs", "resume"): "runs unfinished jobs in this process; under 'ferry serve' the worker resumes them on every poll",
     ("cleanup",): "runs deferred cleanups in this process; under 'ferry serve' the worker runs them every minute",
+    ("recovery", "stale"): "a report for the operator at a terminal; the REST API has no recovery route yet",
 }
 
 #: Routes only the API has, and why.
@@ -55,6 +56,8 @@ CLI_ONLY_OPTIONS: dict[str, str] = {
     "format": "the API always answers JSON; the CLI chooses between a table and JSON",
     "out": "the API's answer is the plan itself; the CLI can also save it to a file",
     "watch": "refreshes a terminal; API clients poll GET /v1/jobs/{job_id}",
+    "from_backups": "recovering a dead node from its backups is a CLI verb so far (service/recovery.py)",
+    "node_is_fenced": "the operator's confirmation at a terminal that a dead node is powered off",
 }
 
 #: API fields with no CLI option, and why.
