@@ -49,9 +49,20 @@ class Step(StrEnum):
     CUTOVER = "cutover"
     VERIFY = "verify"
     CLEANUP = "cleanup"
+    # A restore from a backup, when the source node is dead (adapters/restore.py): the node is
+    # fenced, the archive restored on the destination, the copy started, verified, cleaned up.
+    FENCE = "fence"
+    RESTORE = "restore"
+    START = "start"
 
 
-STEPS: tuple[Step, ...] = tuple(Step)
+#: The steps of a move, in order.
+STEPS: tuple[Step, ...] = (Step.PREFLIGHT, Step.PREPARE, Step.PRESYNC, Step.CUTOVER, Step.VERIFY,
+                           Step.CLEANUP)
+#: The steps of a restore from a backup (a spec with an ``archive``), in order: nothing starts
+#: before the dead node is fenced.
+RESTORE_STEPS: tuple[Step, ...] = (Step.PREFLIGHT, Step.FENCE, Step.RESTORE, Step.START, Step.VERIFY,
+                                   Step.CLEANUP)
 
 
 class BackendError(Exception):
@@ -114,6 +125,16 @@ class MoveSpec:
     ports: tuple[int, ...] | None = None
     #: Require a fresh backup archive of the container before it moves.
     backup: bool = False
+    #: Restore from this backup archive (Proxmox volid, OpenVZ / sim archive path) instead of
+    #: copying from the source, whose node is dead: the spec runs RESTORE_STEPS through
+    #: :meth:`Backend.restores`. ``None``: an ordinary move.
+    archive: str | None = None
+    #: The operator confirmed the source node is fenced (powered off, cannot come back).
+    fenced: bool = False
+    #: The command (argv) that fences the source node; it must succeed before a restore starts.
+    fence_command: tuple[str, ...] = ()
+    #: Proxmox HA recovers this container itself (shared storage): ferry follows, never acts.
+    ha: bool = False
 
     @property
     def dest_ct(self) -> str:
@@ -275,6 +296,21 @@ class Backend(abc.ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
 
+    def restores(self) -> Any:
+        """The steps of a restore from backups (an ``adapters.restore.RestoreSteps``) on this
+        backend; refused where the backend has none."""
+        raise RefusedError(f"restore from backups: the {self.name} backend has none")
+
+
+def steps_for(spec: MoveSpec) -> tuple[Step, ...]:
+    """The steps the saga walks for ``spec``: a restore's when it names an archive."""
+    return RESTORE_STEPS if spec.archive is not None else STEPS
+
+
+def actor_for(backend: Backend, spec: MoveSpec) -> Any:
+    """What runs ``spec``'s steps, rollback and observe: the backend, or its restore steps."""
+    return backend.restores() if spec.archive is not None else backend
+
 
 def refuse_unhonoured(backend: Backend, spec: MoveSpec) -> None:
     """Raise RefusedError naming every request of ``spec`` that ``backend`` cannot honour."""
@@ -287,4 +323,4 @@ def run_step(backend: Backend, step: Step, spec: MoveSpec, ctx: StepContext) -> 
     """Call the backend method that implements ``step``, after refusing a spec whose requests
     the backend cannot honour (checked at every step: a resumed move may skip preflight)."""
     refuse_unhonoured(backend, spec)
-    return getattr(backend, step.value)(spec, ctx)
+    return getattr(actor_for(backend, spec), step.value)(spec, ctx)

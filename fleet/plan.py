@@ -50,6 +50,33 @@ class Readdress(_Part):
     old_address_s: int = 0
 
 
+class Restore(_Part):
+    """How a move restores a container from its backup because its node is dead (extension key
+    ``restore`` of a move; its ``method`` stays ``dump``, the second half of which it is)."""
+
+    archive: str
+    #: When the archive was taken (backend clock, seconds) and the data lost since (the RPO).
+    taken_at: float
+    data_age_s: float
+    bytes: int = 0
+    storage: str = ""
+    #: Proxmox HA recovers the container itself (shared storage): ferry follows it.
+    ha: bool = False
+    #: How the dead node is fenced, set when the job is made: the operator's word, or a command.
+    fenced: bool = False
+    fence_command: list[str] = Field(default_factory=list)
+
+
+class Recovery(_Part):
+    """A plan that brings a dead node's containers back from their backups (extension key
+    ``recovery`` of a plan)."""
+
+    node: str
+    #: The largest data age of any restored container: what the evacuation loses at most.
+    oldest_data_age_s: float = 0.0
+    unrecoverable: list[str] = Field(default_factory=list)
+
+
 class Move(_Part):
     ct: str
     from_node: str = Field(alias="from")
@@ -65,6 +92,8 @@ class Move(_Part):
     #: The container's new address when its destination lies outside its subnet (extension
     #: key; absent when the address stays).
     address: Readdress | None = Field(default=None, exclude_if=_unset)
+    #: Restored from a backup, its node being dead (extension key; absent when not set).
+    restore: Restore | None = Field(default=None, exclude_if=_unset)
 
 
 class Unplaced(_Part):
@@ -99,6 +128,8 @@ class Plan(_Part):
     #: ``True``: the job starts moves only inside ``[schedule] windows`` (extension key; absent
     #: when not set).
     window: bool | None = Field(default=None, exclude_if=_unset)
+    #: A recovery from backups of a dead node (extension key; absent when not set).
+    recovery: Recovery | None = Field(default=None, exclude_if=_unset)
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -150,19 +151,24 @@ def show_plan(planned: ops.Planned, fmt: Format, out: Path | None) -> None:
             console.print(f"saved to {out}; run it with: ferry run {out}", markup=False, highlight=False)
 
 
+def show_nodes_plan(ctx: typer.Context, goal: ops.NodeGoal, nodes: list[str], snapshot: Path | None,
+                    out: Path | None, fmt: Format, solver: str, time_limit: float) -> None:
+    """``ferry plan GOAL NODE…``: plan and show (evacuate and drain share their options)."""
+    asked = request(ops.NodesPlanRequest, nodes=nodes, solver=solver, time_limit=time_limit)
+    show_plan(ops.plan_nodes(runtime(ctx), goal, asked, snapshot_of(snapshot)), fmt, out)
+
+
 def _node_plan_command(goal: ops.NodeGoal, doc: str) -> None:
     """Register ``ferry plan GOAL NODE…`` (evacuate and drain share their options)."""
     def command(ctx: typer.Context, nodes: list[str], snapshot: InventoryOpt = None, out: OutOpt = None,
                 fmt: FormatOpt = Format.table, solver: SolverOpt = Solver.greedy.value,
                 time_limit: TimeLimitOpt = DEFAULT_TIME_LIMIT_S) -> None:
-        asked = request(ops.NodesPlanRequest, nodes=nodes, solver=solver, time_limit=time_limit)
-        show_plan(ops.plan_nodes(runtime(ctx), goal, asked, snapshot_of(snapshot)), fmt, out)
+        show_nodes_plan(ctx, goal, nodes, snapshot, out, fmt, solver, time_limit)
 
     command.__doc__ = doc
     plan_app.command(goal)(command)
 
 
-_node_plan_command("evacuate", "Give every container on NODES a destination (nothing else moves).")
 _node_plan_command("drain", "Like evacuate, for maintenance: the moves are later fitted into windows.")
 
 
@@ -207,11 +213,12 @@ def plan_place_cmd(
 
 
 # -- execution -------------------------------------------------------------------------------------
-def review(fmt: Format, yes: bool) -> ops.Review:
-    """Show the plan to a person and ask before anything is stored (unless --yes)."""
+def review(fmt: Format, yes: bool, show: Callable[[Console, Plan, Inventory], None] | None = None) -> ops.Review:
+    """Show the plan to a person (with ``show``, else the plan table) and ask before anything is
+    stored (unless --yes)."""
     def check(plan: Plan, inv: Inventory) -> None:
         if fmt is Format.table:
-            render.render_plan(console, plan, inv)
+            (show or render.render_plan)(console, plan, inv)
         if not plan.moves:
             return
         if plan.unplaced and fmt is Format.table:
@@ -247,22 +254,39 @@ def execute(ctx: typer.Context, job_id: int, moves: int, fmt: Format, window: bo
     exit_for_jobs(err_console, [summary])
 
 
+def execute_submitted(ctx: typer.Context, submitted: ops.Submitted, fmt: Format, window: bool) -> None:
+    """Run a job just submitted; a plan that moves nothing is an answer, not a mistake."""
+    if submitted.job_id is None:
+        console.print("nothing to move") if fmt is Format.table else emit_json({"job": None, "moves": 0})
+        return
+    execute(ctx, submitted.job_id, len(submitted.planned.plan.moves), fmt, window)
+
+
+def run_nodes_job(ctx: typer.Context, goal: ops.NodeGoal, nodes: list[str], yes: bool, window: bool,
+                  fmt: Format, refuse: Callable[[Inventory, list[str]], None] | None = None) -> None:
+    """``ferry GOAL NODE…``: plan against the live fleet and execute now (evacuate, drain);
+    ``refuse`` may stop it (raising) once the fleet is read, before the plan is shown."""
+    asked = request(ops.NodesJobRequest, nodes=nodes, approve=True, window=window)
+    show = review(fmt, yes)
+
+    def checked(plan: Plan, inv: Inventory) -> None:
+        if refuse is not None:
+            refuse(inv, nodes)
+        show(plan, inv)
+
+    execute_submitted(ctx, ops.submit_nodes(runtime(ctx), goal, asked, checked, actor=cli_actor()), fmt, window)
+
+
 def _node_job_command(goal: ops.NodeGoal, doc: str) -> None:
-    """Register ``ferry GOAL NODE…``: plan against the live fleet and execute now (evacuate, drain)."""
+    """Register ``ferry GOAL NODE…`` (evacuate, drain)."""
     def command(ctx: typer.Context, nodes: list[str], yes: YesOpt = False, window: WindowOpt = False,
                 fmt: FormatOpt = Format.table) -> None:
-        asked = request(ops.NodesJobRequest, nodes=nodes, approve=True, window=window)
-        submitted = ops.submit_nodes(runtime(ctx), goal, asked, review(fmt, yes), actor=cli_actor())
-        if submitted.job_id is None:
-            console.print("nothing to move") if fmt is Format.table else emit_json({"job": None, "moves": 0})
-            return
-        execute(ctx, submitted.job_id, len(submitted.planned.plan.moves), fmt, window)
+        run_nodes_job(ctx, goal, nodes, yes, window, fmt)
 
     command.__doc__ = doc
     app.command(goal)(command)
 
 
-_node_job_command("evacuate", "Plan and execute the evacuation of NODES now (on-call).")
 _node_job_command("drain", "Plan and execute the drain of NODES for maintenance (with --window: inside windows).")
 
 
@@ -391,7 +415,10 @@ def serve(ctx: typer.Context,
     serve_until_stopped(runtime(ctx), host, port)
 
 
-from service import cli_node  # noqa: E402, F401  (registers 'ferry node' on app)
+from service import (
+    cli_node,  # noqa: E402, F401  (registers 'ferry node' on app)
+    cli_recovery,  # noqa: E402,F401 - ferry evacuate (--from-backups), plan evacuate, recovery
+)
 
 
 def main() -> None:

@@ -155,6 +155,17 @@ class SimSection(BaseModel):
                       Annotated[float, Field(gt=0, le=1000)]] = Field(default_factory=dict)
 
 
+class RecoverySection(BaseModel):
+    """Evacuating a dead node from its backups (``ferry evacuate N --from-backups``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    #: The command (argv, ``{node}`` replaced by the dead node's name) that fences a node: an IPMI
+    #: or Redfish power-off, a PDU outlet. It must exit 0 before any restored copy starts; empty:
+    #: the operator confirms with ``--node-is-fenced``.
+    fence_command: list[Annotated[str, Field(min_length=1, max_length=4096)]] = Field(
+        default_factory=list, max_length=256)
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
     ferry: FerrySection = Field(default_factory=FerrySection)
@@ -163,6 +174,7 @@ class Config(BaseModel):
     api: ApiSection = Field(default_factory=ApiSection)
     schedule: ScheduleSection = Field(default_factory=ScheduleSection)
     sim: SimSection = Field(default_factory=SimSection)
+    recovery: RecoverySection = Field(default_factory=RecoverySection)
     proxmox: dict[str, Any] = Field(default_factory=dict)
     openvz: dict[str, Any] = Field(default_factory=dict)
     #: Subnets, gateways and address pools per node or site (fleet/networks.py).

@@ -68,6 +68,8 @@ class JobSummary:
     observed_downtime_s: float = 0.0
     makespan_s: float = 0.0
     messages: list[str] = field(default_factory=list)
+    #: Restores from backups: the largest data age of a restored container (the writes lost).
+    rpo_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -233,6 +235,7 @@ class Engine:
                 out.bytes += int(m.figures.get("bytes", 0))
                 out.observed_duration_s += float(m.figures.get("duration_s", 0.0))
                 out.observed_downtime_s += float(m.figures.get("downtime_s", 0.0))
+                out.rpo_s = max(out.rpo_s, float(m.predicted.get("data_age_s", 0.0)))
             if m.state in (*MOVE_PROBLEM, MoveState.SKIPPED):
                 out.messages.append(f"{m.ct}: {m.message}")
         if starts and ends:

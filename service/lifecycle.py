@@ -28,7 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from adapters.base import BackendError, Cancelled, Check, PermanentError, RefusedError, Step
+from adapters.base import STEPS, BackendError, Cancelled, Check, PermanentError, RefusedError, Step
 
 
 class JobState(StrEnum):
@@ -229,6 +229,12 @@ STEP_POLICY: dict[Step, StepPolicy] = {
     Step.VERIFY: StepPolicy(True,           False,      _ROLL,      _FALL,      True),
     # After verify the destination runs with the source's data: the move stands whatever happens.
     Step.CLEANUP: StepPolicy(False,         False,      _DEFER,     _DEFER,     False),
+    # A restore from a backup (adapters.base.RESTORE_STEPS): its rollback removes the restored
+    # copy (the source node is dead, nothing runs again there). Its cleanup waits for the dead
+    # node to come back, to keep its stale copies stopped (deferred until then).
+    Step.FENCE: StepPolicy(True,            False,      _ROLL,      _ROLL,      True),
+    Step.RESTORE: StepPolicy(True,          True,       _ROLL,      _ROLL,      True),
+    Step.START: StepPolicy(True,            False,      _ROLL,      _ROLL,      True),
 }
 
 #: Steps whose permanent failure says the destination cannot take the container (full disk, a
@@ -240,11 +246,12 @@ DESTINATION_STEPS: tuple[Step, ...] = (Step.PREPARE, Step.PRESYNC, Step.CUTOVER,
 FALLBACK: dict[str, str] = {"live": "restart", "restart": "dump"}
 
 
-def resume_index(step: str | None, phase: str | None) -> int:
-    """Index into STEPS of the step a saga continues with, from the move's stored step and phase."""
+def resume_index(step: str | None, phase: str | None, steps: Sequence[Step] = STEPS) -> int:
+    """Index into ``steps`` (the move's sequence: STEPS, or RESTORE_STEPS for a restore) of the
+    step a saga continues with, from the move's stored step and phase."""
     if step is None:
         return 0
-    index = list(Step).index(Step(step))
+    index = list(steps).index(Step(step))
     return index + 1 if phase == Phase.DONE else index
 
 

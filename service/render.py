@@ -126,6 +126,12 @@ def _goal_text(plan: Plan) -> str:
     return f"{plan.goal.kind} {nodes}".strip()
 
 
+def offline_in(plan: Plan, inv: Inventory | None) -> list[str]:
+    """The nodes a plan touches (its goal's, and every move's ends) that are offline in ``inv``."""
+    touched = {*plan.goal.nodes, *(m.from_node for m in plan.moves), *(m.to for m in plan.moves)}
+    return sorted(n.name for n in (inv.nodes if inv else []) if n.name in touched and not n.online)
+
+
 def render_plan(console: Console, plan: Plan, inv: Inventory | None = None, *, limit: int = 60) -> None:
     names = {c.id: c.name or "" for c in inv.containers} if inv else {}
     table = Table(title=title(f"Plan: {_goal_text(plan)} — {len(plan.moves)} moves"), title_justify="left")
@@ -140,6 +146,8 @@ def render_plan(console: Console, plan: Plan, inv: Inventory | None = None, *, l
     if len(plan.moves) > limit:
         table.caption = f"… and {len(plan.moves) - limit} more (use --format json for all)"
     console.print(table)
+    for name in offline_in(plan, inv):
+        console.print(plain(f"node {name} is offline (unreachable): nothing can be copied from it", style="bold red"))
     for item in plan.unplaced:
         console.print(plain(f"unplaced {item.ct}: {item.reason}", style="bold red"))
     nodes = Table(title=title("Node load (configured memory): before → after"), title_justify="left")
@@ -209,5 +217,7 @@ def render_summary(console: Console, summary: dict[str, Any]) -> None:
     console.print(f"copied {summary['bytes'] / GIB:.1f} GiB; makespan {summary['makespan_s']:.0f} s "
                   f"(predicted {summary['predicted_makespan_s']:.0f} s); downtime summed over moves "
                   f"{summary['observed_downtime_s']:.0f} s (predicted {summary['predicted_downtime_s']:.0f} s)")
+    if summary.get("rpo_s"):  # restores from backups: the oldest data brought back
+        console.print(f"restored from backups: data up to {summary['rpo_s'] / 3600:.1f} h old (RPO)")
     for message in summary["messages"][:10]:
         console.print(plain(f"  {message}", "yellow"))

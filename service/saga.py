@@ -30,7 +30,6 @@ import tenacity
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.base import (
-    STEPS,
     Backend,
     BackendError,
     Cancelled,
@@ -40,7 +39,9 @@ from adapters.base import (
     Step,
     StepContext,
     TransientError,
+    actor_for,
     run_step,
+    steps_for,
 )
 from fleet.policy import Policy
 from service import lifecycle
@@ -185,9 +186,10 @@ class MoveSaga:
         move = self._move()
         if move.phase == Phase.STARTED:
             self._observe(move)
+        steps = steps_for(self._spec(move))
         with contextlib.ExitStack() as slot:
             holding = False
-            for step in STEPS[lifecycle.resume_index(move.step, move.phase):]:
+            for step in steps[lifecycle.resume_index(move.step, move.phase, steps):]:
                 policy, move = lifecycle.STEP_POLICY[step], self._move()
                 if holding and not policy.holds_slot:
                     slot.close()  # the copy is over: free the link for the next move
@@ -215,7 +217,7 @@ class MoveSaga:
     def _observe(self, move: MoveRow) -> None:
         """Journal both ends of a move whose step's outcome is unknown, before calling it again."""
         try:
-            seen = self.backend.observe(self._spec(move))
+            seen = actor_for(self.backend, self._spec(move)).observe(self._spec(move))
             what = (f"source {seen.source.node} {seen.source.status}, "
                     f"destination {seen.target.node} {seen.target.status}")
         except BackendError as exc:
@@ -253,7 +255,7 @@ class MoveSaga:
         """Call cleanup again for a succeeded move whose cleanup was left for later."""
         move = self._move()
         try:
-            self.backend.cleanup(self._spec(move), self._context(move, Step.CLEANUP))
+            run_step(self.backend, Step.CLEANUP, self._spec(move), self._context(move, Step.CLEANUP))
         except BackendError as exc:
             self._update(message=f"moved; cleanup left for later: {exc}")
             return MoveOutcome(move.ct, MoveState.SUCCEEDED, str(exc))
@@ -282,10 +284,11 @@ class MoveSaga:
         for attempt in self._retrying(lambda rs: self._event(move.ct, "rollback", "retrying rollback")):
             with attempt:
                 try:
-                    self.backend.rollback(spec, ctx)
+                    actor_for(self.backend, spec).rollback(spec, ctx)
                 except PermanentError as exc:
                     return self._end(move, MoveState.FAILED, f"{why}; rollback impossible: {exc}", cause)
-        back = f"{why}; rolled back: {move.ct} runs on {move.source}"
+        back = (f"{why}; rolled back: the restored copy is removed, {move.ct} stays down with {move.source}"
+                if spec.archive is not None else f"{why}; rolled back: {move.ct} runs on {move.source}")
         return self._end(move, lifecycle.ROLLED_BACK_STATE[cause], back, cause)
 
     def _finish(self, move: MoveRow, figures: dict[str, float], note: str) -> MoveOutcome:

@@ -107,7 +107,11 @@ class OpenVZBackend(Backend):
         nodes, containers = [], []
         ctx = StepContext()
         for name in self.settings.nodes:
-            facts = self._run(name, ["sh", "-c", inventory.NODE_SCRIPT], ctx).out
+            try:
+                facts = self._run(name, ["sh", "-c", inventory.NODE_SCRIPT], ctx).out
+            except TransientError:  # unreachable: reported offline, its containers unknown
+                nodes.append(inventory.unreachable_node(name))
+                continue
             nodes.append(inventory.parse_node(name, facts))
             rows = inventory.parse_vzlist_json(self._run(name, inventory.VZLIST_ARGV, ctx).out)
             confs = inventory.split_conf_dump(self._run(name, ["sh", "-c", inventory.CONF_SCRIPT],

@@ -83,6 +83,12 @@ def parse_node(name: str, text: str) -> Node:
                 storage={STORAGE_ID: {"total_gb": total_kib / 2**20, "used_gb": used_kib / 2**20}})
 
 
+def unreachable_node(name: str) -> Node:
+    """A node SSH cannot reach: offline (it receives nothing); its figures are unknown, so the
+    smallest a node can have stand in for them."""
+    return Node(name=name, platform="openvz", cpus=1, memory_mb=1, online=False)
+
+
 def container_from(node: str, row: dict[str, Any], conf: dict[str, str]) -> Container:
     ctid = str(row["ctid"])
     ram_pages = limit_of(conf.get("PHYSPAGES")) or (row.get("physpages") or {}).get("limit", 0)

@@ -122,6 +122,10 @@ class ProxmoxBackend(Backend):
     def rollback(self, spec: MoveSpec, ctx: StepContext) -> None:
         self._path(spec).rollback(self._mc(spec, ctx))
 
+    def restores(self) -> Any:
+        from adapters.proxmox.backups import ProxmoxRestore  # restores from backups (adapters/restore.py)
+        return ProxmoxRestore(self.settings, self.client)
+
     def purge_expired(self, ctx: StepContext, now: float | None = None) -> list[int]:
         """Destroy retired sources whose retention ended and whose restored copy still runs: a
         sweep for sources no pending move covers any more. A move's own later ``cleanup`` call

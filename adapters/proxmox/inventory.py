@@ -68,14 +68,20 @@ def _nodes(api: Api, rows: list[dict[str, Any]], states: dict[str, str]) -> list
     return nodes
 
 
-def _container(api: Api, row: dict[str, Any], ha: set[str]) -> Container:
+def _known_status(status: str | None) -> str:
+    """A guest of a node that is down is listed as ``unknown``: the snapshot says stopped."""
+    return status if status in ("running", "stopped", "paused", "suspended") else "stopped"
+
+
+def _container(api: Api, row: dict[str, Any], ha: set[str], down: set[str]) -> Container:
     vmid, node = int(row["vmid"]), row["node"]
-    conf = observe.config(api, node, vmid)
+    # A down node's configs cannot be read (the API proxies to the node): its row must do.
+    conf = {} if node in down else observe.config(api, node, vmid)
     running = row.get("status") == "running"
     extra = {"lock": conf["lock"]} if conf.get("lock") else {}
     return reported(Container, dict(
         id=str(vmid), node=node, name=shown_text(row.get("name") or conf.get("hostname")),
-        status=row.get("status", "stopped"),
+        status=_known_status(row.get("status")),
         cpus=float(row.get("maxcpu") or conf.get("cores") or 1), cpu_usage=_fraction(row.get("cpu")) if running else 0.0,
         memory_mb=round(int(row.get("maxmem") or 0) / MIB) or int(conf.get("memory", 0)),
         memory_used_mb=round(int(row.get("mem") or 0) / MIB) if running else 0,
@@ -89,5 +95,6 @@ def discover(api: Api) -> Inventory:
     states = observe.node_states(api)
     ha = observe.ha_sids(api)
     cts = sorted((r for r in rows if r.get("type") == "lxc" and not r.get("template")), key=lambda r: int(r["vmid"]))
+    down = {r["node"] for r in rows if r.get("type") == "node" and r.get("status") != "online"}
     return Inventory(taken_at=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                     nodes=_nodes(api, rows, states), containers=[_container(api, r, ha) for r in cts])
+                     nodes=_nodes(api, rows, states), containers=[_container(api, r, ha, down) for r in cts])

@@ -97,6 +97,10 @@ class SimBackend(Backend):
         world = self.world.read()
         return Observation(_copy(world, spec.ct, spec.source), _copy(world, spec.ct, spec.target))
 
+    def restores(self) -> Any:
+        from adapters.sim.backups import SimRestore  # restores from backups (adapters/restore.py)
+        return SimRestore(self)
+
     # -- steps -------------------------------------------------------------------------------
     def preflight(self, spec: MoveSpec, ctx: StepContext) -> list[Check]:
         world = self.world.read()

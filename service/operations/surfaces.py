@@ -42,6 +42,7 @@ CLI_ONLY_VERBS: dict[tuple[str, ...], str] = {
     ("user", "list"): "with the users' tokens, on the machine that holds the store",
     ("user", "revoke"): "with the users' tokens, on the machine that holds the store",
     ("maintenance", "run"): "runs a whole campaign in this process, for as long as its calendar lasts",
+    ("recovery", "stale"): "a report for the operator at a terminal; the REST API has no recovery route yet",
 }
 
 #: Routes only the API has, and why.
@@ -65,6 +66,8 @@ CLI_ONLY_OPTIONS: dict[str, str] = {
     "format": "the API always answers JSON; the CLI chooses between a table and JSON",
     "out": "the API's answer is the plan itself; the CLI can also save it to a file",
     "watch": "refreshes a terminal; API clients poll GET /v1/jobs/{job_id}",
+    "from_backups": "recovering a dead node from its backups is a CLI verb so far (service/recovery.py)",
+    "node_is_fenced": "the operator's confirmation at a terminal that a dead node is powered off",
 }
 
 #: API fields with no CLI option, and why.

@@ -247,7 +247,7 @@ def test_the_policy_table_is_consistent() -> None:
     assert set(STEP_POLICY) == set(Step)
     for step, policy in STEP_POLICY.items():
         assert policy.compensable == (policy.on_failure is OnFailure.ROLL_BACK), step
-        assert policy.holds_slot == (step in (Step.PRESYNC, Step.CUTOVER)), step
+        assert policy.holds_slot == (step in (Step.PRESYNC, Step.CUTOVER, Step.RESTORE)), step
     assert [s for s, p in STEP_POLICY.items() if not p.cancellable] == [Step.CLEANUP]
     assert FALLBACK == {"live": "restart", "restart": "dump"}
 

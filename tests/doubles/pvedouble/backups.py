@@ -35,9 +35,7 @@ def vzdump(world: World, node: str, p: dict[str, Any], user: str) -> str:
         guest.lock = None
         if mode == "stop" and was_running:
             guest.status = "running"
-        world.backups.setdefault(storage_id, []).append(
-            {"volid": volid, "vmid": vmid, "ctime": int(time.time()), "size": guest.disk_used // 3,
-             "format": "tar.zst", "content": "backup", "subtype": "lxc", "_guest": copy.deepcopy(guest)})
+        add_archive(world, guest, storage_id, volid, int(time.time()))
 
     def failed(_text: str) -> None:
         guest.lock = None
@@ -48,6 +46,14 @@ def vzdump(world: World, node: str, p: dict[str, Any], user: str) -> str:
            f"INFO: creating vzdump archive '{volid}'"]
     return world.start_task(node, "vzdump", vmid, sim, user=user, log=log, on_success=done,
                             on_failure=failed).upid
+
+
+def add_archive(world: World, guest: Guest, storage_id: str, volid: str, ctime: int) -> None:
+    """A content row (pve-storage ``list_volumes``: volid, ctime, size, format, vmid, subtype)
+    holding the guest as it is now, which a restore brings back."""
+    world.backups.setdefault(storage_id, []).append(
+        {"volid": volid, "vmid": guest.vmid, "ctime": ctime, "size": guest.disk_used // 3,
+         "format": "tar.zst", "content": "backup", "subtype": "lxc", "_guest": copy.deepcopy(guest)})
 
 
 def content(world: World, node: str, storage_id: str, p: dict[str, Any]) -> list[dict[str, Any]]:

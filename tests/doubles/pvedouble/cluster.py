@@ -54,7 +54,26 @@ def _start_ha_move(world: World, st: HaState, kind: str, target: str) -> None:
                     user="root@pam", on_end=ended)
 
 
+def _recover_from_dead_nodes(world: World, now: float) -> None:
+    """HA services of an offline node go to the live node with the fewest guests once the node is
+    fenced, ``world.ha_recovery_s`` simulated seconds after its loss (the lost node's watchdog
+    fences it; the CRM then recovers its services: pve-ha-manager's fence -> recovery -> started)."""
+    live = sorted(n.name for n in world.nodes.values() if n.online)
+    for st in world.ha.values():
+        guest = world.guests.get(int(st.sid.split(":")[1]))
+        if guest is None or world.nodes[guest.node].online or not live:
+            st.lost_at = None
+            continue
+        if st.lost_at is None:
+            st.lost_at, st.current = now, "fence"
+        elif st.lost_at + world.real_seconds(world.ha_recovery_s) <= now:
+            guest.node = min(live, key=lambda n: (sum(g.node == n for g in world.guests.values()), n))
+            guest.status = "running" if st.state in ("started", "enabled") else "stopped"
+            st.lost_at, st.current = None, "started" if guest.status == "running" else "stopped"
+
+
 def run_due(world: World, now: float) -> None:
+    _recover_from_dead_nodes(world, now)
     for st in world.ha.values():
         if st.request and st.request[2] <= now:
             kind, target, _ = st.request

@@ -175,6 +175,8 @@ def put_config(world: World, node: str, vmid: int, p: dict[str, Any]) -> None:
             guest.tags = [t for t in str(value).replace(",", ";").replace(" ", ";").split(";") if t]
         elif key == "hostname":
             guest.hostname = value
+        elif key == "onboot":  # start at boot (pct set --onboot); kept with the config's extras
+            guest.extra["onboot"] = int(value)
         elif key.startswith("net"):
             guest.nets[key] = value
         elif key == "delete":

@@ -105,6 +105,8 @@ class Guest:
             conf["tags"] = ";".join(self.tags)
         if self.lock:
             conf["lock"] = self.lock
+        if "onboot" in self.extra:
+            conf["onboot"] = self.extra["onboot"]
         conf.update(self.nets)
         return conf
 
@@ -185,6 +187,8 @@ class HaState:
     state: str = "started"
     current: str = "started"
     request: tuple[str, str, float] | None = None  # (kind, target, due at)
+    #: When the CRM saw the service's node lost (monotonic); it recovers it World.ha_recovery_s later.
+    lost_at: float | None = None
 
 
 @dataclass

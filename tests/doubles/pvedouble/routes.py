@@ -186,7 +186,7 @@ def ct_config(w: World, pp, p, user):
 
 @route("PUT", "/nodes/{node}/lxc/{vmid}/config", {f"net{i}": ("string", False) for i in range(10)} | {
     "tags": ("string", False), "hostname": ("string", False), "delete": ("string", False),
-    "digest": ("string", False), "description": ("string", False)})
+    "digest": ("string", False), "description": ("string", False), "onboot": ("boolean", False)})
 def ct_set_config(w: World, pp, p, user):
     guests.put_config(w, pp["node"], _vmid(pp), {k: v for k, v in p.items() if k not in ("digest", "description")})
 

@@ -58,6 +58,9 @@ class World:
         self.nodes: dict[str, NodeState] = {}
         self.guests: dict[int, Guest] = {}
         self.ha: dict[str, HaState] = {}
+        #: Simulated seconds from a node's loss to its HA services running elsewhere (its watchdog
+        #: fences it after 60 s, then the CRM recovers them); a test may hold recovery back.
+        self.ha_recovery_s: float = 60.0
         self.replication: dict[str, ReplicationJob] = {}
         self.backups: dict[str, list[dict]] = {}
         self.tasks: dict[str, Task] = {}
