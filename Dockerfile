@@ -24,15 +24,21 @@ LABEL org.opencontainers.image.title="ferry" \
       org.opencontainers.image.documentation="/opt/ferry/README.md"
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
     FERRY_DEMO_FLEET=/opt/ferry/config/fleets/demo.yaml
-# Runtime dependencies only (no test extras); a fixed uid/gid so a host directory can be chowned
-# for the state volume (chown 999:999 DIR).
-RUN --mount=type=bind,from=wheel,source=/wheels,target=/wheels \
-    pip install /wheels/ferry-*.whl \
+# Runtime dependencies only (no test extras), in a layer that changes only with pyproject.toml; then
+# ferry itself without dependencies. A fixed uid/gid, so a host directory can be chowned for the
+# state volume (chown 999:999 DIR).
+COPY pyproject.toml /tmp/ferry/
+RUN python -c "import tomllib; print(*tomllib.load(open('/tmp/ferry/pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" \
+        > /tmp/ferry/requirements.txt \
+ && pip install --requirement /tmp/ferry/requirements.txt \
+ && rm -rf /tmp/ferry \
  && groupadd --system --gid 999 ferry \
  && useradd --system --uid 999 --gid ferry --home-dir /var/lib/ferry --no-create-home \
         --shell /usr/sbin/nologin ferry \
  && install -d -o ferry -g ferry -m 0700 /var/lib/ferry \
  && install -d -m 0755 /etc/ferry
+COPY --from=wheel /wheels /tmp/wheels
+RUN pip install --no-deps /tmp/wheels/ferry-*.whl && rm -rf /tmp/wheels
 COPY README.md /opt/ferry/
 COPY config /opt/ferry/config
 USER ferry

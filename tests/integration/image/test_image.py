@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import secrets
 import socket
+import subprocess
+import sys
 import time
 import tomllib
 import urllib.error
@@ -59,6 +61,14 @@ def http_get(url: str, token: str | None = None) -> tuple[int, bytes]:
             return answer.status, answer.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
+
+
+PACKAGES = ("fleet", "planners", "adapters", "service")
+#: Digest of every .py file of ferry's packages under a root; the same code on both sides of the test.
+SOURCE_DIGEST = ("import hashlib, pathlib, sys; root = pathlib.Path(sys.argv[1]); "
+                 f"files = sorted(p for d in {PACKAGES!r} for p in (root / d).rglob('*.py')); "
+                 "print(hashlib.sha256(b''.join(str(p.relative_to(root)).encode() + p.read_bytes() "
+                 "for p in files)).hexdigest(), len(files))")
 
 
 def container_state(name: str) -> dict:
@@ -117,6 +127,15 @@ def test_serve_in_the_image_answers_the_host_keeps_state_in_the_volume_and_stops
     version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
     shown = podman_host.podman("exec", name, "ferry", "--version", timeout=120).stdout.strip()
     assert shown == f"ferry {version}"
+    # The image runs this tree's code (a stale build cache would not).
+    in_image = podman_host.podman("exec", name, "python", "-c", SOURCE_DIGEST,
+                                  "/usr/local/lib/python3.11/site-packages", timeout=120).stdout.split()
+    here = subprocess.run([sys.executable, "-c", SOURCE_DIGEST, str(REPO)], capture_output=True, text=True,
+                          timeout=60, check=True).stdout.split()
+    assert in_image == here and int(here[1]) > 0
+    # Any other verb in the running container finds the same config and state by itself.
+    jobs = podman_host.podman("exec", name, "ferry", "jobs", "--format", "json", timeout=120, check=False)
+    assert jobs.returncode == 0, jobs.stderr
 
     assert podman_host.podman("healthcheck", "run", name, timeout=120, check=False).returncode == 0
 
