@@ -145,20 +145,22 @@ def build_image(context: Path, tag: str, *, timeout: float = 1200) -> None:
     time only. ``--format docker`` keeps HEALTHCHECK (the OCI format has no such field)."""
     pip_conf = CACHE / "build-pip.conf"
     pip_conf.write_text("[global]\ncert = /run/host-ca.crt\n")
-    previous = podman("image", "inspect", "--format", "{{.Id}}", tag, timeout=60, check=False).stdout.strip()
-    podman("build", "--format", "docker", "--tag", tag,
-           "--volume", f"{HOST_CA_BUNDLE}:/run/host-ca.crt:ro", "--volume", f"{pip_conf}:/etc/pip.conf:ro",
-           str(context), timeout=timeout)
-    current = podman("image", "inspect", "--format", "{{.Id}}", tag, timeout=60).stdout.strip()
+    with machine_lock():  # builds are CPU-bound: one at a time
+        previous = podman("image", "inspect", "--format", "{{.Id}}", tag, timeout=60, check=False).stdout.strip()
+        podman("build", "--format", "docker", "--tag", tag,
+               "--volume", f"{HOST_CA_BUNDLE}:/run/host-ca.crt:ro", "--volume", f"{pip_conf}:/etc/pip.conf:ro",
+               str(context), timeout=timeout)
+        current = podman("image", "inspect", "--format", "{{.Id}}", tag, timeout=60).stdout.strip()
     if previous and previous != current:
-        # The image a source change replaced holds its own copy of every dependency (~350 MB): drop
-        # it, so that runs after each change do not fill the disk (kept if a container still uses it).
+        # Drop the image this build replaced, so that runs after each change leave nothing untagged
+        # behind (its dependency layer, ~350 MB, is its own once pyproject.toml changed); podman keeps
+        # it while a container still uses it.
         podman("rmi", previous, timeout=120, check=False)
 
 
 @contextmanager
 def machine_lock() -> Iterator[None]:
-    """One image preparation at a time on this machine (the base images are shared)."""
+    """One base-image preparation or build at a time on this machine (they share the base images)."""
     CACHE.mkdir(parents=True, exist_ok=True)
     with open(CACHE / "prepare.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

@@ -10,6 +10,7 @@ and a stop that needs SIGKILL.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import socket
@@ -29,7 +30,8 @@ from tests.doubles.image import podman_host
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[3]
-TAG = "localhost/ferry:test"
+#: One tag per source tree, so that two checkouts testing at once do not replace each other's image.
+TAG = f"localhost/ferry:test-{hashlib.sha256(str(REPO).encode()).hexdigest()[:8]}"
 STATE_UID = 999  # the Dockerfile's ferry user
 STOP_TIMEOUT_S = 30
 READY_TIMEOUT_S = 120
@@ -111,6 +113,28 @@ def served(ferry_image: str, tmp_path: Path) -> Iterator[dict]:
         podman_host.podman("volume", "rm", "--force", name, timeout=60, check=False)
 
 
+def assert_runs_this_tree(name: str) -> None:
+    """``ferry --version`` is the package's, and the installed code is this tree's (a stale build
+    cache would not be)."""
+    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    shown = podman_host.podman("exec", name, "ferry", "--version", timeout=120).stdout.strip()
+    assert shown == f"ferry {version}"
+    in_image = podman_host.podman("exec", name, "python", "-c", SOURCE_DIGEST,
+                                  "/usr/local/lib/python3.11/site-packages", timeout=120).stdout.split()
+    here = subprocess.run([sys.executable, "-c", SOURCE_DIGEST, str(REPO)], capture_output=True, text=True,
+                          timeout=60, check=True).stdout.split()
+    assert in_image == here and int(here[1]) > 0
+
+
+def assert_state_in_volume(name: str) -> None:
+    """The job store is in the named volume, owned by the image's non-root user."""
+    mountpoint = Path(podman_host.podman("volume", "inspect", "--format", "{{.Mountpoint}}", name,
+                                         timeout=60).stdout.strip())
+    store = mountpoint / "ferry.db"
+    assert store.is_file(), sorted(p.name for p in mountpoint.iterdir())
+    assert (mountpoint.stat().st_uid, store.stat().st_uid) == (STATE_UID, STATE_UID)
+
+
 def test_serve_in_the_image_answers_the_host_keeps_state_in_the_volume_and_stops_cleanly(served: dict) -> None:
     name, url = served["name"], served["url"]
     wait_for_health(name, f"{url}/healthz")
@@ -120,30 +144,15 @@ def test_serve_in_the_image_answers_the_host_keeps_state_in_the_volume_and_stops
     status, body = http_get(f"{url}/v1/inventory", served["token"])
     assert status == 200 and json.loads(body)["nodes"], body[:300]
     assert http_get(f"{url}/v1/inventory")[0] == 401
-
     ports = podman_host.podman("port", name, timeout=60).stdout
     assert ports.strip().endswith(f"127.0.0.1:{url.rsplit(':', 1)[1]}"), ports
 
-    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
-    shown = podman_host.podman("exec", name, "ferry", "--version", timeout=120).stdout.strip()
-    assert shown == f"ferry {version}"
-    # The image runs this tree's code (a stale build cache would not).
-    in_image = podman_host.podman("exec", name, "python", "-c", SOURCE_DIGEST,
-                                  "/usr/local/lib/python3.11/site-packages", timeout=120).stdout.split()
-    here = subprocess.run([sys.executable, "-c", SOURCE_DIGEST, str(REPO)], capture_output=True, text=True,
-                          timeout=60, check=True).stdout.split()
-    assert in_image == here and int(here[1]) > 0
+    assert_runs_this_tree(name)
     # Any other verb in the running container finds the same config and state by itself.
     jobs = podman_host.podman("exec", name, "ferry", "jobs", "--format", "json", timeout=120, check=False)
     assert jobs.returncode == 0, jobs.stderr
-
     assert podman_host.podman("healthcheck", "run", name, timeout=120, check=False).returncode == 0
-
-    mountpoint = Path(podman_host.podman("volume", "inspect", "--format", "{{.Mountpoint}}", name,
-                                         timeout=60).stdout.strip())
-    store = mountpoint / "ferry.db"
-    assert store.is_file(), sorted(p.name for p in mountpoint.iterdir())
-    assert (mountpoint.stat().st_uid, store.stat().st_uid) == (STATE_UID, STATE_UID)
+    assert_state_in_volume(name)
     assert container_state(name)["Running"]
 
     started = time.monotonic()
