@@ -415,10 +415,8 @@ def serve(ctx: typer.Context,
     serve_until_stopped(runtime(ctx), host, port)
 
 
-from service import (
-    cli_node,  # noqa: E402, F401  (registers 'ferry node' on app)
-    cli_recovery,  # noqa: E402,F401 - ferry evacuate (--from-backups), plan evacuate, recovery
-)
+# The verbs defined in their own modules register themselves on ``app`` when imported.
+from service import cli_node, cli_recovery  # noqa: E402, F401, I001
 
 
 def main() -> None:
