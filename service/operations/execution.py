@@ -103,9 +103,9 @@ def submit_nodes(rt: Runtime, goal: NodeGoal, request: NodesJobRequest, review: 
                  actor: str | None = None) -> Submitted:
     """Plan ``goal`` for the nodes against the live fleet now and store it as a job (on-call's
     evacuate, maintenance's drain); nothing to move is an answer, not a mistake."""
+    jobs.check_nodes_free(rt.sessions, goal, request.nodes)  # first: its refusal names the job
     if goal == "drain":  # a drained node receives nothing afterwards (service.nodes)
         node_lifecycle.check_drain(rt.sessions, request.nodes)
-    jobs.check_nodes_free(rt.sessions, goal, request.nodes)
     planned = plan_nodes(rt, goal, NodesPlanRequest(nodes=request.nodes))
     if not planned.plan.moves:  # maybe because a rival's job, made meanwhile, moves them all
         jobs.check_nodes_free(rt.sessions, goal, request.nodes)
