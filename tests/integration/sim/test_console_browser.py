@@ -119,7 +119,8 @@ def test_log_in_approve_watch_it_succeed_and_cancel_another(served: tuple[str, P
     operator = ferry("user", "add", "otto", "--role", "operator", config=config).stdout.strip()
     plan = httpx.post(f"{base}/v1/plans/evacuate", headers=AUTH, timeout=60, json={"nodes": ["b"]}).json()
     approve_me = httpx.post(f"{base}/v1/jobs", headers=AUTH, timeout=30, json={"plan": plan})
-    cancel_me = httpx.post(f"{base}/v1/jobs", headers=AUTH, timeout=30, json={"plan": hand_plan(EMPTY_A[:2])})
+    cancel_me = httpx.post(f"{base}/v1/jobs", headers=AUTH, timeout=30, json={"plan": hand_plan(EMPTY_A[2:3])})  # onto c: b is reserved by the evacuation
+    assert approve_me.status_code == 201 and cancel_me.status_code == 201, (approve_me.text, cancel_me.text)
     first, second = approve_me.json()["id"], cancel_me.json()["id"]
 
     browser.get(f"{base}/")
