@@ -147,6 +147,21 @@ def _begin_immediate(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _create_owner_only(database: str) -> None:
+    """Create a new SQLite file owner-only (SQLite gives -wal/-shm the database's mode).
+
+    An existing file is never opened here: closing *any* descriptor of a file drops every POSIX
+    lock this process holds on it, including the locks of SQLite connections already open on it
+    (another Runtime in this process). Another process closing its last connection would then
+    believe itself the last one, checkpoint and delete the WAL under those connections, and they
+    would go on reading a stale snapshot (a revoked token still accepted) and writing into a
+    deleted file."""
+    try:
+        os.close(os.open(database, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600))
+    except FileExistsError:
+        pass
+
+
 def open_database(url: str) -> sessionmaker[Session]:
     """Connect, create the schema if missing, and return a session factory."""
     engine: SqlEngine
@@ -154,8 +169,8 @@ def open_database(url: str) -> sessionmaker[Session]:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _begin_immediate)
-        if engine.url.database not in (None, "", ":memory:"):  # owner-only; SQLite gives -wal/-shm its mode
-            os.close(os.open(engine.url.database, os.O_CREAT | os.O_RDWR, 0o600))
+        if engine.url.database not in (None, "", ":memory:"):
+            _create_owner_only(engine.url.database)
     else:
         engine = create_engine(url, pool_pre_ping=True)
     migrate(engine)

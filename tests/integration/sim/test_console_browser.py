@@ -99,8 +99,23 @@ def shot(driver: Any, name: str) -> None:
 
 
 def job_state(driver: Any) -> tuple[str, int]:
-    head = driver.find_element(By.CSS_SELECTOR, "#job-detail .job-state")
-    return head.get_attribute("data-state"), int(head.get_attribute("data-progress"))
+    """The job panel's state and progress, read in one script call: htmx swaps the panel while the
+    stream runs, so two separate reads could straddle a swap (a stale element)."""
+    read = driver.execute_script(
+        "const h = document.querySelector('#job-detail .job-state');"
+        "return h ? [h.dataset.state, h.dataset.progress] : null;")
+    if read is None:
+        raise LookupError("the job panel is not shown")
+    return read[0], int(read[1])
+
+
+def click(driver: Any, css: str) -> None:
+    """Click an element that htmx may be swapping out: retried (bounded) until one click lands."""
+    def clicked() -> bool:
+        driver.find_element(By.CSS_SELECTOR, css).click()
+        return True
+
+    until(clicked)
 
 
 def open_job(driver: Any, job_id: int) -> None:
@@ -135,8 +150,8 @@ def test_log_in_approve_watch_it_succeed_and_cancel_another(served: tuple[str, P
     shot(browser, "1-fleet-and-plans")
 
     open_job(browser, first)  # follow it before approval: its stream starts at 0 %
-    assert job_state(browser) == ("pending", 0)
-    browser.find_element(By.CSS_SELECTOR, f"#plan-{first} button.approve").click()
+    assert until(lambda: job_state(browser)) == ("pending", 0)
+    click(browser, f"#plan-{first} button.approve")
     until(lambda: "approved by otto" in browser.find_element(By.ID, "plans").text)
     seen: list[int] = [0]  # pending, as read above
     taken: list[None] = []
@@ -157,7 +172,7 @@ def test_log_in_approve_watch_it_succeed_and_cancel_another(served: tuple[str, P
     shot(browser, "3-job-succeeded")
 
     open_job(browser, second)
-    browser.find_element(By.CSS_SELECTOR, f"#job-{second} button.cancel").click()
+    click(browser, f"#job-{second} button.cancel")
     until(lambda: job_state(browser)[0] in ("cancelling", "cancelled"))
     until(lambda: "cancel by otto" in browser.find_element(By.ID, f"job-{second}").text)
     shot(browser, "4-job-cancelled")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -29,7 +30,8 @@ def test_users_from_the_cli_get_their_role_in_the_api_and_are_recorded(tmp_path:
     assert [(u["name"], u["role"], u["revoked_at"]) for u in listed] == [("otto", "operator", None),
                                                                          ("vera", "viewer", None)]
     database = tmp_path / "state" / "ferry.db"
-    stored = sqlite3.connect(database).execute("SELECT token_hash FROM users ORDER BY name").fetchall()
+    with closing(sqlite3.connect(database)) as db:  # closed before the file is read below (POSIX locks)
+        stored = db.execute("SELECT token_hash FROM users ORDER BY name").fetchall()
     assert stored == [(hash_token(operator),), (hash_token(viewer),)]  # the hash, never the token
     assert viewer.encode() not in database.read_bytes()
 
@@ -50,11 +52,12 @@ def test_users_from_the_cli_get_their_role_in_the_api_and_are_recorded(tmp_path:
     shown = " ".join(ferry("job", "show", str(job_id), config=config).stdout.split())
     assert "approve by otto" in shown and f"cancel by {SHARED_TOKEN_USER}" in shown
 
-    ferry("user", "revoke", "otto", config=config)
-    # A fresh instance refuses the revoked token. (The instance that served otto before can read the
-    # user row from a stale SQLite snapshot when other apps ran earlier in the same process — see
-    # the issue 14 note; until that is found, this asserts on a new instance.)
+    # A second instance on the same store in this process (as `ferry serve` runs an API and a
+    # worker): opening it must not drop the first one's SQLite locks (which made the first read a
+    # stale snapshot after another process's last connection deleted the WAL under it).
     fresh = TestClient(client_for(Runtime(load_config(config))).app, headers=bearer(operator))
+    ferry("user", "revoke", "otto", config=config)
+    assert as_operator.get("/v1/jobs").status_code == 401  # the instance that served otto before
     assert fresh.get("/v1/jobs").status_code == 401
     again = ferry("user", "add", "otto", config=config, check=False)
     assert again.returncode == 2 and "a user of that name exists" in again.stderr
