@@ -150,3 +150,4 @@ def maintenance_run(
         raise InputError("--yes", False, "not given: pass --yes to run the campaign")
     run = run_campaign(rt, calendar, campaign_windows(rt, asked), parse_duration(maintenance, "maintenance", maintenance) * 60.0)
     emit_json(run.to_dict()) if fmt is Format.json else console.print_json(data=run.to_dict())
+from service import cli_campaign  # noqa: E402, F401 - ferry maintenance create|list|show|…

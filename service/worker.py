@@ -139,6 +139,9 @@ class Worker:
     def poll(self, exclude: Collection[int] = ()) -> list[int]:
         """Start working on every job that is ready now and not in hand yet (one thread each);
         the jobs started."""
+        from service.campaign_drive import on_poll  # saved campaigns and notifications move on too
+
+        on_poll(self)
         started = []
         with self._hand_lock:
             for job_id in self.ready_jobs(exclude={*self._in_hand, *exclude}):

@@ -1,0 +1,185 @@
+"""Saved campaigns run by the worker of ``ferry serve`` (service.campaign_drive): node after node,
+the per-node hook between drain and restore, pause / resume, a restart of ferry in the middle."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from service import campaign_drive
+from service.campaign_hooks import MaintenanceSection
+from service.campaign_ops import CampaignCreateRequest, control_campaign, create_campaign, show_campaign
+from service.config import Config, load_config
+from service.jobs import job_detail
+from service.nodes import NodeState, stored_states
+from service.notify import NotificationRow
+from service.operations import nodes as node_ops
+from service.runtime import Runtime
+from service.worker import Worker
+from tests.conftest import sim_config
+from tests.integration.sim.test_api import client_for
+from tests.integration.sim.test_cli import assert_one_line_error, ferry, write_config
+
+HOME_OF_A = {"101", "102", "103", "104", "105"}
+
+
+def config(tmp: Path, **maintenance: object) -> Config:
+    return sim_config(tmp).model_copy(update={"maintenance": MaintenanceSection(**maintenance)})
+
+
+def where(rt: Runtime) -> dict[str, str]:
+    return {c.id: c.node for c in rt.backend.discover().containers}
+
+
+def drive(worker: Worker, until: Callable[[], bool], timeout_s: float = 60.0) -> None:
+    """Poll as ``ferry serve`` does until ``until()`` (bounded)."""
+    deadline = time.monotonic() + timeout_s
+    while not until():
+        assert time.monotonic() < deadline, "the campaign did not get there in time"
+        worker.run_pending()
+        time.sleep(0.02)
+
+
+def phase(rt: Runtime, campaign_id: int, group: int) -> str:
+    return show_campaign(rt, campaign_id)["steps"][group]["phase"]
+
+
+def told(rt: Runtime) -> dict[str, NotificationRow]:
+    with rt.sessions() as session:
+        return {row.key: row for row in session.query(NotificationRow)}
+
+
+def test_a_campaign_runs_node_after_node_with_its_hook_and_survives_a_restart(tmp_path: Path) -> None:
+    log = tmp_path / "hook.log"
+    hook = ["sh", "-c", f'echo "patched $0" >> {log}', "{node}"]
+    rt = Runtime(config(tmp_path, hook_command=hook, hook_timeout_s=30))
+    homes = where(rt)
+    campaign = create_campaign(rt, CampaignCreateRequest(nodes=["a", "b"], maintenance="30min"))
+    assert campaign["state"] == "pending" and [s["phase"] for s in campaign["steps"]] == ["waiting", "waiting"]
+    worker = Worker(rt)
+    worker.run_pending()
+    assert phase(rt, campaign["id"], 0) == "waiting"  # a pending campaign is not started
+    assert control_campaign(rt, campaign["id"], "approve") == {"id": campaign["id"], "from": "pending",
+                                                               "state": "approved"}
+    drive(worker, lambda: phase(rt, campaign["id"], 0) == "done")
+    assert log.read_text().startswith("patched a\n")
+    # ferry serve restarts: a new process (runtime, worker) continues with the second group
+    rt = Runtime(config(tmp_path, hook_command=hook, hook_timeout_s=30))
+    drive(Worker(rt), lambda: show_campaign(rt, campaign["id"])["state"] == "succeeded")
+    assert log.read_text() == "patched a\npatched b\n"  # each hook ran once
+    assert where(rt) == homes and stored_states(rt.sessions) == {}
+    shown = show_campaign(rt, campaign["id"])
+    for step in shown["steps"]:
+        assert step["phase"] == "done" and [h["exit"] for h in step["hooks"].values()] == [0]
+        assert all(j["state"] == "succeeded" and j["done"] == j["moves"] > 0 for j in step["drain"] + step["restore"])
+        assert step["started_at"] <= step["drained_at"] <= step["restore_at"] <= step["ended_at"]
+    assert shown["steps"][0]["ended_at"] <= shown["steps"][1]["started_at"]  # b leaves once a is back
+    assert shown["predicted_end"] and shown["actual_end"] == shown["steps"][-1]["ended_at"]
+    drain_a = shown["steps"][0]["drain"][0]["job"]
+    hooks = [e for e in job_detail(rt.sessions, drain_a)["journal"] if e["detail"].get("hook")]
+    assert [(e["what"], e["status"]) for e in hooks] == [(["sh", "-c", hook[2], "a"], 0)]
+    keys = set(told(rt))
+    assert {f"campaign:{campaign['id']}:step:0", f"campaign:{campaign['id']}:step:1",
+            f"campaign:{campaign['id']}:succeeded"} <= keys
+
+
+def test_pause_holds_the_campaign_and_its_jobs_and_resume_goes_on(tmp_path: Path) -> None:
+    rt = Runtime(config(tmp_path))  # no hook: the operator's restore is the "done"
+    campaign = create_campaign(rt, CampaignCreateRequest(nodes=["a"], approve=True))
+    campaign_drive.drive_campaigns(rt, Worker(rt).clock)  # serve's first look: the drain job exists
+    drain = show_campaign(rt, campaign["id"])["steps"][0]["drain"][0]
+    assert drain["state"] == "approved" and drain["done"] == 0
+    assert control_campaign(rt, campaign["id"], "pause")["state"] == "paused"
+    assert job_detail(rt.sessions, drain["job"])["state"] == "paused"
+    worker = Worker(rt)
+    worker.run_pending()
+    assert show_campaign(rt, campaign["id"])["steps"][0]["drain"][0]["done"] == 0  # nothing moved
+    assert control_campaign(rt, campaign["id"], "resume")["state"] == "approved"
+    drive(worker, lambda: phase(rt, campaign["id"], 0) == "maintenance")
+    worker.run_pending()
+    assert phase(rt, campaign["id"], 0) == "maintenance"  # waits for the operator
+    assert stored_states(rt.sessions)["a"].state == NodeState.MAINTENANCE
+    node_ops.restore_node(rt, "a", node_ops.NodeRestoreRequest(approve=True))  # the manual "done"
+    drive(worker, lambda: show_campaign(rt, campaign["id"])["state"] == "succeeded")
+    assert {ct for ct, node in where(rt).items() if node == "a"} == HOME_OF_A
+
+
+def test_a_failing_hook_and_a_late_done_tell_the_operator_who_restores_by_hand(tmp_path: Path) -> None:
+    rt = Runtime(config(tmp_path, hook_command=["sh", "-c", "echo disk full >&2; exit 3"]))
+    campaign = create_campaign(rt, CampaignCreateRequest(nodes=["a"], approve=True))
+    worker = Worker(rt)
+    key = f"campaign:{campaign['id']}:hook:a:failed"
+    drive(worker, lambda: key in told(rt))
+    assert "exited 3: disk full" in told(rt)[key].body and "ferry node restore a" in told(rt)[key].body
+    hook = show_campaign(rt, campaign["id"])["steps"][0]["hooks"]["a"]
+    assert hook["state"] == "failed" and hook["exit"] == 3
+    worker.run_pending()
+    assert phase(rt, campaign["id"], 0) == "maintenance"  # never restored after a failed hook
+    node_ops.restore_node(rt, "a", node_ops.NodeRestoreRequest(approve=True))
+    drive(worker, lambda: show_campaign(rt, campaign["id"])["state"] == "succeeded")
+
+
+def test_a_hook_past_its_timeout_is_killed_and_journaled(tmp_path: Path) -> None:
+    rt = Runtime(config(tmp_path, hook_command=["sleep", "30"], hook_timeout_s=0.3))
+    campaign = create_campaign(rt, CampaignCreateRequest(nodes=["a"], approve=True))
+    started = time.monotonic()
+    drive(Worker(rt), lambda: f"campaign:{campaign['id']}:hook:a:failed" in told(rt))
+    assert time.monotonic() - started < 20  # killed, not waited for
+    step = show_campaign(rt, campaign["id"])["steps"][0]
+    assert step["hooks"]["a"]["state"] == "failed" and step["hooks"]["a"]["exit"] is None
+    journal = job_detail(rt.sessions, step["drain"][0]["job"])["journal"]
+    assert [e["detail"]["timed_out"] for e in journal if e["detail"].get("hook")] == [True]
+
+
+def test_no_hook_and_no_restore_past_done_timeout_reminds_once(tmp_path: Path) -> None:
+    rt = Runtime(config(tmp_path, done_timeout_s=0.01))
+    campaign = create_campaign(rt, CampaignCreateRequest(nodes=["a"], approve=True))
+    worker = Worker(rt)
+    drive(worker, lambda: f"campaign:{campaign['id']}:hook:a:late" in told(rt))
+    worker.run_pending()
+    assert sum(k.endswith(":late") for k in told(rt)) == 1
+
+
+def test_a_hook_interrupted_by_a_restart_is_not_run_again(tmp_path: Path) -> None:
+    marker = tmp_path / "runs"
+    rt = Runtime(config(tmp_path, hook_command=["sh", "-c", f"echo x >> {marker}; sleep 2"], hook_timeout_s=30))
+    campaign = create_campaign(rt, CampaignCreateRequest(nodes=["a"], approve=True))
+    worker = Worker(rt)
+    drive(worker, lambda: phase(rt, campaign["id"], 0) == "maintenance" and marker.exists())
+    campaign_drive._HOOKS.clear()  # what a restart of ferry loses: the thread running the hook
+    worker.run_pending()
+    assert show_campaign(rt, campaign["id"])["steps"][0]["hooks"]["a"]["state"] == "interrupted"
+    assert f"campaign:{campaign['id']}:hook:a:interrupted" in told(rt)
+    time.sleep(2.2)  # the old hook ends: it does not overwrite what the new ferry decided
+    worker.run_pending()
+    assert marker.read_text() == "x\n" and phase(rt, campaign["id"], 0) == "maintenance"
+    assert show_campaign(rt, campaign["id"])["steps"][0]["hooks"]["a"]["state"] == "interrupted"
+
+
+def test_campaign_verbs_on_both_surfaces_and_their_refusals(tmp_path: Path) -> None:
+    path = write_config(tmp_path)
+    made = json.loads(ferry("maintenance", "create", "--nodes", "a,b", "--format", "json", config=path).stdout)
+    assert made["state"] == "pending" and len(made["steps"]) == 2
+    api = client_for(Runtime(load_config(path)))
+    assert [c["id"] for c in api.get("/v1/maintenance/campaigns").json()] == [made["id"]]
+    approved = api.post(f"/v1/maintenance/campaigns/{made['id']}/approve")
+    assert approved.status_code == 200 and approved.json()["state"] == "approved", approved.text
+    shown = json.loads(ferry("maintenance", "show", str(made["id"]), "--format", "json", config=path).stdout)
+    assert shown == api.get(f"/v1/maintenance/campaigns/{made['id']}").json()
+    assert "Campaign 1: approved" in ferry("maintenance", "show", "1", config=path).stdout
+    again = ferry("maintenance", "approve", "1", config=path, check=False)
+    assert_one_line_error(again, "campaign=1", "is approved")
+    assert api.post("/v1/maintenance/campaigns/1/approve").status_code == 409
+    assert api.get("/v1/maintenance/campaigns/9").status_code == 404
+    pinned = api.post("/v1/maintenance/campaigns", json={"nodes": ["c"], "approve": True})
+    assert pinned.status_code == 400 and "c: 301 has no destination" in pinned.json()["error"]  # 301 is pinned
+    created = api.post("/v1/maintenance/campaigns", json={"nodes": ["b"], "approve": True})
+    assert created.status_code == 201 and created.json()["state"] == "approved", created.text
+    assert api.post("/v1/maintenance/campaigns/2/cancel").json() == {"id": 2, "from": "approved", "state": "cancelled"}
+    unknown = ferry("maintenance", "create", "--nodes", "zz", config=path, check=False)
+    assert unknown.returncode == 2 and "zz" in unknown.stderr
+
