@@ -8,8 +8,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from service import campaign_drive
 from service.campaign_hooks import MaintenanceSection
 from service.campaign_ops import CampaignCreateRequest, control_campaign, create_campaign, show_campaign
