@@ -181,3 +181,24 @@ def test_campaign_verbs_on_both_surfaces_and_their_refusals(tmp_path: Path) -> N
     unknown = ferry("maintenance", "create", "--nodes", "zz", config=path, check=False)
     assert unknown.returncode == 2 and "zz" in unknown.stderr
 
+
+
+def test_a_drain_already_under_way_is_adopted_not_refused(tmp_path: Path) -> None:
+    rt = Runtime(config(tmp_path))
+    operators = node_ops.drain_node(rt, "a", node_ops.NodeDrainRequest(approve=True)).job_id
+    campaign = create_campaign(rt, CampaignCreateRequest(nodes=["a"], approve=True))
+    campaign_drive.drive_campaigns(rt, Worker(rt).clock)
+    shown = show_campaign(rt, campaign["id"])
+    assert shown["state"] == "running" and shown["steps"][0]["drain_jobs"] == {"a": operators}
+
+
+def test_a_drain_that_fails_fails_the_campaign_and_is_told(tmp_path: Path) -> None:
+    faults = [{"kind": "fail", "step": "preflight", "ct": "103", "remaining": 5}]
+    rt = Runtime(sim_config(tmp_path, faults=faults))
+    campaign = create_campaign(rt, CampaignCreateRequest(nodes=["a", "b"], approve=True))
+    drive(Worker(rt), lambda: show_campaign(rt, campaign["id"])["state"] == "failed")
+    shown = show_campaign(rt, campaign["id"])
+    job = shown["steps"][0]["drain_jobs"]["a"]
+    assert shown["message"] == f"the drain of a ended failed (job {job})"
+    assert shown["steps"][1]["phase"] == "waiting" and shown["steps"][1]["drain_jobs"] == {}  # b never left
+    assert f"campaign:{campaign['id']}:failed" in told(rt)
