@@ -22,15 +22,16 @@ from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from service import operations as ops
-from service.api_models import JobOut, NothingToMoveOut, errors
 from service import campaign_ops
+from service import operations as ops
+from service.api_models import MAX_JOB_ID, JobOut, NothingToMoveOut, errors
 from service.campaigns import MaintenancePlanRequest, plan_maintenance
 from service.nodes import NodeEvent
 from service.operations import nodes as node_ops
 from service.runtime import Runtime
 
 NodeName = Annotated[str, PathParam(max_length=64, description="the node's name, as in the inventory")]
+CampaignId = Annotated[int, PathParam(ge=0, le=MAX_JOB_ID, description="the campaign's id, as in the list")]
 
 
 class NodeOut(BaseModel):
@@ -128,8 +129,8 @@ def add_campaign_routes(router: APIRouter, rt: Runtime) -> None:
         return campaign_ops.create_campaign(rt, body)
 
     @router.get(prefix + "/{campaign_id}", response_model=None, responses={
-        200: {"description": "as `ferry maintenance show --format json`"}, **errors(401, 404, 500)})
-    def show(campaign_id: int) -> dict[str, Any]:
+        200: {"description": "as `ferry maintenance show --format json`"}, **errors(400, 401, 404, 500)})
+    def show(campaign_id: CampaignId) -> dict[str, Any]:
         """Each group's phase, its jobs' progress and hooks; the predicted and actual end."""
         return campaign_ops.show_campaign(rt, campaign_id)
 
@@ -140,7 +141,7 @@ def add_campaign_routes(router: APIRouter, rt: Runtime) -> None:
 
 
 def _campaign_control(rt: Runtime, action: str) -> Any:
-    def control(campaign_id: int) -> dict[str, Any]:
+    def control(campaign_id: CampaignId) -> dict[str, Any]:
         return campaign_ops.control_campaign(rt, campaign_id, action)
 
     control.__name__ = f"campaign_{action}"
