@@ -30,7 +30,14 @@ from sqlalchemy import select
 from fleet.errors import InputError
 from service import nodes as lifecycle
 from service.campaign_hooks import HookResult, hook_argv, run_hook
-from service.campaign_store import CAMPAIGN_ACTIVE, CampaignRow, StepPhase, get_campaign, save_progress
+from service.campaign_store import (
+    CAMPAIGN_ACTIVE,
+    CampaignRow,
+    HookState,
+    StepPhase,
+    get_campaign,
+    save_progress,
+)
 from service.jobs import add_journal, get_job
 from service.lifecycle import JOB_FINAL, JobState
 from service.notify import Notice, NotifyEvent, notify, sweep
@@ -105,7 +112,7 @@ def _store_step(rt: Runtime, campaign_id: int, index: int, step: dict[str, Any],
         fresh = progress[index]
         fresh.update({k: v for k, v in step.items() if k != "hooks"})
         fresh["hooks"] = {**fresh.get("hooks", {}), **{n: h for n, h in step["hooks"].items()
-                                                       if h.get("state") != "running" or n not in fresh["hooks"]}}
+                                                       if h.get("state") != HookState.RUNNING or n not in fresh["hooks"]}}
         save_progress(row, progress)
     if failure is not None:
         _finish(rt, campaign_id, JobState.FAILED, failure)
@@ -172,7 +179,7 @@ def _maintenance(rt: Runtime, campaign_id: int, index: int, step: dict[str, Any]
             restores[node] = row.job_id if row is not None else None
             continue
         hook = _hook_step(rt, campaign_id, step, node, clock)
-        if hook == "ok":
+        if hook == HookState.OK:
             restores[node] = node_ops.restore_node(rt, node, node_ops.NodeRestoreRequest(approve=True, window=True)).job_id
             step["restore_jobs"] = restores
             _store_step(rt, campaign_id, index, step, None)
@@ -205,19 +212,19 @@ PHASES = {StepPhase.WAITING: _waiting, StepPhase.DRAINING: _draining, StepPhase.
 
 # -- the hook of one node --------------------------------------------------------------------------
 def _hook_step(rt: Runtime, campaign_id: int, step: dict[str, Any], node: str, clock: Clock) -> str:
-    """The hook's state for ``node`` after this look: ok (restore it now), running, or waiting
-    (for the operator's restore: no hook, or it failed, timed out or was interrupted)."""
+    """The hook's state for ``node`` after this look (HookState): ok means restore it now."""
     config = rt.config.maintenance
     hooks = step["hooks"]
-    hook = hooks.setdefault(node, {"state": "waiting" if not config.hook_command else "new", "since": _now(clock)})
-    if hook["state"] == "new":
-        hook.update(state="running", since=_now(clock))
+    hook = hooks.setdefault(node, {"state": HookState.TO_RUN if config.hook_command else HookState.AWAITING_RESTORE,
+                                   "since": _now(clock)})
+    if hook["state"] == HookState.TO_RUN:
+        hook.update(state=HookState.RUNNING.value, since=_now(clock))
         _start_hook(rt, campaign_id, step, node)
-    elif hook["state"] == "running" and not _hook_alive(campaign_id, node):
-        hook.update(state="interrupted", ended=_now(clock))
-        _tell_hook(rt, campaign_id, node, "interrupted", "had its hook interrupted by a restart of ferry "
+    elif hook["state"] == HookState.RUNNING and not _hook_alive(campaign_id, node):
+        hook.update(state=HookState.INTERRUPTED.value, ended=_now(clock))
+        _tell_hook(rt, campaign_id, node, HookState.INTERRUPTED, "had its hook interrupted by a restart of ferry "
                    "(a hook is never run twice)")
-    if hook["state"] == "waiting":
+    if hook["state"] == HookState.AWAITING_RESTORE:
         waited = (clock() - dt.datetime.fromisoformat(hook["since"])).total_seconds()
         if waited > config.done_timeout_s:
             _tell_hook(rt, campaign_id, node, "late", f"is not restored {waited:.0f} s after its drain")
@@ -247,7 +254,7 @@ def _run_hook_thread(rt: Runtime, campaign_id: int, node: str, argv: list[str], 
     _record_hook(rt, campaign_id, node, result)
     if not result.ok:
         why = "timed out and was killed" if result.status is None else f"exited {result.status}"
-        _tell_hook(rt, campaign_id, node, "failed", f"had its hook {why}: {result.output.strip()[-200:]}")
+        _tell_hook(rt, campaign_id, node, HookState.FAILED, f"had its hook {why}: {result.output.strip()[-200:]}")
 
 
 def _record_hook(rt: Runtime, campaign_id: int, node: str, result: HookResult) -> None:
@@ -256,9 +263,9 @@ def _record_hook(rt: Runtime, campaign_id: int, node: str, result: HookResult) -
         progress = [dict(s) for s in row.progress]
         for step in progress:
             if node in step["nodes"] and step["phase"] == StepPhase.MAINTENANCE \
-                    and step["hooks"].get(node, {}).get("state") in (None, "running"):  # not called interrupted
+                    and step["hooks"].get(node, {}).get("state") in (None, HookState.RUNNING):  # not called interrupted
                 hooks = dict(step["hooks"])
-                hooks[node] = {**hooks.get(node, {}), "state": "ok" if result.ok else "failed",
+                hooks[node] = {**hooks.get(node, {}), "state": (HookState.OK if result.ok else HookState.FAILED).value,
                                "exit": result.status, "duration_s": round(result.duration_s, 3),
                                "ended": dt.datetime.now(dt.UTC).isoformat()}
                 step["hooks"] = hooks

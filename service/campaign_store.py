@@ -55,6 +55,17 @@ class StepPhase(StrEnum):
     DONE = "done"
 
 
+class HookState(StrEnum):
+    """Where a node's hook is (per node, in its group's ``hooks``)."""
+
+    TO_RUN = "to run"
+    RUNNING = JobState.RUNNING.value
+    OK = "ok"  # exited 0: the campaign restores the node
+    FAILED = JobState.FAILED.value  # exited otherwise or timed out: the operator restores it
+    INTERRUPTED = "interrupted"  # ferry restarted while it ran: never run twice
+    AWAITING_RESTORE = "awaiting restore"  # no hook: the operator's restore is the "done"
+
+
 CAMPAIGN_ACTIVE: tuple[JobState, ...] = (JobState.APPROVED, JobState.RUNNING)
 CAMPAIGN_FINAL: tuple[JobState, ...] = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
 
