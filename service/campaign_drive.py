@@ -146,19 +146,22 @@ def _waiting(rt: Runtime, campaign_id: int, index: int, step: dict[str, Any], cl
     return None
 
 
-def _job_states(rt: Runtime, job_ids: dict[str, int | None]) -> dict[str, str]:
+def _jobs_ended(rt: Runtime, step: dict[str, Any], kind: str) -> tuple[bool, str | None]:
+    """Whether the group's drain / restore jobs all ended, and why the campaign fails if one did
+    not succeed (a node with nothing to move has no job: it succeeded)."""
+    job_ids: dict[str, int | None] = step[f"{kind}_jobs"]
     with rt.sessions() as session:
-        return {n: (get_job(session, j).state if j is not None else JobState.SUCCEEDED) for n, j in job_ids.items()}
+        states = {n: (get_job(session, j).state if j is not None else JobState.SUCCEEDED) for n, j in job_ids.items()}
+    if not all(s in JOB_FINAL for s in states.values()):
+        return False, None
+    bad = [n for n, s in states.items() if s != JobState.SUCCEEDED]
+    return True, f"the {kind} of {bad[0]} ended {states[bad[0]]} (job {job_ids[bad[0]]})" if bad else None
 
 
 def _draining(rt: Runtime, campaign_id: int, index: int, step: dict[str, Any], clock: Clock) -> str | None:
-    states = _job_states(rt, step["drain_jobs"])
-    if not all(s in JOB_FINAL for s in states.values()):
-        return None
-    bad = {n: s for n, s in states.items() if s != JobState.SUCCEEDED}
-    if bad:
-        node = next(iter(bad))
-        return f"the drain of {node} ended {bad[node]} (job {step['drain_jobs'][node]})"
+    ended, failure = _jobs_ended(rt, step, "drain")
+    if not ended or failure:
+        return failure
     node_states = lifecycle.stored_states(rt.sessions)
     for node in step["nodes"]:
         row = node_states.get(node)
@@ -190,13 +193,9 @@ def _maintenance(rt: Runtime, campaign_id: int, index: int, step: dict[str, Any]
 
 
 def _restoring(rt: Runtime, campaign_id: int, index: int, step: dict[str, Any], clock: Clock) -> str | None:
-    states = _job_states(rt, step["restore_jobs"])
-    if not all(s in JOB_FINAL for s in states.values()):
-        return None
-    bad = {n: s for n, s in states.items() if s != JobState.SUCCEEDED}
-    if bad:
-        node = next(iter(bad))
-        return f"the restore of {node} ended {bad[node]} (job {step['restore_jobs'][node]})"
+    ended, failure = _jobs_ended(rt, step, "restore")
+    if not ended or failure:
+        return failure
     step.update(phase=StepPhase.DONE.value, ended_at=_now(clock))
     group = ",".join(step["nodes"])
     notify(rt, Notice(f"campaign:{campaign_id}:step:{index}", NotifyEvent.STEP_DONE,

@@ -13,28 +13,28 @@ import typer
 from rich.table import Table
 
 from service import campaign_ops
-from service.cli import Format, FormatOpt, YesOpt, console, described, emit_json, request, runtime
-from service.cli_node import maintenance_app
+from service.cli import Format, FormatOpt, YesOpt, console, emit_json, runtime
+from service.cli_node import (
+    MaintenanceOpt,
+    MaxOutOpt,
+    NodesOpt,
+    StartOpt,
+    WindowsOpt,
+    maintenance_app,
+    plan_request,
+)
 from service.render import plain
 
 CampaignArg = Annotated[int, typer.Argument(help="the campaign's id, as in 'ferry maintenance list'")]
-Req = campaign_ops.CampaignCreateRequest
 
 
 @maintenance_app.command("create")
-def maintenance_create(
-    ctx: typer.Context,
-    nodes: Annotated[str, typer.Option(help="comma-separated nodes, in the order to maintain them")],
-    windows: Annotated[str | None, typer.Option(help="';'-separated windows (default: [schedule] windows)")] = None,
-    max_out: Annotated[int, typer.Option("--max-out", help=described(Req, "max_out"))] = 1,
-    maintenance: Annotated[str, typer.Option(help=described(Req, "maintenance"))] = "1h",
-    start: Annotated[str | None, typer.Option(help=described(Req, "start"))] = None,
-    yes: YesOpt = False, fmt: FormatOpt = Format.table,
-) -> None:
+def maintenance_create(ctx: typer.Context, nodes: NodesOpt, windows: WindowsOpt = None, max_out: MaxOutOpt = 1,
+                       maintenance: MaintenanceOpt = "1h", start: StartOpt = None, yes: YesOpt = False,
+                       fmt: FormatOpt = Format.table) -> None:
     """Plan a campaign and save it for 'ferry serve' (pending until approved; --yes approves it)."""
-    asked = request(Req, nodes=[n.strip() for n in nodes.split(",") if n.strip()],
-                    windows=[w.strip() for w in windows.split(";") if w.strip()] if windows else None,
-                    max_out=max_out, maintenance=maintenance, start=start, approve=yes)
+    asked = plan_request(campaign_ops.CampaignCreateRequest, nodes, windows, max_out=max_out,
+                         maintenance=maintenance, start=start, approve=yes)
     _show(campaign_ops.create_campaign(runtime(ctx), asked), fmt)
 
 
@@ -60,36 +60,29 @@ def maintenance_show(ctx: typer.Context, campaign_id: CampaignArg, fmt: FormatOp
     _show(campaign_ops.show_campaign(runtime(ctx), campaign_id), fmt)
 
 
-def _control(ctx: typer.Context, campaign: int, action: str, fmt: Format) -> None:
-    changed = campaign_ops.control_campaign(runtime(ctx), campaign, action)
-    if fmt is Format.json:
-        emit_json(changed)
-    else:
-        console.print(f"campaign {campaign}: {changed['from']} -> {changed['state']}", markup=False, highlight=False)
+CONTROL_HELP = {
+    "approve": "'ferry serve' starts it on its next poll (planned again from now if it named no start).",
+    "pause": "No new phase starts; its jobs in flight are paused (their moves in flight finish).",
+    "resume": "It goes on where it stopped, and its paused jobs with it.",
+    "cancel": "It stops for good; its unfinished jobs are cancelled (moves in flight roll back).",
+}
 
 
-@maintenance_app.command("approve")
-def maintenance_approve(ctx: typer.Context, campaign_id: CampaignArg, fmt: FormatOpt = Format.table) -> None:
-    """'ferry serve' starts it on its next poll (planned again from now if it named no start)."""
-    _control(ctx, campaign_id, "approve", fmt)
+def _control_command(action: str) -> Any:
+    def control(ctx: typer.Context, campaign_id: CampaignArg, fmt: FormatOpt = Format.table) -> None:
+        changed = campaign_ops.control_campaign(runtime(ctx), campaign_id, action)
+        if fmt is Format.json:
+            emit_json(changed)
+        else:
+            console.print(f"campaign {campaign_id}: {changed['from']} -> {changed['state']}", markup=False,
+                          highlight=False)
+
+    control.__name__, control.__doc__ = f"maintenance_{action}", CONTROL_HELP[action]
+    return control
 
 
-@maintenance_app.command("pause")
-def maintenance_pause(ctx: typer.Context, campaign_id: CampaignArg, fmt: FormatOpt = Format.table) -> None:
-    """No new phase starts; its jobs in flight are paused (their moves in flight finish)."""
-    _control(ctx, campaign_id, "pause", fmt)
-
-
-@maintenance_app.command("resume")
-def maintenance_resume(ctx: typer.Context, campaign_id: CampaignArg, fmt: FormatOpt = Format.table) -> None:
-    """It goes on where it stopped, and its paused jobs with it."""
-    _control(ctx, campaign_id, "resume", fmt)
-
-
-@maintenance_app.command("cancel")
-def maintenance_cancel(ctx: typer.Context, campaign_id: CampaignArg, fmt: FormatOpt = Format.table) -> None:
-    """It stops for good; its unfinished jobs are cancelled (moves in flight roll back)."""
-    _control(ctx, campaign_id, "cancel", fmt)
+for _action in CONTROL_HELP:
+    maintenance_app.command(_action)(_control_command(_action))
 
 
 def _when(iso: str | None) -> str:
