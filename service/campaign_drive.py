@@ -1,6 +1,6 @@
 """``ferry serve`` runs saved campaigns: one look per poll, level-triggered, from the store alone.
 
-    every poll of the worker (service.worker.Worker.poll) on the leading instance --on_poll-->
+    every schedule.poll_s (a job of the worker's scheduler) on the leading instance --on_poll-->
       for each approved / running campaign, its first group not done:
         waiting     --node drain N --window (one job per node; a node already draining is adopted)--> draining
         draining    every drain job succeeded --> maintenance (a drain that did not: the campaign fails)
@@ -10,7 +10,7 @@
                     (reminded after done_timeout_s). Every node restoring or back --> restoring
         restoring   every restore job succeeded --> done (notified); the next group starts; the
                     last one done: the campaign succeeded
-      then the notification sweep (service.notify.sweep)
+      then campaigns awaiting approval and the notification sweep (service.notify.sweep) are told
 
 Nothing lives only in this process but the threads of running hooks: a restart finds a hook that
 was running and not finished, calls it interrupted (it is never run twice blindly: it may have
@@ -64,9 +64,20 @@ def on_poll(worker: Any) -> None:
     except Exception:  # a campaign's mistake must not stop the jobs: say it, retry on the next poll
         log.exception("campaigns: the drive stopped on an unexpected error")
     try:
+        _tell_pending(rt)
         sweep(rt)
     except Exception:
         log.exception("notifications: the sweep stopped on an unexpected error")
+
+
+def _tell_pending(rt: Runtime) -> None:
+    with rt.sessions() as session:
+        pending = list(session.scalars(select(CampaignRow).where(CampaignRow.state == JobState.PENDING)))
+    for row in pending:
+        notify(rt, Notice(f"campaign:{row.id}:pending", NotifyEvent.AWAITING_APPROVAL,
+                          f"ferry: campaign {row.id} ({', '.join(row.nodes)}) awaits approval",
+                          f"Review it with 'ferry maintenance show {row.id}', approve with "
+                          f"'ferry maintenance approve {row.id}' (predicted end {row.calendar.get('predicted_end')})."))
 
 
 def drive_campaigns(rt: Runtime, clock: Clock) -> None:

@@ -43,7 +43,12 @@ def _planned(rt: Runtime, request: MaintenancePlanRequest) -> dict[str, Any]:
 
 
 def create_campaign(rt: Runtime, request: CampaignCreateRequest) -> dict[str, Any]:
-    """Plan the calendar and save it as a campaign (pending unless ``approve``)."""
+    """Plan the calendar and save it as a campaign (pending unless ``approve``). ``ferry serve``
+    starts moves in the configured windows only, so a calendar in other windows is refused: its
+    predictions would not be what happens."""
+    if request.windows and request.windows != rt.config.schedule.windows:
+        raise InputError("windows", request.windows, "a saved campaign moves in the configured [schedule] "
+                         "windows only: leave it out, or configure these windows")
     calendar = _planned(rt, request)
     with rt.sessions.begin() as session:
         row = CampaignRow(state=JobState.APPROVED if request.approve else JobState.PENDING, nodes=request.nodes,

@@ -8,6 +8,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
+from fleet.errors import InputError
 from service import campaign_drive
 from service.campaign_hooks import MaintenanceSection
 from service.campaign_ops import CampaignCreateRequest, control_campaign, create_campaign, show_campaign
@@ -33,12 +36,18 @@ def where(rt: Runtime) -> dict[str, str]:
     return {c.id: c.node for c in rt.backend.discover().containers}
 
 
+def serve_poll(worker: Worker) -> None:
+    """One round of what ``ferry serve``'s scheduler does: campaigns and notifications, then jobs."""
+    campaign_drive.on_poll(worker)
+    worker.run_pending()
+
+
 def drive(worker: Worker, until: Callable[[], bool], timeout_s: float = 60.0) -> None:
     """Poll as ``ferry serve`` does until ``until()`` (bounded)."""
     deadline = time.monotonic() + timeout_s
     while not until():
         assert time.monotonic() < deadline, "the campaign did not get there in time"
-        worker.run_pending()
+        serve_poll(worker)
         time.sleep(0.02)
 
 
@@ -59,7 +68,7 @@ def test_a_campaign_runs_node_after_node_with_its_hook_and_survives_a_restart(tm
     campaign = create_campaign(rt, CampaignCreateRequest(nodes=["a", "b"], maintenance="30min"))
     assert campaign["state"] == "pending" and [s["phase"] for s in campaign["steps"]] == ["waiting", "waiting"]
     worker = Worker(rt)
-    worker.run_pending()
+    serve_poll(worker)
     assert phase(rt, campaign["id"], 0) == "waiting"  # a pending campaign is not started
     assert control_campaign(rt, campaign["id"], "approve") == {"id": campaign["id"], "from": "pending",
                                                                "state": "approved"}
@@ -94,11 +103,11 @@ def test_pause_holds_the_campaign_and_its_jobs_and_resume_goes_on(tmp_path: Path
     assert control_campaign(rt, campaign["id"], "pause")["state"] == "paused"
     assert job_detail(rt.sessions, drain["job"])["state"] == "paused"
     worker = Worker(rt)
-    worker.run_pending()
+    serve_poll(worker)
     assert show_campaign(rt, campaign["id"])["steps"][0]["drain"][0]["done"] == 0  # nothing moved
     assert control_campaign(rt, campaign["id"], "resume")["state"] == "approved"
     drive(worker, lambda: phase(rt, campaign["id"], 0) == "maintenance")
-    worker.run_pending()
+    serve_poll(worker)
     assert phase(rt, campaign["id"], 0) == "maintenance"  # waits for the operator
     assert stored_states(rt.sessions)["a"].state == NodeState.MAINTENANCE
     node_ops.restore_node(rt, "a", node_ops.NodeRestoreRequest(approve=True))  # the manual "done"
@@ -115,7 +124,7 @@ def test_a_failing_hook_and_a_late_done_tell_the_operator_who_restores_by_hand(t
     assert "exited 3: disk full" in told(rt)[key].body and "ferry node restore a" in told(rt)[key].body
     hook = show_campaign(rt, campaign["id"])["steps"][0]["hooks"]["a"]
     assert hook["state"] == "failed" and hook["exit"] == 3
-    worker.run_pending()
+    serve_poll(worker)
     assert phase(rt, campaign["id"], 0) == "maintenance"  # never restored after a failed hook
     node_ops.restore_node(rt, "a", node_ops.NodeRestoreRequest(approve=True))
     drive(worker, lambda: show_campaign(rt, campaign["id"])["state"] == "succeeded")
@@ -138,7 +147,7 @@ def test_no_hook_and_no_restore_past_done_timeout_reminds_once(tmp_path: Path) -
     campaign = create_campaign(rt, CampaignCreateRequest(nodes=["a"], approve=True))
     worker = Worker(rt)
     drive(worker, lambda: f"campaign:{campaign['id']}:hook:a:late" in told(rt))
-    worker.run_pending()
+    serve_poll(worker)
     assert sum(k.endswith(":late") for k in told(rt)) == 1
 
 
@@ -149,11 +158,11 @@ def test_a_hook_interrupted_by_a_restart_is_not_run_again(tmp_path: Path) -> Non
     worker = Worker(rt)
     drive(worker, lambda: phase(rt, campaign["id"], 0) == "maintenance" and marker.exists())
     campaign_drive._HOOKS.clear()  # what a restart of ferry loses: the thread running the hook
-    worker.run_pending()
+    serve_poll(worker)
     assert show_campaign(rt, campaign["id"])["steps"][0]["hooks"]["a"]["state"] == "interrupted"
     assert f"campaign:{campaign['id']}:hook:a:interrupted" in told(rt)
     time.sleep(2.2)  # the old hook ends: it does not overwrite what the new ferry decided
-    worker.run_pending()
+    serve_poll(worker)
     assert marker.read_text() == "x\n" and phase(rt, campaign["id"], 0) == "maintenance"
     assert show_campaign(rt, campaign["id"])["steps"][0]["hooks"]["a"]["state"] == "interrupted"
 
@@ -202,3 +211,13 @@ def test_a_drain_that_fails_fails_the_campaign_and_is_told(tmp_path: Path) -> No
     assert shown["message"] == f"the drain of a ended failed (job {job})"
     assert shown["steps"][1]["phase"] == "waiting" and shown["steps"][1]["drain_jobs"] == {}  # b never left
     assert f"campaign:{campaign['id']}:failed" in told(rt)
+
+
+def test_a_campaign_in_other_windows_than_serve_uses_is_refused_and_a_pending_one_is_told(tmp_path: Path) -> None:
+    rt = Runtime(config(tmp_path))
+    with pytest.raises(InputError, match=r"^windows=\['sat 01:00 for 2h'\]: a saved campaign moves in the configured"):
+        create_campaign(rt, CampaignCreateRequest(nodes=["a"], windows=["sat 01:00 for 2h"]))
+    campaign = create_campaign(rt, CampaignCreateRequest(nodes=["a"]))
+    serve_poll(Worker(rt))
+    serve_poll(Worker(rt))
+    assert [k for k in told(rt) if k.startswith("campaign:")] == [f"campaign:{campaign['id']}:pending"]
