@@ -26,7 +26,7 @@ from service.campaign_store import (
     new_progress,
 )
 from service.campaigns import MaintenancePlanRequest, plan_maintenance
-from service.lifecycle import JOB_FINAL, JobState, MoveState
+from service.lifecycle import JOB_FINAL, JOB_TRANSITIONS, JobEvent, JobState, MoveState
 from service.runtime import Runtime
 from service.store import MoveRow, utcnow
 
@@ -69,7 +69,7 @@ def control_campaign(rt: Runtime, campaign_id: int, action: str) -> dict[str, An
         row = get_campaign(session, campaign_id)
         old = row.state
         row.state = campaign_transition(action, campaign_id, old)
-        row.message = f"{action} by an operator"
+        row.message = f"{JOB_TRANSITIONS[JobEvent(action)].past} by an operator"  # the job's words
         if row.state == JobState.CANCELLED:
             row.finished_at = utcnow()
         job_ids = [j for step in row.progress for j in (*step["drain_jobs"].values(), *step["restore_jobs"].values())
