@@ -132,6 +132,8 @@ def _store_step(rt: Runtime, campaign_id: int, index: int, step: dict[str, Any],
 def _finish(rt: Runtime, campaign_id: int, state: JobState, message: str) -> None:
     with rt.sessions.begin() as session:
         row = get_campaign(session, campaign_id)
+        if row.state not in CAMPAIGN_ACTIVE:  # an operator paused or cancelled it meanwhile: theirs stands
+            return
         row.state, row.message, row.finished_at = state, message, utcnow()
     notify(rt, Notice(f"campaign:{campaign_id}:{state}", NotifyEvent.STEP_DONE if state == JobState.SUCCEEDED
                       else NotifyEvent.JOB_FAILED, f"ferry: campaign {campaign_id} {state}", message))
