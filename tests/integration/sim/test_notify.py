@@ -103,7 +103,7 @@ def test_a_rolled_back_job_and_a_re_placed_move_are_told(tmp_path: Path, receive
                  faults=[{"kind": "fail", "step": "preflight", "ct": "103", "remaining": 5},
                          {"kind": "start_fails", "step": "start", "ct": "101", "remaining": 1}])
     job = node_ops.drain_node(rt, "a", node_ops.NodeDrainRequest(approve=True)).job_id
-    Worker(rt).run_pending()  # the poll runs the job, the next poll's sweep tells what happened
+    Worker(rt).run_pending()  # the worker runs the job; the sweep of serve's next round tells what happened
     sweep(rt)
     told = titles(receiver)
     assert f"ferry: job {job} (drain a) failed" in told
