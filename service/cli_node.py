@@ -13,7 +13,7 @@ Registered on ``service.cli.app`` when service.cli loads; the jobs run in this p
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -107,42 +107,40 @@ maintenance_app = typer.Typer(no_args_is_help=True, help="Rolling maintenance ca
 app.add_typer(maintenance_app, name="maintenance")
 
 
+NodesOpt = Annotated[str, typer.Option(help="comma-separated nodes, in the order to maintain them")]
+WindowsOpt = Annotated[str | None, typer.Option(
+    help="';'-separated windows, e.g. 'sat 01:00 for 2h; sun 01:00 for 2h' (default: the configured ones)")]
+MaxOutOpt = Annotated[int, typer.Option("--max-out", help=described(MaintenancePlanRequest, "max_out"))]
+MaintenanceOpt = Annotated[str, typer.Option(help=described(MaintenancePlanRequest, "maintenance"))]
+StartOpt = Annotated[str | None, typer.Option(help=described(MaintenancePlanRequest, "start"))]
+PlanRequestT = TypeVar("PlanRequestT", bound=MaintenancePlanRequest)
+
+
+def plan_request(model: type[PlanRequestT], nodes: str, windows: str | None, **options: Any) -> PlanRequestT:
+    """The request from the command line's comma-separated nodes and ';'-separated windows."""
+    return request(model, nodes=[n.strip() for n in nodes.split(",") if n.strip()],
+                   windows=[w.strip() for w in windows.split(";") if w.strip()] if windows else None, **options)
+
+
 @maintenance_app.command("plan")
-def maintenance_plan(
-    ctx: typer.Context,
-    nodes: Annotated[str, typer.Option(help="comma-separated nodes, in the order to maintain them")],
-    windows: Annotated[str | None, typer.Option(
-        help="';'-separated windows, e.g. 'sat 01:00 for 2h; sun 01:00 for 2h' (default: [schedule] windows)")] = None,
-    max_out: Annotated[int, typer.Option("--max-out", help=described(MaintenancePlanRequest, "max_out"))] = 1,
-    maintenance: Annotated[str, typer.Option(help=described(MaintenancePlanRequest, "maintenance"))] = "1h",
-    start: Annotated[str | None, typer.Option(help=described(MaintenancePlanRequest, "start"))] = None,
-    fmt: FormatOpt = Format.table,
-) -> None:
+def maintenance_plan(ctx: typer.Context, nodes: NodesOpt, windows: WindowsOpt = None, max_out: MaxOutOpt = 1,
+                     maintenance: MaintenanceOpt = "1h", start: StartOpt = None, fmt: FormatOpt = Format.table) -> None:
     """The calendar: which window each node drains in, its moves fitted into windows, its return."""
-    asked = request(MaintenancePlanRequest, nodes=[n.strip() for n in nodes.split(",") if n.strip()],
-                    windows=[w.strip() for w in windows.split(";") if w.strip()] if windows else None,
-                    max_out=max_out, maintenance=maintenance, start=start)
+    asked = plan_request(MaintenancePlanRequest, nodes, windows, max_out=max_out, maintenance=maintenance,
+                         start=start)
     calendar = plan_maintenance(runtime(ctx), asked)
     emit_json(calendar.to_dict()) if fmt is Format.json else render.render_calendar(console, calendar.to_dict())
 
 
 @maintenance_app.command("run")
-def maintenance_run(
-    ctx: typer.Context,
-    nodes: Annotated[str, typer.Option(help="comma-separated nodes, in the order to maintain them")],
-    windows: Annotated[str | None, typer.Option(help="';'-separated windows (default: [schedule] windows)")] = None,
-    max_out: Annotated[int, typer.Option("--max-out", help=described(MaintenancePlanRequest, "max_out"))] = 1,
-    maintenance: Annotated[str, typer.Option(help=described(MaintenancePlanRequest, "maintenance"))] = "1h",
-    yes: YesOpt = False, fmt: FormatOpt = Format.table,
-) -> None:
+def maintenance_run(ctx: typer.Context, nodes: NodesOpt, windows: WindowsOpt = None, max_out: MaxOutOpt = 1,
+                    maintenance: MaintenanceOpt = "1h", yes: YesOpt = False, fmt: FormatOpt = Format.table) -> None:
     """Plan the calendar and run it in this process: each group drained in windows, its
     maintenance time, its containers brought home; then the next group."""
     from service.campaign_run import run_campaign
 
     rt = runtime(ctx)
-    asked = request(MaintenancePlanRequest, nodes=[n.strip() for n in nodes.split(",") if n.strip()],
-                    windows=[w.strip() for w in windows.split(";") if w.strip()] if windows else None,
-                    max_out=max_out, maintenance=maintenance)
+    asked = plan_request(MaintenancePlanRequest, nodes, windows, max_out=max_out, maintenance=maintenance)
     calendar = plan_maintenance(rt, asked)
     if fmt is Format.table:
         render.render_calendar(console, calendar.to_dict())
@@ -150,3 +148,6 @@ def maintenance_run(
         raise InputError("--yes", False, "not given: pass --yes to run the campaign")
     run = run_campaign(rt, calendar, campaign_windows(rt, asked), parse_duration(maintenance, "maintenance", maintenance) * 60.0)
     emit_json(run.to_dict()) if fmt is Format.json else console.print_json(data=run.to_dict())
+
+
+from service import cli_campaign  # noqa: E402, F401 - ferry maintenance create|list|show|…

@@ -29,7 +29,9 @@ from fleet.model import Id, NodeName
 from fleet.networks import Networks
 from fleet.policy import Policy
 from fleet.snapshot import validate_model
+from service.campaign_hooks import MaintenanceSection
 from service.dns import DnsSection
+from service.notify import NotifySection
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 #: The built-in simulated fleet: in the source tree, or where an image put it (FERRY_DEMO_FLEET).
@@ -181,6 +183,10 @@ class Config(BaseModel):
     networks: Networks = Field(default_factory=Networks)
     #: The DNS zone whose address records follow moves to a new address (service/dns.py).
     dns: DnsSection = Field(default_factory=DnsSection)
+    #: Campaign hooks and Proxmox HA maintenance (service/campaign_hooks.py).
+    maintenance: MaintenanceSection = Field(default_factory=MaintenanceSection)
+    #: Apprise URLs ferry tells events to (service/notify.py).
+    notify: NotifySection = Field(default_factory=NotifySection)
     #: Where the file was read from (None: built-in defaults).
     path: Path | None = None
 

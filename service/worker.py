@@ -7,6 +7,7 @@
       |                                       --> one thread per job not in hand: Engine.run_job
       |                                           (shared: claims the job's ready moves), held
       |-- every max(60 s, poll_s) --> run_cleanups --> Engine.run_cleanups (deferred cleanups)
+      |-- every schedule.poll_s --> campaign_drive.on_poll (leader: saved campaigns, notifications)
       `-- schedule.rebalance_cron --> rebalance_now --> operations.plan_rebalancing --> create_job(approved)
 
 The first poll runs at start, so jobs a dead ferry left unfinished are resumed at once (the rule of
@@ -102,6 +103,9 @@ class Worker:
         scheduler.add_job(self.poll, "interval", seconds=schedule.poll_s, id="poll",
                           next_run_time=dt.datetime.now(dt.UTC))
         scheduler.add_job(self.run_cleanups, "interval", seconds=max(60.0, schedule.poll_s), id="cleanup")
+        from service.campaign_drive import on_poll  # saved campaigns and notifications move on too
+
+        scheduler.add_job(on_poll, "interval", args=[self], seconds=schedule.poll_s, id="campaigns")
         if schedule.rebalance_cron:
             scheduler.add_job(self.rebalance_now, cron_trigger(schedule.rebalance_cron, schedule.timezone),
                               id="rebalance")

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from adapters.base import JournalEntry
 from fleet.errors import InputError
 from fleet.model import Inventory
 from fleet.plan import Goal, Move, Plan, Predicted, Score
@@ -26,6 +27,8 @@ from planners.assemble import usage
 from planners.costs import predict
 from planners.state import FleetState, Placement
 from service import nodes as lifecycle
+from service.campaign_hooks import set_ha_maintenance
+from service.jobs import add_journal, check_nodes_free
 from service.operations.execution import Review, Submitted, submit_nodes
 from service.operations.execution import _store as store_job
 from service.operations.planning import current_inventory
@@ -63,9 +66,27 @@ def change(rt: Runtime, node: str, event: lifecycle.NodeEvent) -> dict[str, Any]
 
 
 def drain_node(rt: Runtime, node: str, request: NodeDrainRequest, review: Review | None = None) -> Submitted:
-    """Cordon ``node`` and store the job that moves its containers away (origins recorded)."""
-    return submit_nodes(rt, "drain", NodesJobRequest(nodes=[node], approve=request.approve,
-                                                     window=request.window), review)
+    """Cordon ``node`` and store the job that moves its containers away (origins recorded). With
+    ``[maintenance.ha]`` configured, Proxmox HA maintenance is set first (taken back if no job is
+    stored after all), and journaled in the job."""
+    if rt.config.maintenance.ha is not None:  # refuse before touching the cluster (same checks, same order)
+        check_nodes_free(rt.sessions, "drain", [node])
+        lifecycle.check_drain(rt.sessions, [node])
+        _known(rt.backend.discover(), node)
+    ha = set_ha_maintenance(rt.config, node, True)
+    try:
+        submitted = submit_nodes(rt, "drain", NodesJobRequest(nodes=[node], approve=request.approve,
+                                                              window=request.window), review)
+    except BaseException:
+        set_ha_maintenance(rt.config, node, False)
+        raise
+    _journal(rt, submitted.job_id, ha)
+    return submitted
+
+
+def _journal(rt: Runtime, job_id: int | None, entries: list[JournalEntry]) -> None:
+    for entry in entries if job_id is not None else ():
+        add_journal(rt.sessions, job_id, None, "ha-maintenance", entry)
 
 
 # -- restore -----------------------------------------------------------------------------------
@@ -173,11 +194,13 @@ def restore_node(rt: Runtime, node: str, request: NodeRestoreRequest, review: Re
     _known(inv, node)
     with rt.sessions() as session:
         lifecycle.node_transition(lifecycle.NodeEvent.RESTORE, node, lifecycle.state_of(session, node))
+    ha = set_ha_maintenance(rt.config, node, False)  # a node in HA maintenance receives nothing
     restore = plan_restore(rt, node, inv)
     if review is not None:
         review(restore.plan, inv)
     if restore.plan.moves:
         restore.job_id = store_job(rt, restore.plan, request)
+        _journal(rt, restore.job_id, ha)
     lifecycle.record_restore(rt.sessions, node, restore.plan, restore.stay, restore.job_id)
     return restore
 

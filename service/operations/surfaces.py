@@ -30,6 +30,13 @@ TWINS: dict[tuple[str, ...], tuple[str, str]] = {
     ("node", "drain"): ("POST", "/v1/nodes/{node}/drain"),
     ("node", "restore"): ("POST", "/v1/nodes/{node}/restore"),
     ("maintenance", "plan"): ("POST", "/v1/maintenance/plan"),
+    ("maintenance", "create"): ("POST", "/v1/maintenance/campaigns"),
+    ("maintenance", "list"): ("GET", "/v1/maintenance/campaigns"),
+    ("maintenance", "show"): ("GET", "/v1/maintenance/campaigns/{campaign_id}"),
+    ("maintenance", "approve"): ("POST", "/v1/maintenance/campaigns/{campaign_id}/approve"),
+    ("maintenance", "pause"): ("POST", "/v1/maintenance/campaigns/{campaign_id}/pause"),
+    ("maintenance", "resume"): ("POST", "/v1/maintenance/campaigns/{campaign_id}/resume"),
+    ("maintenance", "cancel"): ("POST", "/v1/maintenance/campaigns/{campaign_id}/cancel"),
 }
 
 #: Verbs only the CLI has, and why.
