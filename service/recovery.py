@@ -58,12 +58,21 @@ def archives_of(rt: Runtime, inv: Inventory, node: str) -> dict[str, Archive]:
     return {ct: Archive(b.archive, b.taken_at, b.bytes, b.storage) for ct, b in found.items()}
 
 
+def with_lost_containers(rt: Runtime, inv: Inventory, node: str) -> Inventory:
+    """``inv`` with the dead node's containers that discovery could not show (an OpenVZ node's
+    containers are known only to the node itself: its archives describe them)."""
+    lost = rt.backend.restores().lost_containers(node, {c.id for c in inv.containers})
+    return inv.model_copy(update={"containers": [*inv.containers, *lost]}) if lost else inv
+
+
 def plan_recovery(rt: Runtime, node: str, snapshot: Inventory | None = None) -> Planned:
     """The plan that brings ``node``'s containers back from their backups (nothing stored)."""
     inv = current_inventory(rt, snapshot)
     if node in {n.name for n in inv.nodes} and node not in offline_nodes(inv, [node]):
         raise InputError("node", node, "is online: evacuate it with 'ferry evacuate' (restoring from "
                          "backups is for a dead node, and would lose the data written since)")
+    if snapshot is None:
+        inv = with_lost_containers(rt, inv, node)
     plan = plan_from_backups(inv, node, archives_of(rt, inv, node), planning_policy(rt, snapshot),
                              now=rt.backend.now())
     return Planned(plan, inv)

@@ -1,0 +1,195 @@
+"""A dead OpenVZ node evacuated from its backups, end to end in the namespace lab.
+
+    n1: three containers serving HTTP, vzdump'ed to the backup host (n4, /var/lib/vz/dump/n1)
+    n1's namespace torn down (dead) --> ferry evacuate n1 --from-backups --node-is-fenced
+        --> the archives restored on n2/n3 (fetched from n4, unpacked: the lab has no vzrestore)
+        --> they serve again, with the data of the backup (what was written after it is lost)
+    n1 brought back --> ferry cleanup: its copies stay stopped, ONBOOT="no", marked, reported;
+        a boot of n1 afterwards starts none of them
+    all along: an ARP watcher in the client namespace: never two hosts answering for an address
+
+Every check reads the lab (the double's ``vzlist``, configs, HTTP from the client namespace, ARP
+replies), never ferry's own account of what it did.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from adapters.restore import STALE_MARK
+from tests.doubles.lab.containers import make_container
+from tests.doubles.lab.netlab import HERE, Lab, missing_binaries
+
+pytestmark = [pytest.mark.lab]
+
+if os.geteuid() != 0:
+    pytest.skip("the OpenVZ lab needs root (network and mount namespaces)", allow_module_level=True)
+if missing_binaries():
+    pytest.skip(f"the OpenVZ lab needs: {', '.join(missing_binaries())}", allow_module_level=True)
+
+FERRY = str(Path(sys.executable).parent / "ferry")
+CTS = {"501": "10.77.0.151", "502": "10.77.0.152", "503": "10.77.0.153"}
+LIVE = ("n2", "n3")
+
+
+@pytest.fixture
+def lab():
+    with Lab().up(4) as lab:  # n4 is the backup host, not an OpenVZ node of ferry's
+        yield lab
+
+
+def write_config(lab: Lab, tmp: Path, fence_command: str = "") -> Path:
+    nodes = "".join(f'[openvz.nodes.{n}]\nhost = "{lab.nodes[n].addr}"\n' for n in ("n1", "n2", "n3"))
+    path = tmp / "ferry.toml"
+    path.write_text(
+        '[ferry]\nbackend = "openvz"\nstate_dir = "state"\n'
+        "[engine]\nretry_initial_s = 0.2\nretry_max_s = 1.0\n"
+        + (f"[recovery]\nfence_command = {fence_command}\n" if fence_command else "")
+        + f'[openvz]\nidentity_file = "{lab.identity}"\nknown_hosts_file = "{lab.known_hosts}"\n'
+        "connect_timeout_s = 2\n"
+        f'[openvz.backups]\ndir = "/var/lib/vz/dump/{{node}}"\nhost = {{ host = "{lab.nodes["n4"].addr}" }}\n'
+        + nodes)
+    return path
+
+
+def ferry(config: Path, *args: str, timeout: float = 300, code: int = 0) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([FERRY, "--config", str(config), *args], capture_output=True, text=True,
+                            timeout=timeout, stdin=subprocess.DEVNULL)
+    assert result.returncode == code, (args, result.stdout[-3000:], result.stderr[-3000:])
+    return result
+
+
+def serve_and_back_up(lab: Lab, node: str, cts: dict[str, str], **kw) -> None:
+    """Containers running on ``node``, each vzdump'ed and copied to the backup host (n4)."""
+    host = lab.nodes[node]
+    for ct, ip in cts.items():
+        make_container(host, ct, ip, **kw)
+        host.run(f"vzctl start {ct} && vzdump --compress --dumpdir /var/lib/vz/dump {ct} >/dev/null")
+    host.run(f"rsync -a --mkpath /var/lib/vz/dump/ root@{lab.nodes['n4'].addr}:/var/lib/vz/dump/{node}/ "
+             "&& rm -f /var/lib/vz/dump/*")
+
+
+def world(lab: Lab, nodes: tuple[str, ...]) -> dict[str, list[tuple[str, str]]]:
+    """Per container: (node, status) of every copy the given nodes hold (``vzlist -a``)."""
+    copies: dict[str, list[tuple[str, str]]] = {}
+    for name in nodes:
+        for row in json.loads(lab.nodes[name].run("vzlist -a -j -o ctid,status")):
+            copies.setdefault(str(row["ctid"]), []).append((name, row["status"]))
+    return copies
+
+
+GET = """
+import socket, sys
+with socket.create_connection((sys.argv[1], 80), timeout=3) as s:
+    s.sendall(b"GET " + sys.argv[2].encode() + b" HTTP/1.0\\r\\n\\r\\n")
+    data = b""
+    while chunk := s.recv(4096):
+        data += chunk
+head, _, body = data.partition(b"\\r\\n\\r\\n")
+sys.stdout.write(body.decode() if b" 200 " in head.split(b"\\r\\n")[0] else "")
+"""
+
+
+def http_get(lab: Lab, ip: str, path: str = "/") -> str:
+    """The body at http://ip/path from the client namespace ('' when nothing or an error answers)."""
+    out = subprocess.run(["ip", "netns", "exec", lab.client_ns, sys.executable, "-c", GET, ip, path],
+                         capture_output=True, text=True, timeout=15)
+    return out.stdout if out.returncode == 0 else ""
+
+
+class ArpWatch:
+    """arpwatch.py in the client namespace: who answers for each address, all along."""
+
+    def __init__(self, lab: Lab, ips: list[str]) -> None:
+        self.out = lab.base / "arpwatch.json"
+        self.proc = subprocess.Popen(["ip", "netns", "exec", lab.client_ns, sys.executable, str(HERE / "arpwatch.py"),
+                                      "eth0", "10.77.0.2", str(self.out), *ips], stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None and self.proc.stdout.readline().strip() == "ready"
+
+    def stop(self) -> dict[str, dict]:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=15)
+        return json.loads(self.out.read_text())
+
+
+def conf_of(lab: Lab, node: str, ct: str) -> str:
+    return lab.nodes[node].run(f"cat /etc/vz/conf/{ct}.conf")
+
+
+def test_a_dead_node_comes_back_from_its_backups_and_its_copies_stay_stopped(lab, tmp_path):
+    serve_and_back_up(lab, "n1", CTS)
+    lab.nodes["n1"].run("echo late > /var/lib/vz/private/501/www/late.html")  # written after the backup
+    assert http_get(lab, CTS["501"], "/late.html") == "late\n"
+    config = write_config(lab, tmp_path)
+    watch = ArpWatch(lab, list(CTS.values()))
+    try:
+        lab.kill_node("n1")
+        assert all(http_get(lab, ip) == "" for ip in CTS.values())  # dead: nothing answers
+        refused = ferry(config, "evacuate", "n1", "--yes", code=2)
+        assert "--from-backups" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+        plan = json.loads(ferry(config, "plan", "evacuate", "n1", "--from-backups", "--format", "json").stdout)
+        assert sorted(m["ct"] for m in plan["moves"]) == sorted(CTS)
+        assert all(m["to"] in LIVE and "/var/lib/vz/dump/n1/vzdump-openvz-" in m["restore"]["archive"]
+                   for m in plan["moves"])
+        summary = json.loads(ferry(config, "evacuate", "n1", "--from-backups", "--node-is-fenced", "--yes",
+                                   "--format", "json").stdout)
+        assert summary["state"] == "succeeded", summary
+        assert summary["rpo_s"] > 0  # the data age of the oldest archive restored
+        for ct, ip in CTS.items():
+            assert http_get(lab, ip) == f"ct {ct}\n"
+            assert [s for _, s in world(lab, LIVE)[ct]] == ["running"]
+        assert http_get(lab, CTS["501"], "/late.html") == ""  # newer than the backup: lost (RPO)
+        ferry(config, "cleanup")
+        waiting = json.loads(ferry(config, "recovery", "stale", "--format", "json").stdout)
+        assert len(waiting) == 3 and all("not back yet" in r["stale"] for r in waiting)
+
+        lab.revive_node("n1")
+        ferry(config, "cleanup")
+        report = json.loads(ferry(config, "recovery", "stale", "--format", "json").stdout)
+        assert sorted(r["ct"] for r in report) == sorted(CTS) and all(STALE_MARK in r["stale"] for r in report)
+        for ct in CTS:
+            conf = conf_of(lab, "n1", ct)
+            assert 'ONBOOT="no"' in conf and STALE_MARK in conf
+            assert lab.nodes["n1"].run(f"test -f /var/lib/vz/private/{ct}/sbin/init && echo kept") == "kept\n"
+        # n1 boots: the vz service starts every container whose config says ONBOOT="yes"
+        lab.nodes["n1"].run("for f in /etc/vz/conf/*.conf; do grep -q '^ONBOOT=\"yes\"' \"$f\" && "
+                            "vzctl start \"$(basename \"$f\" .conf)\"; done; true")
+        copies = world(lab, ("n1", *LIVE))
+        for ct, ip in CTS.items():
+            assert sorted(s for _, s in copies[ct]) == ["running", "stopped"]
+            assert ("n1", "stopped") in copies[ct]
+            assert http_get(lab, ip) == f"ct {ct}\n"
+        time.sleep(1.0)  # a few more ARP rounds with the node back
+    finally:
+        seen = watch.stop()
+    for ip, entry in seen.items():
+        assert entry["max_holders"] == 1, (ip, entry["twice"])
+        assert len(entry["macs"]) == 2, (ip, entry)  # held by n1, then by its new node: the watch saw both
+        assert entry["rounds"] > 20 and entry["answered"] < entry["rounds"], entry  # and the gap between
+
+
+def test_without_a_fence_nothing_starts(lab, tmp_path):
+    cts = {"511": "10.77.0.161", "512": "10.77.0.162"}
+    serve_and_back_up(lab, "n1", cts)
+    lab.kill_node("n1")
+    refused = ferry(write_config(lab, tmp_path), "evacuate", "n1", "--from-backups", "--yes", code=2)
+    assert "--node-is-fenced" in refused.stderr
+    config = write_config(lab, tmp_path, fence_command='["sh", "-c", "echo BMC {node} unreachable >&2; exit 3"]')
+    assert json.loads(ferry(config, "jobs", "--format", "json").stdout) == []  # the refusal stored nothing
+    summary = json.loads(ferry(config, "evacuate", "n1", "--from-backups", "--yes", "--format", "json",
+                               code=3).stdout)
+    assert summary["state"] in ("failed", "rolled_back"), summary
+    assert not any(ct in world(lab, LIVE) for ct in cts)  # nothing restored is left, nothing runs
+    assert all(http_get(lab, ip) == "" for ip in cts.values())
+    detail = json.loads(ferry(config, "job", "show", str(summary["job_id"]), "--format", "json").stdout)
+    fences = [e for e in detail["journal"] if e["step"] == "fence" and e["kind"] == "command"]
+    assert fences and all(e["status"] == 3 and e["host"] == "localhost" for e in fences)
+    assert not [e for e in detail["journal"] if e["step"] in ("restore", "start") and e["kind"] == "command"]
