@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta, timezone
 
-from adapters.base import JournalEntry, PermanentError, TransientError
+from adapters.base import Journal, JournalEntry, PermanentError, TransientError
 from adapters.openvz import inventory
 from adapters.openvz.settings import BackupLocation, OpenVZSettings
 from adapters.openvz.ssh import Shell
@@ -102,16 +102,16 @@ class ArchiveStore:
                 return node
         raise TransientError("no live node to read the backups directory from")
 
-    def reachable(self, node: str) -> bool:
+    def reachable(self, node: str, journal: Journal = _ignore) -> bool:
         try:
-            return self.shell.run(node, ["true"], _ignore, check=False, timeout=30).ok
+            return self.shell.run(node, ["true"], journal, check=False, timeout=30).ok
         except (TransientError, PermanentError):
             return False
 
-    def archives(self, node: str) -> list[Backup]:
+    def archives(self, node: str, journal: Journal = _ignore) -> list[Backup]:
         """Every archive in ``node``'s backup directory."""
         directory = self.location.dir_of(node)
-        res = self.shell.run(self.reader(node), ["sh", "-c", LIST_SCRIPT, "ferry", directory], _ignore)
+        res = self.shell.run(self.reader(node), ["sh", "-c", LIST_SCRIPT, "ferry", directory], journal)
         return parse_listing(res.out, directory, self.storage)
 
     def config_of(self, node: str, archive: str) -> dict[str, str]:

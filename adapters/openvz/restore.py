@@ -5,7 +5,8 @@
                reaches the backup host, and has room for the archive
     fence:     adapters/restore.py (the operator's word or the fence command)
     restore:   on the destination: record the restore (<state_dir>/restore-CT/owner), fetch the
-               archive from the backup host (rsync, ``--bwlimit``), then ``vzrestore ARCHIVE CT``
+               archive from the backup host (rsync, ``--bwlimit``; its temporary file is renamed
+               only when complete), then ``vzrestore ARCHIVE CT``
                where the node has it, else unpack it as vzrestore does (tar into the private area,
                ``etc/vzdump/vps.conf`` -> /etc/vz/conf/CT.conf with this node's VE_ROOT/VE_PRIVATE),
                then mark it ``restored``; stopped
@@ -18,7 +19,9 @@
 
 Every step observes the nodes first (the record on the destination, ``vzctl status``), so a
 restore resumes after a crash: a partial unpack (record without ``restored``) is removed and done
-again; a finished one is kept. The dead node is never asked anything but "do you answer".
+again; a finished one is kept. The fetch and the unpack hold a lock on the destination (flock on
+the record), so a command left running by a ferry that died is waited for, never raced. The dead
+node is never asked anything but "do you answer".
 """
 
 from __future__ import annotations
@@ -91,6 +94,13 @@ class OpenVZRestore(RestoreSteps):
     def _private(self, spec: MoveSpec, ctx: StepContext) -> str:
         return self._templates(spec, ctx)[0].replace("$VEID", spec.dest_ct).replace("${VEID}", spec.dest_ct)
 
+    def _locked(self, spec: MoveSpec, argv: list[str]) -> list[str]:
+        """``argv`` under the restore's lock on the destination. A ferry that died mid-step leaves
+        its remote command running (nothing reads its output, so nothing stops it); the resumed
+        step waits for it instead of fetching or unpacking into the same files at the same time."""
+        wait = str(int(self.settings.command_timeout_s))
+        return ["flock", "-w", wait, f"{self._record(spec)}/lock", *argv]
+
     def _local_archive(self, spec: MoveSpec) -> str:
         """Where the destination reads the archive: fetched into dump_dir, or the shared path."""
         archive = str(spec.archive)
@@ -127,12 +137,12 @@ class OpenVZRestore(RestoreSteps):
         status, ours, _ = self._facts(spec, ctx)
         leftover = self._run(spec.target, ["sh", "-c", '[ -e "$1" ] || [ -e "$2" ]', "ferry", self._private(spec, ctx),
                                            f"/etc/vz/conf/{spec.dest_ct}.conf.migrated"], ctx, check=False).ok
-        checks = [Check("source down", not self.store.reachable(spec.source),
+        checks = [Check("source down", not self.store.reachable(spec.source, ctx.journal),
                         f"{spec.source} answers again: evacuate it instead of restoring"),
                   Check("target id free", ours or (status == "absent" and not leftover),
                         f"CT {spec.dest_ct} (or its private area, or a migrated-away copy) exists on "
                         f"{spec.target} and is not a restore of ferry's")]
-        found = {b.archive: b for b in self.store.archives(spec.source)}.get(str(spec.archive))
+        found = {b.archive: b for b in self.store.archives(spec.source, ctx.journal)}.get(str(spec.archive))
         checks.append(Check("archive exists", found is not None, f"no archive {spec.archive} of CT {spec.ct}"))
         if self.store.location.host is not None:
             host = self.store.location.host
@@ -162,27 +172,27 @@ class OpenVZRestore(RestoreSteps):
             self._fetch(spec, local, ctx)
         private_tpl, root_tpl = self._templates(spec, ctx)
         private = private_tpl.replace("$VEID", spec.dest_ct).replace("${VEID}", spec.dest_ct)
-        self._run(spec.target, ["sh", "-c", RESTORE, "ferry", local, private,
-                                f"/etc/vz/conf/{spec.dest_ct}.conf", root_tpl, private_tpl, spec.dest_ct],
-                  ctx, timeout=self.settings.command_timeout_s)
+        self._run(spec.target, self._locked(spec, ["sh", "-c", RESTORE, "ferry", local, private,
+                                                    f"/etc/vz/conf/{spec.dest_ct}.conf", root_tpl, private_tpl,
+                                                    spec.dest_ct]), ctx, timeout=self.settings.command_timeout_s)
         if local != spec.archive:
             self._run(spec.target, ["rm", "-f", local], ctx, check=False)
         self._run(spec.target, ["touch", f"{record}/restored"], ctx)
-        ctx.figures["bytes"] = ctx.figures.get("bytes", 0.0) + float(self._size(spec))
+        ctx.figures["bytes"] = ctx.figures.get("bytes", 0.0) + float(self._size(spec, ctx))
 
     def _fetch(self, spec: MoveSpec, local: str, ctx: StepContext) -> None:
         """The archive from the backup host onto the destination (rsync resumes a partial copy)."""
         host = self.store.location.host
         assert host is not None
-        argv = ["rsync", "-a", "--partial", *bwlimit(spec.bwlimit_kib), "--mkpath", "-e",
+        argv = ["rsync", "-a", *bwlimit(spec.bwlimit_kib), "--mkpath", "-e",
                 ssh_command(self.settings, BACKUP_HOST), f"{host.user}@{host.host}:{spec.archive}", local]
-        res = self._run(spec.target, argv, ctx, check=False)
+        res = self._run(spec.target, self._locked(spec, argv), ctx, check=False)
         if res.status != 0:
             raise PermanentError(f"fetching {spec.archive} from {host.host} to {spec.target} failed "
                                  f"(exit {res.status}): {res.err.strip()[-200:]}")
 
-    def _size(self, spec: MoveSpec) -> int:
-        found = {b.archive: b.bytes for b in self.store.archives(spec.source)}
+    def _size(self, spec: MoveSpec, ctx: StepContext) -> int:
+        found = {b.archive: b.bytes for b in self.store.archives(spec.source, ctx.journal)}
         return found.get(str(spec.archive), 0)
 
     def start(self, spec: MoveSpec, ctx: StepContext) -> None:
@@ -208,7 +218,7 @@ class OpenVZRestore(RestoreSteps):
                 raise PermanentError(f"{ips[0]}:{port} of CT {spec.dest_ct} does not answer on {spec.target}")
 
     def cleanup(self, spec: MoveSpec, ctx: StepContext) -> None:
-        if not self.store.reachable(spec.source):
+        if not self.store.reachable(spec.source, ctx.journal):
             raise CleanupPending(f"{spec.source} is still down: its copy of CT {spec.ct} is checked when it "
                                  "comes back")
         conf = self._run(spec.source, ["cat", f"/etc/vz/conf/{spec.ct}.conf"], ctx, check=False)

@@ -193,3 +193,58 @@ def test_without_a_fence_nothing_starts(lab, tmp_path):
     fences = [e for e in detail["journal"] if e["step"] == "fence" and e["kind"] == "command"]
     assert fences and all(e["status"] == 3 and e["host"] == "localhost" for e in fences)
     assert not [e for e in detail["journal"] if e["step"] in ("restore", "start") and e["kind"] == "command"]
+
+
+def install_vzrestore(lab: Lab) -> None:
+    """vzrestore on every node (the double's, logging its calls): the restore uses it, not tar."""
+    wrapper = lab.base / "bin" / "vzrestore"
+    wrapper.write_text('#!/bin/sh\necho "$@" >> /var/lib/vzlab/vzrestore.log\n'
+                       f'exec /usr/bin/python3 {HERE / "vzdouble.py"} vzrestore "$@"\n')
+    wrapper.chmod(0o755)
+
+
+def wait_for_fetch(ct: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+    """Until a node fetches ``ct``'s archive from the backup host (ferry still running). The lab's
+    nodes share the machine's pid namespace: one ``ps`` sees them all."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        ps = subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True).stdout
+        if any(line.startswith("rsync ") and f":/var/lib/vz/dump/n1/vzdump-openvz-{ct}-" in line
+               for line in ps.splitlines()):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no restore of {ct} seen (ferry exit status {proc.poll()})")
+
+
+def test_kill_9_mid_restore_then_resume(lab, tmp_path):
+    cts = {"531": "10.77.0.171", "532": "10.77.0.172"}
+    serve_and_back_up(lab, "n1", {"531": cts["531"]}, files=600, file_kb=48)  # a ~29 MB archive
+    serve_and_back_up(lab, "n1", {"532": cts["532"]})
+    install_vzrestore(lab)
+    lab.kill_node("n1")
+    config = write_config(lab, tmp_path)
+    # 4 MB/s per copy: the fetch of the big archive lasts seconds, so the kill lands inside it
+    config.write_text(config.read_text() + "[policy]\nbandwidth_budget_mb_s = 8.0\n")
+    with open(tmp_path / "ferry.log", "w") as log:
+        proc = subprocess.Popen([FERRY, "--config", str(config), "evacuate", "n1", "--from-backups",
+                                 "--node-is-fenced", "--yes", "--format", "json"], stdout=log, stderr=log,
+                                stdin=subprocess.DEVNULL)
+        try:
+            wait_for_fetch("531", proc)
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=10)
+    jobs = json.loads(ferry(config, "jobs", "--format", "json").stdout)
+    assert jobs[0]["state"] == "running" and jobs[0]["run_by"] is None, jobs
+    results = json.loads(ferry(config, "jobs", "resume", "--format", "json").stdout)
+    assert [r["state"] for r in results] == ["succeeded"], results
+    assert results[0]["rpo_s"] > 0
+    copies = world(lab, LIVE)
+    for ct, ip in cts.items():
+        assert [s for _, s in copies[ct]] == ["running"], copies
+        assert http_get(lab, ip) == f"ct {ct}\n"
+    target = next(n for n, _ in copies["531"])
+    assert "vzdump-openvz-531-" in lab.nodes[target].run("cat /var/lib/vzlab/vzrestore.log")
+    assert lab.nodes[target].run("ls /var/lib/vz/dump") == ""  # the fetched archive is removed
+    detail = json.loads(ferry(config, "job", "show", str(results[0]["job_id"]), "--format", "json").stdout)
+    assert any("resuming" in str(e["what"]) for e in detail["journal"] if e["kind"] == "event" and e["ct"] == "531")
