@@ -26,17 +26,10 @@ node is never asked anything but "do you answer".
 
 from __future__ import annotations
 
+import re
 import shlex
 
-from adapters.base import (
-    Check,
-    CleanupPending,
-    Copy,
-    MoveSpec,
-    Observation,
-    PermanentError,
-    StepContext,
-)
+from adapters.base import Check, CleanupPending, Copy, MoveSpec, Observation, PermanentError, StepContext
 from adapters.openvz import forwarding, inventory
 from adapters.openvz.backups import BACKUP_HOST, ArchiveStore, with_backup_host
 from adapters.openvz.settings import OpenVZSettings
@@ -54,6 +47,7 @@ UNPACK = ('rm -rf "$2" && mkdir -p "$2" && tar -xpf "$1" --numeric-owner -C "$2"
 RESTORE = ('rm -f "$3"; if command -v vzrestore >/dev/null 2>&1; then rm -rf "$2" && vzrestore "$1" "$6"; '
            f'else {UNPACK}; fi')
 DEFAULT_PRIVATE, DEFAULT_ROOT = "/var/lib/vz/private/$VEID", "/vz/root/$VEID"
+_TEMPLATE = re.compile(r"/[A-Za-z0-9._/-]*(\$VEID|\$\{VEID\})?[A-Za-z0-9._/-]*")
 
 
 class OpenVZRestore(RestoreSteps):
@@ -89,7 +83,11 @@ class OpenVZRestore(RestoreSteps):
     def _templates(self, spec: MoveSpec, ctx: StepContext) -> tuple[str, str]:
         """This destination's VE_PRIVATE and VE_ROOT templates (/etc/vz/vz.conf), as vzrestore reads."""
         conf = inventory.parse_conf(self._run(spec.target, ["cat", "/etc/vz/vz.conf"], ctx, check=False).out)
-        return conf.get("VE_PRIVATE") or DEFAULT_PRIVATE, conf.get("VE_ROOT") or DEFAULT_ROOT
+        private, root = conf.get("VE_PRIVATE") or DEFAULT_PRIVATE, conf.get("VE_ROOT") or DEFAULT_ROOT
+        for key, value in (("VE_PRIVATE", private), ("VE_ROOT", root)):
+            if not _TEMPLATE.fullmatch(value):  # it goes into UNPACK's sed expression
+                raise PermanentError(f"{spec.target}: /etc/vz/vz.conf {key}={value!r} is not a plain path")
+        return private, root
 
     def _private(self, spec: MoveSpec, ctx: StepContext) -> str:
         return self._templates(spec, ctx)[0].replace("$VEID", spec.dest_ct).replace("${VEID}", spec.dest_ct)

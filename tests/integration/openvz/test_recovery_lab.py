@@ -28,12 +28,9 @@ from adapters.restore import STALE_MARK
 from tests.doubles.lab.containers import make_container
 from tests.doubles.lab.netlab import HERE, Lab, missing_binaries
 
-pytestmark = [pytest.mark.lab]
-
-if os.geteuid() != 0:
-    pytest.skip("the OpenVZ lab needs root (network and mount namespaces)", allow_module_level=True)
-if missing_binaries():
-    pytest.skip(f"the OpenVZ lab needs: {', '.join(missing_binaries())}", allow_module_level=True)
+WHY_NOT = ("the OpenVZ lab needs root (network and mount namespaces)" if os.geteuid() != 0
+           else f"the OpenVZ lab needs: {', '.join(missing_binaries())}" if missing_binaries() else "")
+pytestmark = [pytest.mark.lab, pytest.mark.skipif(bool(WHY_NOT), reason=WHY_NOT)]
 
 FERRY = str(Path(sys.executable).parent / "ferry")
 CTS = {"501": "10.77.0.151", "502": "10.77.0.152", "503": "10.77.0.153"}
