@@ -2,6 +2,7 @@
 
     ferry evacuate N (N offline) --refuse_offline--> one line offering --from-backups (exit 2)
     ferry evacuate N --from-backups [--node-is-fenced]
+        backend.restores().lost_containers(N) (OpenVZ: read from N's archives) + the inventory
         backend.restores().list_backups(N) --newest per container--> planners.backups.plan_from_backups
         --> fence choice (the operator's word or [recovery] fence_command; neither: refused, nothing
             stored) written on every restore --> a normal job (service.jobs.create_job)
