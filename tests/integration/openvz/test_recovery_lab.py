@@ -43,8 +43,12 @@ def lab():
         yield lab
 
 
-def write_config(lab: Lab, tmp: Path, fence_command: str = "") -> Path:
+def write_config(lab: Lab, tmp: Path, fence_command: str = "", shared: Path | None = None) -> Path:
+    """ferry's config for n1-n3; the archives on the backup host n4, or in ``shared`` (a path every
+    node sees, as an NFS mount)."""
     nodes = "".join(f'[openvz.nodes.{n}]\nhost = "{lab.nodes[n].addr}"\n' for n in ("n1", "n2", "n3"))
+    backups = (f'dir = "{shared}/{{node}}"\n' if shared else
+               f'dir = "/var/lib/vz/dump/{{node}}"\nhost = {{ host = "{lab.nodes["n4"].addr}" }}\n')
     path = tmp / "ferry.toml"
     path.write_text(
         '[ferry]\nbackend = "openvz"\nstate_dir = "state"\n'
@@ -52,8 +56,7 @@ def write_config(lab: Lab, tmp: Path, fence_command: str = "") -> Path:
         + (f"[recovery]\nfence_command = {fence_command}\n" if fence_command else "")
         + f'[openvz]\nidentity_file = "{lab.identity}"\nknown_hosts_file = "{lab.known_hosts}"\n'
         "connect_timeout_s = 2\n"
-        f'[openvz.backups]\ndir = "/var/lib/vz/dump/{{node}}"\nhost = {{ host = "{lab.nodes["n4"].addr}" }}\n'
-        + nodes)
+        "[openvz.backups]\n" + backups + nodes)
     return path
 
 
@@ -64,14 +67,17 @@ def ferry(config: Path, *args: str, timeout: float = 300, code: int = 0) -> subp
     return result
 
 
-def serve_and_back_up(lab: Lab, node: str, cts: dict[str, str], **kw) -> None:
-    """Containers running on ``node``, each vzdump'ed and copied to the backup host (n4)."""
+def serve_and_back_up(lab: Lab, node: str, cts: dict[str, str], shared: Path | None = None, **kw) -> None:
+    """Containers running on ``node``, each vzdump'ed into ``shared``/node, else copied to the
+    backup host (n4)."""
     host = lab.nodes[node]
+    dumpdir = f"{shared}/{node}" if shared else "/var/lib/vz/dump"
     for ct, ip in cts.items():
         make_container(host, ct, ip, **kw)
-        host.run(f"vzctl start {ct} && vzdump --compress --dumpdir /var/lib/vz/dump {ct} >/dev/null")
-    host.run(f"rsync -a --mkpath /var/lib/vz/dump/ root@{lab.nodes['n4'].addr}:/var/lib/vz/dump/{node}/ "
-             "&& rm -f /var/lib/vz/dump/*")
+        host.run(f"mkdir -p {dumpdir} && vzctl start {ct} && vzdump --compress --dumpdir {dumpdir} {ct} >/dev/null")
+    if not shared:
+        host.run(f"rsync -a --mkpath /var/lib/vz/dump/ root@{lab.nodes['n4'].addr}:/var/lib/vz/dump/{node}/ "
+                 "&& rm -f /var/lib/vz/dump/*")
 
 
 def world(lab: Lab, nodes: tuple[str, ...]) -> dict[str, list[tuple[str, str]]]:
@@ -122,7 +128,9 @@ def conf_of(lab: Lab, node: str, ct: str) -> str:
 
 
 def test_a_dead_node_comes_back_from_its_backups_and_its_copies_stay_stopped(lab, tmp_path):
+    backups_started = time.time()
     serve_and_back_up(lab, "n1", CTS)
+    backups_done = time.time()
     lab.nodes["n1"].run("echo late > /var/lib/vz/private/501/www/late.html")  # written after the backup
     assert http_get(lab, CTS["501"], "/late.html") == "late\n"
     config = write_config(lab, tmp_path)
@@ -136,10 +144,12 @@ def test_a_dead_node_comes_back_from_its_backups_and_its_copies_stay_stopped(lab
         assert sorted(m["ct"] for m in plan["moves"]) == sorted(CTS)
         assert all(m["to"] in LIVE and "/var/lib/vz/dump/n1/vzdump-openvz-" in m["restore"]["archive"]
                    for m in plan["moves"])
+        planned_after = time.time()
         summary = json.loads(ferry(config, "evacuate", "n1", "--from-backups", "--node-is-fenced", "--yes",
                                    "--format", "json").stdout)
         assert summary["state"] == "succeeded", summary
-        assert summary["rpo_s"] > 0  # the data age of the oldest archive restored
+        # the data age of the oldest archive restored, when the job was planned (names: 1 s steps)
+        assert planned_after - backups_done - 1 <= summary["rpo_s"] <= time.time() - backups_started + 1
         for ct, ip in CTS.items():
             assert http_get(lab, ip) == f"ct {ct}\n"
             assert [s for _, s in world(lab, LIVE)[ct]] == ["running"]
@@ -245,3 +255,21 @@ def test_kill_9_mid_restore_then_resume(lab, tmp_path):
     assert lab.nodes[target].run("ls /var/lib/vz/dump") == ""  # the fetched archive is removed
     detail = json.loads(ferry(config, "job", "show", str(results[0]["job_id"]), "--format", "json").stdout)
     assert any("resuming" in str(e["what"]) for e in detail["journal"] if e["kind"] == "event" and e["ct"] == "531")
+
+
+def test_archives_on_a_path_every_node_mounts_are_restored_in_place(lab, tmp_path):
+    shared = lab.base / "shared"  # outside the nodes' own mounts: every node sees it, as NFS
+    cts = {"541": "10.77.0.181"}
+    serve_and_back_up(lab, "n1", cts, shared=shared)
+    [archive] = list((shared / "n1").glob("vzdump-openvz-541-*.tgz"))
+    lab.kill_node("n1")
+    config = write_config(lab, tmp_path, shared=shared)
+    summary = json.loads(ferry(config, "evacuate", "n1", "--from-backups", "--node-is-fenced", "--yes",
+                               "--format", "json").stdout)
+    assert summary["state"] == "succeeded", summary
+    assert http_get(lab, cts["541"]) == "ct 541\n"
+    assert archive.is_file()  # read where it lies, never moved nor removed
+    detail = json.loads(ferry(config, "job", "show", str(summary["job_id"]), "--format", "json").stdout)
+    commands = [e["what"] for e in detail["journal"] if e["kind"] == "command"]
+    assert not [c for c in commands if c[:1] == ["rsync"] or c[4:5] == ["rsync"]]  # nothing fetched
+    assert any(str(archive) in c for c in commands)
