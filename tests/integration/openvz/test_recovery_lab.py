@@ -4,6 +4,7 @@
     n1's namespace torn down (dead) --> ferry evacuate n1 --from-backups --node-is-fenced
         --> the archives restored on n2/n3 (fetched from n4, unpacked: the lab has no vzrestore)
         --> they serve again, with the data of the backup (what was written after it is lost)
+    504 on n1 has no backup: known from ferry's last look at n1, listed as unrecoverable
     n1 brought back --> ferry cleanup: its copies stay stopped, ONBOOT="no", marked, reported;
         a boot of n1 afterwards starts none of them
     all along: an ARP watcher in the client namespace: never two hosts answering for an address
@@ -133,7 +134,10 @@ def test_a_dead_node_comes_back_from_its_backups_and_its_copies_stay_stopped(lab
     backups_done = time.time()
     lab.nodes["n1"].run("echo late > /var/lib/vz/private/501/www/late.html")  # written after the backup
     assert http_get(lab, CTS["501"], "/late.html") == "late\n"
+    make_container(lab.nodes["n1"], "504", "10.77.0.154")  # never backed up
     config = write_config(lab, tmp_path)
+    seen = json.loads(ferry(config, "inventory", "--format", "json").stdout)  # ferry looks before n1 dies
+    assert sorted(c["id"] for c in seen["containers"]) == [*sorted(CTS), "504"]
     watch = ArpWatch(lab, list(CTS.values()))
     try:
         lab.kill_node("n1")
@@ -142,6 +146,8 @@ def test_a_dead_node_comes_back_from_its_backups_and_its_copies_stay_stopped(lab
         assert "--from-backups" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
         plan = json.loads(ferry(config, "plan", "evacuate", "n1", "--from-backups", "--format", "json").stdout)
         assert sorted(m["ct"] for m in plan["moves"]) == sorted(CTS)
+        assert plan["recovery"]["unrecoverable"] == ["504"]  # known from ferry's last look, no archive
+        assert [u["ct"] for u in plan["unplaced"]] == ["504"]
         assert all(m["to"] in LIVE and "/var/lib/vz/dump/n1/vzdump-openvz-" in m["restore"]["archive"]
                    for m in plan["moves"])
         planned_after = time.time()
@@ -166,6 +172,7 @@ def test_a_dead_node_comes_back_from_its_backups_and_its_copies_stay_stopped(lab
             conf = conf_of(lab, "n1", ct)
             assert 'ONBOOT="no"' in conf and STALE_MARK in conf
             assert lab.nodes["n1"].run(f"test -f /var/lib/vz/private/{ct}/sbin/init && echo kept") == "kept\n"
+        assert 'ONBOOT="yes"' in conf_of(lab, "n1", "504")  # unrecoverable: never touched
         # n1 boots: the vz service starts every container whose config says ONBOOT="yes"
         lab.nodes["n1"].run("for f in /etc/vz/conf/*.conf; do grep -q '^ONBOOT=\"yes\"' \"$f\" && "
                             "vzctl start \"$(basename \"$f\" .conf)\"; done; true")
