@@ -30,6 +30,7 @@ from adapters.base import (
     StepContext,
     TransientError,
 )
+from fleet.model import Container
 
 #: Seconds a fence command may take before it counts as failed (and is tried again).
 FENCE_TIMEOUT_S = 120.0
@@ -74,6 +75,12 @@ class RestoreSteps(abc.ABC):
     @abc.abstractmethod
     def list_backups(self, node: str, cts: list[str]) -> list[Backup]:
         """Every usable backup archive of ``cts`` (the containers of the dead ``node``)."""
+
+    def lost_containers(self, node: str, known: set[str]) -> list[Container]:
+        """Containers of the dead ``node`` the inventory cannot show (ids not in ``known``): where
+        a dead node's guests stay listed (Proxmox: the cluster knows them) there are none; OpenVZ
+        reads them from the node's archives."""
+        return []
 
     @abc.abstractmethod
     def observe(self, spec: MoveSpec) -> Observation:

@@ -2,6 +2,8 @@
 
     ferry evacuate N (N offline) --refuse_offline--> one line offering --from-backups (exit 2)
     ferry evacuate N --from-backups [--node-is-fenced]
+        the inventory + N's containers it cannot show: as last seen (recovery_seen.py), and
+        backend.restores().lost_containers(N) (OpenVZ: read from N's archives)
         backend.restores().list_backups(N) --newest per container--> planners.backups.plan_from_backups
         --> fence choice (the operator's word or [recovery] fence_command; neither: refused, nothing
             stored) written on every restore --> a normal job (service.jobs.create_job)
@@ -30,6 +32,7 @@ from service import jobs
 from service.lifecycle import MoveState, Phase
 from service.operations.execution import Review, Submitted
 from service.operations.planning import Planned, current_inventory, planning_policy
+from service.recovery_seen import last_seen
 from service.runtime import Runtime
 from service.store import MoveRow
 
@@ -58,12 +61,24 @@ def archives_of(rt: Runtime, inv: Inventory, node: str) -> dict[str, Archive]:
     return {ct: Archive(b.archive, b.taken_at, b.bytes, b.storage) for ct, b in found.items()}
 
 
+def with_lost_containers(rt: Runtime, inv: Inventory, node: str) -> Inventory:
+    """``inv`` with the dead node's containers that discovery could not show (an OpenVZ node's
+    are known only to the node itself): as ferry last saw them there, and those its archives
+    describe (created since ferry last looked)."""
+    known = {c.id for c in inv.containers}
+    seen = [c for c in last_seen(rt.sessions, node) if c.id not in known]
+    lost = seen + rt.backend.restores().lost_containers(node, known | {c.id for c in seen})
+    return inv.model_copy(update={"containers": [*inv.containers, *lost]}) if lost else inv
+
+
 def plan_recovery(rt: Runtime, node: str, snapshot: Inventory | None = None) -> Planned:
     """The plan that brings ``node``'s containers back from their backups (nothing stored)."""
     inv = current_inventory(rt, snapshot)
     if node in {n.name for n in inv.nodes} and node not in offline_nodes(inv, [node]):
         raise InputError("node", node, "is online: evacuate it with 'ferry evacuate' (restoring from "
                          "backups is for a dead node, and would lose the data written since)")
+    if snapshot is None:
+        inv = with_lost_containers(rt, inv, node)
     plan = plan_from_backups(inv, node, archives_of(rt, inv, node), planning_policy(rt, snapshot),
                              now=rt.backend.now())
     return Planned(plan, inv)

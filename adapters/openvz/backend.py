@@ -32,6 +32,7 @@ from adapters.base import (
 )
 from adapters.openvz import delta, forwarding, inventory, readdress, retire, transfer
 from adapters.openvz.checks import VZMIGRATE_EXIT, Preflight
+from adapters.openvz.restore import OpenVZRestore
 from adapters.openvz.settings import OpenVZSettings
 from adapters.openvz.ssh import Shell
 from fleet.model import Inventory
@@ -67,6 +68,7 @@ class OpenVZBackend(Backend):
         #: The DNS zone whose address records follow a move that changes the address (the
         #: service attaches it from ``[dns]``); None: only ``dns_hook`` runs.
         self.records = records
+        self._restores: OpenVZRestore | None = None
 
     # ---------------------------------------------------------------- helpers
     def _run(self, node: str, argv: list[str], ctx: StepContext, **kw):
@@ -444,5 +446,13 @@ class OpenVZBackend(Backend):
             readdress.restore(self.shell, self.records, spec.source, state, old_ips[0], ctx.journal)
         self._run(spec.source, ["rm", "-rf", state], ctx)
 
+    def restores(self) -> OpenVZRestore:
+        """Restores from ``[openvz.backups]`` (restore.py), one SSH pool kept for the whole job."""
+        if self._restores is None:
+            self._restores = OpenVZRestore(self.settings)
+        return self._restores
+
     def close(self) -> None:
         self.shell.close()
+        if self._restores is not None:
+            self._restores.shell.close()

@@ -24,6 +24,10 @@ Example (TOML)::
     host = "ovz1.example.net"                       # address ferry and the other nodes use
     port = 22
     user = "root"
+    [openvz.backups]                                # vzdump archives, for evacuating a dead node
+    dir = "/backup/vz/{node}"                       # {node}: the node whose containers they are
+    host = { host = "backup1.example.net" }         # optional: on this host over SSH; without:
+                                                    # a path every node mounts (NFS)
 
 Every invalid value becomes :class:`fleet.errors.InputError` naming ``openvz.<key>``.
 """
@@ -49,6 +53,18 @@ class NodeAccess(BaseModel):
     user: str = Field(default="root", pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
 
 
+class BackupLocation(BaseModel):
+    """Where the nodes' vzdump archives are kept (adapters/openvz/backups.py reads them)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dir: str = Field(pattern=r"^/[A-Za-z0-9._/{}-]+$")
+    host: NodeAccess | None = None
+
+    def dir_of(self, node: str) -> str:
+        return self.dir.replace("{node}", node)
+
+
 class OpenVZSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -72,6 +88,7 @@ class OpenVZSettings(BaseModel):
     backup_max_age_hours: float = Field(default=24.0, gt=0)
     state_dir: str = Field(default="/var/lib/ferry", pattern=r"^/[A-Za-z0-9._/-]+$")
     dump_dir: str = Field(default="/var/lib/vz/dump", pattern=r"^/[A-Za-z0-9._/-]+$")
+    backups: BackupLocation | None = None
 
     @field_validator("rsync_options")
     @classmethod

@@ -25,6 +25,7 @@ from service.addressing import address_plan
 from service.nodes import apply_node_states, stored_states
 from service.operations.outlook import planning_fleet
 from service.operations.requests import NodesPlanRequest, PlaceRequest, RebalanceRequest
+from service.recovery_seen import remember
 from service.runtime import Runtime
 
 NodeGoal = Literal["evacuate", "drain"]
@@ -40,8 +41,13 @@ class Planned:
 
 
 def current_inventory(rt: Runtime, snapshot: Inventory | None = None) -> Inventory:
-    """The snapshot the caller gave (already parsed by its surface), else the live fleet."""
-    return snapshot if snapshot is not None else apply_node_states(rt.backend.discover(), stored_states(rt.sessions))
+    """The snapshot the caller gave (already parsed by its surface), else the live fleet (whose
+    containers are remembered per node: service/recovery_seen.py)."""
+    if snapshot is not None:
+        return snapshot
+    inv = apply_node_states(rt.backend.discover(), stored_states(rt.sessions))
+    remember(rt.sessions, inv)
+    return inv
 
 
 def fleet_to_plan_on(rt: Runtime, kind: str, snapshot: Inventory | None = None,

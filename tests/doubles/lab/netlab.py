@@ -167,6 +167,11 @@ class Lab:
             "PasswordAuthentication no\nKbdInteractiveAuthentication no\nMaxStartups 100\n"
             "MaxSessions 100\nSubsystem sftp internal-sftp\nPrintMotd no\nUseDNS no\n"
             "LogLevel VERBOSE\n")
+        self._start_sshd(node)
+
+    def _start_sshd(self, node: LabNode) -> None:
+        """The node's sshd in its own mount namespace over its bind-mounted OpenVZ paths."""
+        cfg = node.root / "sshd_config"
         mounts = []
         for key, target in NODE_PATHS.items():
             src = self.base / "bin" if key == "bin" else node.path(key)
@@ -177,10 +182,27 @@ class Lab:
                           "mkdir -p /var/lib/vz/private /var/lib/vz/dump")
         Path("/run/sshd").mkdir(exist_ok=True)
         script = " && ".join(mounts + [f"hostname {node.name}", f"exec /usr/sbin/sshd -D -e -f {cfg}"])
-        log = open(node.root / "sshd.log", "w")
+        log = open(node.root / "sshd.log", "a")  # noqa: SIM115 - the child holds it
         node.proc = subprocess.Popen(
             ["nsenter", f"--net=/run/netns/{node.ns}", "unshare", "--mount", "--uts", "sh", "-c",
              script], stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+
+    def kill_node(self, name: str) -> None:
+        """The node dies: every process in its namespace (sshd, containers) killed, its network
+        gone (its addresses answer nowhere); its files stay, as a dead server's disks do."""
+        node = self.nodes[name]
+        kill_namespace(node.ns)
+        sh("ip", "link", "del", f"{node.ns}v", check=False)
+        if node.proc:
+            node.proc.wait(timeout=5)
+
+    def revive_node(self, name: str) -> None:
+        """The node comes back as a fenced node is powered on: network and sshd, no container
+        running (the lab has no boot: see the test's own boot step)."""
+        node = self.nodes[name]
+        self._host(name, node.addr)
+        self._start_sshd(node)
+        self._wait_sshd(node)
 
     def _wait_sshd(self, node: LabNode) -> None:
         deadline = time.monotonic() + 10

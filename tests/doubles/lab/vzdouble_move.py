@@ -10,6 +10,7 @@ the destination unless ``--keep-dst``.
 import io
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -183,9 +184,10 @@ def restore(archive, ctid):
     private = f"/var/lib/vz/private/{ctid}"
     os.makedirs(private, exist_ok=True)
     with tarfile.open(archive) as tar:
-        tar.extractall(private, filter="tar")
+        # the "tar" filter (Python >= 3.11.4) keeps owners and modes as vzrestore's tar -p does
+        tar.extractall(private, **({"filter": "tar"} if hasattr(tarfile, "tar_filter") else {}))
     conf_in = f"{private}/etc/vzdump/vps.conf"
-    os.replace(conf_in, vz.conf_path(ctid))
+    shutil.move(conf_in, vz.conf_path(ctid))  # /etc/vz and /var/lib/vz are two mounts on a node
     vz.write_conf_keys(vz.conf_path(ctid), {"VE_PRIVATE": "/var/lib/vz/private/$VEID",
                                             "VE_ROOT": "/vz/root/$VEID"})
     print(f"INFO: restore of '{archive}' to CT {ctid} successful")
