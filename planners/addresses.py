@@ -7,6 +7,12 @@
                                     (at most REPLAN_ROUNDS); what still overflows stays put,
                                     unplaced with the pool as the binding constraint
 
+A move that changes address is never ``live``: a live move keeps the container's identity on the
+wire (OpenVZ ``vzmigrate --live`` and the backends refuse new addresses for it), so the move takes
+the readdressing path, the next method after ``live`` (``restart``: pre-copy, forwarders hold
+clients on the old address, stop, final copy, start with the new address), re-priced with the
+cost model (planners/costs.py) so its predicted duration and downtime say what it really costs.
+
 Pools are capacity, like memory: no address is handed out twice, neither within a plan nor
 across jobs (``taken`` holds the addresses containers use and those other active jobs hold, from
 the job store). Pure: an IPAM hook reaches here only as the ``allocate`` callable, and the TTL
@@ -21,11 +27,16 @@ from dataclasses import dataclass
 
 from fleet.model import Container, Inventory, Rules
 from fleet.networks import Networks
-from fleet.plan import Plan, Readdress, Unplaced
+from fleet.plan import Method, Move, Plan, Predicted, Readdress, Unplaced
+from fleet.policy import Policy
 from fleet.snapshot import inventory_digest
+from planners.costs import predict
 
 #: ``allocate(network, ct)`` -> a free address of ``network`` from an IPAM hook, or None.
 Allocator = Callable[[str, str], str | None]
+#: The method of a running container's move that changes address (the engine's fallback after
+#: ``live``, service/lifecycle.py FALLBACK, is the same).
+READDRESS_METHOD: Method = "restart"
 #: How many times a plan is made again after a pool ran out.
 REPLAN_ROUNDS = 3
 
@@ -88,7 +99,7 @@ def _new_ips(ct: Container, old_net: str, new_ip: str, networks: Networks, new_n
 
 def assign(plan: Plan, inv: Inventory, networks: Networks, taken: set[str],
            allocate: Allocator | None = None, ttl_s: Mapping[str, int] | None = None,
-           ) -> tuple[Plan, dict[str, str]]:
+           policy: Policy | None = None) -> tuple[Plan, dict[str, str]]:
     """Give each crossing move an address; returns the plan and the moves no pool could serve
     ({ct: destination})."""
     used = set(taken)
@@ -104,11 +115,35 @@ def assign(plan: Plan, inv: Inventory, networks: Networks, taken: set[str],
             "from": cross.old_ip, "to": ip, "network": net, "gateway": networks.subnets[net].gateway,
             "ips": _new_ips(cross.ct, cross.old_network, ip, networks, net),
             "old_address_s": networks.ttl_s if ttl_s is None else ttl_s.get(cross.ct.id, networks.ttl_s)})
-    moves = [m.model_copy(update={"address": given[m.ct], "reason": _say(m.reason, given[m.ct])})
+    moves = [readdressed(m.model_copy(update={"address": given[m.ct],
+                                              "reason": _say(m.reason, given[m.ct])}),
+                         inv, policy or Policy())
              if m.ct in given else m for m in plan.moves]
     return plan.model_copy(update={"moves": moves}), overflow
 
 
+def _disk_copied(inv: Inventory, move: Move) -> bool:
+    """Whether the move copies the disk (planners/state.py ``copies_disk``): not when it stays
+    on a shared storage both nodes mount under the same id."""
+    ct = inv.container(move.ct)
+    src_id, dst_id = ct.storage, move.target_storage or ct.storage
+    if src_id is None or dst_id is None:
+        return False
+    src = inv.node(move.from_node).storage.get(src_id)
+    dst = inv.node(move.to).storage.get(dst_id)
+    return not (src is not None and src.shared and dst is not None and dst.shared
+                and src_id == dst_id)
+
+
+def readdressed(move: Move, inv: Inventory, policy: Policy) -> Move:
+    """``move`` (which changes address) on the readdressing path: a ``live`` one becomes a
+    ``restart``, priced again by the cost model (module doc)."""
+    if move.method != "live":
+        return move
+    cost = predict(inv.container(move.ct), inv.node(move.from_node), inv.node(move.to), policy,
+                   _disk_copied(inv, move), method=READDRESS_METHOD)
+    return move.model_copy(update={"method": cost.method, "predicted": Predicted(
+        duration_s=cost.duration_s, downtime_s=cost.downtime_s, bytes=cost.bytes)})
 def _say(reason: str, new: Readdress) -> str:
     return (f"{reason}; new address {new.to} in {new.network} (clients may use {new.from_ip} for "
             f"{new.old_address_s} s more: its TTL)")
@@ -131,20 +166,22 @@ def _take(networks: Networks, names: list[str], ct: str, used: set[str],
 
 def plan_with_addresses(make_plan: Callable[[Inventory], Plan], inv: Inventory, networks: Networks,
                         taken: set[str], allocate: Allocator | None = None,
-                        ttl_s: Mapping[str, int] | None = None) -> Plan:
+                        ttl_s: Mapping[str, int] | None = None, policy: Policy | None = None,
+                        ) -> Plan:
     """Plan with ``make_plan`` so that fixed addresses stay in their subnet and no pool is
     overdrawn (module doc). Without declared networks this is ``make_plan(inv)``.
 
     An overflowing (container, node) pair is banned and the plan made again; after
     REPLAN_ROUNDS a node whose pool ran out is closed to every container of another subnet but
     those the last plan gave one of its addresses, so each further round closes one more node
-    (bounded by the node count). What ends unplaced for want of an address says so."""
+    (bounded by the node count). What ends unplaced for want of an address says so. ``policy``
+    prices the moves that change address (the one ``make_plan`` plans with)."""
     if not networks.subnets:
         return make_plan(inv)
     fenced = fence(inv, networks)
     banned: dict[str, set[str]] = {}
     for round_ in range(REPLAN_ROUNDS + len(inv.nodes) + 1):
-        plan, overflow = assign(make_plan(fenced), inv, networks, taken, allocate, ttl_s)
+        plan, overflow = assign(make_plan(fenced), inv, networks, taken, allocate, ttl_s, policy)
         if not overflow:
             return _finish(plan, inv, networks, banned)
         for ct, node in overflow.items():

@@ -103,9 +103,11 @@ def _precopy(disk_mb: float, dirty_mb_s: float, speed: float) -> tuple[float, fl
     return copied, spent, delta
 
 
-def predict(ct: Container, src: Node, dst: Node, policy: Policy, disk_copied: bool) -> MoveCost:
-    """Bytes, duration and downtime of moving ``ct`` from ``src`` to ``dst`` (module docstring)."""
-    method = choose_method(ct, src, dst, policy)
+def predict(ct: Container, src: Node, dst: Node, policy: Policy, disk_copied: bool,
+            method: Method | None = None) -> MoveCost:
+    """Bytes, duration and downtime of moving ``ct`` from ``src`` to ``dst`` (module docstring),
+    by ``method`` when the caller decided it (a move changing address is never live)."""
+    method = method or choose_method(ct, src, dst, policy)
     speed = policy.link_speed(src.name, dst.name)
     disk_mb = ct.disk_gb * 1024.0 if disk_copied else 0.0
     running = ct.status == "running"

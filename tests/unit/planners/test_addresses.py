@@ -11,7 +11,7 @@ from fleet.plan import Plan
 from fleet.policy import Policy
 from fleet.snapshot import inventory_digest, parse_inventory
 from planners import plan_evacuate
-from planners.addresses import plan_with_addresses
+from planners.addresses import READDRESS_METHOD, plan_with_addresses
 
 
 def _inventory(cts: list[tuple[str, str, str, list[str]]]) -> Inventory:
@@ -89,3 +89,24 @@ def test_an_ipam_hook_allocates_when_the_pool_is_empty():
     asked = []
     plan = _evacuate(inv, nets, allocate=lambda net, ct: asked.append((net, ct)) or "10.0.2.77")
     assert asked == [("lan-b", "101")] and plan.moves[0].address.to == "10.0.2.77"
+
+
+def test_a_move_that_changes_address_is_never_live_and_is_priced_as_it_runs():
+    inv = _inventory(_full_a2([("101", "a1", "10.0.1.5", [])]))
+    policy = Policy(stop_s=7.0, start_s=2.0)
+    plain = plan_evacuate(inv, ["a1"], policy)
+    assert {m.ct: m.method for m in plain.moves}["101"] == "live"  # what the planner alone says
+    plan = plan_with_addresses(lambda i: plan_evacuate(i, ["a1"], policy), inv,
+                               _networks(["10.0.2.10"]), set(), policy=policy)
+    (move,) = [m for m in plan.moves if m.ct == "101"]
+    assert move.address is not None and move.method == READDRESS_METHOD == "restart"
+    assert move.predicted.downtime_s >= policy.stop_s + policy.start_s
+    assert move.predicted.duration_s >= move.predicted.downtime_s
+    json_move = json.loads(plan.to_json())["moves"][0]
+    assert json_move["method"] == "restart"
+
+
+def test_a_move_inside_the_subnet_stays_live():
+    inv = _inventory([("101", "a1", "10.0.1.5", [])])
+    plan = _evacuate(inv, _networks(["10.0.2.10"]))
+    assert plan.moves[0].address is None and plan.moves[0].method == "live"
