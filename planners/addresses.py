@@ -8,10 +8,11 @@
                                     unplaced with the pool as the binding constraint
 
 A move that changes address is never ``live``: a live move keeps the container's identity on the
-wire (OpenVZ ``vzmigrate --live`` and the backends refuse new addresses for it), so the move takes
-the readdressing path, the next method after ``live`` (``restart``: pre-copy, forwarders hold
-clients on the old address, stop, final copy, start with the new address), re-priced with the
-cost model (planners/costs.py) so its predicted duration and downtime say what it really costs.
+wire (OpenVZ ``vzmigrate --live`` and a Proxmox migration refuse new addresses), so the move
+takes its platform's readdressing path (:data:`READDRESS_METHOD`), re-priced with the cost model
+(planners/costs.py) so its predicted duration and downtime say what it really costs: OpenVZ
+``restart`` (pre-copy, forwarders hold clients on the old address, stop, final copy, start with
+the new address); Proxmox ``dump`` (backup, restore with ``net0`` rewritten, start).
 
 Pools are capacity, like memory: no address is handed out twice, neither within a plan nor
 across jobs (``taken`` holds the addresses containers use and those other active jobs hold, from
@@ -34,9 +35,9 @@ from planners.costs import predict
 
 #: ``allocate(network, ct)`` -> a free address of ``network`` from an IPAM hook, or None.
 Allocator = Callable[[str, str], str | None]
-#: The method of a running container's move that changes address (the engine's fallback after
-#: ``live``, service/lifecycle.py FALLBACK, is the same).
-READDRESS_METHOD: Method = "restart"
+#: The method of a move that changes address, by the source's platform (module doc); another
+#: platform's moves (sim) only leave ``live``, for the next method (service/lifecycle.py FALLBACK).
+READDRESS_METHOD: dict[str, Method] = {"openvz": "restart", "proxmox": "dump"}
 #: How many times a plan is made again after a pool ran out.
 REPLAN_ROUNDS = 3
 
@@ -89,10 +90,13 @@ def crossings(plan: Plan, inv: Inventory, networks: Networks) -> list[Crossing]:
     return out
 
 
-def _new_ips(ct: Container, old_net: str, new_ip: str, networks: Networks, new_net: str) -> list[str]:
-    """The container's addresses with those of its old subnet replaced by ``new_ip`` (written
-    with the new subnet's prefix length when the old ones carried one)."""
-    prefix = "/" in ct.ips[0]
+def _new_ips(ct: Container, old_net: str, new_ip: str, networks: Networks, new_net: str,
+             cidr: bool = False) -> list[str]:
+    """The container's addresses with those of its old subnet replaced by ``new_ip``, written
+    with the new subnet's prefix length when the old ones carried one or ``cidr`` asks (a
+    Proxmox destination: ``net[n]`` takes an address in CIDR form, and the new subnet's prefix
+    length need not be the old one's)."""
+    prefix = cidr or "/" in ct.ips[0]
     first = f"{new_ip}/{networks.subnets[new_net].network.prefixlen}" if prefix else new_ip
     return [first] + [ip for ip in ct.ips if not networks.subnets[old_net].contains(ip)]
 
@@ -113,7 +117,8 @@ def assign(plan: Plan, inv: Inventory, networks: Networks, taken: set[str],
         net, ip = found
         given[cross.ct.id] = Readdress(**{
             "from": cross.old_ip, "to": ip, "network": net, "gateway": networks.subnets[net].gateway,
-            "ips": _new_ips(cross.ct, cross.old_network, ip, networks, net),
+            "ips": _new_ips(cross.ct, cross.old_network, ip, networks, net,
+                            cidr=inv.node(cross.node).platform == "proxmox"),
             "old_address_s": networks.ttl_s if ttl_s is None else ttl_s.get(cross.ct.id, networks.ttl_s)})
     moves = [readdressed(m.model_copy(update={"address": given[m.ct],
                                               "reason": _say(m.reason, given[m.ct])}),
@@ -136,14 +141,16 @@ def _disk_copied(inv: Inventory, move: Move) -> bool:
 
 
 def readdressed(move: Move, inv: Inventory, policy: Policy) -> Move:
-    """``move`` (which changes address) on the readdressing path: a ``live`` one becomes a
-    ``restart``, priced again by the cost model (module doc)."""
-    if move.method != "live":
+    """``move`` (which changes address) on its platform's readdressing path, priced again by
+    the cost model (module doc); a stopped container has no downtime to predict."""
+    ct, src = inv.container(move.ct), inv.node(move.from_node)
+    method = READDRESS_METHOD.get(src.platform, "restart")
+    if move.method == method or (move.method != "live" and src.platform != "proxmox"):
         return move
-    cost = predict(inv.container(move.ct), inv.node(move.from_node), inv.node(move.to), policy,
-                   _disk_copied(inv, move), method=READDRESS_METHOD)
+    cost = predict(ct, src, inv.node(move.to), policy, _disk_copied(inv, move), method=method)
+    downtime = cost.downtime_s if ct.status == "running" else 0.0
     return move.model_copy(update={"method": cost.method, "predicted": Predicted(
-        duration_s=cost.duration_s, downtime_s=cost.downtime_s, bytes=cost.bytes)})
+        duration_s=cost.duration_s, downtime_s=downtime, bytes=cost.bytes)})
 def _say(reason: str, new: Readdress) -> str:
     return (f"{reason}; new address {new.to} in {new.network} (clients may use {new.from_ip} for "
             f"{new.old_address_s} s more: its TTL)")

@@ -56,7 +56,7 @@ class OpenVZBackend(Backend):
             refused["target_storage"] = (f"the OpenVZ backend has no storage ids but "
                                          f"'{inventory.STORAGE_ID}' (/var/lib/vz on each node)")
         if spec.method == "live":
-            refused.update(dict.fromkeys(set(spec.requested()) & {"target_ct", "ips", "hostname"},
+            refused.update(dict.fromkeys(set(spec.requested()) & {"target_ct", "ips", "gateway", "hostname"},
                                          _NO_RENUMBER))
         return refused
 
