@@ -122,11 +122,21 @@ def where(shell: Shell, node: str, ip: str, journal: Journal) -> tuple[str, str]
     return (out[0], out[1]) if len(out) == 2 else None
 
 
+def address_of_device(shell: Shell, node: str, dev: str, journal: Journal) -> tuple[str, str] | None:
+    """(``dev``, its primary IPv4 address) on ``node``, if it has one."""
+    out = shell.run(node, ["sh", "-c", 'ip -o -4 addr show dev "$1" | awk \'{split($4,a,"/"); '
+                           'print a[1]; exit}\'', "ferry", dev], journal, check=False).out.split()
+    return (dev, out[0]) if out else None
+
+
 def start_forwarders(shell: Shell, node: str, ct: str, state: str, old_ip: str, new_ip: str,
                      ports: list[int], seconds: float, hold_seconds: float,
-                     journal: Journal, quiet_seconds: float = 0) -> None:
-    """Hold new connections to ``old_ip:ports`` and forward them to ``new_ip`` (see module doc)."""
-    found = where(shell, node, old_ip, journal)
+                     journal: Journal, quiet_seconds: float = 0,
+                     via: tuple[str, str] | None = None) -> None:
+    """Hold new connections to ``old_ip:ports`` and forward them to ``new_ip`` (see module doc).
+    ``via``: (interface, node address) the hold listeners use, when ``old_ip`` is not yet on the
+    node (a Proxmox node takes it only after the forwarders listen, so no client is refused)."""
+    found = via or where(shell, node, old_ip, journal)
     if found is None:
         return
     _dev, addr = found

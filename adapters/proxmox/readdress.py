@@ -132,13 +132,19 @@ class OldNodeForwarding:
             return
         bridge = observe.parse_property_string(str(conf.get("net0", ""))).get("bridge", "vmbr0")
         assert self.shell is not None
-        self.shell.run(mc.spec.source, forwarding.keep_command(self._state(mc), old_ips[0], bridge),
-                       mc.ctx.journal)
+        via = forwarding.address_of_device(self.shell, mc.spec.source, bridge, mc.ctx.journal)
+        if via is None:
+            raise PermanentError(f"{bridge} on {mc.spec.source} has no IPv4 address to forward "
+                                 f"{old_ips[0]} from")
         ssh = mc.settings.ssh
+        # Listeners and DNAT first, then the address: a client reaching the old address on the
+        # node is never refused (until then its SYN is lost and resent: a delay).
         forwarding.start_forwarders(self.shell, mc.spec.source, mc.spec.ct, self._state(mc),
                                     old_ips[0], mc.spec.ips[0].split("/")[0], ports,
                                     ssh.forward_seconds, ssh.hold_seconds, mc.ctx.journal,
-                                    ssh.forward_quiet_s)
+                                    ssh.forward_quiet_s, via=via)
+        self.shell.run(mc.spec.source, forwarding.keep_command(self._state(mc), old_ips[0], bridge),
+                       mc.ctx.journal)
         mc.event("forwarding", node=mc.spec.source, old=old_ips[0], new=mc.spec.ips[0],
                  ports=" ".join(map(str, ports)))
 
@@ -166,7 +172,8 @@ class OldNodeForwarding:
             return None
         assert self.shell is not None
         until = forwarding.forwarding_until(self.shell, mc.spec.source, self._state(mc), mc.ctx.journal)
-        if until is not None and until > time.time():
+        retired = self._sh(mc, '[ -e "$1/forward.retired" ] && echo yes', check=False).strip()
+        if until is not None and until > time.time() and not retired:
             return (f"forwarders of CT {mc.vmid} on {mc.spec.source} until they see no client for "
                     f"{mc.settings.ssh.forward_quiet_s:g} s (at the latest {time.strftime('%H:%M:%S UTC', time.gmtime(until))})")
         forwarding.stop_forwarders(self.shell, mc.spec.source, mc.spec.ct, self._state(mc), mc.ctx.journal)

@@ -72,3 +72,15 @@ def test_a_copy_routing_through_the_old_gateway_fails_verify(pve_double, backend
         copy.nets["net0"] = copy.nets["net0"].replace("gw=198.51.100.1", "gw=203.0.113.1")
     with pytest.raises(PermanentError, match="routes through 203.0.113.1, expected 198.51.100.1"):
         backend.verify(spec, ctx)
+
+
+def test_a_bad_ssh_table_is_one_line_naming_the_key(pve_double, monkeypatch, tmp_path):  # noqa: F811
+    from fleet.errors import InputError
+
+    monkeypatch.setenv("FERRY_TEST_PVE_SECRET", pve_double.token_secret)
+    (tmp_path / "id").write_text("key")
+    table = {"nodes": {"pve1": {"host": "pve1.example.net"}}, "identity_file": str(tmp_path / "id"),
+             "known_hosts_file": str(tmp_path / "missing")}
+    with pytest.raises(InputError) as bad:
+        create_backend(settings_for(pve_double, ssh=table))
+    assert bad.value.key == "proxmox.ssh.known_hosts_file" and "\n" not in str(bad.value)
