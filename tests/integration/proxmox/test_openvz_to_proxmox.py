@@ -13,6 +13,7 @@ import pytest
 
 from adapters import openvz, proxmox
 from adapters.mixed import MixedBackend
+from adapters.proxmox.endpoints import ENDPOINTS
 from adapters.proxmox.observe import parse_property_string
 from tests.doubles.lab.containers import make_container
 from tests.doubles.lab.netlab import SUBNET, Lab, missing_binaries
@@ -61,6 +62,7 @@ def test_an_openvz_container_lands_on_proxmox_converted_key_by_key(pve_double, m
         archive = sent.pop("ostemplate")
         assert archive.startswith("local:backup/vzdump-openvz-301-") and archive.endswith(".tgz")
         assert {k: str(v) for k, v in sent.items()} == CONVERTED  # key by key, nothing more
+        assert set(sent) | {"ostemplate"} <= ENDPOINTS[("POST", "/nodes/{node}/lxc")][0]  # each one cited
         copy = pve_double.world.guests[301]
         assert (copy.node, copy.status) == ("pve2", "running")
         got = {**copy.config(), "net0": copy.nets["net0"]}
