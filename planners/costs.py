@@ -80,7 +80,11 @@ def _compatible(platform: str, kernel: str | None, version: str | None,
 
 
 def choose_method(ct: Container, src: Node, dst: Node, policy: Policy) -> Method:
-    """Live for running containers on compatible nodes when the policy prefers it; else cold."""
+    """Live for running containers on compatible nodes when the policy prefers it; else cold. A
+    move from OpenVZ onto another platform runs by dump, whatever the container's state
+    (adapters/mixed.py)."""
+    if src.platform == "openvz" and dst.platform != "openvz":
+        return "dump"
     if ct.status != "running":
         return "restart"
     if policy.prefer_live and live_compatible(src, dst):
