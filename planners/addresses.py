@@ -120,6 +120,9 @@ def assign(plan: Plan, inv: Inventory, networks: Networks, taken: set[str],
             "ips": _new_ips(cross.ct, cross.old_network, ip, networks, net,
                             cidr=inv.node(cross.node).platform == "proxmox"),
             "old_address_s": networks.ttl_s if ttl_s is None else ttl_s.get(cross.ct.id, networks.ttl_s)})
+    for move in plan.moves:
+        if move.ct not in given and (bridged := _bridged(move, inv, networks)) is not None:
+            given[move.ct] = bridged
     moves = [readdressed(m.model_copy(update={"address": given[m.ct],
                                               "reason": _say(m.reason, given[m.ct])}),
                          inv, policy or Policy())
@@ -151,7 +154,23 @@ def readdressed(move: Move, inv: Inventory, policy: Policy) -> Move:
     downtime = cost.downtime_s if ct.status == "running" else 0.0
     return move.model_copy(update={"method": cost.method, "predicted": Predicted(
         duration_s=cost.duration_s, downtime_s=downtime, bytes=cost.bytes)})
+def _bridged(move: Move, inv: Inventory, networks: Networks) -> Readdress | None:
+    """An OpenVZ container landing on Proxmox in its own subnet keeps its address, but a bridged
+    ``net0`` needs it with the subnet's prefix length and gateway, which venet never had."""
+    if (inv.node(move.from_node).platform, inv.node(move.to).platform) != ("openvz", "proxmox"):
+        return None
+    ct = inv.container(move.ct)
+    ip = primary_address(ct)
+    net = networks.of_address(ip) if ip else None
+    if ip is None or net is None or net not in networks.of_node(inv.node(move.to)):
+        return None
+    return Readdress(**{"from": ip, "to": ip, "network": net, "gateway": networks.subnets[net].gateway,
+                        "ips": _new_ips(ct, net, ip, networks, net, cidr=True), "old_address_s": 0})
+
+
 def _say(reason: str, new: Readdress) -> str:
+    if new.to == new.from_ip:
+        return f"{reason}; address {new.ips[0]} via {new.gateway} on a bridge (Proxmox has no venet)"
     return (f"{reason}; new address {new.to} in {new.network} (clients may use {new.from_ip} for "
             f"{new.old_address_s} s more: its TTL)")
 

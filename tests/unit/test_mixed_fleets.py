@@ -101,3 +101,21 @@ def test_a_bad_mixed_config_is_one_line_naming_the_key(tmp_path, monkeypatch, po
     with pytest.raises(InputError) as bad:
         make_backend(load_config(_config(tmp_path, port, crossings)))
     assert bad.value.key.startswith(key) and "\n" not in str(bad.value), str(bad.value)
+
+
+def test_an_openvz_container_keeping_its_subnet_on_proxmox_gets_prefix_and_gateway():
+    from fleet.networks import Networks
+    from planners.addresses import plan_with_addresses
+    from service.movespec import move_options
+
+    inv = _fleet()
+    inv = inv.model_copy(update={"containers": [
+        c.model_copy(update={"ips": [f"10.0.1.1{c.id[-1]}"]}) if c.node == "o1" else c for c in inv.containers]})
+    nets = Networks.model_validate({"subnets": {"lan": {"subnet": "10.0.1.0/24", "gateway": "10.0.1.1",
+                                                         "nodes": ["o1", "o2", "p1", "p2"]}}})
+    policy = Policy(platform_crossings=["openvz->proxmox"])
+    plan = plan_with_addresses(lambda i: plan_evacuate(i, ["o1"], policy), inv, nets, set(), policy=policy)
+    move = next(m for m in plan.moves if m.ct == "101")
+    assert move.method == "dump" and move.address.to == move.address.from_ip == "10.0.1.11"
+    assert move_options(move) == {"ips": ["10.0.1.11/24"], "gateway": "10.0.1.1"}
+    assert "on a bridge" in move.reason
