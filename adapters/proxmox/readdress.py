@@ -121,14 +121,18 @@ class OldNodeForwarding:
             return
         self._sh(mc, 'mkdir -p "$1"')
         if not self._sh(mc, '[ -f "$1/ports" ] && echo yes', check=False).strip():
-            ports = self._ports(mc, old_ips) if source.status == "running" else []
-            self._sh(mc, 'printf "%s\\n" "$2" > "$1/ports"', " ".join(map(str, ports)))
+            running = source.status == "running"
+            ports = self._ports(mc, old_ips) if running else []
+            udp = self._ports(mc, old_ips, udp=True) if running else []
+            self._sh(mc, 'printf "%s\\n" "$3" > "$1/udp_ports"; printf "%s\\n" "$2" > "$1/ports"',
+                     " ".join(map(str, ports)), " ".join(map(str, udp)))
         ports = [int(p) for p in self._sh(mc, 'cat "$1/ports"').split()]
+        udp = [int(p) for p in self._sh(mc, 'cat "$1/udp_ports" 2>/dev/null; true').split()]
         mc.memo.setdefault(f"running:{mc.vmid}", source.status == "running")
         ensure_power(mc, source.node, mc.vmid, "stopped")
         started = self._sh(mc, '[ -e "$1/forward.pid" ] || [ -e "$1/forward.retired" ] && echo yes',
                            check=False).strip()
-        if not ports or started:
+        if not (ports or udp) or started:
             return
         bridge = observe.parse_property_string(str(conf.get("net0", ""))).get("bridge", "vmbr0")
         assert self.shell is not None
@@ -142,19 +146,23 @@ class OldNodeForwarding:
         forwarding.start_forwarders(self.shell, mc.spec.source, mc.spec.ct, self._state(mc),
                                     old_ips[0], mc.spec.ips[0].split("/")[0], ports,
                                     ssh.forward_seconds, ssh.hold_seconds, mc.ctx.journal,
-                                    ssh.forward_quiet_s, via=via)
+                                    ssh.forward_quiet_s, via=via, udp_ports=udp)
         self.shell.run(mc.spec.source, forwarding.keep_command(self._state(mc), old_ips[0], bridge),
                        mc.ctx.journal)
         mc.event("forwarding", node=mc.spec.source, old=old_ips[0], new=mc.spec.ips[0],
                  ports=" ".join(map(str, ports)))
 
-    def _ports(self, mc: MoveContext, ips: list[str]) -> list[int]:
-        if mc.spec.ports is not None:
+    def _ports(self, mc: MoveContext, ips: list[str], udp: bool = False) -> list[int]:
+        """TCP ports to forward (MoveSpec.ports, else those the CT listens on), or with ``udp``
+        the UDP ports its servers bound, read inside the CT (pct(1) ``exec``)."""
+        if mc.spec.ports is not None and not udp:
             return list(mc.spec.ports)
         assert self.shell is not None
-        res = self.shell.run(mc.spec.source, ["pct", "exec", str(mc.vmid), "--", "cat",
-                                              "/proc/net/tcp"], mc.ctx.journal, check=False)
-        return forwarding.listening_ports(res.out, ips) if res.ok else []
+        table = "/proc/net/udp" if udp else "/proc/net/tcp"
+        res = self.shell.run(mc.spec.source, ["pct", "exec", str(mc.vmid), "--", "cat", table],
+                             mc.ctx.journal, check=False)
+        state = forwarding.UDP_BOUND if udp else "0A"
+        return forwarding.listening_ports(res.out, ips, state) if res.ok else []
 
     def switched(self, mc: MoveContext) -> None:
         """The copy serves: the record names the new address; the forwarders may retire."""
