@@ -30,13 +30,22 @@ import re
 import shlex
 import time
 
-from adapters.base import (Check, CleanupPending, Copy, MoveSpec, Observation, PermanentError,
-                           RefusedError, StepContext)
+from adapters.base import (
+    Check,
+    CleanupPending,
+    Copy,
+    MoveSpec,
+    Observation,
+    PermanentError,
+    RefusedError,
+    StepContext,
+)
 from adapters.openvz import inventory as ovz
 from adapters.openvz.backend import OpenVZBackend
 from adapters.proxmox import observe
 from adapters.proxmox.backend import ProxmoxBackend
 from adapters.proxmox.client import Api, ApiFailure
+from adapters.proxmox.dump import destroy_copy
 from adapters.proxmox.from_openvz import RestoreTarget, restore_params
 from adapters.proxmox.guestops import MoveContext, ensure_power, wait_unlocked
 
@@ -196,13 +205,7 @@ class OpenVZToProxmox:
 
     def rollback(self, spec: MoveSpec, ctx: StepContext) -> None:
         mc = self._mc(spec, ctx)
-        copy = self._restored(spec, mc.api)
-        if copy is not None:
-            creating = observe.active_task(mc.api, copy.vmid, ("vzcreate", "vzrestore"))
-            if creating:
-                mc.run(creating)
-            ensure_power(mc, copy.node, copy.vmid, "stopped")
-            mc.run(mc.api.delete(f"/nodes/{copy.node}/lxc/{copy.vmid}", purge=1))
+        destroy_copy(mc, self._restored(spec, mc.api))
         if self.ovz._marker(spec, "source_running", ctx) and self.ovz._status(spec.source, spec.ct, ctx) == "stopped":
             self._run(spec.source, ["vzctl", "start", spec.ct], ctx)
         self._run(spec.source, ["rm", "-rf", self.ovz._state(spec)], ctx)

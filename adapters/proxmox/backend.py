@@ -13,7 +13,17 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from adapters.base import Backend, Check, CleanupPending, Copy, Journal, JournalEntry, MoveSpec, Observation, StepContext
+from adapters.base import (
+    Backend,
+    Check,
+    CleanupPending,
+    Copy,
+    Journal,
+    JournalEntry,
+    MoveSpec,
+    Observation,
+    StepContext,
+)
 from adapters.openvz.ssh import Shell
 from adapters.proxmox import dump, inventory, migrate, observe
 from adapters.proxmox.client import Api, ProxmoxClient

@@ -277,14 +277,19 @@ def purge_retired(api: Api, settings: ProxmoxSettings, ctx: StepContext, now: fl
             if retired_until(place) is not None and _purge_if_due(api, settings, ctx, cts, place, now) is None]
 
 
+def destroy_copy(mc: MoveContext, copy: Placement | None) -> None:
+    """Stop and destroy a restored copy (after its restore task, if one still runs)."""
+    if copy is None:
+        return
+    creating = observe.active_task(mc.api, copy.vmid, ("vzcreate", "vzrestore"))
+    if creating:
+        mc.run(creating)
+    ensure_power(mc, copy.node, copy.vmid, "stopped")
+    mc.run(mc.api.delete(f"/nodes/{copy.node}/lxc/{copy.vmid}", purge=1))
+
+
 def rollback(mc: MoveContext) -> None:
-    copy = restored(mc)
-    if copy is not None:
-        creating = observe.active_task(mc.api, copy.vmid, ("vzcreate", "vzrestore"))
-        if creating:
-            mc.run(creating)
-        ensure_power(mc, copy.node, copy.vmid, "stopped")
-        mc.run(mc.api.delete(f"/nodes/{copy.node}/lxc/{copy.vmid}", purge=1))
+    destroy_copy(mc, restored(mc))
     source = observe.locate(mc.api, mc.vmid)
     if source is not None and mc.memo.get(f"running:{mc.vmid}", True):
         ensure_power(mc, source.node, mc.vmid, "running")

@@ -57,7 +57,7 @@ def main() -> None:
     times = [sent[s] for s in ok]
     summary = {"sent": len(sent), "answered": len(ok), "lost": len(lost),
                "lost_at_s": [round(sent[s] - t0, 3) for s in lost[:50]],
-               "gap_s": round(max((b - a for a, b in zip(times, times[1:])), default=0.0), 3),
+               "gap_s": round(max((b - a for a, b in zip(times, times[1:], strict=False)), default=0.0), 3),
                "started_epoch": time.time() - (time.monotonic() - t0)}
     with open(out, "w") as fh:
         json.dump(summary, fh)
