@@ -80,3 +80,21 @@ def test_an_openvz_container_lands_on_proxmox_converted_key_by_key(pve_double, m
         assert changes <= journaled and "POST /nodes/pve2/lxc/301/status/start" in changes
         assert not list((lab.nodes["n2"].path("var_lib_vz") / "dump").glob("vzdump-openvz-301-*"))
         backend.close()
+
+
+def test_a_failed_restore_rolls_back_to_the_running_openvz_source(pve_double, monkeypatch, tmp_path):  # noqa: F811
+    with Lab().up(2) as lab:
+        n1 = lab.nodes["n1"]
+        make_container(n1, "301", OLD, hostname="shop.lab.test")
+        n1.run("vzctl start 301")
+        pve_double.world.archive_dirs["local"] = lab.nodes["n2"].path("var_lib_vz") / "dump"
+        pve_double.world.faults.task_failures[("vzcreate", 301)] = "unable to restore CT 301 - no space left"
+        backend = _mixed(lab, pve_double, monkeypatch)
+        order = MoveOrder("301", "n1", "pve2", method="dump", options={"ips": [f"{NEW}/24"], "gateway": GATEWAY})
+        run = run_move(backend, order, tmp_path)
+        assert run.state not in ("succeeded", "running"), run.message
+        assert "no space left" in run.message
+        assert n1.run("vzctl status 301").split()[2:5] == ["exist", "mounted", "running"]  # serving again
+        assert 301 not in pve_double.world.guests  # no half-made copy left on Proxmox
+        assert n1.run("ls /var/lib/ferry/301 2>/dev/null; true").strip() == ""
+        backend.close()
