@@ -119,3 +119,22 @@ def test_an_openvz_container_keeping_its_subnet_on_proxmox_gets_prefix_and_gatew
     assert move.method == "dump" and move.address.to == move.address.from_ip == "10.0.1.11"
     assert move_options(move) == {"ips": ["10.0.1.11/24"], "gateway": "10.0.1.1"}
     assert "on a bridge" in move.reason
+
+
+def test_the_cli_plans_a_mixed_fleet_across_platforms(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "fleet.json").write_text(_fleet().model_dump_json())
+    config = _config(tmp_path)
+    env = {**os.environ, "FERRY_TEST_PVE_SECRET": "s", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    ferry = str(Path(sys.executable).parent / "ferry")
+    done = subprocess.run([ferry, "--config", str(config), "plan", "evacuate", "o1",
+                           "--inventory", str(tmp_path / "fleet.json"), "--format", "json"],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    moves = json.loads(done.stdout)["moves"]
+    assert {(m["ct"], m["method"]) for m in moves} == {("101", "dump"), ("102", "dump"), ("103", "dump")}
+    assert {m["to"] for m in moves} <= {"p1", "p2"}
