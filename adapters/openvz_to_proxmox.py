@@ -111,6 +111,12 @@ class OpenVZToProxmox:
             raise RefusedError("a move from OpenVZ onto Proxmox runs by dump only")
         status = self.ovz._status(spec.source, spec.ct, ctx)
         checks = [Check("container exists", status != "absent", f"CT {spec.ct} on {spec.source}")]
+        if status == "absent":
+            return checks
+        ips = list(spec.ips or ovz.ips_of(self._conf(spec, ctx)))
+        checks.append(Check("addresses for a bridge", all("/" in ip for ip in ips),
+                            f"{ips}: venet addresses have no prefix length; declare the subnet in "
+                            f"[networks] so the plan writes them with prefix and gateway"))
         ssh = self.pve.settings.ssh
         checks.append(Check("SSH to the Proxmox node", spec.target in ssh.nodes,
                             f"add {spec.target} to [proxmox.ssh.nodes]"))

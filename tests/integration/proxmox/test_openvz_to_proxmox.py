@@ -98,3 +98,16 @@ def test_a_failed_restore_rolls_back_to_the_running_openvz_source(pve_double, mo
         assert 301 not in pve_double.world.guests  # no half-made copy left on Proxmox
         assert n1.run("ls /var/lib/ferry/301 2>/dev/null; true").strip() == ""
         backend.close()
+
+
+def test_a_venet_address_without_prefix_stops_the_move_before_anything_changes(pve_double, monkeypatch, tmp_path):  # noqa: F811
+    with Lab().up(2) as lab:
+        n1 = lab.nodes["n1"]
+        make_container(n1, "301", OLD)
+        n1.run("vzctl start 301")
+        backend = _mixed(lab, pve_double, monkeypatch)
+        run = run_move(backend, MoveOrder("301", "n1", "pve2", method="dump"), tmp_path)
+        assert run.state != "succeeded" and "declare the subnet in [networks]" in run.message, run.message
+        assert n1.run("vzctl status 301").split()[2:5] == ["exist", "mounted", "running"]
+        assert not [c for c in pve_double.world.calls if c["method"] != "GET"]
+        backend.close()
