@@ -113,6 +113,10 @@ class MoveSpec:
     #: OpenVZ: venet IPs. Proxmox: ``ips[i]`` becomes ``net{i}``'s address (CIDR, or a bare
     #: address keeping the interface's prefix length).
     ips: tuple[str, ...] = ()
+    #: Readdressing: the default gateway of the destination's subnet for the first address
+    #: (``None``: keep the interface's). Proxmox: ``gw`` (``gw6``) of ``net0``; OpenVZ venet
+    #: containers route through their node and have none to set.
+    gateway: str | None = None
     #: Readdressing: the destination's hostname (``None``: keep it).
     hostname: str | None = None
     #: The storage id the disk lands on (the plan move's ``target_storage``); ``None``: the same id.
@@ -153,7 +157,7 @@ class MoveSpec:
 
 #: The MoveSpec fields a move may request beyond ct/source/target/method and the lock owner
 #: (which every backend takes). Each backend honours or refuses every one (Backend.refuses).
-REQUESTS: tuple[str, ...] = ("target_ct", "ips", "hostname", "target_storage", "bwlimit_mb_s",
+REQUESTS: tuple[str, ...] = ("target_ct", "ips", "gateway", "hostname", "target_storage", "bwlimit_mb_s",
                              "ports", "backup")
 _DEFAULTS = {f.name: f.default for f in fields(MoveSpec)}
 

@@ -7,6 +7,8 @@ themselves.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -34,6 +36,10 @@ class Policy(BaseModel):
     bandwidth_budget_mb_s: float | None = Field(default=None, gt=0)
     node_bandwidth_budget_mb_s: dict[str, float] = Field(default_factory=dict)
     prefer_live: bool = True
+    # Platform crossings a plan may use, "SOURCE->TARGET" ("openvz->proxmox": dump on the OpenVZ
+    # node, restore on Proxmox, adapters/mixed.py). Only crossings ferry has a path for are
+    # accepted; none by default: a container stays on its platform.
+    platform_crossings: list[Literal["openvz->proxmox"]] = Field(default_factory=list)
     stop_s: float = Field(default=5.0, ge=0)
     start_s: float = Field(default=3.0, ge=0)
     live_switch_s: float = Field(default=1.0, ge=0)

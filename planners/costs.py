@@ -80,7 +80,11 @@ def _compatible(platform: str, kernel: str | None, version: str | None,
 
 
 def choose_method(ct: Container, src: Node, dst: Node, policy: Policy) -> Method:
-    """Live for running containers on compatible nodes when the policy prefers it; else cold."""
+    """Live for running containers on compatible nodes when the policy prefers it; else cold. A
+    move from OpenVZ onto another platform runs by dump, whatever the container's state
+    (adapters/mixed.py)."""
+    if src.platform == "openvz" and dst.platform != "openvz":
+        return "dump"
     if ct.status != "running":
         return "restart"
     if policy.prefer_live and live_compatible(src, dst):
@@ -103,9 +107,11 @@ def _precopy(disk_mb: float, dirty_mb_s: float, speed: float) -> tuple[float, fl
     return copied, spent, delta
 
 
-def predict(ct: Container, src: Node, dst: Node, policy: Policy, disk_copied: bool) -> MoveCost:
-    """Bytes, duration and downtime of moving ``ct`` from ``src`` to ``dst`` (module docstring)."""
-    method = choose_method(ct, src, dst, policy)
+def predict(ct: Container, src: Node, dst: Node, policy: Policy, disk_copied: bool,
+            method: Method | None = None) -> MoveCost:
+    """Bytes, duration and downtime of moving ``ct`` from ``src`` to ``dst`` (module docstring),
+    by ``method`` when the caller decided it (a move changing address is never live)."""
+    method = method or choose_method(ct, src, dst, policy)
     speed = policy.link_speed(src.name, dst.name)
     disk_mb = ct.disk_gb * 1024.0 if disk_copied else 0.0
     running = ct.status == "running"

@@ -68,8 +68,9 @@ def outside_pins(state: FleetState, units: list[Unit], unit_of: dict[str, Unit])
 
 
 def platform(ctx: Ctx, unit: Unit, node: str) -> str | None:
+    """A unit stays on its platform unless the policy allows the crossing (a path exists)."""
     have = ctx.state.nodes[node].platform
-    if unit.platform not in (have, ANY):
+    if unit.platform not in (have, ANY) and f"{unit.platform}->{have}" not in ctx.state.policy.platform_crossings:
         return f"needs a {unit.platform} node; {node} is {have}"
     return None
 

@@ -99,14 +99,16 @@ def address_plan(make_plan: Callable[[Inventory], Plan], inv: Inventory, rt: Run
     networks = rt.config.networks
     if not networks.subnets:
         return make_plan(inv)
-    if offline:
+    if offline:  # the policy offline plans use (service/operations/planning.py)
         taken = {str(ipaddress.ip_interface(ip).ip) for ct in inv.containers for ip in ct.ips}
-        return plan_with_addresses(make_plan, inv, networks, taken, hook_allocator(networks))
+        return plan_with_addresses(make_plan, inv, networks, taken, hook_allocator(networks),
+                                   policy=rt.config.policy)
     base = rt.config.path.parent if rt.config.path else Path.cwd()
     records = records_from(rt.config.dns, base)
     return plan_with_addresses(make_plan, inv, networks, taken_addresses(rt.sessions, inv),
                                hook_allocator(networks),
-                               RecordTTLs(inv, records) if records is not None else None)
+                               RecordTTLs(inv, records) if records is not None else None,
+                               policy=rt.policy())
 
 
 def record_allocations(session: Session, job_id: int, plan: Plan) -> None:

@@ -47,7 +47,7 @@ NO_CONFIG = (f"no config: pass --config FILE, set FERRY_CONFIG or write {SYSTEM_
 class FerrySection(BaseModel):
     model_config = ConfigDict(extra="forbid")
     #: Which fleet ferry acts on. No default: the simulated fleet only when asked for.
-    backend: Literal["sim", "proxmox", "openvz"] | None = None
+    backend: Literal["sim", "proxmox", "openvz", "mixed"] | None = None
     #: SQLAlchemy URL of the job store (checked by :func:`check_database_url`).
     database: str = ""
     #: Relative to the config file's folder; default ``.ferry`` beside it, or /var/lib/ferry for
@@ -179,6 +179,9 @@ class Config(BaseModel):
     recovery: RecoverySection = Field(default_factory=RecoverySection)
     proxmox: dict[str, Any] = Field(default_factory=dict)
     openvz: dict[str, Any] = Field(default_factory=dict)
+    #: Several clusters as one fleet (``backend = "mixed"``): ``clusters.NAME`` tables, each an
+    #: [openvz] or [proxmox] table with ``platform`` (adapters/mixed.py).
+    mixed: dict[str, Any] = Field(default_factory=dict)
     #: Subnets, gateways and address pools per node or site (fleet/networks.py).
     networks: Networks = Field(default_factory=Networks)
     #: The DNS zone whose address records follow moves to a new address (service/dns.py).
@@ -230,10 +233,19 @@ class Config(BaseModel):
             settings.setdefault("world_file", str(self.state_dir / "world.json"))
             settings.setdefault("fleet_file", str(DEMO_FLEET))
         base = self.path.parent if self.path else Path.cwd()
-        for key, value in settings.items():
-            if key.endswith("_file") and isinstance(value, str) and value and not os.path.isabs(value):
-                settings[key] = str(base / value)
-        return settings
+        return _resolve_files(settings, base)
+
+
+def _resolve_files(table: dict[str, Any], base: Path) -> dict[str, Any]:
+    """``table`` with every relative ``*_file`` path, in nested tables too ([mixed.clusters.X],
+    [proxmox.ssh]), made absolute against ``base``."""
+    out = dict(table)
+    for key, value in out.items():
+        if isinstance(value, dict):
+            out[key] = _resolve_files(value, base)
+        elif key.endswith("_file") and isinstance(value, str) and value and not os.path.isabs(value):
+            out[key] = str(base / value)
+    return out
 
 
 def check_database_url(config: Config) -> None:

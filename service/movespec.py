@@ -19,7 +19,7 @@ from fleet.policy import Policy
 from service.store import MoveRow
 
 #: Stored option keys and how each becomes its MoveSpec field.
-_STORED = {"target_ct": str, "target_storage": str, "hostname": str, "backup": bool,
+_STORED = {"target_ct": str, "target_storage": str, "hostname": str, "gateway": str, "backup": bool,
            "archive": str, "fenced": bool, "ha": bool, "fence_command": lambda v: tuple(str(a) for a in v),
            "ips": lambda v: tuple(str(ip) for ip in v), "ports": lambda v: tuple(int(p) for p in v)}
 
@@ -29,6 +29,8 @@ def move_options(move: Move) -> dict[str, Any]:
     options: dict[str, Any] = {"target_storage": move.target_storage} if move.target_storage else {}
     if move.address is not None:  # a new subnet: the address plan's addresses (planners/addresses.py)
         options["ips"] = list(move.address.ips or [move.address.to])
+        if move.address.gateway:
+            options["gateway"] = move.address.gateway
     if move.restore is not None:  # a restore from a backup (adapters/restore.py)
         options.update(archive=move.restore.archive, fenced=move.restore.fenced, ha=move.restore.ha,
                        fence_command=list(move.restore.fence_command))

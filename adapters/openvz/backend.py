@@ -57,7 +57,7 @@ class OpenVZBackend(Backend):
             refused["target_storage"] = (f"the OpenVZ backend has no storage ids but "
                                          f"'{inventory.STORAGE_ID}' (/var/lib/vz on each node)")
         if spec.method == "live":
-            refused.update(dict.fromkeys(set(spec.requested()) & {"target_ct", "ips", "hostname"},
+            refused.update(dict.fromkeys(set(spec.requested()) & {"target_ct", "ips", "gateway", "hostname"},
                                          _NO_RENUMBER))
         return refused
 
@@ -278,7 +278,8 @@ class OpenVZBackend(Backend):
         kept = forwarding.where(self.shell, spec.source, old_ips[0], ctx.journal) if old_ips else None
         self._run(spec.source, ["sh", "-c", 'printf "%s\\n" "$2" > "$1/ports"', "ferry",
                                 self._state(spec), " ".join(map(str, ports))], ctx)
-        if not ports:
+        udp = self._ports(spec, old_ips, ctx, udp=True) if changed else []
+        if not ports and not udp:
             return ports, "", []
         wait = ["sleep", "0.02"]  # let requests already inside the container finish
         if changed:
@@ -286,7 +287,7 @@ class OpenVZBackend(Backend):
                                         old_ips[0], new_ips[0], ports,
                                         self.settings.forward_seconds,
                                         self.settings.hold_seconds, ctx.journal,
-                                        self.settings.forward_quiet_s)
+                                        self.settings.forward_quiet_s, udp_ports=udp)
             return ports, kept[0] if kept else "", [wait]
         forwarding.gate(self.shell, spec.target, spec.ct, new_ips[0], ports, ctx.journal)
         return ports, kept[0] if kept else "", [forwarding.gate_command(spec.ct, old_ips[0],
@@ -358,12 +359,15 @@ class OpenVZBackend(Backend):
             argv += ["--hostname", spec.hostname]
         self._run(spec.target, argv + ["--save"], ctx)
 
-    def _ports(self, spec: MoveSpec, ips: list[str], ctx: StepContext) -> list[int]:
-        if spec.ports is not None:
+    def _ports(self, spec: MoveSpec, ips: list[str], ctx: StepContext, udp: bool = False) -> list[int]:
+        """The TCP ports to hold (``spec.ports``, else those the CT listens on), or with ``udp``
+        the UDP ports its servers have bound (forwarded when the address changes)."""
+        if spec.ports is not None and not udp:
             return list(spec.ports)
-        res = self._run(spec.source, ["vzctl", "exec", spec.ct, "cat", "/proc/net/tcp"], ctx,
-                        check=False)
-        return forwarding.listening_ports(res.out, ips) if res.ok else []
+        table = "/proc/net/udp" if udp else "/proc/net/tcp"
+        res = self._run(spec.source, ["vzctl", "exec", spec.ct, "cat", table], ctx, check=False)
+        state = forwarding.UDP_BOUND if udp else "0A"
+        return forwarding.listening_ports(res.out, ips, state) if res.ok else []
 
     def verify(self, spec: MoveSpec, ctx: StepContext) -> None:
         """The destination runs (if the source did) with the expected IPs, and every port its

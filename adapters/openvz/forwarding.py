@@ -55,21 +55,25 @@ TEARDOWN = (
     'if [ -f "$STATE/oldip" ]; then read ip dev < "$STATE/oldip"; '
     'ip addr del "$ip/32" dev "$dev" 2>/dev/null; rm -f "$STATE/oldip"; fi')
 # The supervisor: $1 state, $2 most seconds, $3 node address, $4 new ip, $5 tag, $6 retries,
-# $7 quiet seconds, then PORT:HOLD pairs. Runs the socats; every 0.5 s reads how many new
-# connections its DNAT rules took (nat-table counters count a connection's first packet only);
-# ends once none came for the quiet period after the DNS switch (dns_done), or at the latest
-# after $2 seconds; tears down, kills its process group.
+# $7 quiet seconds, $8 seconds a UDP peer may stay silent, then PORT:HOLD (TCP) and
+# PORT:HOLD:udp pairs. Runs the socats; every 0.5 s reads its hits: the new connections and UDP
+# flows its DNAT rules took (nat-table counters count a flow's first packet only) plus every
+# datagram its UDP counting rules saw (one UDP flow may last forever); ends once none came for
+# the quiet period after the DNS switch (dns_done), or at the latest after $2 seconds; tears
+# down, kills its process group.
 _SUPERVISOR = (
-    'STATE=$1 secs=$2 addr=$3 new=$4 TAG=$5 tries=$6 quiet=$7; shift 7; '
+    'STATE=$1 secs=$2 addr=$3 new=$4 TAG=$5 tries=$6 quiet=$7 UDP_IDLE=$8; shift 8; '
     'echo $$ > "$STATE/forward.pid"; start=$(date +%s%3N); '
     'echo $(( start / 1000 + secs )) > "$STATE/forward.until"; '
-    'for pair in "$@"; do port=${pair%%:*} hold=${pair#*:}; '
-    'socat TCP-LISTEN:"$hold",bind="$addr",fork,reuseaddr,backlog=512 '
-    'TCP:"$new":"$port",connect-timeout=0.25,retry="$tries",interval=0.02 & done; '
+    'for pair in "$@"; do port=${pair%%:*} hold=${pair#*:}; case $hold in '
+    '*:udp) socat -T "$UDP_IDLE" UDP-LISTEN:"${hold%:udp}",bind="$addr",fork,reuseaddr '
+    'UDP:"$new":"$port" & ;; '
+    '*) socat TCP-LISTEN:"$hold",bind="$addr",fork,reuseaddr,backlog=512 '
+    'TCP:"$new":"$port",connect-timeout=0.25,retry="$tries",interval=0.02 & ;; esac; done; '
     'hits=0 last=$start; '
     'while now=$(date +%s%3N); [ "$now" -lt $(( start + secs * 1000 )) ]; do '
-    'n=$(iptables -t nat -L PREROUTING -n -v -x 2>/dev/null | grep -F -- "/* $TAG */" '
-    '| awk \'{s += $1} END {print s + 0}\'); '
+    'n=$( { iptables -t nat -L PREROUTING -n -v -x; iptables -L INPUT -n -v -x; } 2>/dev/null '
+    '| grep -F -- "/* $TAG */" | awk \'{s += $1} END {print s + 0}\'); '
     'if [ "$n" != "$hits" ] || [ ! -e "$STATE/dns_done" ]; then hits=$n last=$now; fi; '
     '[ "$quiet" -gt 0 ] && [ $(( now - last )) -ge $(( quiet * 1000 )) ] && break; '
     'sleep 0.5; done; '
@@ -92,6 +96,12 @@ _GATE = ('ip=$1 tag=$2; shift 2; for port in "$@"; do '
          '-m comment --comment "$tag" -j DROP || exit 1; done')
 
 
+#: /proc/net/udp state of a socket bound but not connected (TCP_CLOSE): a UDP server.
+UDP_BOUND = "07"
+#: Seconds a forwarded UDP peer may stay silent before its socat child ends (socat ``-T``).
+UDP_IDLE_S = 60
+
+
 def tag(ct: str) -> str:
     return f"ferry-ct-{ct}"
 
@@ -101,13 +111,14 @@ def hold_port(ct: str, index: int) -> int:
     return 40000 + (int(ct) * 16 + index) % 20000 if ct.isdigit() else 40000 + index
 
 
-def listening_ports(proc_net_tcp: str, ips: list[str]) -> list[int]:
-    """TCP ports in LISTEN state (st 0A) on one of ``ips`` or the wildcard, from /proc/net/tcp."""
+def listening_ports(proc_net_tcp: str, ips: list[str], state: str = "0A") -> list[int]:
+    """TCP ports in LISTEN state (st 0A) on one of ``ips`` or the wildcard, from /proc/net/tcp;
+    with ``state=UDP_BOUND`` and /proc/net/udp, the UDP ports a server has bound."""
     wanted = {ipaddress.IPv4Address(ip) for ip in ips} | {ipaddress.IPv4Address("0.0.0.0")}
     ports = set()
     for line in proc_net_tcp.splitlines()[1:]:
         parts = line.split()
-        if len(parts) < 4 or parts[3] != "0A":
+        if len(parts) < 4 or parts[3] != state:
             continue
         addr_hex, port_hex = parts[1].split(":")
         addr = ipaddress.IPv4Address(bytes.fromhex(addr_hex)[::-1])
@@ -122,27 +133,51 @@ def where(shell: Shell, node: str, ip: str, journal: Journal) -> tuple[str, str]
     return (out[0], out[1]) if len(out) == 2 else None
 
 
+def address_of_device(shell: Shell, node: str, dev: str, journal: Journal) -> tuple[str, str] | None:
+    """(``dev``, its primary IPv4 address) on ``node``, if it has one."""
+    out = shell.run(node, ["sh", "-c", 'ip -o -4 addr show dev "$1" | awk \'{split($4,a,"/"); '
+                           'print a[1]; exit}\'', "ferry", dev], journal, check=False).out.split()
+    return (dev, out[0]) if out else None
+
+
 def start_forwarders(shell: Shell, node: str, ct: str, state: str, old_ip: str, new_ip: str,
                      ports: list[int], seconds: float, hold_seconds: float,
-                     journal: Journal, quiet_seconds: float = 0) -> None:
-    """Hold new connections to ``old_ip:ports`` and forward them to ``new_ip`` (see module doc)."""
-    found = where(shell, node, old_ip, journal)
-    if found is None:
+                     journal: Journal, quiet_seconds: float = 0,
+                     via: tuple[str, str] | None = None, udp_ports: list[int] = ()) -> None:
+    """Hold new connections to ``old_ip:ports`` and forward them to ``new_ip`` (see module doc),
+    and datagrams to ``old_ip:udp_ports`` (UDP holds nothing: a datagram arriving before the
+    new address serves is lost, as it is while a same-address move switches).
+    ``via``: (interface, node address) the hold listeners use, when ``old_ip`` is not yet on the
+    node (a Proxmox node takes it only after the forwarders listen, so no client is refused)."""
+    found = via or where(shell, node, old_ip, journal)
+    if found is None or not (ports or udp_ports):
         return
     _dev, addr = found
     pairs = [f"{port}:{hold_port(ct, i)}" for i, port in enumerate(ports)]
+    udp = [f"{port}:{hold_port(ct, len(ports) + i)}:udp" for i, port in enumerate(udp_ports)]
     tries = str(int(hold_seconds / 0.02) + 1)
     shell.run(node, ["sh", "-c", "setsid -f sh -c \"$@\" </dev/null >/dev/null 2>&1", "ferry",
                      _SUPERVISOR, "ferry-fwd", state, str(int(seconds)), addr, new_ip, tag(ct),
-                     tries, str(math.ceil(quiet_seconds)), *pairs], journal)
+                     tries, str(math.ceil(quiet_seconds)), str(UDP_IDLE_S), *pairs, *udp], journal)
     for pair in pairs:
         shell.run(node, ["sh", "-c", _WAIT_LISTEN, "ferry", pair.split(":")[1]], journal,
                   timeout=10)
-    for pair in pairs:
-        port, hold = pair.split(":")
-        shell.run(node, ["iptables", "-t", "nat", "-I", "PREROUTING", "-d", f"{old_ip}/32", "-p",
-                         "tcp", "--dport", port, "-m", "comment", "--comment", tag(ct),
-                         "-j", "DNAT", "--to-destination", f"{addr}:{hold}"], journal)
+    for pair in udp:
+        shell.run(node, ["sh", "-c", _WAIT_LISTEN.replace("-Hltn", "-Hlun"), "ferry",
+                         pair.split(":")[1]], journal, timeout=10)
+    for pair in pairs + udp:
+        port, hold, *proto = pair.split(":")
+        shell.run(node, _dnat(old_ip, proto[0] if proto else "tcp", port, addr, hold, tag(ct)),
+                  journal)
+        if proto:  # count every datagram, not only a flow's first
+            shell.run(node, ["iptables", "-I", "INPUT", "-d", f"{addr}/32", "-p", "udp",
+                             "--dport", hold, "-m", "comment", "--comment", tag(ct)], journal)
+
+
+def _dnat(old_ip: str, proto: str, port: str, addr: str, hold: str, rule_tag: str) -> list[str]:
+    return ["iptables", "-t", "nat", "-I", "PREROUTING", "-d", f"{old_ip}/32", "-p", proto,
+            "--dport", port, "-m", "comment", "--comment", rule_tag, "-j", "DNAT",
+            "--to-destination", f"{addr}:{hold}"]
 
 
 def gate_command(ct: str, ip: str, ports: list[int]) -> list[str]:
@@ -158,8 +193,12 @@ def gate(shell: Shell, node: str, ct: str, ip: str, ports: list[int], journal: J
 
 def keep_command(state: str, old_ip: str, dev: str) -> list[str]:
     """The argv that puts the old address back on the node after the container released it
-    (clients with stale DNS keep reaching the forwarders)."""
+    (clients with stale DNS keep reaching the forwarders). UDP flows the container served keep
+    their conntrack entries, which bypass the DNAT rules (NAT is decided on a flow's first
+    packet): they are deleted (conntrack(8), when installed) so their next datagram is
+    forwarded."""
     script = ('ip addr add "$1/32" dev "$2" 2>/dev/null; echo "$1 $2" > "$3/oldip"; '
+              'conntrack -D -p udp --orig-dst "$1" >/dev/null 2>&1; '
               'arping -q -U -c 1 -I "$2" "$1" </dev/null >/dev/null 2>&1 &')
     return ["sh", "-c", script, "ferry", old_ip, dev, state]
 

@@ -35,6 +35,10 @@ task_timeout_s       longest a task may run before ferry stops waiting (and retr
 lock_wait_s          longest ferry waits for a CT lock (e.g. a backup) to clear, default 600
 ha_timeout_s         longest ferry waits for the HA stack to act on a request, default 600
 get_retries          attempts for an idempotent GET on transient failures, default 4
+ssh                  SSH to the nodes, a table with the keys of [openvz] (nodes, identity_file,
+                     known_hosts_file, forward_seconds, forward_quiet_s, hold_seconds, state_dir,
+                     dump_dir): the old node of a move to a new address forwards it while DNS
+                     moves (readdress.py); an OpenVZ archive lands in dump_dir (mixed fleets)
 ==================== ======================================================================
 
 Every endpoint and parameter the adapter sends is listed in :mod:`adapters.proxmox.endpoints`

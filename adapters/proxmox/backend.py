@@ -13,10 +13,22 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from adapters.base import Backend, Check, Copy, Journal, JournalEntry, MoveSpec, Observation, StepContext
+from adapters.base import (
+    Backend,
+    Check,
+    CleanupPending,
+    Copy,
+    Journal,
+    JournalEntry,
+    MoveSpec,
+    Observation,
+    StepContext,
+)
+from adapters.openvz.ssh import Shell
 from adapters.proxmox import dump, inventory, migrate, observe
 from adapters.proxmox.client import Api, ProxmoxClient
 from adapters.proxmox.guestops import MoveContext
+from adapters.proxmox.readdress import OldNodeForwarding
 from adapters.proxmox.settings import ProxmoxSettings
 from fleet.model import Inventory
 
@@ -32,8 +44,9 @@ _MIGRATION_KEEPS = ("a Proxmox migration keeps the VMID, addresses and hostname;
 class ProxmoxBackend(Backend):
     """Moves over the Proxmox API. The bandwidth cap becomes the API's ``bwlimit`` (guestops.py);
     ``target_storage`` the migration's ``target-storage`` or the restore's ``storage``;
-    readdressing (``target_ct``, ``ips``, ``hostname``) needs the dump path, so a migration
-    refuses it and the engine falls back to dump. The lock owner is not written into the
+    readdressing (``target_ct``, ``ips``, ``gateway``, ``hostname``) needs the dump path, so a
+    migration refuses it and the engine falls back to dump; with ``[proxmox.ssh]`` the old node
+    forwards the old address while DNS moves (readdress.py), and ``ports`` names what it holds. The lock owner is not written into the
     cluster: Proxmox's config lock, held by every migrate, vzdump and restore task, guards the CT
     there, and the job store's lock keeps two ferry jobs apart."""
 
@@ -44,8 +57,10 @@ class ProxmoxBackend(Backend):
 
     def refusals(self, spec: MoveSpec) -> dict[str, str]:
         refused = super().refusals(spec)
+        if spec.method == "dump" and self.settings.ssh is not None:
+            refused.pop("ports", None)  # the old node's forwarders hold them (readdress.py)
         if spec.method != "dump":
-            refused.update(dict.fromkeys(set(spec.requested()) & {"target_ct", "ips", "hostname"},
+            refused.update(dict.fromkeys(set(spec.requested()) & {"target_ct", "ips", "gateway", "hostname"},
                                          _MIGRATION_KEEPS))
         return refused
 
@@ -55,6 +70,14 @@ class ProxmoxBackend(Backend):
         #: Journal for calls made outside a step (discover, observe).
         self.journal = journal
         self._memo: dict[str, bool] = {}
+        #: The DNS zone whose records follow a move that changes address (the service attaches
+        #: it from ``[dns]``); used only with ``[proxmox.ssh]`` (readdress.py).
+        self.records = None
+        self.shell = Shell(settings.ssh) if settings.ssh is not None else None
+
+    @property
+    def forwarding(self) -> OldNodeForwarding:
+        return OldNodeForwarding(self.shell, self.records)
 
     def _mc(self, spec: MoveSpec, ctx: StepContext) -> MoveContext:
         return MoveContext(Api(self.client, ctx.journal), self.settings, spec, ctx, self._memo)
@@ -101,6 +124,7 @@ class ProxmoxBackend(Backend):
         """Nothing to reserve: a migration moves the config atomically, a restore takes its VMID
         at cutover (found again by its marker tag). Observing here keeps the step honest."""
         observe.locate(Api(self.client, ctx.journal), int(spec.ct))
+        self.forwarding.prepare(self._mc(spec, ctx))
 
     def presync(self, spec: MoveSpec, ctx: StepContext) -> None:
         if spec.method != "dump":
@@ -108,18 +132,28 @@ class ProxmoxBackend(Backend):
 
     def cutover(self, spec: MoveSpec, ctx: StepContext) -> None:
         started = time.monotonic()
-        self._path(spec).cutover(self._mc(spec, ctx))
+        mc = self._mc(spec, ctx)
+        self.forwarding.stop_and_forward(mc)
+        self._path(spec).cutover(mc)
+        self.forwarding.switched(mc)
         ctx.figures["cutover_s"] = time.monotonic() - started
 
     def verify(self, spec: MoveSpec, ctx: StepContext) -> None:
         self._path(spec).verify(self._mc(spec, ctx))
 
     def cleanup(self, spec: MoveSpec, ctx: StepContext) -> None:
-        self._path(spec).cleanup(self._mc(spec, ctx))
+        forwarders = self.forwarding.cleanup(self._mc(spec, ctx))
+        try:
+            self._path(spec).cleanup(self._mc(spec, ctx))
+        except CleanupPending as pending:
+            raise CleanupPending("; ".join(filter(None, [forwarders, str(pending)]))) from None
+        if forwarders:
+            raise CleanupPending(forwarders)
         if spec.method != "dump":
             self._memo.pop(f"running:{spec.ct}", None)
 
     def rollback(self, spec: MoveSpec, ctx: StepContext) -> None:
+        self.forwarding.rollback(self._mc(spec, ctx))
         self._path(spec).rollback(self._mc(spec, ctx))
 
     def restores(self) -> Any:
@@ -132,3 +166,7 @@ class ProxmoxBackend(Backend):
         purges its source through the same guarded code (dump._purge_if_due)."""
         api = Api(self.client, ctx.journal)
         return dump.purge_retired(api, self.settings, ctx, time.time() if now is None else now)
+
+    def close(self) -> None:
+        if self.shell is not None:
+            self.shell.close()

@@ -21,9 +21,10 @@ Why these choices (pve-docs "Backup and Restore", vzdump(1); pve-container creat
   cluster-wide, so a free one comes from GET /cluster/nextid (or the move's target_ct); the
   move's ``hostname``, if any, is the copy's from its creation. The marker tag makes the restored copy findable
   after a crash: each step looks for it instead of remembering it.
-- PUT /nodes/{node}/lxc/{vmid}/config {net0: "...,ip=CIDR,..."} readdresses the copy when the
-  move asks for new addresses (MoveSpec.ips: ``ips[i]`` -> ``net{i}``, ``ip6`` for IPv6; a bare
-  address keeps the interface's prefix length; the other properties, gw included, stay).
+- PUT /nodes/{node}/lxc/{vmid}/config {net0: "name=eth0,bridge=..,gw=GW,ip=CIDR,.."} readdresses
+  the copy when the move asks for new addresses (MoveSpec.ips: ``ips[i]`` -> ``net{i}``, ``ip6``
+  for IPv6; a bare address keeps the interface's prefix length) and its subnet's gateway
+  (MoveSpec.gateway -> net0 ``gw``/``gw6``); the other properties stay (readdress.py).
 - DELETE /nodes/{node}/lxc/{vmid} {purge=1} destroys a retired source after retention.
 """
 
@@ -38,6 +39,7 @@ from adapters.proxmox.client import Api, ApiFailure
 from adapters.proxmox.guestops import MoveContext, ensure_power, wait_unlocked
 from adapters.proxmox.migrate import target_checks, target_storage
 from adapters.proxmox.observe import Placement
+from adapters.proxmox.readdress import gateway_of, net_changes
 from adapters.proxmox.settings import ProxmoxSettings
 
 RETIRED_PREFIX = "ferry-retired-"
@@ -112,26 +114,14 @@ def _restore(mc: MoveContext, volid: str, tags: tuple[str, ...], conf: dict) -> 
 
 
 def _rewrite_nets(mc: MoveContext, node: str, vmid: int) -> None:
-    """Give the copy the move's addresses (module doc); nothing when it asks for none."""
+    """Give the copy the move's addresses and gateway (readdress.net_changes); nothing when it
+    asks for none."""
     if not mc.spec.ips:
         return
     conf = observe.config(mc.api, node, vmid)
-    changes = {}
-    for index, address in enumerate(mc.spec.ips):
-        key = f"net{index}"
-        if key not in conf:
-            raise PermanentError(f"copy {vmid} has no {key} for address {address}; give as many "
-                                 f"addresses as the CT has interfaces")
-        props = observe.parse_property_string(str(conf[key]))
-        field = "ip6" if ":" in address else "ip"
-        if "/" not in address:
-            prefix = props.get(field, "").partition("/")[2]
-            if not prefix:
-                raise PermanentError(f"{key} of copy {vmid} has no prefix length to keep; give "
-                                     f"{address} in CIDR form")
-            address = f"{address}/{prefix}"
-        changes[key] = observe.render_property_string({**props, field: address})
-    mc.api.put(f"/nodes/{node}/lxc/{vmid}/config", **changes)
+    changes = net_changes(conf, mc.spec.ips, mc.spec.gateway, vmid)
+    if any(str(conf.get(key)) != value for key, value in changes.items()):
+        mc.api.put(f"/nodes/{node}/lxc/{vmid}/config", **changes)
 
 
 def cutover(mc: MoveContext) -> None:
@@ -179,6 +169,8 @@ def verify(mc: MoveContext) -> None:
     want = expected_ips(mc)
     if want is not None and sorted(ips) != sorted(want):
         raise PermanentError(f"copy {copy.vmid} has addresses {ips}, expected {want}")
+    if mc.spec.gateway and gateway_of(conf) != mc.spec.gateway:
+        raise PermanentError(f"copy {copy.vmid} routes through {gateway_of(conf)}, expected {mc.spec.gateway}")
     if mc.spec.hostname and conf.get("hostname") != mc.spec.hostname:
         raise PermanentError(f"copy {copy.vmid} is named {conf.get('hostname')}, expected {mc.spec.hostname}")
     source = observe.locate(mc.api, mc.vmid)
@@ -285,14 +277,19 @@ def purge_retired(api: Api, settings: ProxmoxSettings, ctx: StepContext, now: fl
             if retired_until(place) is not None and _purge_if_due(api, settings, ctx, cts, place, now) is None]
 
 
+def destroy_copy(mc: MoveContext, copy: Placement | None) -> None:
+    """Stop and destroy a restored copy (after its restore task, if one still runs)."""
+    if copy is None:
+        return
+    creating = observe.active_task(mc.api, copy.vmid, ("vzcreate", "vzrestore"))
+    if creating:
+        mc.run(creating)
+    ensure_power(mc, copy.node, copy.vmid, "stopped")
+    mc.run(mc.api.delete(f"/nodes/{copy.node}/lxc/{copy.vmid}", purge=1))
+
+
 def rollback(mc: MoveContext) -> None:
-    copy = restored(mc)
-    if copy is not None:
-        creating = observe.active_task(mc.api, copy.vmid, ("vzcreate", "vzrestore"))
-        if creating:
-            mc.run(creating)
-        ensure_power(mc, copy.node, copy.vmid, "stopped")
-        mc.run(mc.api.delete(f"/nodes/{copy.node}/lxc/{copy.vmid}", purge=1))
+    destroy_copy(mc, restored(mc))
     source = observe.locate(mc.api, mc.vmid)
     if source is not None and mc.memo.get(f"running:{mc.vmid}", True):
         ensure_power(mc, source.node, mc.vmid, "running")

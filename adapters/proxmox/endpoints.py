@@ -45,8 +45,11 @@ ENDPOINTS: dict[tuple[str, str], tuple[frozenset[str], str]] = {
     ("POST", "/nodes/{node}/lxc/{vmid}/migrate"): (frozenset({"target", "restart", "timeout", "bwlimit", "target-storage"}),
                                                    "pve-container src/PVE/API2/LXC.pm migrate_vm"),
     ("POST", "/nodes/{node}/lxc"): (frozenset({"vmid", "ostemplate", "restore", "unique", "storage", "tags",
-                                               "hostname", "bwlimit"}),
-                                    "pve-container src/PVE/API2/LXC.pm create_vm (restore)"),
+                                               "hostname", "bwlimit", "memory", "swap", "rootfs", "cores",
+                                               "cpulimit", "unprivileged", "ostype", "onboot", "nameserver",
+                                               "searchdomain"} | {f"net{i}" for i in range(32)}),
+                                    "pve-container src/PVE/API2/LXC.pm create_vm (restore; the other keys: "
+                                    "src/PVE/LXC/Config.pm confdesc, as pct restore passes them)"),
     ("DELETE", "/nodes/{node}/lxc/{vmid}"): (frozenset({"purge"}), "pve-container src/PVE/API2/LXC.pm destroy_vm"),
     ("POST", "/nodes/{node}/vzdump"): (frozenset({"vmid", "mode", "storage", "compress", "bwlimit"}),
                                        "pve-manager PVE/API2/VZDump.pm vzdump"),

@@ -21,6 +21,7 @@ _KNOWN = {
     "host", "port", "token_id", "token_secret_file", "token_secret_env", "verify_ssl", "ca_file",
     "timeout_s", "bwlimit_kib", "shutdown_timeout_s", "storage_map", "retention_hours", "backup_storage",
     "poll_interval_s", "task_timeout_s", "lock_wait_s", "get_retries", "presync", "ha_timeout_s",
+    "ssh",
 }
 
 
@@ -45,6 +46,10 @@ class ProxmoxSettings:
     get_retries: int = 4
     presync: bool = True
     ha_timeout_s: float = 600.0
+    #: SSH to the nodes (``[proxmox.ssh]``, the keys of ``[openvz]``: nodes, identity_file,
+    #: known_hosts_file, forward_seconds, forward_quiet_s, hold_seconds, state_dir): the old node
+    #: of a move that changes address forwards to the new one (readdress.py). None: it cannot.
+    ssh: Any = None
 
     @property
     def token_id(self) -> str:
@@ -100,6 +105,18 @@ def _storage_map(raw: Mapping[str, Any]) -> dict[str, str]:
     return dict(value)
 
 
+def _ssh(table: Any) -> Any:
+    """``[proxmox.ssh]`` validated as an ``[openvz]`` table (the same SSH and forwarding keys)."""
+    if table is None:
+        return None
+    from adapters.openvz.settings import load_settings
+
+    try:
+        return load_settings(table)
+    except InputError as exc:
+        raise InputError(f"proxmox.ssh.{exc.key.removeprefix('openvz.')}", exc.value, exc.why) from None
+
+
 def parse_settings(raw: Mapping[str, Any]) -> ProxmoxSettings:
     """Validate the ``[proxmox]`` table into settings (reads the token secret)."""
     for key in raw:
@@ -128,7 +145,7 @@ def parse_settings(raw: Mapping[str, Any]) -> ProxmoxSettings:
     if not isinstance(presync, bool):
         raise _bad("presync", presync, "must be true or false")
     return ProxmoxSettings(
-        host=host, token_user=user, token_name=name, token_secret=_read_secret(raw), port=port,
+        ssh=_ssh(raw.get("ssh")), host=host, token_user=user, token_name=name, token_secret=_read_secret(raw), port=port,
         verify_ssl=verify, ca_file=str(ca_file) if ca_file else None,
         timeout_s=_number(raw, "timeout_s", 10.0, minimum=0.1),
         bwlimit_kib=_number(raw, "bwlimit_kib", None, minimum=1, integer=True),

@@ -51,6 +51,7 @@ class SimBackend(Backend):
     refuses = {
         "target_ct": "the simulated backend cannot renumber a container",
         "ips": "the simulated backend cannot readdress a container",
+        "gateway": "the simulated backend cannot readdress a container",
         "hostname": "the simulated backend cannot rename a container",
         "ports": "the simulated backend holds no client connections",
         "backup": "the simulated backend has no backups",

@@ -17,9 +17,9 @@ from service.store import MoveRow
 
 DEMO_FLEET = Path(__file__).resolve().parents[2] / "config" / "fleets" / "demo.yaml"
 #: A value that requests each field (differs from its default).
-ASKED = {"target_ct": "9001", "ips": ("10.9.0.1",), "hostname": "renamed", "target_storage": "ceph",
+ASKED = {"target_ct": "9001", "ips": ("10.9.0.1",), "gateway": "10.9.0.254", "hostname": "renamed", "target_storage": "ceph",
          "bwlimit_mb_s": 5.0, "ports": (80,), "backup": True}
-READDRESS = {"target_ct", "ips", "hostname"}
+READDRESS = {"target_ct", "ips", "gateway", "hostname"}
 
 
 def _row(**options: object) -> MoveRow:
@@ -45,6 +45,16 @@ def test_build_spec_without_budget_or_requests_asks_for_nothing() -> None:
 def test_an_unknown_stored_option_is_an_error_not_dropped() -> None:
     with pytest.raises(ValueError, match="colour"):
         build_spec(_row(colour="red"), 1, None)
+
+
+def test_a_new_address_reaches_the_spec_with_its_subnets_gateway() -> None:
+    move = Move.model_validate({"ct": "1", "from": "a", "to": "b", "address": {
+        "from": "10.0.1.5", "to": "10.0.2.7", "network": "lan-b", "gateway": "10.0.2.1",
+        "ips": ["10.0.2.7/24"]}})
+    options = move_options(move)
+    assert options == {"ips": ["10.0.2.7/24"], "gateway": "10.0.2.1"}
+    spec = build_spec(_row(**options), 1, None)
+    assert spec.ips == ("10.0.2.7/24",) and spec.gateway == "10.0.2.1"
 
 
 def test_plan_move_stores_target_storage_only_when_set() -> None:

@@ -19,6 +19,7 @@ import signal
 import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from tests.doubles.lab.netlab import HERE, Lab, LabNode
@@ -26,6 +27,9 @@ from tests.doubles.lab.netlab import HERE, Lab, LabNode
 INIT = """#!/bin/busybox sh
 trap '/bin/busybox kill -TERM -1 2>/dev/null; exit 0' TERM
 for ip in $IPS; do /bin/busybox httpd -f -p "$ip:80" -h /www & done
+if [ -f /etc/udp_port ]; then
+  for ip in $IPS; do /bin/udpecho "$ip" "$(/bin/busybox cat /etc/udp_port)" & done
+fi
 if [ -f /etc/writer ]; then
   (i=0; while :; do /bin/busybox cp /etc/writer /data/w$((i % 40)); i=$((i + 1));
    /bin/busybox usleep 50000; done) &
@@ -36,8 +40,9 @@ while :; do /bin/busybox sleep 3600 & wait $!; done
 
 def make_container(node: LabNode, ctid: str, ip: str | None, *, hostname: str = "web",
                    name: str = "", files: int = 0, file_kb: int = 4, writer: bool = False,
-                   ram_mb: int = 256) -> Path:
-    """Create container ``ctid`` (stopped) on ``node``; returns its private area (root ns path)."""
+                   ram_mb: int = 256, udp_port: int | None = None) -> Path:
+    """Create container ``ctid`` (stopped) on ``node``; returns its private area (root ns path).
+    ``udp_port``: it also serves UDP echo on that port of every IP (:func:`udp_echo_binary`)."""
     private = node.path("var_lib_vz/private") / ctid
     for sub in ("bin", "sbin", "www", "etc", "data", "dev"):
         (private / sub).mkdir(parents=True, exist_ok=True)
@@ -48,6 +53,9 @@ def make_container(node: LabNode, ctid: str, ip: str | None, *, hostname: str = 
     (private / "www/index.html").write_text(f"ct {ctid}\n")
     if writer:
         (private / "etc/writer").write_bytes(os.urandom(64 * 1024))
+    if udp_port is not None:
+        shutil.copy(udp_echo_binary(), private / "bin/udpecho")
+        (private / "etc/udp_port").write_text(f"{udp_port}\n")
     blob = os.urandom(file_kb * 1024)
     for i in range(files):
         sub = private / "data" / f"d{i // 1000}"
@@ -66,19 +74,47 @@ def make_container(node: LabNode, ctid: str, ip: str | None, *, hostname: str = 
     return private
 
 
-class Prober:
-    """Clients hitting ``http://ip:80/`` from the client namespace while a move runs."""
+def udp_echo_binary() -> Path:
+    """udpecho.c built static (the containers' root holds no libc), once per source change."""
+    source = HERE / "udpecho.c"
+    built = Path(tempfile.gettempdir()) / f"ferry-lab-udpecho-{int(source.stat().st_mtime)}"
+    if not built.exists():
+        subprocess.run(["gcc", "-static", "-O2", "-o", f"{built}.tmp", str(source)], check=True,
+                       timeout=120)
+        os.replace(f"{built}.tmp", built)
+    return built
 
-    def __init__(self, lab: Lab, ip: str, interval: float = 0.02) -> None:
-        self.out = lab.base / f"probe-{ip}.json"
+
+class _Client:
+    """A client script from this directory run in the lab's client namespace until stopped;
+    it prints "ready" once it sends, and leaves its figures in ``out`` (JSON)."""
+
+    def __init__(self, lab: Lab, script: str, out: Path, *args: str) -> None:
+        self.out = out
         self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", lab.client_ns, sys.executable, str(HERE / "probe.py"), ip,
-             "80", str(interval), str(self.out)], stdout=subprocess.PIPE, text=True)
+            ["ip", "netns", "exec", lab.client_ns, sys.executable, str(HERE / script), *args,
+             str(out)], stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         if self.proc.stdout.readline().strip() != "ready":
-            raise RuntimeError("probe did not start")
+            raise RuntimeError(f"{script} did not start")
 
     def stop(self) -> dict:
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(timeout=15)
         return json.loads(self.out.read_text())
+
+
+class UdpProber(_Client):
+    """A UDP client sending to ``ip:port`` every ``interval`` s (udp_probe.py): one flow, each
+    datagram echoed or counted lost."""
+
+    def __init__(self, lab: Lab, ip: str, port: int, interval: float = 0.02) -> None:
+        super().__init__(lab, "udp_probe.py", lab.base / f"udp-probe-{ip}.json", ip, str(port),
+                         str(interval))
+
+
+class Prober(_Client):
+    """Clients hitting ``http://ip:80/`` from the client namespace while a move runs."""
+
+    def __init__(self, lab: Lab, ip: str, interval: float = 0.02) -> None:
+        super().__init__(lab, "probe.py", lab.base / f"probe-{ip}.json", ip, "80", str(interval))

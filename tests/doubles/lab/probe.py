@@ -77,7 +77,7 @@ def main():
     results, lock, threads, used = [], threading.Lock(), [], {}
     resolver = resolver_for(ip)
     print("ready", flush=True)
-    t0 = time.monotonic()
+    t0, t0_epoch = time.monotonic(), time.time()
     while not stop.is_set():
         th = threading.Thread(target=attempt, args=(ip, port, results, lock, resolver, used),
                               daemon=True)
@@ -99,7 +99,8 @@ def main():
                # with what the mover did meanwhile)
                "gap_between": [ok_ends[widest], ok_ends[widest + 1]] if widest is not None else [],
                "slowest_s": round(max((r[1] - r[0] for r in results), default=0.0), 3),
-               "used": {ip: list(v) for ip, v in used.items()}}
+               "used": {ip: list(v) for ip, v in used.items()},
+               "started_epoch": t0_epoch}  # at_s + started_epoch: a failure's epoch second
     with open(out, "w") as fh:
         json.dump(summary, fh)
 

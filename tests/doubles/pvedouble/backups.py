@@ -5,6 +5,7 @@ creates a new container from it, config overrides taken from the request."""
 from __future__ import annotations
 
 import copy
+import tarfile
 import time
 from typing import Any
 
@@ -69,12 +70,41 @@ def content(world: World, node: str, storage_id: str, p: dict[str, Any]) -> list
     return out
 
 
-def _find_backup(world: World, volid: str) -> dict[str, Any]:
+def _find_backup(world: World, volid: str, p: dict[str, Any], node: str) -> dict[str, Any]:
     storage_id = volid.split(":", 1)[0]
     for row in world.backups.get(storage_id, []):
         if row["volid"] == volid:
             return row
+    if storage_id in world.archive_dirs:
+        return _foreign(world, volid, p, node)
     raise ApiError(500, f"volume '{volid}' does not exist")
+
+
+#: Keys a restore request sets on the new container's config (pct restore options).
+RESTORED_KEYS = ("ostype", "swap", "unprivileged", "onboot", "cpulimit", "nameserver", "searchdomain")
+
+
+def _foreign(world: World, volid: str, p: dict[str, Any], node: str) -> dict[str, Any]:
+    """A vzdump archive ferry did not make here (an OpenVZ one copied onto the storage): read
+    from the file as pve-container does; an OpenVZ archive must hold ``etc/vzdump/vps.conf``
+    (the OpenVZ config create_vm reads back); the new container is what the request says."""
+    storage_id, _, name = volid.partition(":")
+    path = world.archive_dirs[storage_id] / name.removeprefix("backup/")
+    try:
+        with tarfile.open(path) as tar:
+            members = {m.lstrip("./") for m in tar.getnames()}
+    except (OSError, tarfile.TarError):
+        raise ApiError(500, f"volume '{volid}' does not exist") from None
+    if "openvz" in name and "etc/vzdump/vps.conf" not in members:
+        raise ApiError(500, f"unable to restore '{volid}' - no vps.conf in the archive")
+    size_gib = int(str(p.get("rootfs", "x:8")).split(":")[1].split(",")[0])
+    nets = {k: v for k, v in p.items() if k.startswith("net")}
+    src = Guest(0, node, p.get("hostname"), "stopped", p.get("cores", 1), p.get("memory", 512), 0, 0.0,
+                size_gib * GIB, str(p.get("rootfs", "local:8")).split(":")[0], nets, [],
+                extra={"restored": {k: p[k] for k in RESTORED_KEYS if k in p}})
+    if "onboot" in p:
+        src.extra["onboot"] = p["onboot"]
+    return {"volid": volid, "_guest": src, "_foreign": True}
 
 
 def restore(world: World, node: str, p: dict[str, Any], user: str) -> str:
@@ -85,13 +115,14 @@ def restore(world: World, node: str, p: dict[str, Any], user: str) -> str:
     world.node(node)
     if vmid in world.guests and not p.get("force"):
         raise ApiError(500, f"CT {vmid} already exists on node '{world.guests[vmid].node}'")
-    row = _find_backup(world, p["ostemplate"])
+    row = _find_backup(world, p["ostemplate"], p, node)
     storage_id = p.get("storage") or row["_guest"].storage
     if storage_id not in world.nodes[node].storages:
         raise ApiError(500, f"storage '{storage_id}' is not available on node '{node}'")
     src: Guest = row["_guest"]
     guest = Guest(vmid, node, p.get("hostname", src.hostname), "stopped", src.cores, src.memory_mib,
-                  src.mem_used, src.cpu, src.maxdisk, storage_id, dict(src.nets), list(src.tags), lock="create")
+                  src.mem_used, src.cpu, src.maxdisk, storage_id, dict(src.nets), list(src.tags), lock="create",
+                  extra=copy.deepcopy(src.extra) if row.get("_foreign") else {})
     if "tags" in p:
         guest.tags = [t for t in p["tags"].split(";") if t]
     for key, value in p.items():

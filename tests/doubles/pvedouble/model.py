@@ -107,6 +107,7 @@ class Guest:
             conf["lock"] = self.lock
         if "onboot" in self.extra:
             conf["onboot"] = self.extra["onboot"]
+        conf.update(self.extra.get("restored", {}))  # keys a restore set (backups.py)
         conf.update(self.nets)
         return conf
 

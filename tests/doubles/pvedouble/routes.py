@@ -233,7 +233,13 @@ def ct_destroy(w: World, pp, p, user):
                                      "storage": ("storage", False), "force": ("boolean", False),
                                      "unique": ("boolean", False), "start": ("boolean", False),
                                      "hostname": ("string", False), "tags": ("string", False),
-                                     "bwlimit": ("number>=0", False)}
+                                     "bwlimit": ("number>=0", False),
+                                     # what a restore may set anew (pct(1) "Container Settings")
+                                     "memory": ("integer", False), "swap": ("integer", False),
+                                     "rootfs": ("string", False), "unprivileged": ("boolean", False),
+                                     "ostype": ("string", False), "onboot": ("boolean", False),
+                                     "cores": ("integer", False), "cpulimit": ("number>=0", False),
+                                     "nameserver": ("string", False), "searchdomain": ("string", False)}
        | {f"net{i}": ("string", False) for i in range(10)})
 def ct_create(w: World, pp, p, user):
     return backups.restore(w, pp["node"], p, user)

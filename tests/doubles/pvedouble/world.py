@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from fleet.model import Container, Inventory, Node, Storage
 from tests.doubles.pvedouble import cluster
@@ -63,6 +64,9 @@ class World:
         self.ha_recovery_s: float = 60.0
         self.replication: dict[str, ReplicationJob] = {}
         self.backups: dict[str, list[dict]] = {}
+        #: Storage id -> the directory its archives are files in (backups.py restores a foreign
+        #: vzdump archive, e.g. an OpenVZ one copied there, from the file itself).
+        self.archive_dirs: dict[str, Path] = {}
         self.tasks: dict[str, Task] = {}
         self.faults = Faults()
         self.requests: list[tuple[str, str, int]] = []

@@ -60,7 +60,7 @@ def test_jobs_hand_out_each_pool_address_once(rt: Runtime):
     with rt.sessions() as session:
         (row,) = job_moves(session, job)
     spec = build_spec(row, job, None)
-    assert spec.ips == ("10.0.2.10",) and spec.target == "b1"
+    assert spec.ips == ("10.0.2.10/24",) and spec.target == "b1"  # Proxmox nodes: CIDR, new prefix
 
 
 def test_a_cancelled_job_frees_its_addresses(rt: Runtime):

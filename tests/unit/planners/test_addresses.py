@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from fleet.model import Inventory
 from fleet.networks import Networks
 from fleet.plan import Plan
 from fleet.policy import Policy
 from fleet.snapshot import inventory_digest, parse_inventory
 from planners import plan_evacuate
-from planners.addresses import plan_with_addresses
+from planners.addresses import READDRESS_METHOD, plan_with_addresses
 
 
 def _inventory(cts: list[tuple[str, str, str, list[str]]]) -> Inventory:
@@ -50,7 +52,7 @@ def test_a_crossing_move_gets_the_next_free_pool_address_and_says_so():
     first = json.loads(plan.to_json())["moves"][0]["address"]
     assert first["from"] in ("10.0.1.5", "10.0.1.6") and first["network"] == "lan-b"
     assert first["gateway"] == "10.0.2.1" and first["old_address_s"] == 120
-    assert first["ips"] == [first["to"]]
+    assert first["ips"] == [f"{first['to']}/24"]  # a Proxmox net0 takes the new subnet's prefix
     assert plan.inventory_digest == inventory_digest(inv)
 
 
@@ -89,3 +91,27 @@ def test_an_ipam_hook_allocates_when_the_pool_is_empty():
     asked = []
     plan = _evacuate(inv, nets, allocate=lambda net, ct: asked.append((net, ct)) or "10.0.2.77")
     assert asked == [("lan-b", "101")] and plan.moves[0].address.to == "10.0.2.77"
+
+
+@pytest.mark.parametrize("platform,method", [("openvz", "restart"), ("proxmox", "dump")])
+def test_a_move_that_changes_address_is_never_live_and_is_priced_as_it_runs(platform, method):
+    inv = _inventory(_full_a2([("101", "a1", "10.0.1.5", [])]))
+    inv = inv.model_copy(update={"nodes": [n.model_copy(update={"platform": platform}) for n in inv.nodes]})
+    policy = Policy(stop_s=7.0, start_s=2.0)
+    plain = plan_evacuate(inv, ["a1"], policy)
+    assert {m.ct: m.method for m in plain.moves}["101"] == "live"  # what the planner alone says
+    plan = plan_with_addresses(lambda i: plan_evacuate(i, ["a1"], policy), inv,
+                               _networks(["10.0.2.10"]), set(), policy=policy)
+    (move,) = [m for m in plan.moves if m.ct == "101"]
+    assert move.address is not None and move.method == READDRESS_METHOD[platform] == method
+    assert move.predicted.downtime_s >= policy.stop_s + policy.start_s
+    assert move.predicted.duration_s >= move.predicted.downtime_s
+    assert json.loads(plan.to_json())["moves"][0]["method"] == method
+    kept = [m for m in plan.moves if m.address is None]
+    assert all(m.method == "live" for m in kept)  # moves keeping their address stay live
+
+
+def test_a_move_inside_the_subnet_stays_live():
+    inv = _inventory([("101", "a1", "10.0.1.5", [])])
+    plan = _evacuate(inv, _networks(["10.0.2.10"]))
+    assert plan.moves[0].address is None and plan.moves[0].method == "live"
