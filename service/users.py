@@ -18,29 +18,14 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import DateTime, ForeignKey, Integer, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from fleet.errors import InputError
+from service.roles import Role
 from service.store import Base, utcnow
-
-
-class Role(StrEnum):
-    """Ordered: each role may do everything the roles before it may."""
-
-    viewer = "viewer"      # read the fleet, plans and jobs
-    operator = "operator"  # plan, approve, reject, pause, resume, cancel
-    admin = "admin"        # users and configuration
-
-    @property
-    def rank(self) -> int:
-        return list(Role).index(self)
-
-    def allows(self, needed: Role) -> bool:
-        return self.rank >= needed.rank
 
 
 #: The identity of the single shared token ferry had before users existed: an admin, so that

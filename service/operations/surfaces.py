@@ -66,6 +66,7 @@ CLI_ONLY_OPTIONS: dict[str, str] = {
     "format": "the API always answers JSON; the CLI chooses between a table and JSON",
     "out": "the API's answer is the plan itself; the CLI can also save it to a file",
     "watch": "refreshes a terminal; API clients poll GET /v1/jobs/{job_id}",
+    "wide": "lays a table out for a terminal; the API answers JSON",
     "from_backups": "recovering a dead node from its backups is a CLI verb so far (service/recovery.py)",
     "node_is_fenced": "the operator's confirmation at a terminal that a dead node is powered off",
 }
