@@ -126,12 +126,12 @@ app.add_typer(maintenance_app, name="maintenance")
 @maintenance_app.command("plan")
 def maintenance_plan(
     ctx: typer.Context,
-    nodes: Annotated[str, typer.Option(help="comma-separated nodes, in the order to maintain them")],
+    nodes: Annotated[str, typer.Option(metavar="NODE,...", help="comma-separated nodes, in the order to maintain them")],
     windows: Annotated[str | None, typer.Option(
-        help="';'-separated windows, e.g. 'sat 01:00 for 2h; sun 01:00 for 2h' (default: [schedule] windows)")] = None,
-    max_out: Annotated[int, typer.Option("--max-out", help=described(MaintenancePlanRequest, "max_out"))] = 1,
-    maintenance: Annotated[str, typer.Option(help=described(MaintenancePlanRequest, "maintenance"))] = "1h",
-    start: Annotated[str | None, typer.Option(help=described(MaintenancePlanRequest, "start"))] = None,
+        metavar="WINDOWS", help="';'-separated windows, e.g. 'sat 01:00 for 2h; sun 01:00 for 2h' (default: [schedule] windows)")] = None,
+    max_out: Annotated[int, typer.Option("--max-out", metavar="NODES", help=described(MaintenancePlanRequest, "max_out"))] = 1,
+    maintenance: Annotated[str, typer.Option(metavar="DURATION", help=described(MaintenancePlanRequest, "maintenance"))] = "1h",
+    start: Annotated[str | None, typer.Option(metavar="INSTANT", help=described(MaintenancePlanRequest, "start"))] = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
     """The calendar: which window each node drains in, its moves fitted into windows, its return."""
@@ -148,10 +148,10 @@ def maintenance_plan(
 @maintenance_app.command("run")
 def maintenance_run(
     ctx: typer.Context,
-    nodes: Annotated[str, typer.Option(help="comma-separated nodes, in the order to maintain them")],
-    windows: Annotated[str | None, typer.Option(help="';'-separated windows (default: [schedule] windows)")] = None,
-    max_out: Annotated[int, typer.Option("--max-out", help=described(MaintenancePlanRequest, "max_out"))] = 1,
-    maintenance: Annotated[str, typer.Option(help=described(MaintenancePlanRequest, "maintenance"))] = "1h",
+    nodes: Annotated[str, typer.Option(metavar="NODE,...", help="comma-separated nodes, in the order to maintain them")],
+    windows: Annotated[str | None, typer.Option(metavar="WINDOWS", help="';'-separated windows (default: [schedule] windows)")] = None,
+    max_out: Annotated[int, typer.Option("--max-out", metavar="NODES", help=described(MaintenancePlanRequest, "max_out"))] = 1,
+    maintenance: Annotated[str, typer.Option(metavar="DURATION", help=described(MaintenancePlanRequest, "maintenance"))] = "1h",
     yes: YesOpt = False, fmt: FormatOpt = Format.table,
 ) -> None:
     """Plan the calendar and run it in this process: each group drained in windows, its

@@ -21,6 +21,7 @@ from service.cli import (
     OutOpt,
     SolverOpt,
     TimeLimitOpt,
+    WideOpt,
     WindowOpt,
     YesOpt,
     app,
@@ -72,13 +73,14 @@ def evacuate(ctx: typer.Context, nodes: list[str], yes: YesOpt = False, window: 
 @plan_app.command("evacuate")
 def plan_evacuate(ctx: typer.Context, nodes: list[str], snapshot: InventoryOpt = None, out: OutOpt = None,
                   fmt: FormatOpt = Format.table, solver: SolverOpt = Solver.greedy.value,
-                  time_limit: TimeLimitOpt = DEFAULT_TIME_LIMIT_S, from_backups: FromBackupsOpt = False) -> None:
+                  time_limit: TimeLimitOpt = DEFAULT_TIME_LIMIT_S, from_backups: FromBackupsOpt = False,
+                  wide: WideOpt = False) -> None:
     """Give every container on NODES a destination (nothing else moves); a dead node: --from-backups."""
     from service import recovery
     from service.recovery_render import render_recovery_plan
 
     if not from_backups:
-        show_nodes_plan(ctx, "evacuate", nodes, snapshot, out, fmt, solver, time_limit)
+        show_nodes_plan(ctx, "evacuate", nodes, snapshot, out, fmt, solver, time_limit, wide)
         return
     planned = recovery.plan_recovery(runtime(ctx), _one_node(nodes), snapshot_of(snapshot))
     if out:

@@ -15,6 +15,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
+from rich import box
 from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
@@ -44,7 +45,14 @@ def show_table(console: Console, table: Table, wide: bool) -> None:
         return
     for column in table.columns:
         column.no_wrap, column.overflow = True, "ignore"
-    console.print(table, width=max(console.width, 1000), crop=False, soft_wrap=True)
+    wide_console(console).print(table)
+
+
+def wide_console(console: Console) -> Console:
+    """A console writing where ``console`` writes, with no width limit (Rich never prints wider
+    than its console, whatever ``print`` is asked)."""
+    return Console(file=console.file, width=100_000, color_system=console.color_system,  # type: ignore[arg-type]
+                   force_terminal=console.is_terminal, soft_wrap=True)
 
 
 def utc_time(stamp: str | None) -> str:
@@ -154,10 +162,10 @@ def render_plan(console: Console, plan: Plan, inv: Inventory | None = None, *, l
     """The moves (the reason wraps within 80 columns; ``wide``: one line each), then the loads."""
     names = {c.id: c.name or "" for c in inv.containers} if inv else {}
     table = Table(title=title(f"Plan: {_goal_text(plan)} — {len(plan.moves)} moves"), title_justify="left",
-                  padding=(0, 1), collapse_padding=True, pad_edge=False)
+                  box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), show_edge=False)
     for col in ("#", "container", "from → to", "method", "wave", "GiB", "time", "down", "reason"):
-        table.add_column(col, no_wrap=col not in ("reason", "container", "from → to"), overflow="fold",
-                         min_width=16 if col == "reason" else None,
+        table.add_column(col, no_wrap=col not in ("reason", "container"), overflow="fold",
+                         ratio=1 if col == "reason" else None,
                          justify="right" if col in ("#", "wave", "GiB", "time", "down") else "left")
     for i, move in enumerate(plan.moves[:limit], 1):
         p = move.predicted
@@ -243,8 +251,7 @@ def job_view(job: dict[str, Any], *, wide: bool = False, watching: bool = False)
 
 def render_job(console: Console, job: dict[str, Any], *, wide: bool = False) -> None:
     """``ferry job show``: within the terminal's width, or one line per move with ``wide``."""
-    console.print(job_view(job, wide=wide), width=max(console.width, 1000) if wide else None,
-                  crop=not wide, soft_wrap=wide)
+    (wide_console(console) if wide else console).print(job_view(job, wide=wide))
 
 
 @dataclass(frozen=True)
