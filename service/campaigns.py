@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-
 from fleet.errors import InputError
 from fleet.model import Inventory
 from fleet.plan import Move

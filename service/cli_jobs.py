@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from service import cli_options
 from service.cli import app, job_app, jobs_app
-from service.cli_options import Format, FormatOpt, JobArg, WideOpt, asks, console, emit_json, err_console, \
-    request, runtime
+from service.cli_options import Format, FormatOpt, JobArg, WideOpt, asks, console, emit_json, runtime
 
 if TYPE_CHECKING:
     from service.runtime import Runtime
@@ -33,7 +33,7 @@ def jobs_list(ctx: typer.Context, fmt: FormatOpt = Format.table, limit: Annotate
     from service import operations as ops
     from service import render
 
-    jobs = ops.list_jobs(runtime(ctx), request(asks.JobListRequest, limit=limit).limit)
+    jobs = ops.list_jobs(runtime(ctx), cli_options.request(asks.JobListRequest, limit=limit).limit)
     emit_json(jobs) if fmt is Format.json else render.render_jobs(console, jobs, wide=wide)
 
 
@@ -52,7 +52,7 @@ def jobs_resume(ctx: typer.Context, fmt: FormatOpt = Format.table) -> None:
         console.print("no unfinished jobs")
     for summary in results if fmt is Format.table else []:
         render.render_summary(console, summary)
-    exit_for_jobs(err_console, summaries)
+    exit_for_jobs(cli_options.err_console, summaries)
 
 
 @app.command()
@@ -104,9 +104,9 @@ def watch_job(rt: Runtime, detail: dict, wide: bool, *, limit_s: float = WATCH_L
             detail = ops.job_detail(rt, detail["id"])
             live.update(render.job_view(detail, wide=wide, watching=True), refresh=True)
     if detail["state"] not in JOB_FINAL:
-        err_console.print(f"ferry: stopped watching job {detail['id']} after {limit_s:.0f} s; it is "
+        cli_options.err_console.print(f"ferry: stopped watching job {detail['id']} after {limit_s:.0f} s; it is "
                           f"{detail['state']}", markup=False, highlight=False)
-    exit_for_jobs(err_console, [render.ended_job(detail)])
+    exit_for_jobs(cli_options.err_console, [render.ended_job(detail)])
 
 
 def _control(ctx: typer.Context, job_id: int, action: str) -> None:
@@ -147,4 +147,4 @@ def job_resume(ctx: typer.Context, job_id: JobArg, fmt: FormatOpt = Format.table
     ops.control(rt, job_id, "resume", actor=cli_actor())
     summary = ops.run_here(rt, job_id)
     emit_json(summary.to_dict()) if fmt is Format.json else render.render_summary(console, summary.to_dict())
-    exit_for_jobs(err_console, [summary])
+    exit_for_jobs(cli_options.err_console, [summary])

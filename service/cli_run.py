@@ -15,8 +15,19 @@ import typer
 from rich.console import Console
 
 from service.cli import app
-from service.cli_options import Format, FormatOpt, NodesArg, WindowOpt, YesOpt, asks, console, emit_json, \
-    err_console, request, runtime
+from service.cli_options import (
+    Format,
+    FormatOpt,
+    NodesArg,
+    WindowOpt,
+    YesOpt,
+    asks,
+    console,
+    emit_json,
+    err_console,
+    request,
+    runtime,
+)
 
 if TYPE_CHECKING:
     from fleet.model import Inventory

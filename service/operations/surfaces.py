@@ -30,6 +30,9 @@ TWINS: dict[tuple[str, ...], tuple[str, str]] = {
     ("node", "drain"): ("POST", "/v1/nodes/{node}/drain"),
     ("node", "restore"): ("POST", "/v1/nodes/{node}/restore"),
     ("maintenance", "plan"): ("POST", "/v1/maintenance/plan"),
+    ("user", "add"): ("POST", "/v1/users"),
+    ("user", "list"): ("GET", "/v1/users"),
+    ("user", "revoke"): ("POST", "/v1/users/{name}/revoke"),
 }
 
 #: Verbs only the CLI has, and why.
@@ -38,9 +41,6 @@ CLI_ONLY_VERBS: dict[tuple[str, ...], str] = {
     ("serve",): "starts the API itself",
     ("jobs", "resume"): "runs unfinished jobs in this process; under 'ferry serve' the worker resumes them on every poll",
     ("cleanup",): "runs deferred cleanups in this process; under 'ferry serve' the worker runs them every minute",
-    ("user", "add"): "users are made on the machine that holds the store: a token is never minted over the network",
-    ("user", "list"): "with the users' tokens, on the machine that holds the store",
-    ("user", "revoke"): "with the users' tokens, on the machine that holds the store",
     ("maintenance", "run"): "runs a whole campaign in this process, for as long as its calendar lasts",
     ("recovery", "stale"): "a report for the operator at a terminal; the REST API has no recovery route yet",
 }

@@ -20,10 +20,10 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
+import planners
 from fleet.plan import Plan
 from fleet.policy import Policy
 from fleet.snapshot import load_inventory, read_document
-import planners
 from planners import check_plan
 from service import cli
 from service.api import create_app
