@@ -97,12 +97,20 @@ def watch_job(rt: Runtime, detail: dict, wide: bool, *, limit_s: float = WATCH_L
     from service.lifecycle import JOB_FINAL
 
     deadline = time.monotonic() + limit_s
-    with Live(render.job_view(detail, wide=wide, watching=True), console=console, refresh_per_second=2,
-              auto_refresh=False) as live:
-        while detail["state"] not in JOB_FINAL and time.monotonic() < deadline:
-            time.sleep(WATCH_PERIOD_S)
-            detail = ops.job_detail(rt, detail["id"])
-            live.update(render.job_view(detail, wide=wide, watching=True), refresh=True)
+    console.print(f"watching job {detail['id']} until it ends (Ctrl-C stops watching; the job goes on)",
+                  markup=False, highlight=False)
+    console.file.flush()
+    try:
+        with Live(render.job_view(detail, wide=wide, watching=True), console=console, refresh_per_second=2,
+                  auto_refresh=False) as live:
+            while detail["state"] not in JOB_FINAL and time.monotonic() < deadline:
+                time.sleep(WATCH_PERIOD_S)
+                detail = ops.job_detail(rt, detail["id"])
+                live.update(render.job_view(detail, wide=wide, watching=True), refresh=True)
+    except KeyboardInterrupt:  # only the watching stops: the job runs where it ran
+        cli_options.err_console.print(f"ferry: stopped watching job {detail['id']}; it goes on",
+                                      markup=False, highlight=False)
+        raise typer.Exit(130) from None
     if detail["state"] not in JOB_FINAL:
         cli_options.err_console.print(f"ferry: stopped watching job {detail['id']} after {limit_s:.0f} s; it is "
                           f"{detail['state']}", markup=False, highlight=False)

@@ -244,8 +244,6 @@ def job_view(job: dict[str, Any], *, wide: bool = False, watching: bool = False)
     for done in job.get("actions", []):
         foot.append("\n")
         foot.append_text(plain(f"{done['action']} by {done['by']} at {utc_time(done['at'])} UTC"))
-    if watching:
-        foot.append("\nCtrl-C stops watching (the job goes on)")
     return Group(head, table, foot)
 
 

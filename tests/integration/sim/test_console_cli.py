@@ -6,17 +6,25 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
+import signal
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
+from service import jobs
+from service.config import load_config
 from service.lifecycle import JobState, MoveState
 from service.progress import JobProgress
 from service.render import ended_job, watch_order
-from tests.integration.sim.test_cli import ferry, write_config
+from service.runtime import Runtime
+from tests.conftest import REPO
+from tests.integration.sim.test_cli import FERRY, ferry, write_config
+from tests.integration.sim.test_sim_engine import make_plan
 
 JOB_FAILED = 3
 
@@ -96,3 +104,32 @@ def test_progress_counts_moves_and_says_rate_and_eta_in_80_columns() -> None:
     assert re.search(r"all moves .* 1/8 moves", text), text
     assert re.search(r"101 precopy .* 2\.0/4\.0 GiB \d+ MB/s ETA \d:\d\d:\d\d", text), text
     assert "bytes" not in text
+
+
+def test_ctrl_c_stops_watching_a_job_that_goes_on(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    rt = Runtime(load_config(config))
+    job_id = jobs.create_job(rt.sessions, make_plan(), approved=False)  # pending: never ends by itself
+    argv = [FERRY, "--config", str(config), "job", "show", str(job_id), "--watch"]
+    watch = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                             stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "80"})
+    try:
+        deadline = time.monotonic() + 60
+        while watch.poll() is None and time.monotonic() < deadline and not _shown(watch):
+            time.sleep(0.2)
+        watch.send_signal(signal.SIGINT)
+        out, err = watch.communicate(timeout=30)
+    finally:
+        watch.kill()
+    assert watch.returncode == 130, (out, err)
+    assert err.strip() == f"ferry: stopped watching job {job_id}; it goes on" and "Traceback" not in err
+    with rt.sessions() as session:
+        assert jobs.get_job(session, job_id).state == JobState.PENDING  # untouched
+
+
+def _shown(process: subprocess.Popen[str]) -> bool:
+    """Whether the watch has drawn its first frame (its stdout has a line to read)."""
+    import select
+
+    ready, _, _ = select.select([process.stdout], [], [], 0)
+    return bool(ready)
