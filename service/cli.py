@@ -103,11 +103,11 @@ def serve(ctx: typer.Context,
 # The commands of the other modules register themselves on ``app`` when imported; the names below
 # are what those modules take from here.
 from service.cli_options import (  # noqa: E402, F401, I001
-    DEFAULT_TIME_LIMIT_S, InventoryOpt, OutOpt, SolverOpt, TimeLimitOpt, WideOpt, WindowOpt, YesOpt, described,
-    emit_json, request, snapshot_of,
+    DEFAULT_TIME_LIMIT_S, InventoryOpt, JobArg, NodesArg, OutOpt, PlaceFormat, SolverOpt, TimeLimitOpt, WideOpt,
+    WindowOpt, YesOpt, described, emit_json, request, snapshot_of,
 )
 from service.cli_run import execute, execute_submitted, review, run_nodes_job  # noqa: E402, F401, I001
-from service.cli_plan import show_nodes_plan  # noqa: E402, F401, I001
+from service.cli_plan import show_nodes_plan, show_plan  # noqa: E402, F401, I001
 from service import cli_jobs, cli_user  # noqa: E402, F401, I001
 from service import cli_node, cli_recovery  # noqa: E402, F401, I001
 

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 node_app = typer.Typer(no_args_is_help=True, help="A node's lifecycle: cordon, drain, maintenance, restore.")
 app.add_typer(node_app, name="node")
 
+
 def node_event() -> type[NodeEvent]:
     """The node lifecycle's events (service.nodes loads the job store: imported when a verb runs)."""
     from service.nodes import NodeEvent
