@@ -74,7 +74,7 @@ def user_router(rt: Runtime, auth: list[Any]) -> APIRouter:
         return {"name": body.name, "role": body.role.value, "token": token}
 
     @router.post("/users/{name}/revoke", response_model=None, responses={
-        200: {"model": UserOut}, **errors(401, 404, 500)})
+        200: {"model": UserOut}, **errors(400, 401, 404, 500)})
     def revoke_user(name: UserName) -> Any:
         """Stop the user's token and console sessions at once; the user stays listed, as revoked."""
         try:
