@@ -12,18 +12,26 @@ Every file and every request body passes :mod:`fleet.document`'s gates before a 
 size, UTF-8, no YAML alias, bounded nesting, safe text (:mod:`fleet.text`), finite numbers.
 """
 
-from fleet.errors import InputError
-from fleet.model import Container, Inventory, Node, Rules, Storage
-from fleet.plan import Goal, Move, Plan, Predicted, Score, Unplaced, Usage
-from fleet.policy import Policy
-from fleet.rules import EffectiveRules, effective_rules
-from fleet.snapshot import (
-    dump_inventory,
-    inventory_digest,
-    load_inventory,
-    parse_inventory,
-    validate_model,
-)
+from importlib import import_module
+from typing import Any
+
+#: The module of each name this package exports, imported when the name is first used (PEP 562):
+#: ``import fleet.text`` alone must not build every pydantic model, since the CLI's start-up pays
+#: for whatever its first imports pull in.
+_MODULE_OF = {
+    "InputError": "errors", "Container": "model", "Inventory": "model", "Node": "model", "Rules": "model",
+    "Storage": "model", "Goal": "plan", "Move": "plan", "Plan": "plan", "Predicted": "plan", "Score": "plan",
+    "Unplaced": "plan", "Usage": "plan", "Policy": "policy", "EffectiveRules": "rules",
+    "effective_rules": "rules", "dump_inventory": "snapshot", "inventory_digest": "snapshot",
+    "load_inventory": "snapshot", "parse_inventory": "snapshot", "validate_model": "snapshot",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module 'fleet' has no attribute {name!r}")
+    return getattr(import_module(f"fleet.{_MODULE_OF[name]}"), name)
+
 
 __all__ = [
     "Container", "EffectiveRules", "Goal", "InputError", "Inventory", "Move", "Node", "Plan",

@@ -23,6 +23,7 @@ clients keep the old address for (``old_address_s``) comes from the caller.
 from __future__ import annotations
 
 import ipaddress
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -31,7 +32,7 @@ from fleet.networks import Networks
 from fleet.plan import Method, Move, Plan, Predicted, Readdress, Unplaced
 from fleet.policy import Policy
 from fleet.snapshot import inventory_digest
-from planners.costs import predict
+from planners.costs import plan_sharing, predict
 
 #: ``allocate(network, ct)`` -> a free address of ``network`` from an IPAM hook, or None.
 Allocator = Callable[[str, str], str | None]
@@ -123,9 +124,11 @@ def assign(plan: Plan, inv: Inventory, networks: Networks, taken: set[str],
     for move in plan.moves:
         if move.ct not in given and (bridged := _bridged(move, inv, networks)) is not None:
             given[move.ct] = bridged
+    policy = policy or Policy()
+    out_of = Counter(m.from_node for m in plan.moves)
     moves = [readdressed(m.model_copy(update={"address": given[m.ct],
                                               "reason": _say(m.reason, given[m.ct])}),
-                         inv, policy or Policy())
+                         inv, policy, sharing=plan_sharing(policy, out_of[m.from_node]))
              if m.ct in given else m for m in plan.moves]
     return plan.model_copy(update={"moves": moves}), overflow
 
@@ -143,14 +146,16 @@ def _disk_copied(inv: Inventory, move: Move) -> bool:
                 and src_id == dst_id)
 
 
-def readdressed(move: Move, inv: Inventory, policy: Policy) -> Move:
+def readdressed(move: Move, inv: Inventory, policy: Policy, *, sharing: int = 1) -> Move:
     """``move`` (which changes address) on its platform's readdressing path, priced again by
-    the cost model (module doc); a stopped container has no downtime to predict."""
+    the cost model (module doc) with the plan's ``sharing`` of the source's NIC; a stopped
+    container has no downtime to predict."""
     ct, src = inv.container(move.ct), inv.node(move.from_node)
     method = READDRESS_METHOD.get(src.platform, "restart")
     if move.method == method or (move.method != "live" and src.platform != "proxmox"):
         return move
-    cost = predict(ct, src, inv.node(move.to), policy, _disk_copied(inv, move), method=method)
+    cost = predict(ct, src, inv.node(move.to), policy, _disk_copied(inv, move), method=method,
+                   sharing=sharing)
     downtime = cost.downtime_s if ct.status == "running" else 0.0
     return move.model_copy(update={"method": cost.method, "predicted": Predicted(
         duration_s=cost.duration_s, downtime_s=downtime, bytes=cost.bytes)})

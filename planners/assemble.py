@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections import Counter
 from collections.abc import Collection
 
 from fleet.plan import Goal, Move, Plan, Predicted, Score, Unplaced, Usage
 from fleet.snapshot import inventory_digest
 from planners.bounds import lower_bound_peak
-from planners.costs import predict
+from planners.costs import plan_sharing, predict
 from planners.state import FleetState, Placement
 from planners.units import Unit
 from planners.waves import Step, assign_waves
@@ -41,10 +42,12 @@ def usage(state: FleetState) -> dict[str, Usage]:
 def _price(state: FleetState, steps: list[Step]) -> list[Move]:
     policy = state.policy
     moves = []
+    out_of = Counter(s.src for s in steps)
     for s in steps:
         here = state.where[s.ct]
         copied = state.copies_disk(here, Placement(s.dst, s.storage))
-        cost = predict(state.containers[s.ct], state.nodes[s.src], state.nodes[s.dst], policy, copied)
+        cost = predict(state.containers[s.ct], state.nodes[s.src], state.nodes[s.dst], policy, copied,
+                       sharing=plan_sharing(policy, out_of[s.src]))
         extra = {"target_storage": s.storage} if s.storage is not None else {}
         moves.append(Move.model_validate({
             "ct": s.ct, "from": s.src, "to": s.dst, "method": cost.method,

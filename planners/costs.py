@@ -16,7 +16,7 @@ Methods (``contracts/plan.md``):
 - ``dump``: ``vzdump`` -> transfer -> restore under a new id -> IP swap; the source serves until the
   switch, so downtime is the stop of the source plus the start of the copy.
 
-Model, with ``D`` the disk MB copied, ``B`` the link MB/s (``policy.link_speed``), ``d`` the
+Model, with ``D`` the disk MB copied, ``B`` the MB/s one move gets (:func:`move_speed`), ``d`` the
 container's dirty rate in MB/s: a pre-copy pass takes ``D/B``; the delta written meanwhile,
 ``d*D/B``, is copied again, and so on (repeated rsync) until one pass would take under
 :data:`SETTLED_S` or :data:`MAX_PASSES` passes ran (a container writing faster than the link never
@@ -107,12 +107,26 @@ def _precopy(disk_mb: float, dirty_mb_s: float, speed: float) -> tuple[float, fl
     return copied, spent, delta
 
 
+def move_speed(policy: Policy, src: str, dst: str, sharing: int = 1) -> float:
+    """MB/s one move gets. ``default_link_mb_s`` is what a node's NIC carries, shared by the
+    ``sharing`` moves running through it at once. A figure for the link itself (configured, or
+    learned from finished moves: bytes over transfer time, shared already) is one move's speed and
+    is taken as it is; a bandwidth budget caps either."""
+    link = policy.link_mb_s.get(f"{src}->{dst}")
+    speed = link if link is not None else policy.default_link_mb_s / max(1, sharing)
+    cap = policy.move_bandwidth_cap(src)
+    return min(speed, cap) if cap else speed
+
+
 def predict(ct: Container, src: Node, dst: Node, policy: Policy, disk_copied: bool,
-            method: Method | None = None) -> MoveCost:
+            method: Method | None = None, *, sharing: int = 1) -> MoveCost:
     """Bytes, duration and downtime of moving ``ct`` from ``src`` to ``dst`` (module docstring),
-    by ``method`` when the caller decided it (a move changing address is never live)."""
+    by ``method`` when the caller decided it (a move changing address is never live), with
+    ``sharing`` moves at once through the source's NIC. Scorers compare moves with the NIC to one
+    move (a uniform factor changes no choice); the figures a plan states use the sharing the engine
+    runs with (:func:`plan_sharing`)."""
     method = method or choose_method(ct, src, dst, policy)
-    speed = policy.link_speed(src.name, dst.name)
+    speed = move_speed(policy, src.name, dst.name, sharing)
     disk_mb = ct.disk_gb * 1024.0 if disk_copied else 0.0
     running = ct.status == "running"
     if method == "restart":
@@ -137,3 +151,12 @@ def predict(ct: Container, src: Node, dst: Node, policy: Policy, disk_copied: bo
         downtime = policy.stop_s + final_s + policy.start_s
     duration = precopy_s + downtime
     return MoveCost(method, int(moved_mb * MB), round(duration, 3), round(downtime, 3))
+
+
+def plan_sharing(policy: Policy, moves_out_of_source: int) -> int:
+    """How many moves share a source's NIC while a plan runs: the engine keeps up to
+    ``max_outgoing_per_node`` moves running out of a node (service.slots), so a node sending that
+    many or more sends that many at once. Predicting the whole NIC per move made the default
+    config's plans 40-60 % shorter than the simulated runs, whose NICs are shared."""
+    return max(1, min(policy.max_outgoing_per_node, moves_out_of_source))
+

@@ -50,6 +50,7 @@ from service.api_models import (
     errors,
 )
 from service.api_nodes import node_router
+from service.api_users import user_router
 from service.config import Config, check_private_file
 from service.jobs import JobConflict, NoSuchJob
 from service.metrics import store_registry
@@ -258,6 +259,7 @@ def create_app(runtime: Runtime, *, token: str | None = None) -> FastAPI:
     _add_job_routes(app, rt, auth)
     install_console(app, rt, token)
     app.router.routes.extend(node_router(rt, auth).routes)  # as they are: app.routes lists them (test_surfaces)
+    app.router.routes.extend(user_router(rt, auth).routes)
     return app
 
 

@@ -20,8 +20,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import Field
-
 from fleet.errors import InputError
 from fleet.model import Inventory
 from fleet.plan import Move
@@ -31,7 +29,7 @@ from planners.evacuate import resolve_nodes
 from planners.state import FleetState
 from service.operations.nodes import move_home, per_wave
 from service.operations.planning import current_inventory
-from service.operations.requests import Request
+from service.operations.requests import MaintenancePlanRequest
 from service.runtime import Runtime
 from service.schedule import MaintenanceWindows, openings, parse_windows, time_zone
 from service.windows import parse_duration
@@ -193,15 +191,6 @@ def plan_campaign(inv: Inventory, nodes: list[str], policy: Policy, windows: Mai
 
 
 # -- the operation (CLI 'ferry maintenance plan', POST /v1/maintenance/plan) ---------------------
-class MaintenancePlanRequest(Request):
-    nodes: list[str] = Field(min_length=1, description="the nodes to maintain, in this order")
-    windows: list[str] = Field(default_factory=list, description=(
-        "maintenance windows ('sat 01:00 for 2h', 'Sat 01:00-03:00'); none: the configured [schedule] windows"))
-    max_out: int = Field(default=1, ge=1, strict=True, description="nodes out of service at once, at most")
-    maintenance: str = Field(default="1h", description="how long each node's maintenance lasts, e.g. 45min, 2h")
-    start: str | None = Field(default=None, description="ISO 8601 instant the campaign may start (default: now)")
-
-
 def _start(text: str | None) -> dt.datetime:
     if text is None:
         return dt.datetime.now(dt.UTC)

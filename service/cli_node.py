@@ -13,13 +13,11 @@ Registered on ``service.cli.app`` when service.cli loads; the jobs run in this p
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from fleet.errors import InputError
-from service import render
-from service.campaigns import MaintenancePlanRequest, campaign_windows, plan_maintenance
 from service.cli import (
     Format,
     FormatOpt,
@@ -34,12 +32,22 @@ from service.cli import (
     review,
     runtime,
 )
-from service.nodes import NodeEvent
-from service.operations import nodes as node_ops
+from service.operations.requests import MaintenancePlanRequest
 from service.windows import parse_duration
+
+if TYPE_CHECKING:
+    from service.nodes import NodeEvent
 
 node_app = typer.Typer(no_args_is_help=True, help="A node's lifecycle: cordon, drain, maintenance, restore.")
 app.add_typer(node_app, name="node")
+
+
+def node_event() -> type[NodeEvent]:
+    """The node lifecycle's events (service.nodes loads the job store: imported when a verb runs)."""
+    from service.nodes import NodeEvent
+
+    return NodeEvent
+
 
 NodeArg = Annotated[str, typer.Argument(help="the node's name, as in 'ferry inventory'")]
 
@@ -47,11 +55,16 @@ NodeArg = Annotated[str, typer.Argument(help="the node's name, as in 'ferry inve
 @node_app.command("list")
 def node_list(ctx: typer.Context, fmt: FormatOpt = Format.table) -> None:
     """Every node with its state (active, cordoned, draining, maintenance, restoring)."""
+    from service import render
+    from service.operations import nodes as node_ops
+
     rows = node_ops.list_nodes(runtime(ctx))
     emit_json(rows) if fmt is Format.json else render.render_node_states(console, rows)
 
 
 def _change(ctx: typer.Context, node: str, event: NodeEvent, fmt: Format) -> None:
+    from service.operations import nodes as node_ops
+
     changed = node_ops.change(runtime(ctx), node, event)
     if fmt is Format.json:
         emit_json(changed)
@@ -62,13 +75,13 @@ def _change(ctx: typer.Context, node: str, event: NodeEvent, fmt: Format) -> Non
 @node_app.command("cordon")
 def node_cordon(ctx: typer.Context, node: NodeArg, fmt: FormatOpt = Format.table) -> None:
     """The node receives nothing from any plan; its containers stay."""
-    _change(ctx, node, NodeEvent.CORDON, fmt)
+    _change(ctx, node, node_event().CORDON, fmt)
 
 
 @node_app.command("uncordon")
 def node_uncordon(ctx: typer.Context, node: NodeArg, fmt: FormatOpt = Format.table) -> None:
     """The node receives containers again (nobody is brought back: see 'ferry node restore')."""
-    _change(ctx, node, NodeEvent.UNCORDON, fmt)
+    _change(ctx, node, node_event().UNCORDON, fmt)
 
 
 @node_app.command("drain")
@@ -76,6 +89,8 @@ def node_drain(ctx: typer.Context, node: NodeArg, yes: YesOpt = False, window: W
                fmt: FormatOpt = Format.table) -> None:
     """Cordon the node and move its containers away (with --window: moves start only when they
     fit in a maintenance window); it is in maintenance once the drain succeeded."""
+    from service.operations import nodes as node_ops
+
     asked = request(node_ops.NodeDrainRequest, approve=True, window=window)
     submitted = node_ops.drain_node(runtime(ctx), node, asked, review(fmt, yes))
     if submitted.job_id is None:
@@ -90,6 +105,8 @@ def node_restore(ctx: typer.Context, node: NodeArg, yes: YesOpt = False, window:
                  fmt: FormatOpt = Format.table) -> None:
     """Bring back the containers that left the node, from where its drain put them; one moved or
     changed since stays where it is and is listed."""
+    from service.operations import nodes as node_ops
+
     asked = request(node_ops.NodeRestoreRequest, approve=True, window=window)
     restored = node_ops.restore_node(runtime(ctx), node, asked, review(fmt, yes))
     if fmt is Format.table:
@@ -107,12 +124,13 @@ maintenance_app = typer.Typer(no_args_is_help=True, help="Rolling maintenance ca
 app.add_typer(maintenance_app, name="maintenance")
 
 
-NodesOpt = Annotated[str, typer.Option(help="comma-separated nodes, in the order to maintain them")]
+NodesOpt = Annotated[str, typer.Option(metavar="NODE,...", help="comma-separated nodes, in the order to maintain them")]
 WindowsOpt = Annotated[str | None, typer.Option(
-    help="';'-separated windows, e.g. 'sat 01:00 for 2h; sun 01:00 for 2h' (default: the configured ones)")]
-MaxOutOpt = Annotated[int, typer.Option("--max-out", help=described(MaintenancePlanRequest, "max_out"))]
-MaintenanceOpt = Annotated[str, typer.Option(help=described(MaintenancePlanRequest, "maintenance"))]
-StartOpt = Annotated[str | None, typer.Option(help=described(MaintenancePlanRequest, "start"))]
+    metavar="WINDOWS",
+    help="';'-separated windows, e.g. 'sat 01:00 for 2h; sun 01:00 for 2h' (default: [schedule] windows)")]
+MaxOutOpt = Annotated[int, typer.Option("--max-out", metavar="NODES", help=described(MaintenancePlanRequest, "max_out"))]
+MaintenanceOpt = Annotated[str, typer.Option(metavar="DURATION", help=described(MaintenancePlanRequest, "maintenance"))]
+StartOpt = Annotated[str | None, typer.Option(metavar="INSTANT", help=described(MaintenancePlanRequest, "start"))]
 PlanRequestT = TypeVar("PlanRequestT", bound=MaintenancePlanRequest)
 
 
@@ -126,6 +144,9 @@ def plan_request(model: type[PlanRequestT], nodes: str, windows: str | None, **o
 def maintenance_plan(ctx: typer.Context, nodes: NodesOpt, windows: WindowsOpt = None, max_out: MaxOutOpt = 1,
                      maintenance: MaintenanceOpt = "1h", start: StartOpt = None, fmt: FormatOpt = Format.table) -> None:
     """The calendar: which window each node drains in, its moves fitted into windows, its return."""
+    from service import render
+    from service.campaigns import plan_maintenance
+
     asked = plan_request(MaintenancePlanRequest, nodes, windows, max_out=max_out, maintenance=maintenance,
                          start=start)
     calendar = plan_maintenance(runtime(ctx), asked)
@@ -137,7 +158,9 @@ def maintenance_run(ctx: typer.Context, nodes: NodesOpt, windows: WindowsOpt = N
                     maintenance: MaintenanceOpt = "1h", yes: YesOpt = False, fmt: FormatOpt = Format.table) -> None:
     """Plan the calendar and run it in this process: each group drained in windows, its
     maintenance time, its containers brought home; then the next group."""
+    from service import render
     from service.campaign_run import run_campaign
+    from service.campaigns import campaign_windows, plan_maintenance
 
     rt = runtime(ctx)
     asked = plan_request(MaintenancePlanRequest, nodes, windows, max_out=max_out, maintenance=maintenance)

@@ -13,7 +13,6 @@ from typing import Annotated
 import typer
 
 from fleet.errors import InputError
-from service import recovery
 from service.cli import (
     DEFAULT_TIME_LIMIT_S,
     Format,
@@ -22,6 +21,7 @@ from service.cli import (
     OutOpt,
     SolverOpt,
     TimeLimitOpt,
+    WideOpt,
     WindowOpt,
     YesOpt,
     app,
@@ -36,7 +36,6 @@ from service.cli import (
     snapshot_of,
 )
 from service.operations.requests import Solver
-from service.recovery_render import render_recovery_plan
 
 FromBackupsOpt = Annotated[bool, typer.Option(
     "--from-backups", help="the node is dead: bring its containers back from their newest backups")]
@@ -58,6 +57,9 @@ def evacuate(ctx: typer.Context, nodes: list[str], yes: YesOpt = False, window: 
              fmt: FormatOpt = Format.table, from_backups: FromBackupsOpt = False,
              node_is_fenced: FencedOpt = False) -> None:
     """Plan and execute the evacuation of NODES now (on-call); a dead node: --from-backups."""
+    from service import recovery
+    from service.recovery_render import render_recovery_plan
+
     if not from_backups:
         run_nodes_job(ctx, "evacuate", nodes, yes, window, fmt, refuse=recovery.refuse_offline)
         return
@@ -71,10 +73,14 @@ def evacuate(ctx: typer.Context, nodes: list[str], yes: YesOpt = False, window: 
 @plan_app.command("evacuate")
 def plan_evacuate(ctx: typer.Context, nodes: list[str], snapshot: InventoryOpt = None, out: OutOpt = None,
                   fmt: FormatOpt = Format.table, solver: SolverOpt = Solver.greedy.value,
-                  time_limit: TimeLimitOpt = DEFAULT_TIME_LIMIT_S, from_backups: FromBackupsOpt = False) -> None:
+                  time_limit: TimeLimitOpt = DEFAULT_TIME_LIMIT_S, from_backups: FromBackupsOpt = False,
+                  wide: WideOpt = False) -> None:
     """Give every container on NODES a destination (nothing else moves); a dead node: --from-backups."""
+    from service import recovery
+    from service.recovery_render import render_recovery_plan
+
     if not from_backups:
-        show_nodes_plan(ctx, "evacuate", nodes, snapshot, out, fmt, solver, time_limit)
+        show_nodes_plan(ctx, "evacuate", nodes, snapshot, out, fmt, solver, time_limit, wide)
         return
     planned = recovery.plan_recovery(runtime(ctx), _one_node(nodes), snapshot_of(snapshot))
     if out:
@@ -89,6 +95,8 @@ def plan_evacuate(ctx: typer.Context, nodes: list[str], snapshot: InventoryOpt =
 def stale(ctx: typer.Context, fmt: FormatOpt = Format.table) -> None:
     """Containers restored from backups, and their stale copies on the dead nodes (never deleted
     by ferry: kept stopped, not started on boot, marked, for you to remove)."""
+    from service import recovery
+
     rows = recovery.stale_report(runtime(ctx))
     if fmt is Format.json:
         emit_json(rows)

@@ -11,30 +11,33 @@ These act on the job store directly, as the machine's administrator does: whoeve
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from service import users
-from service.render import plain
+from service.cli import app
+from service.cli_options import Format, FormatOpt, console, emit_json, runtime
+from service.roles import Role
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
 
 user_app = typer.Typer(no_args_is_help=True, help="Manage the users of the REST API and the console.")
-console = Console()
+app.add_typer(user_app, name="user")
+UserArg = Annotated[str, typer.Argument(metavar="NAME", help="the user's name (a-z, 0-9, . _ -)")]
 
 
-def _sessions(ctx: typer.Context):  # noqa: ANN202 - the CLI's own runtime, built on first use
-    from service.cli import runtime
-
+def _sessions(ctx: typer.Context) -> sessionmaker[Session]:
     return runtime(ctx).sessions
 
 
 @user_app.command("add")
-def user_add(ctx: typer.Context, name: str, role: Annotated[users.Role, typer.Option(
-        help="viewer: read; operator: also plan, approve, pause, cancel; admin: also users")] = users.Role.viewer,
+def user_add(ctx: typer.Context, name: UserArg, role: Annotated[Role, typer.Option(
+        help="viewer: read; operator: also plan, approve, pause, cancel; admin: also users")] = Role.viewer,
              ) -> None:
     """Create a user and print its API token (shown once; store it now)."""
+    from service import users
+
     token = users.add_user(_sessions(ctx), name, role)
     if sys.stdout.isatty():
         console.print(f"user {name} ({role.value}) added; its token (shown once):", markup=False, highlight=False)
@@ -42,13 +45,15 @@ def user_add(ctx: typer.Context, name: str, role: Annotated[users.Role, typer.Op
 
 
 @user_app.command("list")
-def user_list(ctx: typer.Context, fmt: Annotated[str, typer.Option(
-        "--format", "-f", help="table for people, json for scripts")] = "table") -> None:
+def user_list(ctx: typer.Context, fmt: FormatOpt = Format.table) -> None:
     """Users, their roles and whether their token was revoked."""
-    rows = users.list_users(_sessions(ctx))
-    if fmt == "json":
-        from service.cli import emit_json
+    from rich.table import Table
 
+    from service import users
+    from service.render import plain
+
+    rows = users.list_users(_sessions(ctx))
+    if fmt is Format.json:
         emit_json(rows)
         return
     table = Table(title="Users", title_justify="left")
@@ -61,7 +66,9 @@ def user_list(ctx: typer.Context, fmt: Annotated[str, typer.Option(
 
 
 @user_app.command("revoke")
-def user_revoke(ctx: typer.Context, name: str) -> None:
+def user_revoke(ctx: typer.Context, name: UserArg) -> None:
     """Stop a user's token and console sessions at once (the user stays listed, as revoked)."""
+    from service import users
+
     users.revoke_user(_sessions(ctx), name)
     console.print(f"user {name}: revoked", markup=False, highlight=False)

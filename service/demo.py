@@ -13,7 +13,6 @@ import time
 from rich.console import Console
 
 from adapters.sim.audit import audit_world
-from fleet.policy import Policy
 from planners import plan_evacuate
 from service import render
 from service.config import DEMO_FLEET, Config, EngineSection, FerrySection
@@ -25,9 +24,7 @@ from service.runtime import Runtime
 def demo_config(state_dir: str, speedup: float) -> Config:
     return Config(
         ferry=FerrySection(backend="sim", state_dir=state_dir),
-        engine=EngineSection(retry_initial_s=0.05, retry_max_s=0.5),
-        # The fleet's nodes have 10 GbE (1250 MB/s) and send two moves at a time: ~600 MB/s each.
-        policy=Policy(default_link_mb_s=600.0),
+        engine=EngineSection(retry_initial_s=0.05, retry_max_s=0.5),  # the default [policy], as everyone's
         sim={"fleet_file": str(DEMO_FLEET), "speedup": speedup},
     )
 

@@ -13,13 +13,12 @@ import traceback
 from collections.abc import Sequence
 from enum import IntEnum
 from pathlib import Path
+from typing import Protocol
 
 import typer
 from rich.console import Console
 
 from fleet.text import escape_unsafe
-from service.engine import JobSummary
-from service.lifecycle import JobState
 
 
 class ExitCode(IntEnum):
@@ -34,15 +33,32 @@ class ExitCode(IntEnum):
 EXIT_HELP = ("Exit codes: 0 succeeded; 1 unexpected error or backend failure; 2 user mistake "
              "(nothing changed); 3 job failed or rolled back; 4 job cancelled; 5 job paused or waiting.")
 
-_ENDED: dict[str, ExitCode] = {JobState.SUCCEEDED: ExitCode.SUCCEEDED, JobState.FAILED: ExitCode.JOB_FAILED,
-                               JobState.ROLLED_BACK: ExitCode.JOB_FAILED,
-                               JobState.CANCELLED: ExitCode.JOB_CANCELLED}
 
 
-def job_exit(summary: JobSummary) -> tuple[ExitCode, str]:
+class EndedJob(Protocol):
+    """What an exit code is decided from: a job's summary after a run, or its detail when watched."""
+
+    job_id: int
+    state: str
+    messages: list[str]
+
+
+def _ended_code(state: str) -> ExitCode:
+    """The code of a job's state (imported here: the lifecycle brings the backends' step table,
+    which a CLI start that never runs a job need not load)."""
+    from service.lifecycle import JobState
+
+    return {JobState.SUCCEEDED: ExitCode.SUCCEEDED, JobState.FAILED: ExitCode.JOB_FAILED,
+            JobState.ROLLED_BACK: ExitCode.JOB_FAILED, JobState.CANCELLED: ExitCode.JOB_CANCELLED,
+            }.get(state, ExitCode.JOB_HELD)
+
+
+def job_exit(summary: EndedJob) -> tuple[ExitCode, str]:
     """The exit code for a job left in ``summary.state`` and the line telling what to do next."""
+    from service.lifecycle import JobState
+
     job, state = summary.job_id, str(summary.state)
-    code = _ENDED.get(state, ExitCode.JOB_HELD)
+    code = _ended_code(state)
     first = first_line(summary.messages[0]) if summary.messages else ""
     if code is ExitCode.JOB_FAILED:
         reason = f": {first}" if first else ""
@@ -60,7 +76,7 @@ def first_line(text: str) -> str:
     return escape_unsafe((text.splitlines() or [""])[0])
 
 
-def exit_for_jobs(err: Console, summaries: Sequence[JobSummary]) -> None:
+def exit_for_jobs(err: Console, summaries: Sequence[EndedJob]) -> None:
     """Say what to do next for every job that did not succeed, and exit with the gravest code
     (failed before cancelled before held); return only when all succeeded."""
     codes = []

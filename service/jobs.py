@@ -27,7 +27,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from adapters.base import JournalEntry, Step
 from fleet.errors import InputError
 from fleet.plan import Plan
-from service.addressing import record_allocations
 from service.lifecycle import (
     CONTROLS,
     JOB_ACTIVE,
@@ -150,6 +149,8 @@ def _refuse_conflicts(session: Session, plan: Plan) -> list[Yield]:
 
 def _insert_job(session: Session, plan: Plan, approved: bool) -> int:
     """The job and its moves (create_job adds the locks once lower jobs have handed theirs over)."""
+    from service.addressing import record_allocations  # brings the planners: paid when storing only
+
     job = JobRow(kind=plan.goal.kind, nodes=list(plan.goal.nodes),
                  state=JobState.APPROVED if approved else JobState.PENDING, plan=plan.to_dict())
     session.add(job)

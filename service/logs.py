@@ -10,6 +10,7 @@ the same handler, so the service's stderr has one format.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import sys
@@ -17,7 +18,6 @@ from enum import StrEnum
 from typing import Any
 
 from fleet.text import escape_unsafe
-from service.lifecycle import JobState, MoveState
 
 # Without configure_logging (every command but ``ferry serve``) ferry's records go nowhere:
 # the CLI reports through its output and exit status, not through logging's last-resort stderr.
@@ -37,18 +37,23 @@ def fields(**values: Any) -> dict[str, Any]:
     return {key: value for key, value in values.items() if key in EVENT_FIELDS and value is not None}
 
 
-#: States that deserve attention: a failure is an error, an undone or cancelled move a warning.
-_STATE_LEVEL: dict[str, int] = {JobState.FAILED: logging.ERROR, MoveState.FAILED: logging.ERROR,
-                                JobState.ROLLED_BACK: logging.WARNING, JobState.CANCELLED: logging.WARNING,
-                                MoveState.ROLLING_BACK: logging.WARNING, MoveState.ROLLED_BACK: logging.WARNING,
-                                MoveState.CANCELLED: logging.WARNING}
+@functools.cache
+def _state_levels() -> dict[str, int]:
+    """States that deserve attention: a failure is an error, an undone or cancelled move a warning
+    (built on first use: the lifecycle is not needed by a CLI start that only reads this module)."""
+    from service.lifecycle import JobState, MoveState
+
+    return {JobState.FAILED: logging.ERROR, MoveState.FAILED: logging.ERROR,
+            JobState.ROLLED_BACK: logging.WARNING, JobState.CANCELLED: logging.WARNING,
+            MoveState.ROLLING_BACK: logging.WARNING, MoveState.ROLLED_BACK: logging.WARNING,
+            MoveState.CANCELLED: logging.WARNING}
 
 
 def log_transition(log: logging.Logger, what: str, old: str | None, new: str, reason: str | None = None,
                    **event: Any) -> None:
     """Log one job or move state change, at the level its new state deserves; a state that needs
     attention (failed, rolled back, cancelled) carries its ``reason``."""
-    level = _STATE_LEVEL.get(str(new), logging.INFO)
+    level = _state_levels().get(str(new), logging.INFO)
     why = f": {reason}" if reason and level > logging.INFO else ""
     log.log(level, "%s: %s -> %s%s", what, old, new, why, extra=fields(state=str(new), **event))
 

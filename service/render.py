@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from collections import Counter
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any
 
+from rich import box
 from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
@@ -21,7 +23,7 @@ from rich.text import Text
 from fleet.model import Inventory
 from fleet.plan import Plan
 from fleet.text import escape_unsafe
-from service.lifecycle import MoveState
+from service.lifecycle import MOVE_IN_FLIGHT, MOVE_PROBLEM, MoveState
 
 GIB = 1024**3
 #: Said on every table of a command that acts on the simulated fleet, so that nobody mistakes its
@@ -33,6 +35,29 @@ SIMULATED = "SIMULATED fleet"
 def mark_fleet(label: str) -> None:
     """Every title from now on says ``label`` (e.g. SIMULATED); "" for a real fleet."""
     _FLEET_MARK.set(label)
+
+
+def show_table(console: Console, table: Table, wide: bool) -> None:
+    """Print a table within the terminal's width (long cells wrap), or, with ``--wide``, one line per
+    row however wide it gets (for a terminal that scrolls sideways, or a file)."""
+    if not wide:
+        console.print(table)
+        return
+    for column in table.columns:
+        column.no_wrap, column.overflow = True, "ignore"
+    wide_console(console).print(table)
+
+
+def wide_console(console: Console) -> Console:
+    """A console writing where ``console`` writes, with no width limit (Rich never prints wider
+    than its console, whatever ``print`` is asked)."""
+    return Console(file=console.file, width=100_000, color_system=console.color_system,  # type: ignore[arg-type]
+                   force_terminal=console.is_terminal, soft_wrap=True)
+
+
+def utc_time(stamp: str | None) -> str:
+    """An ISO time from the store, as a table shows it: ``2026-12-01 20:15:07`` (columns say UTC)."""
+    return (stamp or "")[:19].replace("T", " ")
 
 
 def title(text: str) -> Text:
@@ -132,11 +157,15 @@ def offline_in(plan: Plan, inv: Inventory | None) -> list[str]:
     return sorted(n.name for n in (inv.nodes if inv else []) if n.name in touched and not n.online)
 
 
-def render_plan(console: Console, plan: Plan, inv: Inventory | None = None, *, limit: int = 60) -> None:
+def render_plan(console: Console, plan: Plan, inv: Inventory | None = None, *, limit: int = 60,
+                wide: bool = False) -> None:
+    """The moves (the reason wraps within 80 columns; ``wide``: one line each), then the loads."""
     names = {c.id: c.name or "" for c in inv.containers} if inv else {}
-    table = Table(title=title(f"Plan: {_goal_text(plan)} — {len(plan.moves)} moves"), title_justify="left")
+    table = Table(title=title(f"Plan: {_goal_text(plan)} — {len(plan.moves)} moves"), title_justify="left",
+                  box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), show_edge=False)
     for col in ("#", "container", "from → to", "method", "wave", "GiB", "time", "down", "reason"):
-        table.add_column(col, no_wrap=col != "reason", min_width=24 if col == "reason" else None,
+        table.add_column(col, no_wrap=col not in ("reason", "container"), overflow="fold",
+                         ratio=1 if col == "reason" else None,
                          justify="right" if col in ("#", "wave", "GiB", "time", "down") else "left")
     for i, move in enumerate(plan.moves[:limit], 1):
         p = move.predicted
@@ -145,7 +174,7 @@ def render_plan(console: Console, plan: Plan, inv: Inventory | None = None, *, l
                       f"{p.bytes / GIB:.0f}", f"{p.duration_s:.0f}s", f"{p.downtime_s:.1f}s", plain(move.reason))
     if len(plan.moves) > limit:
         table.caption = f"… and {len(plan.moves) - limit} more (use --format json for all)"
-    console.print(table)
+    show_table(console, table, wide)
     for name in offline_in(plan, inv):
         console.print(plain(f"node {name} is offline (unreachable): nothing can be copied from it", style="bold red"))
     for item in plan.unplaced:
@@ -175,26 +204,37 @@ def render_place(console: Console, result: dict[str, Any]) -> None:
     console.print(table)
 
 
-def render_jobs(console: Console, jobs: list[dict[str, Any]]) -> None:
+def render_jobs(console: Console, jobs: list[dict[str, Any]], *, wide: bool = False) -> None:
     table = Table(title=title("Jobs"), title_justify="left")
-    for col in ("id", "kind", "nodes", "state", "moves", "created", "message"):
-        table.add_column(col, overflow="fold" if col == "message" else "ellipsis")
+    for col in ("id", "kind", "nodes", "state", "moves", "created (UTC)", "message"):
+        table.add_column(col, overflow="fold", no_wrap=col in ("id", "state", "moves"),
+                         min_width=12 if col == "message" else None)
     for job in jobs:
         table.add_row(str(job["id"]), plain(job["kind"]), plain(" ".join(job["nodes"])), plain(job["state"]),
-                      f"{job['done']}/{job['moves']}", plain(job["created_at"][:19]), plain(job["message"]))
-    console.print(table)
+                      f"{job['done']}/{job['moves']}", plain(utc_time(job["created_at"])), plain(job["message"]))
+    show_table(console, table, wide)
 
 
-def job_view(job: dict[str, Any]) -> Group:
-    """A job as people read it: its state, then one row per move (what ``--watch`` refreshes)."""
+def watch_order(moves: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Moves as ``--watch`` lists them: in flight first, then failed or rolled back, then the rest
+    (each group in the plan's order), so what needs eyes is on the first screen."""
+    def rank(move: dict[str, Any]) -> int:
+        return 0 if move["state"] in MOVE_IN_FLIGHT else 1 if move["state"] in MOVE_PROBLEM else 2
+    return sorted(moves, key=rank)
+
+
+def job_view(job: dict[str, Any], *, wide: bool = False, watching: bool = False) -> Group:
+    """A job as people read it: its state, then one row per move (what ``--watch`` refreshes, with
+    the moves in :func:`watch_order`)."""
     counts = Counter(m["state"] for m in job["moves"])
     head = Text.assemble(plain(f"job {job['id']}", "bold"), plain(f" {job['kind']} {' '.join(job['nodes'])}: "),
                          plain(job["state"], "bold"),
                          plain(" — " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))))
     table = Table(title=title("Moves"), title_justify="left")
     for col in ("ct", "from → to", "method", "state", "step", "message"):
-        table.add_column(col, overflow="fold" if col == "message" else "ellipsis")
-    for m in job["moves"]:
+        table.add_column(col, overflow="fold", no_wrap=wide or col in ("ct", "state"),
+                         min_width=12 if col == "message" else None)
+    for m in watch_order(job["moves"]) if watching else job["moves"]:
         step = f"{m['step']} ({m['phase']})" if m["step"] else ""
         style = {MoveState.RUNNING: "cyan", MoveState.SUCCEEDED: "green", MoveState.ROLLED_BACK: "yellow",
                  MoveState.FAILED: "red"}.get(m["state"])
@@ -203,12 +243,28 @@ def job_view(job: dict[str, Any]) -> Group:
     foot = Text.assemble(plain(job["message"]), f"\njournal: {len(job['journal'])} entries (--format json shows them)")
     for done in job.get("actions", []):
         foot.append("\n")
-        foot.append_text(plain(f"{done['action']} by {done['by']} at {done['at'][:19]} UTC"))
+        foot.append_text(plain(f"{done['action']} by {done['by']} at {utc_time(done['at'])} UTC"))
     return Group(head, table, foot)
 
 
-def render_job(console: Console, job: dict[str, Any]) -> None:
-    console.print(job_view(job))
+def render_job(console: Console, job: dict[str, Any], *, wide: bool = False) -> None:
+    """``ferry job show``: within the terminal's width, or one line per move with ``wide``."""
+    (wide_console(console) if wide else console).print(job_view(job, wide=wide))
+
+
+@dataclass(frozen=True)
+class EndedJobView:
+    """A job's detail in the shape the exit code is decided from (service.exits.EndedJob)."""
+
+    job_id: int
+    state: str
+    messages: list[str] = field(default_factory=list)
+
+
+def ended_job(job: dict[str, Any]) -> EndedJobView:
+    """The exit-code view of a job's detail: its state, and the first problem said by a move."""
+    problems = [m["message"] for m in job["moves"] if m["state"] in MOVE_PROBLEM and m["message"]]
+    return EndedJobView(job["id"], str(job["state"]), problems or ([job["message"]] if job["message"] else []))
 
 
 def render_summary(console: Console, summary: dict[str, Any]) -> None:

@@ -10,6 +10,7 @@ import datetime as dt
 import importlib
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -17,10 +18,12 @@ from adapters.base import Backend
 from fleet.policy import Policy
 from service.config import Config
 from service.dns import attach_records
-from service.engine import Engine
 from service.jobs import last_moved, learned_links
-from service.saga import Progress
 from service.store import open_database
+
+if TYPE_CHECKING:  # the engine (threads, sagas, claims) loads when a job runs, not for every command
+    from service.engine import Engine
+    from service.saga import Progress
 
 
 def make_backend(config: Config) -> Backend:
@@ -60,5 +63,7 @@ class Runtime:
         return moved, stamp(self.backend.now())
 
     def engine(self, progress: Progress | None = None) -> Engine:
+        from service.engine import Engine
+
         return Engine(self.sessions, self.backend, self.policy(), self.config.engine,
                       owner=self.config.ferry.instance or None, progress=progress)

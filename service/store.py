@@ -18,6 +18,7 @@ import contextlib
 import datetime as dt
 import fcntl
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Engine as SqlEngine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from service.lifecycle import MoveState
@@ -177,13 +179,50 @@ def open_database(url: str) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+_MIGRATIONS = Path(__file__).parent / "migrations"
+_REVISION_LINE = re.compile(r"""^(down_revision|revision)\s*(?::[^=]*)?=\s*(None|['"]\w+['"])\s*$""", re.M)
+
+
+def _head_revision() -> str | None:
+    """The one revision no migration file names as its ``down_revision``, read from the files'
+    plain ``revision = '…'`` lines; None when that is not clear-cut (a merge, an unusual file),
+    and then Alembic decides."""
+    revisions, parents = set(), set()
+    for path in (_MIGRATIONS / "versions").glob("*.py"):
+        found = dict(_REVISION_LINE.findall(path.read_text(encoding="utf-8")))
+        if "revision" not in found:
+            continue
+        if "down_revision" not in found:
+            return None
+        revisions.add(found["revision"].strip("'\""))
+        parents.add(found["down_revision"].strip("'\""))
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
+def _at_head(engine: SqlEngine) -> bool:
+    """Whether the store's schema is at the newest revision already. Checked without Alembic, whose
+    import costs a short command (``ferry jobs``) more than everything else it does."""
+    head = _head_revision()
+    if head is None:
+        return False
+    try:
+        with engine.connect() as connection:
+            stamped = list(connection.execute(text("SELECT version_num FROM alembic_version")).scalars())
+    except DBAPIError:  # a new store: no version table yet
+        return False
+    return stamped == [head]
+
+
 def migrate(engine: SqlEngine) -> None:
     """Bring the schema to the newest Alembic revision (a no-op when it is there already)."""
+    if _at_head(engine):
+        return
     from alembic import command
     from alembic.config import Config as AlembicConfig
 
     config = AlembicConfig()
-    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    config.set_main_option("script_location", str(_MIGRATIONS))
     # Two ferry processes may open a new store at once (`ferry evacuate` and `ferry jobs`): the
     # migration runs under a lock, so the second one finds the schema made instead of racing.
     with _migration_lock(engine), engine.begin() as connection:

@@ -18,30 +18,14 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import DateTime, ForeignKey, Integer, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from fleet.errors import InputError
+from service.roles import Role
 from service.store import Base, utcnow
-
-
-class Role(StrEnum):
-    """Ordered: each role may do everything the roles before it may."""
-
-    viewer = "viewer"      # read the fleet, plans and jobs
-    operator = "operator"  # plan, approve, reject, pause, resume, cancel
-    admin = "admin"        # users and configuration
-
-    @property
-    def rank(self) -> int:
-        return list(Role).index(self)
-
-    def allows(self, needed: Role) -> bool:
-        return self.rank >= needed.rank
-
 
 #: The identity of the single shared token ferry had before users existed: an admin, so that
 #: scripts and configurations written for it keep working unchanged.
@@ -99,13 +83,21 @@ def _check_name(name: str) -> None:
         raise InputError("name", name, "is the name of the configured shared token")
 
 
+class UserExists(InputError):
+    """The name is taken (a user's name keeps meaning one person in the record of who did what)."""
+
+
+class NoSuchUser(InputError):
+    """No user of that name."""
+
+
 def add_user(sessions: sessionmaker[Session], name: str, role: Role) -> str:
     """Create a user and return its token (shown once: only its hash is kept)."""
     _check_name(name)
     token = new_token()
     with sessions.begin() as session:
         if session.scalar(select(UserRow).where(UserRow.name == name)) is not None:
-            raise InputError("name", name, "a user of that name exists; revoke it first or choose another")
+            raise UserExists("name", name, "a user of that name exists; revoke it first or choose another")
         session.add(UserRow(name=name, role=role.value, token_hash=hash_token(token)))
     return token
 
@@ -118,7 +110,7 @@ def revoke_user(sessions: sessionmaker[Session], name: str) -> None:
     with sessions.begin() as session:
         row = session.scalar(select(UserRow).where(UserRow.name == name))
         if row is None:
-            raise InputError("name", name, "no such user")
+            raise NoSuchUser("name", name, "no such user")
         if row.revoked_at is None:
             row.revoked_at = utcnow()
         end_sessions_of(session, name)

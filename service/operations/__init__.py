@@ -17,37 +17,65 @@ answer. Everything else (which fleet, which policy, what makes a plan unsafe, wh
 control) is decided here once, so both surfaces give the same answers and the same refusals.
 """
 
-from service.operations.execution import (
-    PlanDrift,
-    Review,
-    Submitted,
-    control,
-    job_detail,
-    list_jobs,
-    resume_unfinished,
-    run_cleanups,
-    run_here,
-    submit_nodes,
-    submit_plan,
-)
-from service.operations.planning import (
-    NodeGoal,
-    Planned,
-    current_inventory,
-    place_container,
-    plan_nodes,
-    plan_rebalancing,
-)
-from service.operations.requests import (
-    JobListRequest,
-    JobOptions,
-    NodesJobRequest,
-    NodesPlanRequest,
-    PlaceRequest,
-    PlanJobRequest,
-    RebalanceRequest,
-    Solver,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+#: Where each public name lives. The package imports its modules on first use (PEP 562): the
+#: requests are pydantic models only, while planning and execution bring the planners and the job
+#: store, which ``ferry --help`` and the option definitions of every command need not pay for.
+_HOMES: dict[str, str] = {
+    **dict.fromkeys(("PlanDrift", "Review", "Submitted", "control", "job_detail", "list_jobs",
+                     "resume_unfinished", "run_cleanups", "run_here", "submit_nodes", "submit_plan"), "execution"),
+    **dict.fromkeys(("NodeGoal", "Planned", "current_inventory", "place_container", "plan_nodes",
+                     "plan_rebalancing"), "planning"),
+    **dict.fromkeys(("JobListRequest", "JobOptions", "NodesJobRequest", "NodesPlanRequest", "PlaceRequest",
+                     "PlanJobRequest", "RebalanceRequest", "Solver"), "requests"),
+}
+
+if TYPE_CHECKING:
+    from service.operations.execution import (
+        PlanDrift,
+        Review,
+        Submitted,
+        control,
+        job_detail,
+        list_jobs,
+        resume_unfinished,
+        run_cleanups,
+        run_here,
+        submit_nodes,
+        submit_plan,
+    )
+    from service.operations.planning import (
+        NodeGoal,
+        Planned,
+        current_inventory,
+        place_container,
+        plan_nodes,
+        plan_rebalancing,
+    )
+    from service.operations.requests import (
+        JobListRequest,
+        JobOptions,
+        NodesJobRequest,
+        NodesPlanRequest,
+        PlaceRequest,
+        PlanJobRequest,
+        RebalanceRequest,
+        Solver,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "JobListRequest", "JobOptions", "NodeGoal", "NodesJobRequest", "NodesPlanRequest", "PlaceRequest", "PlanDrift",

@@ -16,21 +16,21 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fleet.errors import InputError
 from fleet.model import Inventory
 from fleet.plan import Plan
-from planners import check_plan
 from service import jobs, users
-from service import nodes as node_lifecycle
-from service.engine import JobSummary
 from service.interrupts import pause_on_interrupt
 from service.lifecycle import JOB_RUNNABLE
 from service.operations.planning import NodeGoal, Planned, fleet_to_plan_on, plan_nodes
 from service.operations.requests import MAX_JOB_LIMIT, JobOptions, NodesJobRequest, NodesPlanRequest
 from service.runtime import Runtime
-from service.saga import Progress
+
+if TYPE_CHECKING:  # the engine and the planners load when a job is stored or run, not to list jobs
+    from service.engine import JobSummary
+    from service.saga import Progress
 
 #: Called with a plan and its fleet after every check passed and before the job is stored: the CLI
 #: shows the plan and asks for confirmation there (raising to refuse); the API passes none.
@@ -71,6 +71,8 @@ def _store(rt: Runtime, plan: Plan, options: JobOptions, actor: str | None = Non
 def drift(rt: Runtime, plan: Plan, inventory: Inventory) -> list[str]:
     """What makes a saved plan unsafe on today's world (empty: run it as is): containers gone or
     moved since, then every rule and capacity check a new plan must pass."""
+    from planners import check_plan
+
     problems = []
     for move in plan.moves:
         try:
@@ -103,6 +105,8 @@ def submit_nodes(rt: Runtime, goal: NodeGoal, request: NodesJobRequest, review: 
                  actor: str | None = None) -> Submitted:
     """Plan ``goal`` for the nodes against the live fleet now and store it as a job (on-call's
     evacuate, maintenance's drain); nothing to move is an answer, not a mistake."""
+    from service import nodes as node_lifecycle
+
     jobs.check_nodes_free(rt.sessions, goal, request.nodes)  # first: its refusal names the job
     if goal == "drain":  # a drained node receives nothing afterwards (service.nodes)
         node_lifecycle.check_drain(rt.sessions, request.nodes)

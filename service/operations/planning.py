@@ -20,8 +20,6 @@ from typing import Any, Literal
 from fleet.model import Inventory
 from fleet.plan import Plan
 from fleet.policy import Policy
-from planners import place, plan_drain, plan_evacuate, plan_rebalance
-from service.addressing import address_plan
 from service.nodes import apply_node_states, stored_states
 from service.operations.outlook import planning_fleet
 from service.operations.requests import NodesPlanRequest, PlaceRequest, RebalanceRequest
@@ -29,7 +27,14 @@ from service.recovery_seen import remember
 from service.runtime import Runtime
 
 NodeGoal = Literal["evacuate", "drain"]
-NODE_PLANNERS: dict[str, Callable[..., Plan]] = {"evacuate": plan_evacuate, "drain": plan_drain}
+
+
+def node_planner(goal: NodeGoal) -> Callable[..., Plan]:
+    """The planner of a node goal; the planners (numpy, and OR-Tools on demand) are imported by the
+    first plan, not by every command that reads the fleet or the jobs."""
+    from planners import plan_drain, plan_evacuate
+
+    return {"evacuate": plan_evacuate, "drain": plan_drain}[goal]
 
 
 @dataclass(frozen=True)
@@ -67,8 +72,10 @@ def planning_policy(rt: Runtime, snapshot: Inventory | None) -> Policy:
 def plan_nodes(rt: Runtime, goal: NodeGoal, request: NodesPlanRequest,
                snapshot: Inventory | None = None) -> Planned:
     """Give every container on ``request.nodes`` a destination (nothing else moves)."""
+    from service.addressing import address_plan
+
     inv = fleet_to_plan_on(rt, goal, snapshot, request.nodes)
-    plan = address_plan(lambda i: NODE_PLANNERS[goal](
+    plan = address_plan(lambda i: node_planner(goal)(
         i, request.nodes, planning_policy(rt, snapshot), solver=request.solver.value,
         time_limit_s=request.time_limit), inv, rt, offline=snapshot is not None)
     return Planned(plan, inv)
@@ -77,6 +84,9 @@ def plan_nodes(rt: Runtime, goal: NodeGoal, request: NodesPlanRequest,
 def plan_rebalancing(rt: Runtime, request: RebalanceRequest, snapshot: Inventory | None = None) -> Planned:
     """Spread load with few, cheap moves; the request's knobs override the policy. Live plans
     respect the cooldown of recently moved containers (offline ones have no history)."""
+    from planners import plan_rebalance
+    from service.addressing import address_plan
+
     inv = fleet_to_plan_on(rt, "rebalance", snapshot)
     policy = planning_policy(rt, snapshot).model_copy(update=request.policy_overrides())
     moved, now = rt.cooldown_inputs() if snapshot is None else ({}, None)
@@ -88,5 +98,7 @@ def plan_rebalancing(rt: Runtime, request: RebalanceRequest, snapshot: Inventory
 
 def place_container(rt: Runtime, request: PlaceRequest, snapshot: Inventory | None = None) -> dict[str, Any]:
     """The best node for a new container, with every node's rank and reasons."""
+    from planners import place
+
     return place(fleet_to_plan_on(rt, "place", snapshot), planning_policy(rt, snapshot), cpus=request.cpus,
                  memory_mb=request.memory, disk_gb=request.disk, storage=request.storage).to_dict()

@@ -76,3 +76,14 @@ class PlanJobRequest(JobOptions):
 
 class JobListRequest(Request):
     limit: int = Field(default=DEFAULT_JOB_LIMIT, ge=1, le=MAX_JOB_LIMIT)
+
+
+class MaintenancePlanRequest(Request):
+    """``ferry maintenance plan|run``, ``POST /v1/maintenance/plan``: a rolling campaign's calendar."""
+
+    nodes: list[str] = Field(min_length=1, description="the nodes to maintain, in this order")
+    windows: list[str] = Field(default_factory=list, description=(
+        "maintenance windows ('sat 01:00 for 2h', 'Sat 01:00-03:00'); none: the configured [schedule] windows"))
+    max_out: int = Field(default=1, ge=1, strict=True, description="nodes out of service at once, at most")
+    maintenance: str = Field(default="1h", description="how long each node's maintenance lasts, e.g. 45min, 2h")
+    start: str | None = Field(default=None, description="ISO 8601 instant the campaign may start (default: now)")

@@ -37,6 +37,9 @@ TWINS: dict[tuple[str, ...], tuple[str, str]] = {
     ("maintenance", "pause"): ("POST", "/v1/maintenance/campaigns/{campaign_id}/pause"),
     ("maintenance", "resume"): ("POST", "/v1/maintenance/campaigns/{campaign_id}/resume"),
     ("maintenance", "cancel"): ("POST", "/v1/maintenance/campaigns/{campaign_id}/cancel"),
+    ("user", "add"): ("POST", "/v1/users"),
+    ("user", "list"): ("GET", "/v1/users"),
+    ("user", "revoke"): ("POST", "/v1/users/{name}/revoke"),
 }
 
 #: Verbs only the CLI has, and why.
@@ -45,9 +48,6 @@ CLI_ONLY_VERBS: dict[tuple[str, ...], str] = {
     ("serve",): "starts the API itself",
     ("jobs", "resume"): "runs unfinished jobs in this process; under 'ferry serve' the worker resumes them on every poll",
     ("cleanup",): "runs deferred cleanups in this process; under 'ferry serve' the worker runs them every minute",
-    ("user", "add"): "users are made on the machine that holds the store: a token is never minted over the network",
-    ("user", "list"): "with the users' tokens, on the machine that holds the store",
-    ("user", "revoke"): "with the users' tokens, on the machine that holds the store",
     ("maintenance", "run"): "runs a whole campaign in this process, for as long as its calendar lasts",
     ("recovery", "stale"): "a report for the operator at a terminal; the REST API has no recovery route yet",
 }
@@ -73,6 +73,7 @@ CLI_ONLY_OPTIONS: dict[str, str] = {
     "format": "the API always answers JSON; the CLI chooses between a table and JSON",
     "out": "the API's answer is the plan itself; the CLI can also save it to a file",
     "watch": "refreshes a terminal; API clients poll GET /v1/jobs/{job_id}",
+    "wide": "lays a table out for a terminal; the API answers JSON",
     "from_backups": "recovering a dead node from its backups is a CLI verb so far (service/recovery.py)",
     "node_is_fenced": "the operator's confirmation at a terminal that a dead node is powered off",
 }

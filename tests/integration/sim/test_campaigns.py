@@ -66,12 +66,12 @@ def test_every_container_that_leaves_comes_back_from_where_it_went() -> None:
 
 
 def test_a_move_longer_than_any_window_is_named_not_scheduled() -> None:
-    windows = MaintenanceWindows(parse_windows("daily 01:00 for 1min"))
+    windows = MaintenanceWindows(parse_windows("daily 01:00 for 2min"))  # moves of n6: 8 s to 11 min
     inv = load_inventory(DEMO)
     cal = plan_campaign(inv, ["n6"], Policy(), windows, start=MONDAY)
     drain = cal.steps[0].drain
     assert drain.unfit and drain.moves  # the short ones still fit
-    assert all(m.predicted_s * WINDOW_MARGIN <= 60 for m in drain.moves)
+    assert all(m.predicted_s * WINDOW_MARGIN <= 120 for m in drain.moves)
     assert not {m.ct for m in drain.moves} & set(drain.unfit)
     assert cal.problems == [f"n6: move of {ct} fits in no window" for ct in drain.unfit]
     assert {m.ct for m in cal.steps[0].restore.moves} == {m.ct for m in drain.moves}  # only those come back

@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
+import planners
 from fleet.plan import Plan
 from fleet.policy import Policy
 from fleet.snapshot import load_inventory, read_document
@@ -28,7 +29,7 @@ from service import cli
 from service.api import create_app
 from service.config import load_config
 from service.jobs import get_job
-from service.operations import planning, surfaces
+from service.operations import surfaces
 from service.runtime import Runtime
 from service.worker import Worker
 from tests.conftest import SMALL_FLEET, sim_config
@@ -164,8 +165,8 @@ def test_a_rebalance_with_cp_sat_and_a_time_limit_is_the_same_plan_on_both_surfa
     options = ("--aggressiveness", "5", "--solver", "cp-sat", "--time-limit", "2.5")
     cli_plan = ferry("plan", "rebalance", "--inventory", str(SMALL_FLEET), "--format", "json", *options).stdout
     asked: list[dict[str, Any]] = []
-    real = planning.plan_rebalance
-    monkeypatch.setattr(planning, "plan_rebalance", lambda *a, **kw: asked.append(kw) or real(*a, **kw))
+    real = planners.plan_rebalance  # looked up when a plan is asked for (the planners load lazily)
+    monkeypatch.setattr(planners, "plan_rebalance", lambda *a, **kw: asked.append(kw) or real(*a, **kw))
     body = {"aggressiveness": 5, "solver": "cp-sat", "time_limit": 2.5, "inventory": read_document(SMALL_FLEET)}
     answer = client_for(Runtime(sim_config(tmp_path))).post("/v1/plans/rebalance", json=body)
     assert answer.status_code == 200 and answer.content == cli_plan.encode()

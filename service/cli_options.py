@@ -1,0 +1,101 @@
+"""What every ``ferry`` command shares: output formats, the options written once, the runtime.
+
+Kept light on purpose: it is imported by every start of the CLI, ``ferry --help`` included, so it
+brings Typer, Rich and the operations' request models (pydantic) and nothing else. The job store,
+the planners and the backends are imported by :func:`runtime` and by the commands that use them.
+Option help never names a Python type: every value option has a ``metavar`` saying what it is
+(NODE, MiB, GiB, SECONDS), in the units the operations take.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+from pydantic import BaseModel
+from rich.console import Console
+
+from service.operations import requests as asks
+
+if TYPE_CHECKING:
+    from fleet.model import Inventory
+    from service.runtime import Runtime
+
+console = Console()
+err_console = Console(stderr=True)
+#: The state directory of the loaded config, once known (for an internal error's trace file).
+STATE_DIR: dict[str, Path] = {}
+
+
+class Format(StrEnum):
+    table = "table"
+    json = "json"
+
+
+class PlaceFormat(StrEnum):
+    table = "table"
+    json = "json"
+    name = "name"
+
+
+def described(model: type[BaseModel], field: str) -> str | None:
+    """An option's help is its request field's description: written once, for both surfaces."""
+    return model.model_fields[field].description
+
+
+FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table for people, json for scripts")]
+InventoryOpt = Annotated[Path | None, typer.Option("--inventory", "-i", metavar="SNAPSHOT",
+                                                   help="plan offline from this snapshot")]
+OutOpt = Annotated[Path | None, typer.Option("--out", "-o", metavar="FILE", help="also save the plan to this file")]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="execute without asking")]
+WindowOpt = Annotated[bool, typer.Option("--window", help=described(asks.JobOptions, "window"))]
+SolverOpt = Annotated[str, typer.Option(metavar="greedy|cp-sat", help=described(asks.NodesPlanRequest, "solver"))]
+TimeLimitOpt = Annotated[float, typer.Option("--time-limit", metavar="SECONDS",
+                                             help=described(asks.NodesPlanRequest, "time_limit"))]
+WideOpt = Annotated[bool, typer.Option("--wide", help="one line per row, however wide the terminal")]
+NodesArg = Annotated[list[str], typer.Argument(metavar="NODE...", help="node names, as in 'ferry inventory'")]
+JobArg = Annotated[int, typer.Argument(metavar="JOB", help="the job's number, as in 'ferry jobs'")]
+DEFAULT_TIME_LIMIT_S = asks.DEFAULT_TIME_LIMIT_S
+
+
+def runtime(ctx: typer.Context) -> Runtime:
+    """The command's runtime, built on first use from the config the root options named."""
+    root = ctx.find_root()
+    if "runtime" not in root.obj:
+        from service import render
+        from service.config import load_config
+        from service.runtime import Runtime
+
+        config = load_config(root.obj.get("config_path"))
+        if config.path is not None or config.ferry.state_dir is not None:
+            STATE_DIR["path"] = config.state_dir  # where an internal error's trace is saved
+        root.obj["runtime"] = Runtime(config)
+        if config.ferry.backend == "sim":
+            render.mark_fleet(render.SIMULATED)
+    return root.obj["runtime"]
+
+
+def emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+def snapshot_of(path: Path | None) -> Inventory | None:
+    if not path:
+        return None
+    from fleet.snapshot import load_inventory
+
+    return load_inventory(path)
+
+
+RequestT = TypeVar("RequestT", bound=BaseModel)
+
+
+def request(model: type[RequestT], **options: Any) -> RequestT:
+    """The operation's request from the command's options, refused in the API's words."""
+    from fleet.snapshot import validate_model
+
+    return validate_model(model, {k: v for k, v in options.items() if v is not None})

@@ -1,0 +1,49 @@
+"""The CLI starts without the heavy parts: ``ferry --help`` and every command's option parsing must
+not pay for the web stack, the solver, data frames, the planners or the job store. Checked in a
+fresh interpreter (this test process has imported everything already), by what the import of the
+CLI's top module leaves in ``sys.modules``; start-up times themselves are measured by the bench.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+#: Imported only by the commands that use them.
+HEAVY = ("fastapi", "starlette", "uvicorn", "ortools", "pandas", "numpy", "sqlalchemy", "alembic",
+         "apscheduler", "paramiko", "proxmoxer", "planners", "service.engine", "service.store", "service.worker")
+
+
+def modules_after(code: str) -> set[str]:
+    """The modules a fresh interpreter holds after running ``code`` (this worktree first on the path)."""
+    probe = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "COLUMNS": "80"}, check=True)
+    return set(json.loads(done.stdout.splitlines()[-1]))
+
+
+def loaded(modules: set[str], package: str) -> bool:
+    return any(name == package or name.startswith(package + ".") for name in modules)
+
+
+def test_importing_the_cli_loads_no_heavy_package() -> None:
+    modules = modules_after("import service.cli")
+    assert "typer" in modules and "service.cli_jobs" in modules  # the probe saw the whole CLI
+    assert [p for p in HEAVY if loaded(modules, p)] == []
+
+
+def test_the_help_of_every_top_command_is_written_without_them() -> None:
+    modules = modules_after("import contextlib, io\nfrom service import cli\n"
+                            "with contextlib.redirect_stdout(io.StringIO()):\n"
+                            "    cli.command_tree()(['--help'], prog_name='ferry', standalone_mode=False)")
+    assert [p for p in HEAVY if loaded(modules, p)] == []
+
+
+def test_a_plan_brings_the_planners_the_cli_did_not() -> None:
+    """The check above can fail: the same probe sees the planners once a command needs them."""
+    modules = modules_after("import service.cli\nfrom service.operations import planning\n"
+                            "planning.node_planner('evacuate')")
+    assert loaded(modules, "planners") and not loaded(modules, "fastapi")
