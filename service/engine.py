@@ -36,10 +36,12 @@ from service.config import EngineSection
 from service.jobs import Claim, claim_job, get_job, pending_cleanups, renew_claim, set_job_state
 from service.lifecycle import JOB_ADVANCING, JOB_FINAL, MOVE_PROBLEM, Cause, JobState, MoveOutcome, MoveState
 from service.move_claims import MoveClaim, MoveLost, claim_ready_moves, decide_job, join_job, renew_moves
+from service.participants import announce, withdraw
 from service.replacement import replace_move
 from service.saga import MoveSaga, Progress
 from service.slots import ADMISSION_DEPTH, FleetSlots
 from service.store import MoveRow, job_moves
+from service.wakeups import Wakeups
 
 log = logging.getLogger("ferry.engine")
 
@@ -47,8 +49,11 @@ _TICK_S = 0.1
 #: How often the engine re-reads the job's control state (pause / cancel) from the store.
 _CONTROL_EVERY_S = 0.5
 #: How long an engine that found nothing to claim waits before it looks again (unless one of its
-#: own moves ends first): other instances' moves end, or their leases run out, meanwhile.
+#: own moves ends first, or a wake-up comes): other instances' leases run out meanwhile.
 _IDLE_LOOK_S = 0.3
+#: How long ready moves beyond this engine's fair share are left to the other live instances
+#: before it takes them itself (one of those may be frozen or busy elsewhere).
+_SHARE_GRACE_S = 1.0
 
 
 def instance_name() -> str:
@@ -96,6 +101,8 @@ class Engine:
         self.shared = shared
         self._control: tuple[str, float] = (JobState.RUNNING, 0.0)
         self.claim: Claim | None = None
+        #: Since when this engine has left ready moves beyond its share to the other instances.
+        self._leaving_since: float | None = None
 
     def _job_state(self, job_id: int) -> str:
         """The job's control state, re-read (and the job claim renewed) every _CONTROL_EVERY_S;
@@ -130,10 +137,17 @@ class Engine:
             set_job_state(self.sessions, job_id, JobState.RUNNING, claim=self.claim)
         self._control = (JobState.RUNNING, 0.0)
         world_start = self.backend.now()
-        self.slots = FleetSlots(self.sessions, self.policy)
+        self.wakeups = Wakeups(self.sessions.kw["bind"])
+        self.slots = FleetSlots(self.sessions, self.policy, self.wakeups)
         workers = self.policy.max_parallel * ADMISSION_DEPTH
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="move") as pool:
-            self._schedule(job_id, pool)
+        try:
+            self._announce(job_id)
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="move") as pool:
+                self._schedule(job_id, pool)
+        finally:
+            if self.shared:
+                withdraw(self.sessions, job_id, self.owner)
+            self.wakeups.close()
         decide_job(self.sessions, job_id, claim=self.claim)
         summary = self.summary(job_id)
         summary.makespan_s = max(summary.makespan_s, self.backend.now() - world_start)
@@ -142,31 +156,40 @@ class Engine:
     def _schedule(self, job_id: int, pool: ThreadPoolExecutor) -> None:
         """Claim ready moves and run them until none is left to this engine: every move is final,
         or the job is paused / held and nothing of this engine's is in flight. Moves other
-        instances hold are waited for (their leases bound the wait), then taken over if they die."""
+        instances hold are waited for (their leases bound the wait), then taken over if they die.
+        An ended move (here, or on another instance: a wake-up) makes the engine look at once."""
         running: dict[Future[MoveOutcome], tuple[MoveRow, MoveClaim]] = {}
         beat = look_at = time.monotonic()
-        held_elsewhere = False
+        held_elsewhere, seen = False, self.wakeups.generation
         while True:
             control = self._job_state(job_id)
-            if control != JobState.PAUSED and time.monotonic() >= look_at:
-                claimed = len(running)
+            if control != JobState.PAUSED and (time.monotonic() >= look_at or self.wakeups.generation != seen):
+                claimed, seen = len(running), self.wakeups.generation
                 held_elsewhere = self._start_ready(job_id, running, pool)
                 if len(running) == claimed:  # nothing to take: look again a little later
                     look_at = time.monotonic() + _IDLE_LOOK_S
             if not running and (control == JobState.PAUSED or not held_elsewhere):
                 return
-            if not running:  # waiting for other instances' moves
-                time.sleep(_TICK_S)
+            if not running:  # waiting for other instances' moves, or a wake-up
+                self.wakeups.wait(seen, _TICK_S)
             done, _ = wait(list(running), timeout=_TICK_S, return_when=FIRST_COMPLETED)
             for future in done:
                 move, _ = running.pop(future)
                 self._outcome(job_id, move, future)
             if done:
                 decide_job(self.sessions, job_id, claim=self.claim)
-                look_at = time.monotonic()  # a move ended: the ones waiting for it may be ready
+                with self.sessions.begin() as session:  # the moves waiting for these may be ready
+                    self.wakeups.notify(session, job_id)
             if time.monotonic() - beat >= _CONTROL_EVERY_S:  # the heartbeat of this engine's moves
                 renew_moves(self.sessions, [claim for f, (_, claim) in running.items() if not f.done()])
+                self._announce(job_id)
                 beat = time.monotonic()
+
+    def _announce(self, job_id: int) -> None:
+        """Shared: say (again) that this instance takes part in the job, so the others leave it
+        its share of the ready moves."""
+        if self.shared:
+            announce(self.sessions, job_id, self.owner, self.settings.lease_s)
 
     def _outcome(self, job_id: int, move: MoveRow, future: Future[MoveOutcome]) -> None:
         """A saga's end; one that lost its move's claim (another instance has it now) is dropped,
@@ -187,9 +210,14 @@ class Engine:
         limit = self.policy.max_parallel * ADMISSION_DEPTH
         if len(running) >= limit:
             return True
+        waited = self._leaving_since is not None and time.monotonic() - self._leaving_since >= _SHARE_GRACE_S
         offer = claim_ready_moves(self.sessions, job_id, self.owner, self.settings.lease_s,
                                   busy={move.id for move in mine}, admit=self._admits, room=limit - len(running),
-                                  job_claim=self.claim)
+                                  job_claim=self.claim, fair=self.shared and not waited)
+        if not offer.left_to_others:
+            self._leaving_since = None
+        elif self._leaving_since is None or waited:
+            self._leaving_since = time.monotonic()
         for move, claim in offer.claims:
             saga = MoveSaga(self.sessions, self.backend, self.settings, job_id, move.id, owner=self.owner,
                             claim=self.claim, progress=self.progress, slots=self.slots, policy=self.policy,

@@ -41,6 +41,7 @@ from service.lifecycle import (
     finished_job_state,
 )
 from service.logs import log_transition
+from service.participants import live_participants
 from service.store import JobRow, MoveRow, job_moves, utcnow
 
 log = logging.getLogger("ferry.jobs")
@@ -83,6 +84,9 @@ class Offer:
 
     claims: list[tuple[MoveRow, MoveClaim]] = field(default_factory=list)
     held_elsewhere: bool = False
+    #: Moves that could start now but are beyond this instance's share: left to the other live
+    #: instances (the engine takes them itself if nobody does within a grace period).
+    left_to_others: int = 0
 
 
 #: ``admit(move, flying)``: may ``move`` start, given the moves of every job that live instances
@@ -91,15 +95,19 @@ Admit = Callable[[Any, list[Any]], bool]
 
 
 def claim_ready_moves(sessions: sessionmaker[Session], job_id: int, owner: str, lease_s: float, *,
-                      busy: set[int], admit: Admit, room: int = 1 << 30, job_claim: Claim | None = None) -> Offer:
+                      busy: set[int], admit: Admit, room: int = 1 << 30, job_claim: Claim | None = None,
+                      fair: bool = False) -> Offer:
     """Claim up to ``room`` of the job's free moves that may start now, dead instances' moves in
     flight first.
 
     ``busy``: moves this instance runs already; ``admit``: the caller's limits (and windows) for a
-    move not yet started, over the moves in flight fleet-wide. Moves whose ``after`` failed are skipped, and pending
-    moves of a cancelling job are cancelled, in the same transaction. The job's moves are looked at
-    through a few columns; only the ones that look claimable are then locked and read whole, so
-    that instances claiming at once skip each other's, not all of them."""
+    move not yet started, over the moves in flight fleet-wide; ``fair``: when other live instances
+    take part in the job (service.participants), take only this instance's share (fair_room) and
+    leave the rest to them (``Offer.left_to_others``).
+    Moves whose ``after`` failed are skipped, and pending moves of a cancelling job are cancelled,
+    in the same transaction. The job's moves are looked at through a few columns; only the ones
+    that look claimable are then locked and read whole, so that instances claiming at once skip
+    each other's, not all of them."""
     offer = Offer()
     with sessions.begin() as session:
         if job_claim is not None:
@@ -119,9 +127,13 @@ def claim_ready_moves(sessions: sessionmaker[Session], job_id: int, owner: str, 
             refused.extend([] if ok else [move])
             return ok
 
-        wanted = _candidates(overview, state, owner, busy, admits, room, cancelling)
+        settle, starts = _candidates(overview, state, owner, busy, admits, room, cancelling)
+        if fair and (peers := live_participants(session, job_id)) > 1:
+            room = min(room, fair_room(overview, owner, len(starts), peers))
+            offer.left_to_others, starts = len(starts[room:]), starts[:room]
+        wanted = [*settle, *starts]
         # Moves refused for the moves in flight elsewhere (any job) can start once those end: wait.
-        waits = bool(refused) and any(m.claimed_by != owner for m in flying)
+        waits = (bool(refused) and any(m.claimed_by != owner for m in flying)) or offer.left_to_others > 0
         if not wanted:
             offer.held_elsewhere = waits or _held_elsewhere(overview, owner)
             return offer
@@ -156,7 +168,7 @@ _FLYING = (MoveRow.id, MoveRow.source, MoveRow.target, MoveRow.claimed_by, MoveR
 
 
 def _candidates(overview: Sequence[Any], state: dict[str, str], owner: str, busy: set[int], admit: Admit,
-                room: int, cancelling: bool) -> list[int]:
+                room: int, cancelling: bool) -> tuple[list[int], list[int]]:
     """Ids of the moves worth locking: free ones that end unstarted, and up to ``room`` that may
     start (in flight first, then in plan order, within the caller's limits)."""
     free = sorted((m for m in overview if m.state in MOVE_UNFINISHED and m.id not in busy
@@ -168,7 +180,17 @@ def _candidates(overview: Sequence[Any], state: dict[str, str], owner: str, busy
             continue
         if move.state in MOVE_IN_FLIGHT or (_ready(move, state) and admit(move, starts)):
             starts.append(move)
-    return [*settle, *(m.id for m in starts)]
+    return settle, [m.id for m in starts]
+
+
+def fair_room(overview: Sequence[Any], owner: str, ready: int, peers: int) -> int:
+    """How many of ``ready`` startable moves ``owner`` may claim so that it holds no more than its
+    share of the job's moves in flight (live claims of every instance, and the ready ones), the
+    share being an equal part for each of ``peers`` live instances, rounded up."""
+    held = [move_holder(m) for m in overview if m.state in MOVE_UNFINISHED]
+    held = [h for h in held if h is not None]
+    share = -(-(len(held) + ready) // peers)
+    return max(0, min(ready, share - held.count(owner)))
 
 
 def _held_elsewhere(moves: Sequence[Any], owner: str) -> bool:
