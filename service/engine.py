@@ -38,6 +38,7 @@ from service.lifecycle import JOB_ADVANCING, JOB_FINAL, MOVE_PROBLEM, Cause, Job
 from service.move_claims import MoveClaim, MoveLost, claim_ready_moves, decide_job, join_job, renew_moves
 from service.participants import announce, withdraw
 from service.replacement import replace_move
+from service.replanning import replan_remaining
 from service.saga import MoveSaga, Progress
 from service.slots import ADMISSION_DEPTH, FleetSlots
 from service.store import MoveRow, job_moves
@@ -135,6 +136,8 @@ class Engine:
             return self.summary(job_id)
         if not self.shared and job.state != JobState.CANCELLING:
             set_job_state(self.sessions, job_id, JobState.RUNNING, claim=self.claim)
+        if (replanned := replan_remaining(self.sessions, self.backend, self.policy, job_id)) is not None:
+            log.info("job %s: %s", job_id, replanned.line())
         self._control = (JobState.RUNNING, 0.0)
         world_start = self.backend.now()
         self.wakeups = Wakeups(self.sessions.kw["bind"])
