@@ -222,12 +222,21 @@ class Engine:
         elif self._leaving_since is None or waited:
             self._leaving_since = time.monotonic()
         for move, claim in offer.claims:
+            if move.state == MoveState.ROLLED_BACK:  # its engine died before deciding its re-placement
+                running[pool.submit(self._decide_replacement, job_id, move)] = (move, claim)
+                continue
             saga = MoveSaga(self.sessions, self.backend, self.settings, job_id, move.id, owner=self.owner,
                             claim=self.claim, progress=self.progress, slots=self.slots, policy=self.policy,
                             cancelled=lambda: self._job_state(job_id) == JobState.CANCELLING,
                             move_claim=claim)
             running[pool.submit(saga.run)] = (move, claim)
         return offer.held_elsewhere
+
+    def _decide_replacement(self, job_id: int, move: MoveRow) -> MoveOutcome:
+        """Re-place (or not) a rolled-back move another engine left undecided (service.replacement)."""
+        replaced = replace_move(self.sessions, self.backend, self.policy, job_id, move.id, self.claim)
+        state = MoveState.PENDING if replaced is not None else MoveState.ROLLED_BACK
+        return MoveOutcome(move.ct, state, "re-placement decided")
 
     def _admits(self, move: MoveRow, flying: list[MoveRow]) -> bool:
         """Whether ``move`` may start, given the moves in flight on every instance: a few more than

@@ -42,6 +42,7 @@ from service.lifecycle import (
 )
 from service.logs import log_transition
 from service.participants import live_participants
+from service.replacement import awaits_replacement
 from service.store import JobRow, MoveRow, job_moves, utcnow
 
 log = logging.getLogger("ferry.jobs")
@@ -135,32 +136,32 @@ def claim_ready_moves(sessions: sessionmaker[Session], job_id: int, owner: str, 
         # Moves refused for the moves in flight elsewhere (any job) can start once those end: wait.
         waits = (bool(refused) and any(m.claimed_by != owner for m in flying)) or offer.left_to_others > 0
         if not wanted:
-            offer.held_elsewhere = waits or _held_elsewhere(overview, owner)
+            offer.held_elsewhere = waits or _held_elsewhere(overview, owner, cancelling)
             return offer
         query = select(MoveRow).where(MoveRow.id.in_(wanted)).execution_options(populate_existing=True)
         if session.get_bind().dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True)
-        locked = sorted(session.scalars(query), key=lambda m: (m.state not in MOVE_IN_FLIGHT, m.seq))
+        locked = sorted(session.scalars(query), key=lambda m: (not _resumed(m), m.seq))
         for move in locked:
-            if move.state not in MOVE_UNFINISHED or move_holder(move) not in (None, owner):
+            if not _open(move, cancelling) or move_holder(move) not in (None, owner):
                 continue  # changed between the look and the lock
-            if move.state not in MOVE_IN_FLIGHT and _settle(move, state, cancelling=cancelling):
+            if not _resumed(move) and _settle(move, state, cancelling=cancelling):
                 state[move.ct] = move.state
                 continue
-            if len(offer.claims) >= room or (move.state not in MOVE_IN_FLIGHT and (
+            if len(offer.claims) >= room or (not _resumed(move) and (
                     not _ready(move, state) or not admit(move, [*flying, *(m for m, _ in offer.claims)]))):
                 continue
             if (claim := _take(session, move, owner, lease_s)) is not None:
                 offer.claims.append((move, claim))
         skipped = len(locked) < len(wanted)  # another instance is claiming them
         fresh = session.execute(select(*_OVERVIEW).where(MoveRow.job_id == job_id)).all()
-        offer.held_elsewhere = skipped or waits or _held_elsewhere(fresh, owner)
+        offer.held_elsewhere = skipped or waits or _held_elsewhere(fresh, owner, cancelling)
     return offer
 
 
 #: The columns a claim round looks at for every move of the job (not the options, figures, …).
-_OVERVIEW = (MoveRow.id, MoveRow.ct, MoveRow.seq, MoveRow.state, MoveRow.after, MoveRow.source, MoveRow.target,
-             MoveRow.predicted, MoveRow.claimed_by, MoveRow.lease_until)
+_OVERVIEW = (MoveRow.id, MoveRow.ct, MoveRow.seq, MoveRow.state, MoveRow.step, MoveRow.message, MoveRow.after,
+             MoveRow.source, MoveRow.target, MoveRow.predicted, MoveRow.claimed_by, MoveRow.lease_until)
 
 
 #: The columns of a move in flight that admission counts.
@@ -171,14 +172,14 @@ def _candidates(overview: Sequence[Any], state: dict[str, str], owner: str, busy
                 room: int, cancelling: bool) -> tuple[list[int], list[int]]:
     """Ids of the moves worth locking: free ones that end unstarted, and up to ``room`` that may
     start (in flight first, then in plan order, within the caller's limits)."""
-    free = sorted((m for m in overview if m.state in MOVE_UNFINISHED and m.id not in busy
-                   and move_holder(m) in (None, owner)), key=lambda m: (m.state not in MOVE_IN_FLIGHT, m.seq))
-    settle = [m.id for m in free if m.state not in MOVE_IN_FLIGHT and _ends_unstarted(m, state, cancelling)]
+    free = sorted((m for m in overview if _open(m, cancelling) and m.id not in busy
+                   and move_holder(m) in (None, owner)), key=lambda m: (not _resumed(m), m.seq))
+    settle = [m.id for m in free if not _resumed(m) and _ends_unstarted(m, state, cancelling)]
     starts: list[Any] = []
     for move in free:
         if len(starts) >= room or move.id in settle:
             continue
-        if move.state in MOVE_IN_FLIGHT or (_ready(move, state) and admit(move, starts)):
+        if _resumed(move) or (_ready(move, state) and admit(move, starts)):
             starts.append(move)
     return settle, [m.id for m in starts]
 
@@ -193,9 +194,20 @@ def fair_room(overview: Sequence[Any], owner: str, ready: int, peers: int) -> in
     return max(0, min(ready, share - held.count(owner)))
 
 
-def _held_elsewhere(moves: Sequence[Any], owner: str) -> bool:
+def _held_elsewhere(moves: Sequence[Any], owner: str, cancelling: bool) -> bool:
     """Unfinished moves are driven by other live instances (the job is not over for us yet)."""
-    return any(m.state in MOVE_UNFINISHED and move_holder(m) not in (None, owner) for m in moves)
+    return any(_open(m, cancelling) and move_holder(m) not in (None, owner) for m in moves)
+
+
+def _open(move: Any, cancelling: bool) -> bool:
+    """Not over: unfinished, or rolled back with its re-placement still to decide."""
+    return move.state in MOVE_UNFINISHED or awaits_replacement(move, cancelling)
+
+
+def _resumed(move: Any) -> bool:
+    """Taken first and outside admission: moves in flight (their holder died) and re-placements to
+    decide (service.replacement), neither of which starts a new copy."""
+    return move.state in MOVE_IN_FLIGHT or move.state == MoveState.ROLLED_BACK
 
 
 def _ready(move: Any, state: dict[str, str]) -> bool:
@@ -275,6 +287,8 @@ def decide_job(sessions: sessionmaker[Session], job_id: int, *, claim: Claim | N
         if left or job.state not in _DECIDABLE:
             return None
         moves = job_moves(session, job_id)
+        if any(awaits_replacement(m, job.state == JobState.CANCELLING) for m in moves):
+            return None  # its engine (or the next claimant) re-places it first
         old = job.state
         final = finished_job_state((m.state for m in moves), cancelled=old == JobState.CANCELLING)
         message = final_message(final, moves)
