@@ -1,6 +1,7 @@
 """The migration engine: runs a job's moves through a backend, within limits, resumably.
 
-    job (store) --claim ready moves (service.move_claims)--> this engine's admission limits
+    job (store) --a pre-empted job first re-plans what it has left (service.replanning)
+        --claim ready moves (service.move_claims)--> this engine's admission limits
         --> thread pool --> MoveSaga per move --> transfer slots (fleet-wide, service.slots)
         --> outcomes --> decide_job (whoever ends the last move ends the job)
 
@@ -8,7 +9,10 @@ Moves, not jobs, are the unit of work: several engines (``ferry serve`` instance
 PostgreSQL) run the moves of one job, each move claimed by one of them with a lease and a fencing
 token. A move is ready when every move named in its ``after`` has succeeded; if one of those
 failed, it is skipped with the reason. Moves a dead or frozen instance left in flight are claimed
-first once their lease runs out, and resumed through the saga's observe-then-act path. The engine
+first once their lease runs out, and resumed through the saga's observe-then-act path. Engines
+sharing a job share its ready moves fairly: each announces itself (service.participants) and takes
+only its share, leaving the rest to the others for a short grace period; a move that ends wakes
+the other instances' claimants at once (service.wakeups: PostgreSQL LISTEN/NOTIFY). The engine
 heartbeats its moves' leases and reads pause / cancel requests from the store, so that they work
 from any process. Run alone (the CLI), an engine also claims the job, and every write checks that
 claim's fencing token too: an engine whose claim was taken over raises LeaseLost and starts

@@ -16,6 +16,7 @@ waiters are woken, and the bounded poll does the rest.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 
 from sqlalchemy import text
@@ -37,6 +38,8 @@ class Wakeups:
         this process's waiters)."""
         self.shared = bind.dialect.name == "postgresql"
         self.generation = 0
+        #: Prefix of this object's notifications, so that its listener skips them.
+        self._sender = f"{os.getpid()}.{id(self)}:"
         self._changed = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -55,8 +58,9 @@ class Wakeups:
                     conn.execute(f"LISTEN {CHANNEL}")
                     self.wake()  # anything sent while not listening: look once
                     while not self._stop.is_set():
-                        for _ in conn.notifies(timeout=_LISTEN_S, stop_after=1):
-                            self.wake()
+                        for note in conn.notifies(timeout=_LISTEN_S, stop_after=1):
+                            if not note.payload.startswith(self._sender):  # its own: woken already
+                                self.wake()
             except psycopg.Error as exc:
                 log.warning("wake-ups: listening failed (%s); polling until it is back", exc)
                 self._stop.wait(_LISTEN_S)
@@ -77,7 +81,7 @@ class Wakeups:
         once: on SQLite nobody else listens)."""
         if self.shared:
             session.execute(text("SELECT pg_notify(:channel, :payload)"),
-                            {"channel": CHANNEL, "payload": str(job_id or "")})
+                            {"channel": CHANNEL, "payload": f"{self._sender}{job_id or ''}"})
         self.wake()
 
     def close(self) -> None:
