@@ -101,10 +101,11 @@ def replace_move(sessions: sessionmaker[Session], backend: Backend, policy: Poli
     with sessions() as session:
         move, job = session.get(MoveRow, move_id), get_job(session, job_id)
         assert move is not None
-        if not awaits_replacement(move, job.state == JobState.CANCELLING):
-            _let_go(sessions, move_id)
-            return None
+        awaits = awaits_replacement(move, job.state == JobState.CANCELLING)
         tried, kind = destinations_tried(session, move), job.kind
+    if not awaits:
+        _let_go(sessions, move_id)
+        return None
     if len(tried) > MAX_REPLACEMENTS:
         return _give_up(sessions, move_id, claim, f"{len(tried)} destinations failed ({', '.join(tried)})")
     choice = next_best(_fleet(sessions, backend, kind), policy, move.ct, set(tried))

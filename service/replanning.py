@@ -110,7 +110,7 @@ def replan_remaining(sessions: sessionmaker[Session], backend: Backend, policy: 
         session.add(JournalRow(job_id=job_id, ct=None, step=None, kind="event", host="ferry", what=outcome.line(),
                                status=None, duration_ms=0.0,
                                detail={"replanned_after": after, "retargeted": sorted(outcome.retargeted),
-                                       "kept": sorted(outcome.kept), "yielded": sorted(outcome.yielded)}))
+                                       "kept": sorted(outcome.kept), "given_up": sorted(outcome.yielded)}))
     return outcome
 
 
