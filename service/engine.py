@@ -108,6 +108,8 @@ class Engine:
         self.claim: Claim | None = None
         #: Since when this engine has left ready moves beyond its share to the other instances.
         self._leaving_since: float | None = None
+        #: How many moves this engine claimed (its share of the jobs it took part in).
+        self.claimed = 0
 
     def _job_state(self, job_id: int) -> str:
         """The job's control state, re-read (and the job claim renewed) every _CONTROL_EVERY_S;
@@ -221,6 +223,7 @@ class Engine:
         offer = claim_ready_moves(self.sessions, job_id, self.owner, self.settings.lease_s,
                                   busy={move.id for move in mine}, admit=self._admits, room=limit - len(running),
                                   job_claim=self.claim, fair=self.shared and not waited)
+        self.claimed += len(offer.claims)
         if not offer.left_to_others:
             self._leaving_since = None
         elif self._leaving_since is None or waited:
