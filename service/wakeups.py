@@ -19,7 +19,7 @@ import logging
 import os
 import threading
 
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import Engine as SqlEngine
 from sqlalchemy.orm import Session
 
@@ -77,12 +77,12 @@ class Wakeups:
             return self.generation
 
     def notify(self, session: Session, job_id: int | None = None) -> None:
-        """Wake every instance's waiters once ``session``'s transaction commits (this process's at
-        once: on SQLite nobody else listens)."""
+        """Wake every instance's waiters once ``session``'s transaction commits (on SQLite only
+        this process's: nobody else listens), so that they see what it wrote."""
         if self.shared:
             session.execute(text("SELECT pg_notify(:channel, :payload)"),
                             {"channel": CHANNEL, "payload": f"{self._sender}{job_id or ''}"})
-        self.wake()
+        event.listen(session, "after_commit", lambda _session: self.wake(), once=True)
 
     def close(self) -> None:
         self._stop.set()
