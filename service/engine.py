@@ -1,6 +1,7 @@
 """The migration engine: runs a job's moves through a backend, within limits, resumably.
 
-    job (store) --a pre-empted job first re-plans what it has left (service.replanning)
+    job (store) --a pre-empted job re-plans what it has left (service.replanning), on start and
+        as soon as a claim round sees moves of it yielded
         --claim ready moves (service.move_claims)--> this engine's admission limits
         --> thread pool --> MoveSaga per move --> transfer slots (fleet-wide, service.slots)
         --> outcomes --> decide_job (whoever ends the last move ends the job)
@@ -110,6 +111,8 @@ class Engine:
         self._leaving_since: float | None = None
         #: How many moves this engine claimed (its share of the jobs it took part in).
         self.claimed = 0
+        #: Moves of the job yielded to higher jobs, as of the last claim round.
+        self._yielded_seen = 0
 
     def _job_state(self, job_id: int) -> str:
         """The job's control state, re-read (and the job claim renewed) every _CONTROL_EVERY_S;
@@ -142,8 +145,7 @@ class Engine:
             return self.summary(job_id)
         if not self.shared and job.state != JobState.CANCELLING:
             set_job_state(self.sessions, job_id, JobState.RUNNING, claim=self.claim)
-        if (replanned := replan_remaining(self.sessions, self.backend, self.policy, job_id)) is not None:
-            log.info("job %s: %s", job_id, replanned.line())
+        self._replan(job_id)
         self._control = (JobState.RUNNING, 0.0)
         world_start = self.backend.now()
         self.wakeups = Wakeups(self.sessions.kw["bind"])
@@ -194,6 +196,11 @@ class Engine:
                 self._announce(job_id)
                 beat = time.monotonic()
 
+    def _replan(self, job_id: int) -> None:
+        """Re-plan what is left if a higher job took moves of this one (service.replanning)."""
+        if (replanned := replan_remaining(self.sessions, self.backend, self.policy, job_id)) is not None:
+            log.info("job %s: %s", job_id, replanned.line())
+
     def _announce(self, job_id: int) -> None:
         """Shared: say (again) that this instance takes part in the job, so the others leave it
         its share of the ready moves."""
@@ -224,6 +231,9 @@ class Engine:
                                   busy={move.id for move in mine}, admit=self._admits, room=limit - len(running),
                                   job_claim=self.claim, fair=self.shared and not waited)
         self.claimed += len(offer.claims)
+        if offer.yielded > self._yielded_seen:  # a higher job took some of its moves meanwhile
+            self._yielded_seen = offer.yielded
+            self._replan(job_id)
         if not offer.left_to_others:
             self._leaving_since = None
         elif self._leaving_since is None or waited:

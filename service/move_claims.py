@@ -88,6 +88,8 @@ class Offer:
     #: Moves that could start now but are beyond this instance's share: left to the other live
     #: instances (the engine takes them itself if nobody does within a grace period).
     left_to_others: int = 0
+    #: How many of the job's moves were yielded to higher jobs (more than last time: re-plan).
+    yielded: int = 0
 
 
 #: ``admit(move, flying)``: may ``move`` start, given the moves of every job that live instances
@@ -118,6 +120,7 @@ def claim_ready_moves(sessions: sessionmaker[Session], job_id: int, owner: str, 
             return offer  # run by one instance alone (`ferry job resume`): leave it to that one
         overview = session.execute(select(*_OVERVIEW).where(MoveRow.job_id == job_id)).all()
         state = {m.ct: m.state for m in overview}
+        offer.yielded = sum(1 for m in overview if m.state == MoveState.YIELDED)
         cancelling = job.state == JobState.CANCELLING
         flying = [m for m in session.execute(select(*_FLYING).where(
             MoveRow.state.in_(MOVE_UNFINISHED), MoveRow.claimed_by.is_not(None))) if move_holder(m)]

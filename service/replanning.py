@@ -2,7 +2,8 @@
 
     create_job of a higher job --preemption.transfer--> the lower job yields moves; its journal
         event ``taken_by: J`` marks it for a re-plan
-    engine starts the lower job (now, or when its window opens) --replan_remaining-->
+    engine starts the lower job (now, or when its window opens), or sees moves of the job it runs
+    yielded in a claim round --replan_remaining-->
         remaining = its pending moves nobody has claimed (not yielded, not started)
         fleet as it will be: the live fleet + node states + every active job's landings and
             reservations (service.operations.outlook), except the remaining moves themselves
