@@ -34,7 +34,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapters.base import Backend
+from adapters.base import Backend, BackendError
 from fleet.errors import InputError
 from fleet.policy import Policy
 from service.config import EngineSection
@@ -197,8 +197,14 @@ class Engine:
                 beat = time.monotonic()
 
     def _replan(self, job_id: int) -> None:
-        """Re-plan what is left if a higher job took moves of this one (service.replanning)."""
-        if (replanned := replan_remaining(self.sessions, self.backend, self.policy, job_id)) is not None:
+        """Re-plan what is left if a higher job took moves of this one (service.replanning). A
+        fleet that cannot be read now leaves the moves as approved (the re-plan stays owed)."""
+        try:
+            replanned = replan_remaining(self.sessions, self.backend, self.policy, job_id)
+        except BackendError as exc:
+            log.warning("job %s: re-plan after pre-emption postponed: %s", job_id, exc)
+            return
+        if replanned is not None:
             log.info("job %s: %s", job_id, replanned.line())
 
     def _announce(self, job_id: int) -> None:

@@ -37,7 +37,7 @@ from service.lifecycle import JOB_ADVANCING, MoveState
 from service.move_claims import move_holder
 from service.movespec import move_options
 from service.nodes import apply_node_states, stored_states
-from service.store import JobRow, JournalRow, LockRow, MoveRow, job_moves
+from service.store import JobRow, JournalRow, LockRow, MoveRow
 
 NODE_PLANNERS = {"drain": plan_drain, "evacuate": plan_evacuate}
 
@@ -125,8 +125,9 @@ def _fresh_plan(fleet: Inventory, policy: Policy, kind: str, nodes: list[str]) -
 def _apply(session: Session, job_id: int, fresh: dict[str, Move | str], outcome: Outcome) -> Outcome:
     """Re-aim, keep or yield each remaining move (``fresh``: the new plan's move of each container,
     or why it has none); moves waiting for a yielded one yield too."""
-    moves = job_moves(session, job_id)
-    cts = {m.ct for m in moves}
+    moves = list(session.scalars(select(MoveRow).where(MoveRow.job_id == job_id).order_by(MoveRow.seq)
+                                 .with_for_update().execution_options(populate_existing=True)))
+    cts = {m.ct for m in moves}  # locked: a claim either came first (then it runs as planned) or waits
     remaining = [m for m in moves if m.state == MoveState.PENDING and move_holder(m) is None]
     for move in remaining:
         new = fresh.get(move.ct, "a fresh plan leaves it where it is")
