@@ -4,7 +4,7 @@ Each instance is its own process (spawned) with its own store connection and its
 simulated world, running the shared engine (``ferry serve``'s: it claims the job's ready moves),
 started together at a barrier. Figures per run: the makespan in simulated seconds (first move
 started to last move ended, on the world's clock), moves per wall second, and both as a ratio to
-one instance.
+one instance, and how many moves each instance claimed (fair claims: service.participants).
 
 Two fleets:
 - *NIC-bound*: 48 containers of 4-12 GB; the evacuated node sends 4 moves at once (fleet-wide
@@ -76,15 +76,17 @@ def store() -> Iterator[tuple[str, Any]]:
         yield "PostgreSQL", lambda name, folder: fresh_database(url, name)
 
 
-def _instance(config: dict[str, Any], job_id: int, name: str, start: Any) -> None:
-    """One instance: connect and load the world first, then run the job beside the others."""
+def _instance(config: dict[str, Any], job_id: int, name: str, start: Any, claimed: Any) -> None:
+    """One instance: connect and load the world first, then run the job beside the others; put
+    (name, moves it claimed) into ``claimed``."""
     rt = Runtime(Config.model_validate(config))
     engine = Engine(rt.sessions, rt.backend, rt.policy(), rt.config.engine, owner=name, shared=True)
     start.wait(WAIT_S)
     engine.run_job(job_id)
+    claimed.put((name, engine.claimed))
 
 
-def run_once(fleet: str, instances: int, database: Any) -> dict[str, float]:
+def run_once(fleet: str, instances: int, database: Any) -> dict[str, Any]:
     spec = FLEETS[fleet]
     folder = Path(tempfile.mkdtemp(prefix="ferry-bench-instances-"))
     config = Config(ferry=FerrySection(backend="sim", state_dir=str(folder / "state"),
@@ -97,35 +99,37 @@ def run_once(fleet: str, instances: int, database: Any) -> dict[str, float]:
     plan = plan_evacuate(inv, ["src"], spec["policy"])
     job_id = create_job(rt.sessions, plan, approved=True)
     context = multiprocessing.get_context("spawn")
-    start = context.Barrier(instances + 1)
-    procs = [context.Process(target=_instance, args=(config.model_dump(), job_id, f"i{n}", start))
+    start, claimed = context.Barrier(instances + 1), context.Queue()
+    procs = [context.Process(target=_instance, args=(config.model_dump(), job_id, f"i{n}", start, claimed))
              for n in range(instances)]
     for proc in procs:
         proc.start()
     start.wait(WAIT_S)
     wall = time.perf_counter()
-    for proc in procs:
+    shares = dict(claimed.get(timeout=WAIT_S) for _ in procs)  # read before the joins: a child
+    for proc in procs:                                            # exits once its put is read
         proc.join(WAIT_S)
     wall = time.perf_counter() - wall
     summary = Engine(rt.sessions, rt.backend, rt.policy(), config.engine).summary(job_id)
     assert summary.state == JobState.SUCCEEDED, summary
     return {"moves": len(plan.moves), "makespan_s": summary.makespan_s, "wall_s": wall,
-            "moves_per_s": len(plan.moves) / wall, "bound_s": sum(c.disk_gb for c in inv.containers) * 1024 / NIC_MB_S}
+            "moves_per_s": len(plan.moves) / wall, "bound_s": sum(c.disk_gb for c in inv.containers) * 1024 / NIC_MB_S,
+            "spread": "/".join(str(shares[name]) for name in sorted(shares))}
 
 
 def main() -> None:
     with store() as (kind, database):
         print(f"one evacuation, run by 1, 2 and 3 instances (processes) on one {kind} store")
         print(f"{'fleet':<14}{'instances':>10}{'moves':>7}{'makespan s':>12}{'bound s':>9}{'ratio':>7}{'wall s':>8}"
-              f"{'moves/s':>9}{'ratio':>7}")
+              f"{'moves/s':>9}{'ratio':>7}  claimed by each")
         for fleet in FLEETS:
-            base: dict[str, float] = {}
+            base: dict[str, Any] = {}
             for instances in (1, 2, 3):
                 r = run_once(fleet, instances, database)
                 base = base or r
                 print(f"{fleet:<14}{instances:>10}{r['moves']:>7.0f}{r['makespan_s']:>12.0f}{r['bound_s']:>9.0f}"
                       f"{r['makespan_s'] / base['makespan_s']:>7.2f}{r['wall_s']:>8.1f}{r['moves_per_s']:>9.1f}"
-                      f"{r['moves_per_s'] / base['moves_per_s']:>7.2f}", flush=True)
+                      f"{r['moves_per_s'] / base['moves_per_s']:>7.2f}  {r['spread']}", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """The migration engine: runs a job's moves through a backend, within limits, resumably.
 
-    job (store) --claim ready moves (service.move_claims)--> this engine's admission limits
+    job (store) --a pre-empted job re-plans what it has left (service.replanning), on start and
+        as soon as a claim round sees moves of it yielded
+        --claim ready moves (service.move_claims)--> this engine's admission limits
         --> thread pool --> MoveSaga per move --> transfer slots (fleet-wide, service.slots)
         --> outcomes --> decide_job (whoever ends the last move ends the job)
 
@@ -8,7 +10,10 @@ Moves, not jobs, are the unit of work: several engines (``ferry serve`` instance
 PostgreSQL) run the moves of one job, each move claimed by one of them with a lease and a fencing
 token. A move is ready when every move named in its ``after`` has succeeded; if one of those
 failed, it is skipped with the reason. Moves a dead or frozen instance left in flight are claimed
-first once their lease runs out, and resumed through the saga's observe-then-act path. The engine
+first once their lease runs out, and resumed through the saga's observe-then-act path. Engines
+sharing a job share its ready moves fairly: each announces itself (service.participants) and takes
+only its share, leaving the rest to the others for a short grace period; a move that ends wakes
+the other instances' claimants at once (service.wakeups: PostgreSQL LISTEN/NOTIFY). The engine
 heartbeats its moves' leases and reads pause / cancel requests from the store, so that they work
 from any process. Run alone (the CLI), an engine also claims the job, and every write checks that
 claim's fencing token too: an engine whose claim was taken over raises LeaseLost and starts
@@ -29,17 +34,20 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapters.base import Backend
+from adapters.base import Backend, BackendError
 from fleet.errors import InputError
 from fleet.policy import Policy
 from service.config import EngineSection
 from service.jobs import Claim, claim_job, get_job, pending_cleanups, renew_claim, set_job_state
 from service.lifecycle import JOB_ADVANCING, JOB_FINAL, MOVE_PROBLEM, Cause, JobState, MoveOutcome, MoveState
 from service.move_claims import MoveClaim, MoveLost, claim_ready_moves, decide_job, join_job, renew_moves
+from service.participants import announce, withdraw
 from service.replacement import replace_move
+from service.replanning import replan_remaining
 from service.saga import MoveSaga, Progress
 from service.slots import ADMISSION_DEPTH, FleetSlots
 from service.store import MoveRow, job_moves
+from service.wakeups import Wakeups
 
 log = logging.getLogger("ferry.engine")
 
@@ -47,8 +55,11 @@ _TICK_S = 0.1
 #: How often the engine re-reads the job's control state (pause / cancel) from the store.
 _CONTROL_EVERY_S = 0.5
 #: How long an engine that found nothing to claim waits before it looks again (unless one of its
-#: own moves ends first): other instances' moves end, or their leases run out, meanwhile.
+#: own moves ends first, or a wake-up comes): other instances' leases run out meanwhile.
 _IDLE_LOOK_S = 0.3
+#: How long ready moves beyond this engine's fair share are left to the other live instances
+#: before it takes them itself (one of those may be frozen or busy elsewhere).
+_SHARE_GRACE_S = 1.0
 
 
 def instance_name() -> str:
@@ -96,6 +107,12 @@ class Engine:
         self.shared = shared
         self._control: tuple[str, float] = (JobState.RUNNING, 0.0)
         self.claim: Claim | None = None
+        #: Since when this engine has left ready moves beyond its share to the other instances.
+        self._leaving_since: float | None = None
+        #: How many moves this engine claimed (its share of the jobs it took part in).
+        self.claimed = 0
+        #: Moves of the job yielded to higher jobs, as of the last claim round.
+        self._yielded_seen = 0
 
     def _job_state(self, job_id: int) -> str:
         """The job's control state, re-read (and the job claim renewed) every _CONTROL_EVERY_S;
@@ -128,12 +145,20 @@ class Engine:
             return self.summary(job_id)
         if not self.shared and job.state != JobState.CANCELLING:
             set_job_state(self.sessions, job_id, JobState.RUNNING, claim=self.claim)
+        self._replan(job_id)
         self._control = (JobState.RUNNING, 0.0)
         world_start = self.backend.now()
-        self.slots = FleetSlots(self.sessions, self.policy)
+        self.wakeups = Wakeups(self.sessions.kw["bind"])
+        self.slots = FleetSlots(self.sessions, self.policy, self.wakeups)
         workers = self.policy.max_parallel * ADMISSION_DEPTH
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="move") as pool:
-            self._schedule(job_id, pool)
+        try:
+            self._announce(job_id)
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="move") as pool:
+                self._schedule(job_id, pool)
+        finally:
+            if self.shared:
+                withdraw(self.sessions, job_id, self.owner)
+            self.wakeups.close()
         decide_job(self.sessions, job_id, claim=self.claim)
         summary = self.summary(job_id)
         summary.makespan_s = max(summary.makespan_s, self.backend.now() - world_start)
@@ -142,31 +167,51 @@ class Engine:
     def _schedule(self, job_id: int, pool: ThreadPoolExecutor) -> None:
         """Claim ready moves and run them until none is left to this engine: every move is final,
         or the job is paused / held and nothing of this engine's is in flight. Moves other
-        instances hold are waited for (their leases bound the wait), then taken over if they die."""
+        instances hold are waited for (their leases bound the wait), then taken over if they die.
+        An ended move (here, or on another instance: a wake-up) makes the engine look at once."""
         running: dict[Future[MoveOutcome], tuple[MoveRow, MoveClaim]] = {}
         beat = look_at = time.monotonic()
-        held_elsewhere = False
+        held_elsewhere, seen = False, self.wakeups.generation
         while True:
             control = self._job_state(job_id)
-            if control != JobState.PAUSED and time.monotonic() >= look_at:
-                claimed = len(running)
+            if control != JobState.PAUSED and (time.monotonic() >= look_at or self.wakeups.generation != seen):
+                claimed, seen = len(running), self.wakeups.generation
                 held_elsewhere = self._start_ready(job_id, running, pool)
                 if len(running) == claimed:  # nothing to take: look again a little later
                     look_at = time.monotonic() + _IDLE_LOOK_S
             if not running and (control == JobState.PAUSED or not held_elsewhere):
                 return
-            if not running:  # waiting for other instances' moves
-                time.sleep(_TICK_S)
+            if not running:  # waiting for other instances' moves, or a wake-up
+                self.wakeups.wait(seen, _TICK_S)
             done, _ = wait(list(running), timeout=_TICK_S, return_when=FIRST_COMPLETED)
             for future in done:
                 move, _ = running.pop(future)
                 self._outcome(job_id, move, future)
             if done:
                 decide_job(self.sessions, job_id, claim=self.claim)
-                look_at = time.monotonic()  # a move ended: the ones waiting for it may be ready
+                with self.sessions.begin() as session:  # the moves waiting for these may be ready
+                    self.wakeups.notify(session, job_id)
             if time.monotonic() - beat >= _CONTROL_EVERY_S:  # the heartbeat of this engine's moves
                 renew_moves(self.sessions, [claim for f, (_, claim) in running.items() if not f.done()])
+                self._announce(job_id)
                 beat = time.monotonic()
+
+    def _replan(self, job_id: int) -> None:
+        """Re-plan what is left if a higher job took moves of this one (service.replanning). A
+        fleet that cannot be read now leaves the moves as approved (the re-plan stays owed)."""
+        try:
+            replanned = replan_remaining(self.sessions, self.backend, self.policy, job_id)
+        except BackendError as exc:
+            log.warning("job %s: re-plan after pre-emption postponed: %s", job_id, exc)
+            return
+        if replanned is not None:
+            log.info("job %s: %s", job_id, replanned.line())
+
+    def _announce(self, job_id: int) -> None:
+        """Shared: say (again) that this instance takes part in the job, so the others leave it
+        its share of the ready moves."""
+        if self.shared:
+            announce(self.sessions, job_id, self.owner, self.settings.lease_s)
 
     def _outcome(self, job_id: int, move: MoveRow, future: Future[MoveOutcome]) -> None:
         """A saga's end; one that lost its move's claim (another instance has it now) is dropped,
@@ -187,16 +232,34 @@ class Engine:
         limit = self.policy.max_parallel * ADMISSION_DEPTH
         if len(running) >= limit:
             return True
+        waited = self._leaving_since is not None and time.monotonic() - self._leaving_since >= _SHARE_GRACE_S
         offer = claim_ready_moves(self.sessions, job_id, self.owner, self.settings.lease_s,
                                   busy={move.id for move in mine}, admit=self._admits, room=limit - len(running),
-                                  job_claim=self.claim)
+                                  job_claim=self.claim, fair=self.shared and not waited)
+        self.claimed += len(offer.claims)
+        if offer.yielded > self._yielded_seen:  # a higher job took some of its moves meanwhile
+            self._yielded_seen = offer.yielded
+            self._replan(job_id)
+        if not offer.left_to_others:
+            self._leaving_since = None
+        elif self._leaving_since is None or waited:
+            self._leaving_since = time.monotonic()
         for move, claim in offer.claims:
+            if move.state == MoveState.ROLLED_BACK:  # its engine died before deciding its re-placement
+                running[pool.submit(self._decide_replacement, job_id, move)] = (move, claim)
+                continue
             saga = MoveSaga(self.sessions, self.backend, self.settings, job_id, move.id, owner=self.owner,
                             claim=self.claim, progress=self.progress, slots=self.slots, policy=self.policy,
                             cancelled=lambda: self._job_state(job_id) == JobState.CANCELLING,
                             move_claim=claim)
             running[pool.submit(saga.run)] = (move, claim)
         return offer.held_elsewhere
+
+    def _decide_replacement(self, job_id: int, move: MoveRow) -> MoveOutcome:
+        """Re-place (or not) a rolled-back move another engine left undecided (service.replacement)."""
+        replaced = replace_move(self.sessions, self.backend, self.policy, job_id, move.id, self.claim)
+        state = MoveState.PENDING if replaced is not None else MoveState.ROLLED_BACK
+        return MoveOutcome(move.ct, state, "re-placement decided")
 
     def _admits(self, move: MoveRow, flying: list[MoveRow]) -> bool:
         """Whether ``move`` may start, given the moves in flight on every instance: a few more than

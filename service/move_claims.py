@@ -41,6 +41,8 @@ from service.lifecycle import (
     finished_job_state,
 )
 from service.logs import log_transition
+from service.participants import live_participants
+from service.replacement import awaits_replacement
 from service.store import JobRow, MoveRow, job_moves, utcnow
 
 log = logging.getLogger("ferry.jobs")
@@ -83,6 +85,11 @@ class Offer:
 
     claims: list[tuple[MoveRow, MoveClaim]] = field(default_factory=list)
     held_elsewhere: bool = False
+    #: Moves that could start now but are beyond this instance's share: left to the other live
+    #: instances (the engine takes them itself if nobody does within a grace period).
+    left_to_others: int = 0
+    #: How many of the job's moves were yielded to higher jobs (more than last time: re-plan).
+    yielded: int = 0
 
 
 #: ``admit(move, flying)``: may ``move`` start, given the moves of every job that live instances
@@ -91,15 +98,19 @@ Admit = Callable[[Any, list[Any]], bool]
 
 
 def claim_ready_moves(sessions: sessionmaker[Session], job_id: int, owner: str, lease_s: float, *,
-                      busy: set[int], admit: Admit, room: int = 1 << 30, job_claim: Claim | None = None) -> Offer:
+                      busy: set[int], admit: Admit, room: int = 1 << 30, job_claim: Claim | None = None,
+                      fair: bool = False) -> Offer:
     """Claim up to ``room`` of the job's free moves that may start now, dead instances' moves in
     flight first.
 
     ``busy``: moves this instance runs already; ``admit``: the caller's limits (and windows) for a
-    move not yet started, over the moves in flight fleet-wide. Moves whose ``after`` failed are skipped, and pending
-    moves of a cancelling job are cancelled, in the same transaction. The job's moves are looked at
-    through a few columns; only the ones that look claimable are then locked and read whole, so
-    that instances claiming at once skip each other's, not all of them."""
+    move not yet started, over the moves in flight fleet-wide; ``fair``: when other live instances
+    take part in the job (service.participants), take only this instance's share (fair_room) and
+    leave the rest to them (``Offer.left_to_others``).
+    Moves whose ``after`` failed are skipped, and pending moves of a cancelling job are cancelled,
+    in the same transaction. The job's moves are looked at through a few columns; only the ones
+    that look claimable are then locked and read whole, so that instances claiming at once skip
+    each other's, not all of them."""
     offer = Offer()
     with sessions.begin() as session:
         if job_claim is not None:
@@ -109,6 +120,7 @@ def claim_ready_moves(sessions: sessionmaker[Session], job_id: int, owner: str, 
             return offer  # run by one instance alone (`ferry job resume`): leave it to that one
         overview = session.execute(select(*_OVERVIEW).where(MoveRow.job_id == job_id)).all()
         state = {m.ct: m.state for m in overview}
+        offer.yielded = sum(1 for m in overview if m.state == MoveState.YIELDED)
         cancelling = job.state == JobState.CANCELLING
         flying = [m for m in session.execute(select(*_FLYING).where(
             MoveRow.state.in_(MOVE_UNFINISHED), MoveRow.claimed_by.is_not(None))) if move_holder(m)]
@@ -119,36 +131,40 @@ def claim_ready_moves(sessions: sessionmaker[Session], job_id: int, owner: str, 
             refused.extend([] if ok else [move])
             return ok
 
-        wanted = _candidates(overview, state, owner, busy, admits, room, cancelling)
+        settle, starts = _candidates(overview, state, owner, busy, admits, room, cancelling)
+        if fair and (peers := live_participants(session, job_id)) > 1:
+            room = min(room, fair_room(overview, owner, len(starts), peers))
+            offer.left_to_others, starts = len(starts[room:]), starts[:room]
+        wanted = [*settle, *starts]
         # Moves refused for the moves in flight elsewhere (any job) can start once those end: wait.
-        waits = bool(refused) and any(m.claimed_by != owner for m in flying)
+        waits = (bool(refused) and any(m.claimed_by != owner for m in flying)) or offer.left_to_others > 0
         if not wanted:
-            offer.held_elsewhere = waits or _held_elsewhere(overview, owner)
+            offer.held_elsewhere = waits or _held_elsewhere(overview, owner, cancelling)
             return offer
         query = select(MoveRow).where(MoveRow.id.in_(wanted)).execution_options(populate_existing=True)
         if session.get_bind().dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True)
-        locked = sorted(session.scalars(query), key=lambda m: (m.state not in MOVE_IN_FLIGHT, m.seq))
+        locked = sorted(session.scalars(query), key=lambda m: (not _resumed(m), m.seq))
         for move in locked:
-            if move.state not in MOVE_UNFINISHED or move_holder(move) not in (None, owner):
+            if not _open(move, cancelling) or move_holder(move) not in (None, owner):
                 continue  # changed between the look and the lock
-            if move.state not in MOVE_IN_FLIGHT and _settle(move, state, cancelling=cancelling):
+            if not _resumed(move) and _settle(move, state, cancelling=cancelling):
                 state[move.ct] = move.state
                 continue
-            if len(offer.claims) >= room or (move.state not in MOVE_IN_FLIGHT and (
+            if len(offer.claims) >= room or (not _resumed(move) and (
                     not _ready(move, state) or not admit(move, [*flying, *(m for m, _ in offer.claims)]))):
                 continue
             if (claim := _take(session, move, owner, lease_s)) is not None:
                 offer.claims.append((move, claim))
         skipped = len(locked) < len(wanted)  # another instance is claiming them
         fresh = session.execute(select(*_OVERVIEW).where(MoveRow.job_id == job_id)).all()
-        offer.held_elsewhere = skipped or waits or _held_elsewhere(fresh, owner)
+        offer.held_elsewhere = skipped or waits or _held_elsewhere(fresh, owner, cancelling)
     return offer
 
 
 #: The columns a claim round looks at for every move of the job (not the options, figures, …).
-_OVERVIEW = (MoveRow.id, MoveRow.ct, MoveRow.seq, MoveRow.state, MoveRow.after, MoveRow.source, MoveRow.target,
-             MoveRow.predicted, MoveRow.claimed_by, MoveRow.lease_until)
+_OVERVIEW = (MoveRow.id, MoveRow.ct, MoveRow.seq, MoveRow.state, MoveRow.step, MoveRow.message, MoveRow.after,
+             MoveRow.source, MoveRow.target, MoveRow.predicted, MoveRow.claimed_by, MoveRow.lease_until)
 
 
 #: The columns of a move in flight that admission counts.
@@ -156,24 +172,45 @@ _FLYING = (MoveRow.id, MoveRow.source, MoveRow.target, MoveRow.claimed_by, MoveR
 
 
 def _candidates(overview: Sequence[Any], state: dict[str, str], owner: str, busy: set[int], admit: Admit,
-                room: int, cancelling: bool) -> list[int]:
+                room: int, cancelling: bool) -> tuple[list[int], list[int]]:
     """Ids of the moves worth locking: free ones that end unstarted, and up to ``room`` that may
     start (in flight first, then in plan order, within the caller's limits)."""
-    free = sorted((m for m in overview if m.state in MOVE_UNFINISHED and m.id not in busy
-                   and move_holder(m) in (None, owner)), key=lambda m: (m.state not in MOVE_IN_FLIGHT, m.seq))
-    settle = [m.id for m in free if m.state not in MOVE_IN_FLIGHT and _ends_unstarted(m, state, cancelling)]
+    free = sorted((m for m in overview if _open(m, cancelling) and m.id not in busy
+                   and move_holder(m) in (None, owner)), key=lambda m: (not _resumed(m), m.seq))
+    settle = [m.id for m in free if not _resumed(m) and _ends_unstarted(m, state, cancelling)]
     starts: list[Any] = []
     for move in free:
         if len(starts) >= room or move.id in settle:
             continue
-        if move.state in MOVE_IN_FLIGHT or (_ready(move, state) and admit(move, starts)):
+        if _resumed(move) or (_ready(move, state) and admit(move, starts)):
             starts.append(move)
-    return [*settle, *(m.id for m in starts)]
+    return settle, [m.id for m in starts]
 
 
-def _held_elsewhere(moves: Sequence[Any], owner: str) -> bool:
+def fair_room(overview: Sequence[Any], owner: str, ready: int, peers: int) -> int:
+    """How many of ``ready`` startable moves ``owner`` may claim so that it holds no more than its
+    share of the job's moves in flight (live claims of every instance, and the ready ones), the
+    share being an equal part for each of ``peers`` live instances, rounded up."""
+    held = [move_holder(m) for m in overview if m.state in MOVE_UNFINISHED]
+    held = [h for h in held if h is not None]
+    share = -(-(len(held) + ready) // peers)
+    return max(0, min(ready, share - held.count(owner)))
+
+
+def _held_elsewhere(moves: Sequence[Any], owner: str, cancelling: bool) -> bool:
     """Unfinished moves are driven by other live instances (the job is not over for us yet)."""
-    return any(m.state in MOVE_UNFINISHED and move_holder(m) not in (None, owner) for m in moves)
+    return any(_open(m, cancelling) and move_holder(m) not in (None, owner) for m in moves)
+
+
+def _open(move: Any, cancelling: bool) -> bool:
+    """Not over: unfinished, or rolled back with its re-placement still to decide."""
+    return move.state in MOVE_UNFINISHED or awaits_replacement(move, cancelling)
+
+
+def _resumed(move: Any) -> bool:
+    """Taken first and outside admission: moves in flight (their holder died) and re-placements to
+    decide (service.replacement), neither of which starts a new copy."""
+    return move.state in MOVE_IN_FLIGHT or move.state == MoveState.ROLLED_BACK
 
 
 def _ready(move: Any, state: dict[str, str]) -> bool:
@@ -253,6 +290,8 @@ def decide_job(sessions: sessionmaker[Session], job_id: int, *, claim: Claim | N
         if left or job.state not in _DECIDABLE:
             return None
         moves = job_moves(session, job_id)
+        if any(awaits_replacement(m, job.state == JobState.CANCELLING) for m in moves):
+            return None  # its engine (or the next claimant) re-places it first
         old = job.state
         final = finished_job_state((m.state for m in moves), cancelled=old == JobState.CANCELLING)
         message = final_message(final, moves)

@@ -15,7 +15,8 @@ job and its locks exist exactly when the lower moves are yielded. Marking a move
 conditional write (only while it is still pending); a saga starts a move the same way
 (service.saga), so of the two, exactly one wins, and a move that started first is never taken.
 What a lower job keeps is its plan minus the yielded moves and the moves that waited for them,
-which stays feasible in the plan's own order.
+which stays feasible in the plan's own order; its engine then re-plans those against the fleet as
+it will be (service.replanning), or yields when nothing useful is left.
 """
 
 from __future__ import annotations
@@ -140,7 +141,8 @@ def _journal(session: Session, found: Yield, job_id: int, kind: str) -> None:
     left = sum(1 for m in job_moves(session, found.job.id) if m.state in MOVE_UNFINISHED)
     text = (f"job {job_id} ({kind}) has priority: it took {_names(found.taken.values())} before they "
             f"started; {len(found.dropped)} more moves yielded; "
-            + (f"{left} moves left, as planned" if left else "nothing left to move: the job yields"))
+            + (f"{left} moves left, as planned until the job re-plans them against the fleet as it will be "
+               "(at once if it runs, else when it starts)" if left else "nothing left to move: the job yields"))
     session.add(JournalRow(job_id=found.job.id, ct=None, step=None, kind="event", host="ferry", what=text,
                            status=None, duration_ms=0.0, detail={"taken_by": job_id,
                                                                  "taken": sorted(found.taken.values()),

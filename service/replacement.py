@@ -9,15 +9,18 @@
           none: the move stays rolled back, its message says why no node can take it
 
 The job fails only when no allowed node can take the container (or every attempt failed), instead
-of on the first full disk or failed start. The count lives in the journal (one event per
+of on the first full disk or failed start. Until the re-placement is decided the move keeps its
+claim and the job's end waits (awaits_replacement), so no instance ends the job in between; a
+re-placement whose engine died is claimed and decided by another instance. The count lives in the journal (one event per
 re-placement, ``detail.replaced_from``), so a resumed job after a crash counts the same.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -76,24 +79,40 @@ def _fleet(sessions: sessionmaker[Session], backend: Backend, kind: str) -> Inve
     return as_it_will_be(backend.discover(), outlook, kind=kind)
 
 
+#: What a move's message says once its re-placement was decided against (and why, after it).
+NOT_REPLACED = "; not re-placed: "
+
+
+def awaits_replacement(move: Any, cancelling: bool) -> bool:
+    """A move rolled back after failing at its destination whose re-placement is not decided yet.
+
+    The job's end waits for it (service.move_claims.decide_job): the saga that rolled it back keeps
+    its claim, so its engine re-places it before any instance may end the job, or, if that engine
+    died, the next claimant does."""
+    return (move.state == MoveState.ROLLED_BACK and move.step in DESTINATION_STEPS and not cancelling
+            and NOT_REPLACED not in (move.message or ""))
+
+
 def replace_move(sessions: sessionmaker[Session], backend: Backend, policy: Policy, job_id: int, move_id: int,
                  claim: Claim | None = None) -> MoveRow | None:
     """Send a move that failed at its destination to the next-best node: the move, pending again,
     or None when it stays rolled back (not a destination failure, cancelled, out of tries, or no
-    node can take it; then its message says which)."""
+    node can take it; then its message says which). Either way the move's claim is let go."""
     with sessions() as session:
         move, job = session.get(MoveRow, move_id), get_job(session, job_id)
         assert move is not None
-        if (move.state != MoveState.ROLLED_BACK or move.step not in DESTINATION_STEPS
-                or job.state == JobState.CANCELLING):
-            return None
+        awaits = awaits_replacement(move, job.state == JobState.CANCELLING)
         tried, kind = destinations_tried(session, move), job.kind
+    if not awaits:
+        _let_go(sessions, move_id)
+        return None
     if len(tried) > MAX_REPLACEMENTS:
         return _give_up(sessions, move_id, claim, f"{len(tried)} destinations failed ({', '.join(tried)})")
     choice = next_best(_fleet(sessions, backend, kind), policy, move.ct, set(tried))
     if isinstance(choice, str):
         return _give_up(sessions, move_id, claim, choice)
-    return _send(sessions, move_id, claim, choice, tried)
+    return _send(sessions, move_id, claim, choice, tried) or _give_up(
+        sessions, move_id, claim, "another job took the container since the rollback")
 
 
 def _send(sessions: sessionmaker[Session], move_id: int, claim: Claim | None, choice: Destination,
@@ -124,11 +143,22 @@ def _send(sessions: sessionmaker[Session], move_id: int, claim: Claim | None, ch
 
 
 def _give_up(sessions: sessionmaker[Session], move_id: int, claim: Claim | None, why: str) -> None:
-    """Leave the move rolled back, saying why it was not re-placed."""
+    """Leave the move rolled back, saying why it was not re-placed (unless another instance
+    decided its re-placement first), and let its claim go: the job's end may be decided now."""
     with sessions.begin() as session:
         if claim is not None:
             renew_claim(session, claim)
         move = session.get(MoveRow, move_id, with_for_update=True)
         assert move is not None
-        move.message = f"{move.message}; not re-placed: {why}"
+        if awaits_replacement(move, cancelling=False):
+            move.message = f"{move.message}{NOT_REPLACED}{why}"
+        if move.state == MoveState.ROLLED_BACK:
+            move.claimed_by = move.lease_until = None
     return None
+
+
+def _let_go(sessions: sessionmaker[Session], move_id: int) -> None:
+    """Let go of the claim a rolled-back move kept for its re-placement (none is made)."""
+    with sessions.begin() as session:
+        session.execute(update(MoveRow).where(MoveRow.id == move_id, MoveRow.state == MoveState.ROLLED_BACK)
+                        .values(claimed_by=None, lease_until=None))

@@ -51,6 +51,7 @@ from service.lifecycle import Cause, MoveOutcome, MoveState, OnFailure, Phase
 from service.logs import log_transition
 from service.move_claims import MoveClaim, MoveLost, renew_move
 from service.movespec import build_spec
+from service.replacement import awaits_replacement
 from service.slots import FleetSlots
 from service.store import MoveRow, utcnow
 
@@ -307,7 +308,9 @@ class MoveSaga:
             row = session.get(MoveRow, self.move_id)
             assert row is not None
             old = row.state
-            row.state, row.message, row.claimed_by, row.lease_until = state, message, None, None
+            row.state, row.message = state, message
+            if self.move_claim is None or not awaits_replacement(row, cancelling=False):
+                row.claimed_by, row.lease_until = None, None  # else kept until it is re-placed
             release_locks(session, self.job_id, move.ct)
         self._log_state(move.ct, old, state, message)
         self._event(move.ct, None, f"{state}: {message}")

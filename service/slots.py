@@ -20,7 +20,6 @@ a few more moves than there are slots and their checks overlap other moves' copi
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,10 +30,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from fleet.policy import Policy
 from service.move_claims import MoveClaim, renew_move
 from service.store import MoveRow, SlotRow, utcnow
+from service.wakeups import Wakeups
 
 #: Moves admitted per slot: 2 lets one move prepare or verify while another copies.
 ADMISSION_DEPTH = 2
-#: Seconds between two looks at the store while waiting for a slot (a local release wakes sooner).
+#: Seconds between two looks at the store while waiting for a slot (a release wakes sooner: at once
+#: in this process, through PostgreSQL NOTIFY in the others).
 _WAIT_S = 0.15
 #: Key of the PostgreSQL advisory lock that serialises slot takes ("ferryslt", signed 64-bit).
 _SLOT_KEY = int.from_bytes(b"ferryslt", "big", signed=True)
@@ -43,10 +44,11 @@ _SLOT_KEY = int.from_bytes(b"ferryslt", "big", signed=True)
 class FleetSlots:
     """The fleet's transfer slots, as one instance sees them through the store."""
 
-    def __init__(self, sessions: sessionmaker[Session], policy: Policy) -> None:
+    def __init__(self, sessions: sessionmaker[Session], policy: Policy, wakeups: Wakeups | None = None) -> None:
         self.sessions = sessions
         self.policy = policy
-        self._released = threading.Condition()
+        #: Slots freed by other instances wake this one's waiters (PostgreSQL NOTIFY).
+        self.wakeups = wakeups or Wakeups(sessions.kw["bind"], listen=False)
 
     def share(self, source: str, target: str) -> float | None:
         """MB/s one move from ``source`` to ``target`` may use: the smaller of the two nodes'
@@ -63,19 +65,18 @@ class FleetSlots:
              ) -> Iterator[float | None]:
         """Wait (re-checking ``cancelled``) for a slot for ``move``, hold it for the block; yields the
         move's bandwidth share. TimeoutError if cancelled while waiting; MoveLost if the claim is."""
+        seen = self.wakeups.generation
         while not (taken := self._try_take(move, claim))[0]:
             if cancelled():
                 raise TimeoutError("cancelled while waiting for a transfer slot")
-            with self._released:
-                self._released.wait(timeout=_WAIT_S)
+            seen = self.wakeups.wait(seen, _WAIT_S)
         try:
             yield taken[1]
         finally:
             with self.sessions.begin() as session:
                 session.execute(delete(SlotRow).where(SlotRow.move_id == move.id,
                                                       SlotRow.claim_token == claim.token))
-            with self._released:
-                self._released.notify_all()
+                self.wakeups.notify(session)  # every instance's waiters look again
 
     def _try_take(self, move: MoveRow, claim: MoveClaim) -> tuple[bool, float | None]:
         """One serialised look: (taken, the move's share; None without budgets)."""

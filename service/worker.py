@@ -1,7 +1,7 @@
 """The loop ``ferry serve`` runs beside the REST API: take approved jobs from the store and run them.
 
     APScheduler (BackgroundScheduler)
-      |-- every schedule.poll_s --> poll --> ready_jobs (store: approved / running / cancelling,
+      |-- every schedule.poll_s --> poll --> ready_jobs (store: approved / running / cancelling, by priority,
       |                                                  not run by one instance alone, window open
       |                                                  if it needs one)
       |                                       --> one thread per job not in hand: Engine.run_job
@@ -42,6 +42,7 @@ from service.leader import Leadership
 from service.lifecycle import JOB_ADVANCING, JOB_RUNNABLE, MOVE_UNFINISHED, JobEvent, JobState, job_transition
 from service.operations.planning import plan_rebalancing
 from service.operations.requests import RebalanceRequest
+from service.preemption import priority_of
 from service.runtime import Runtime
 from service.schedule import MaintenanceWindows, cron_trigger, time_zone
 from service.store import JobRow, MoveRow, utcnow
@@ -181,8 +182,10 @@ class Worker:
         return sorted(done)
 
     def ready_jobs(self, exclude: Collection[int] = ()) -> list[int]:
-        """Jobs to work on now, oldest first: runnable, not run by another instance alone, and in
-        their window if they need one."""
+        """Jobs to work on now, by priority (on-call's evacuation, then a maintenance drain, then a
+        rebalance: service.preemption.PRIORITY), oldest first within one priority: runnable, not
+        run by another instance alone, and in their window if they need one. The first is started
+        first, so its moves claim the shared transfer slots before the others'."""
         now = self.clock()
         ready = []
         with self.runtime.sessions() as session:
@@ -192,8 +195,8 @@ class Worker:
                     continue
                 if job.state != JobState.CANCELLING and uses_window(job) and not self.windows.is_open(now):
                     continue  # a rollback after cancel is not a new move: it may run any time
-                ready.append(job.id)
-        return ready
+                ready.append((-priority_of(job.kind), job.id))
+        return [job_id for _, job_id in sorted(ready)]
 
     def next_job(self, exclude: Collection[int] = ()) -> int | None:
         ready = self.ready_jobs(exclude)

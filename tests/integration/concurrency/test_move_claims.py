@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from sqlalchemy import update
 
 from adapters.base import STEPS, Backend, MoveSpec, Step, StepContext
@@ -89,9 +90,16 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'ferry.db'}"
 
 
-def runtime(tmp_path: Path, url: str, count: int, speedup: float) -> Runtime:
+def runtime(tmp_path: Path, url: str, count: int, speedup: float, empty_disks: bool = False) -> Runtime:
+    """The chaos fleet (``count`` containers on a); ``empty_disks``: moves that copy nothing, so
+    the engines' own work bounds the evacuation."""
     fleet = tmp_path / "fleet.yaml"
     chaos_fleet(fleet, count)
+    if empty_disks:
+        world = yaml.safe_load(fleet.read_text())
+        for ct in world["containers"]:
+            ct["disk_gb"] = 0
+        fleet.write_text(yaml.safe_dump(world))
     config = sim_config(tmp_path, fleet=fleet, speedup=speedup)
     return Runtime(config.model_copy(update={"ferry": config.ferry.model_copy(update={"database": url})}))
 
@@ -143,9 +151,7 @@ def test_three_engines_share_one_evacuation_and_each_move_runs_once(
     assert set(preflights) == {m.ct for m in plan.moves} and set(preflights.values()) == {1}
     runners = {ct: {i for i, _, c in backend.calls if c == ct} for ct in preflights}
     assert all(len(r) == 1 for r in runners.values()), runners  # no move touched by two engines
-    # How the moves spread over the engines is not asserted: an engine whose move ends looks again at
-    # once, the others at their next idle look, so one engine may run them all (claims are not yet
-    # shared fairly between live instances); the chaos test shows instances taking over moves.
+    # How the moves spread over the engines: test_every_live_instance_runs_its_share_of_one_evacuation.
     owners = {m["ct"]: m for m in detail["moves"]}
     assert all(owners[ct]["attempts"] == 1 for ct in preflights)
     chain = [m.ct for m in plan.moves[:6]]
@@ -154,6 +160,28 @@ def test_three_engines_share_one_evacuation_and_each_move_runs_once(
     assert all(ends_at[a] < starts[b] for a, b in zip(chain, chain[1:], strict=False))  # `after` held
     assert backend.peak["fleet"] <= policy.max_parallel
     assert backend.peak["out:a"] <= policy.max_outgoing_per_node
+
+
+@pytest.mark.parametrize("instances", [1, 2, 3])
+def test_every_live_instance_runs_its_share_of_one_evacuation(postgres_url: str, tmp_path: Path,
+                                                              instances: int) -> None:
+    """Fair claims on PostgreSQL: each live instance runs some of the evacuation's moves (an engine
+    whose move ends no longer takes every ready move back before the others look); one instance
+    alone still runs all of them."""
+    from tests.integration.concurrency.databases import fresh_database
+
+    rt = runtime(tmp_path, fresh_database(postgres_url, tmp_path.name), count=24, speedup=2000.0, empty_disks=True)
+    policy = Policy(max_parallel=4, max_outgoing_per_node=4, max_incoming_per_node=4)
+    plan = plan_evacuate(rt.backend.discover(), ["a"], policy)
+    job_id = create_job(rt.sessions, plan, approved=True)
+    recorder = Recorder()
+    ended = run_together(rt, recorder, policy, [job_id], instances)
+    assert all(isinstance(e, JobSummary) and e.state == JobState.SUCCEEDED for e in ended.values()), ended
+    runners = {ct: {i for i, _, c in recorder.calls if c == ct} for ct in {m.ct for m in plan.moves}}
+    assert all(len(r) == 1 for r in runners.values()), runners  # each move by one instance
+    per_instance = Counter(next(iter(r)) for r in runners.values())
+    assert set(per_instance) == {f"i{n}" for n in range(instances)}, per_instance
+    assert sum(per_instance.values()) == len(plan.moves)
 
 
 def test_slots_and_bandwidth_budgets_hold_across_jobs_and_engines(store_url: str, tmp_path: Path) -> None:

@@ -7,12 +7,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
 from fleet.plan import Goal, Move, Plan
+from service.engine import Engine
 from service.jobs import create_job, job_detail
-from service.lifecycle import JobState, MoveState
-from service.replacement import MAX_REPLACEMENTS
+from service.lifecycle import Cause, JobState, MoveState
+from service.move_claims import claim_ready_moves, decide_job
+from service.replacement import MAX_REPLACEMENTS, replace_move
 from service.runtime import Runtime
+from service.saga import MoveSaga
+from service.store import MoveRow, utcnow
 from tests.conftest import REPO, sim_config
 
 DEMO_FLEET = REPO / "config" / "fleets" / "demo.yaml"
@@ -76,3 +81,37 @@ def test_re_placement_is_bounded(tmp_path: Path) -> None:
     assert len({*tried, detail["moves"][0]["to"]}) == MAX_REPLACEMENTS + 1 and "n1" not in tried
     assert detail["moves"][0]["message"].endswith(f"not re-placed: {MAX_REPLACEMENTS + 1} destinations failed "
                                                   f"({', '.join([*tried, detail['moves'][0]['to']])})")
+
+
+def rolled_back_by_a_saga(rt: Runtime) -> tuple[int, int]:
+    """Job and move: one instance ("i1") claimed the move and its saga rolled it back after c
+    failed; its engine has not re-placed it yet."""
+    job_id = create_job(rt.sessions, PLAN, approved=True)
+    (move, claim), = claim_ready_moves(rt.sessions, job_id, "i1", 60.0, busy=set(), admit=lambda m, c: True).claims
+    outcome = MoveSaga(rt.sessions, rt.backend, rt.config.engine, job_id, move.id, owner="i1", policy=rt.policy(),
+                       move_claim=claim).run()
+    assert (outcome.state, outcome.cause) == (MoveState.ROLLED_BACK, Cause.FAILURE)
+    return job_id, move.id
+
+
+def test_no_instance_ends_the_job_between_a_rollback_and_its_re_placement(tmp_path: Path) -> None:
+    rt = Runtime(sim_config(tmp_path, faults=failing_at("c")))
+    job_id, move_id = rolled_back_by_a_saga(rt)
+    assert decide_job(rt.sessions, job_id) is None  # another instance, ending a move of the job now
+    assert job_detail(rt.sessions, job_id)["state"] == JobState.APPROVED
+    replaced = replace_move(rt.sessions, rt.backend, rt.policy(), job_id, move_id)
+    assert replaced is not None and replaced.target == "a"
+    assert rt.engine().run_job(job_id).state == JobState.SUCCEEDED
+    assert rt.backend.discover().container("202").node == "a"
+
+
+def test_a_re_placement_left_undecided_by_a_dead_instance_is_decided_by_another(tmp_path: Path) -> None:
+    rt = Runtime(sim_config(tmp_path, faults=failing_at("c")))
+    job_id, move_id = rolled_back_by_a_saga(rt)
+    with rt.sessions.begin() as session:  # i1 dies: the claim its move kept runs out
+        session.execute(update(MoveRow).where(MoveRow.id == move_id).values(lease_until=utcnow()))
+    other = Engine(rt.sessions, rt.backend, rt.policy(), rt.config.engine, owner="i2", shared=True)
+    assert other.run_job(job_id).state == JobState.SUCCEEDED
+    detail = job_detail(rt.sessions, job_id)
+    assert len(replacements(detail)) == 1 and detail["moves"][0]["to"] == "a"
+    assert rt.backend.discover().container("202").node == "a"
