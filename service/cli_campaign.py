@@ -7,12 +7,12 @@ Loaded by service.cli_node, beside ``ferry maintenance plan|run``.
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from service import campaign_ops
 from service.cli import Format, FormatOpt, YesOpt, console, emit_json, runtime
 from service.cli_node import (
     MaintenanceOpt,
@@ -25,6 +25,13 @@ from service.cli_node import (
 )
 from service.render import plain
 
+def _ops() -> ModuleType:
+    """service.campaign_ops, loaded when a verb runs (it loads the store: the CLI starts without)."""
+    from service import campaign_ops
+
+    return campaign_ops
+
+
 CampaignArg = Annotated[int, typer.Argument(help="the campaign's id, as in 'ferry maintenance list'")]
 
 
@@ -33,15 +40,15 @@ def maintenance_create(ctx: typer.Context, nodes: NodesOpt, windows: WindowsOpt 
                        maintenance: MaintenanceOpt = "1h", start: StartOpt = None, yes: YesOpt = False,
                        fmt: FormatOpt = Format.table) -> None:
     """Plan a campaign and save it for 'ferry serve' (pending until approved; --yes approves it)."""
-    asked = plan_request(campaign_ops.CampaignCreateRequest, nodes, windows, max_out=max_out,
+    asked = plan_request(_ops().CampaignCreateRequest, nodes, windows, max_out=max_out,
                          maintenance=maintenance, start=start, approve=yes)
-    _show(campaign_ops.create_campaign(runtime(ctx), asked), fmt)
+    _show(_ops().create_campaign(runtime(ctx), asked), fmt)
 
 
 @maintenance_app.command("list")
 def maintenance_list(ctx: typer.Context, fmt: FormatOpt = Format.table) -> None:
     """Saved campaigns, newest first."""
-    rows = campaign_ops.list_campaigns(runtime(ctx))
+    rows = _ops().list_campaigns(runtime(ctx))
     if fmt is Format.json:
         emit_json(rows)
         return
@@ -57,7 +64,7 @@ def maintenance_list(ctx: typer.Context, fmt: FormatOpt = Format.table) -> None:
 @maintenance_app.command("show")
 def maintenance_show(ctx: typer.Context, campaign_id: CampaignArg, fmt: FormatOpt = Format.table) -> None:
     """Each group's phase, the progress of its drain and restore jobs, its hook; predicted vs actual end."""
-    _show(campaign_ops.show_campaign(runtime(ctx), campaign_id), fmt)
+    _show(_ops().show_campaign(runtime(ctx), campaign_id), fmt)
 
 
 CONTROL_HELP = {
@@ -70,7 +77,7 @@ CONTROL_HELP = {
 
 def _control_command(action: str) -> Any:
     def control(ctx: typer.Context, campaign_id: CampaignArg, fmt: FormatOpt = Format.table) -> None:
-        changed = campaign_ops.control_campaign(runtime(ctx), campaign_id, action)
+        changed = _ops().control_campaign(runtime(ctx), campaign_id, action)
         if fmt is Format.json:
             emit_json(changed)
         else:
