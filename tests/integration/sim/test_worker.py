@@ -49,8 +49,8 @@ def states(rt: Runtime, job_id: int) -> dict[str, str]:
     return {m["ct"]: m["state"] for m in job_detail(rt.sessions, job_id)["moves"]}
 
 
-def slow_runtime(tmp: Path, **schedule: object) -> Runtime:
-    config = sim_config(tmp, speedup=400.0)  # ~0.1-0.2 s of wall time per move
+def slow_runtime(tmp: Path, speedup: float = 400.0, **schedule: object) -> Runtime:
+    config = sim_config(tmp, speedup=speedup)  # at 400: ~0.1-0.2 s of wall time per move
     return Runtime(config.model_copy(update={"schedule": ScheduleSection(**schedule)}))
 
 
@@ -196,7 +196,9 @@ def test_a_job_a_live_instance_holds_is_left_alone(sim_runtime: Runtime) -> None
 
 
 def test_stopping_lets_moves_in_flight_finish_and_leaves_the_job_to_the_next_ferry(tmp_path: Path) -> None:
-    rt = slow_runtime(tmp_path, poll_s=0.05)
+    # Moves of ~2 s in three waves: the first "running" seen, even late on a busy machine (reads wait
+    # for the engine's writes), leaves moves not started yet.
+    rt = slow_runtime(tmp_path, speedup=25.0, poll_s=0.05)
     job_id = create_job(rt.sessions, plan_for(), approved=True)
     worker = Worker(rt)
     worker.start()
