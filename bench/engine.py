@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from adapters.base import Backend, MoveSpec, StepContext
+from adapters.clock import VirtualClock
 from fleet.policy import Policy
 from planners import plan_evacuate
 from service import engine as engine_module
@@ -148,14 +149,18 @@ def _whole_move_slots(enabled: bool) -> Any:
         STEP_POLICY.update(saved)
 
 
-def run_once(count: int, outgoing: int, *, slots: bool = True) -> dict[str, float]:
+def run_once(count: int, outgoing: int, *, slots: bool = True, database: str | None = None) -> dict[str, float]:
+    """One evacuation on a virtual clock (``database``: the store's URL; default SQLite)."""
     folder = Path(tempfile.mkdtemp(prefix="ferry-bench-engine-"))
     policy = Policy(max_parallel=8, max_outgoing_per_node=outgoing, default_link_mb_s=NIC_MB_S / outgoing)
-    config = Config(ferry=FerrySection(backend="sim", state_dir=str(folder / "state")), policy=policy,
+    config = Config(ferry=FerrySection(backend="sim", state_dir=str(folder / "state"), database=database or ""),
+                    policy=policy,
                     engine=EngineSection(retry_initial_s=0.01, retry_max_s=0.05),
                     sim={"fleet_file": str(fleet_file(folder, count)), "speedup": SPEEDUP,
                          "world_file": str(folder / "state" / "world.json")})
     rt = Runtime(config)
+    clock = VirtualClock()  # this thread runs the engine: the clock's first participant
+    rt.backend.clock = clock
     inv = rt.backend.discover()
     plan = plan_evacuate(inv, ["src"], policy)
     timed = TimedBackend(rt.backend)
@@ -163,6 +168,7 @@ def run_once(count: int, outgoing: int, *, slots: bool = True) -> dict[str, floa
     job_id = create_job(rt.sessions, plan, approved=True)
     store_time = StoreTimer()
     engine = rt.engine()
+    engine.clock = clock
     with store_time.installed(), _whole_move_slots(not slots):
         wall = time.perf_counter()
         summary = engine.run_job(job_id)

@@ -23,13 +23,14 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.base import Backend
+from adapters.clock import WALL_CLOCK, Clock
 from fleet.errors import InputError
 from fleet.policy import Policy
 from service.config import EngineSection
@@ -96,6 +97,8 @@ class Engine:
         self.shared = shared
         self._control: tuple[str, float] = (JobState.RUNNING, 0.0)
         self.claim: Claim | None = None
+        #: Waits and admission looks go through it (bench/engine.py runs on a virtual clock).
+        self.clock: Clock = WALL_CLOCK
 
     def _job_state(self, job_id: int) -> str:
         """The job's control state, re-read (and the job claim renewed) every _CONTROL_EVERY_S;
@@ -130,7 +133,7 @@ class Engine:
             set_job_state(self.sessions, job_id, JobState.RUNNING, claim=self.claim)
         self._control = (JobState.RUNNING, 0.0)
         world_start = self.backend.now()
-        self.slots = FleetSlots(self.sessions, self.policy)
+        self.slots = FleetSlots(self.sessions, self.policy, self.clock)
         workers = self.policy.max_parallel * ADMISSION_DEPTH
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="move") as pool:
             self._schedule(job_id, pool)
@@ -144,26 +147,26 @@ class Engine:
         or the job is paused / held and nothing of this engine's is in flight. Moves other
         instances hold are waited for (their leases bound the wait), then taken over if they die."""
         running: dict[Future[MoveOutcome], tuple[MoveRow, MoveClaim]] = {}
-        beat = look_at = time.monotonic()
+        beat, look_at = time.monotonic(), self.clock.monotonic()
         held_elsewhere = False
         while True:
             control = self._job_state(job_id)
-            if control != JobState.PAUSED and time.monotonic() >= look_at:
+            if control != JobState.PAUSED and self.clock.monotonic() >= look_at:
                 claimed = len(running)
                 held_elsewhere = self._start_ready(job_id, running, pool)
                 if len(running) == claimed:  # nothing to take: look again a little later
-                    look_at = time.monotonic() + _IDLE_LOOK_S
+                    look_at = self.clock.monotonic() + _IDLE_LOOK_S
             if not running and (control == JobState.PAUSED or not held_elsewhere):
                 return
             if not running:  # waiting for other instances' moves
-                time.sleep(_TICK_S)
-            done, _ = wait(list(running), timeout=_TICK_S, return_when=FIRST_COMPLETED)
+                self.clock.sleep(_TICK_S)
+            done, _ = self.clock.wait_futures(running, _TICK_S)
             for future in done:
                 move, _ = running.pop(future)
                 self._outcome(job_id, move, future)
             if done:
                 decide_job(self.sessions, job_id, claim=self.claim)
-                look_at = time.monotonic()  # a move ended: the ones waiting for it may be ready
+                look_at = self.clock.monotonic()  # a move ended: the ones waiting for it may be ready
             if time.monotonic() - beat >= _CONTROL_EVERY_S:  # the heartbeat of this engine's moves
                 renew_moves(self.sessions, [claim for f, (_, claim) in running.items() if not f.done()])
                 beat = time.monotonic()
@@ -195,7 +198,7 @@ class Engine:
                             claim=self.claim, progress=self.progress, slots=self.slots, policy=self.policy,
                             cancelled=lambda: self._job_state(job_id) == JobState.CANCELLING,
                             move_claim=claim)
-            running[pool.submit(saga.run)] = (move, claim)
+            running[self.clock.submit(pool, saga.run)] = (move, claim)
         return offer.held_elsewhere
 
     def _admits(self, move: MoveRow, flying: list[MoveRow]) -> bool:

@@ -20,7 +20,6 @@ a few more moves than there are slots and their checks overlap other moves' copi
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,6 +27,7 @@ from contextlib import contextmanager
 from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from adapters.clock import WALL_CLOCK, Clock
 from fleet.policy import Policy
 from service.move_claims import MoveClaim, renew_move
 from service.store import MoveRow, SlotRow, utcnow
@@ -43,10 +43,10 @@ _SLOT_KEY = int.from_bytes(b"ferryslt", "big", signed=True)
 class FleetSlots:
     """The fleet's transfer slots, as one instance sees them through the store."""
 
-    def __init__(self, sessions: sessionmaker[Session], policy: Policy) -> None:
+    def __init__(self, sessions: sessionmaker[Session], policy: Policy, clock: Clock = WALL_CLOCK) -> None:
         self.sessions = sessions
         self.policy = policy
-        self._released = threading.Condition()
+        self._released = clock.condition()
 
     def share(self, source: str, target: str) -> float | None:
         """MB/s one move from ``source`` to ``target`` may use: the smaller of the two nodes'
