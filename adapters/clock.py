@@ -20,6 +20,9 @@ other rather than the engine's work. Waits are of two kinds:
   what it waits for happens (a future done, a condition notified), and times out only when nothing
   else is pending (time then jumps to its timeout). In one process every event the engine waits
   for is notified, so its looks cost no simulated time and none are wasted.
+
+A participant that loops without ever waiting stops simulated time (as it would hold a CPU
+forever in real time): wait on what is still pending, never on a future already done.
 """
 
 from __future__ import annotations
