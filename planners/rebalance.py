@@ -9,6 +9,10 @@
     kept only if complete, within budget and better                              |
                                                           steps (in a safe order)
 
+    up to 2,000 containers, a second plan puts the peak first: fixes, the lowest level reachable
+    within the budget (planners.peak), then the same balance and refinement capped at that level;
+    it wins when its peak is lower by MIN_PEAK_GAIN and its moves pay the threshold on average.
+
 The run's bookkeeping (state, units, what moved, budget) is :class:`planners.rebalance_run.
 RebalanceRun`; cooldown is :mod:`planners.cooldown`; move prices :mod:`planners.pricing`.
 
