@@ -10,7 +10,7 @@
   the process's maximum RSS (``ru_maxrss``) and the traced allocation peak of the planning call
   alone (tracemalloc), against the same figures of building the fleet.
 
-Run: ``.venv/bin/python -m bench footprint`` (3 minutes on a quiet machine; the traced 50k rebalance
+Run: ``.venv/bin/python -m bench footprint`` (minutes: the traced 50k rebalance
 alone took 6 minutes at load average 10).
 """
 
