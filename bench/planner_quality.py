@@ -2,7 +2,8 @@
 
 Instances: seeded synthetic fleets (``planners.synthetic``) of 4-10 equal nodes and 20-100
 containers with affinity pairs, anti-affinity groups, pinned and pin_to containers. A second
-rebalance table uses harder fleets (:func:`hard_instance`): 5-9 nodes of 64, 128 and 256 GiB, VPS
+rebalance table uses fleets of mixed node sizes (:func:`mixed_instance`: 4-12 nodes of 64-256 GiB,
+80-390 containers, the same rules), a third harder fleets (:func:`hard_instance`): 5-9 nodes of 64, 128 and 256 GiB, VPS
 plans of 2-64 GiB, local disks only and each 80 % full, ~45 % of containers in anti-affinity
 triples, a fifth of the nodes at 95 %.
 
@@ -22,7 +23,7 @@ sum-of-squares optimum against the peak optimum: how far the objective itself tr
 for balance elsewhere (on mixed node sizes a full small node can weigh less than a big one
 at 85 %).
 
-Run: ``.venv/bin/python -m bench.planner_quality`` (about 2 minutes on 2 cores).
+Run: ``.venv/bin/python -m bench.planner_quality`` (about 5 minutes on 2 cores).
 """
 
 from __future__ import annotations
@@ -74,6 +75,20 @@ def hard_instance(seed: int) -> Inventory:
     shape = Shape(node_memory_mb=HARD_NODE_MB, fill=fill + 0.1, hot_node_fill=0.95, hot_share=0.2,
                   memory_sizes=HARD_SIZES_MB, memory_weights=HARD_WEIGHTS, anti_affinity_share=0.45,
                   disk_fill=0.8, shared_storage=False)
+    return synthetic_fleet(seed, nodes, cts, shape)
+
+
+#: Mixed fleets: 4-12 nodes of 64, 128, 192 and 256 GiB, the default VPS plans and rules, about
+#: 15 % of the nodes hot (92 %).
+MIXED_NODE_MB = (65536, 131072, 196608, 262144)
+
+
+def mixed_instance(seed: int) -> Inventory:
+    rng = random.Random(seed)
+    nodes = rng.randint(4, 12)
+    fill = rng.uniform(0.45, 0.6)
+    cts = int(nodes * sum(MIXED_NODE_MB) / len(MIXED_NODE_MB) * fill / MEAN_CT_MB)
+    shape = Shape(node_memory_mb=MIXED_NODE_MB, fill=fill + 0.1, hot_node_fill=0.92, hot_share=0.15)
     return synthetic_fleet(seed, nodes, cts, shape)
 
 
@@ -172,9 +187,11 @@ def run_evacuate(seed: int, policy: Policy) -> dict | None:
     return _row(inv, plan, policy, ours, base, opt)
 
 
-def run_rebalance(seed: int, policy: Policy, hard: bool = False) -> dict | None:
-    inv = hard_instance(seed) if hard else instance(seed, hot=True)
+def run_rebalance(seed: int, policy: Policy, family: str = "equal") -> dict | None:
+    inv = {"hard": hard_instance, "mixed": mixed_instance}.get(family, lambda s: instance(s, hot=True))(seed)
+    cpu = time.process_time()
     plan = plan_rebalance(inv, policy)
+    cpu = time.process_time() - cpu
     k = len(plan.moves)
     state = FleetState(inv, policy)
     units = [u for u in all_units(state) if not u.immovable]
@@ -188,6 +205,7 @@ def run_rebalance(seed: int, policy: Policy, hard: bool = False) -> dict | None:
     (opt_peak, opt_sq), _, _ = opt
     return _row(inv, plan, policy, ours, base, opt) | {
         "moves": k, "exact_moves": len(exact.moves), "chain": any("chain" in m.reason for m in plan.moves),
+        "cpu_s": cpu, "peak_first": any("lower the peak" in m.reason for m in plan.moves),
         "exact_valid": check_plan(inv, exact, policy) == [],
         "exact_peak": exact_metrics[0] / opt_peak, "exact_sq": exact_metrics[1] / opt_sq}
 
@@ -220,6 +238,11 @@ def _summary(name: str, rows: list[dict]) -> list[str]:
         vals = sorted(r[key] for r in good)
         p90 = vals[min(len(vals) - 1, int(0.9 * len(vals)))]
         out.append(f"  {label:<28}{statistics.median(vals):>8.3f}{p90:>8.3f}{vals[-1]:>8.3f}")
+    if good and "cpu_s" in good[0]:
+        cpu = sorted(r["cpu_s"] for r in good)
+        out.append(f"  ferry peak above 1.01 of the optimum on {sum(r['peak'] > 1.01 for r in good)} of {len(good)}; "
+                   f"{sum(r['peak_first'] for r in good)} plans took the peak-first stage; planning CPU s "
+                   f"median {statistics.median(cpu):.3f}, max {cpu[-1]:.3f}")
     return out
 
 
@@ -234,7 +257,12 @@ def main() -> None:
     print("\n".join(_summary(f"rebalance (max_moves 12; ferry used {moves[0]}-{moves[-1]} moves)", rebal)))
     print("(rebalance optimum: CP-SAT with at most as many moves as ferry's default plan; solver=cp-sat "
           "may use up to max_moves, hence ratios below 1)")
-    hard = [r for r in (run_rebalance(2000 + s, rebalance_policy, hard=True) for s in range(INSTANCES))
+    mixed = [r for r in (run_rebalance(3000 + s, rebalance_policy, "mixed") for s in range(INSTANCES))
+             if r is not None]
+    moves = sorted(r["moves"] for r in mixed)
+    print("\n".join(_summary(f"rebalance, mixed node sizes (max_moves 12; ferry used {moves[0]}-{moves[-1]} moves)",
+                             mixed)))
+    hard = [r for r in (run_rebalance(2000 + s, rebalance_policy, "hard") for s in range(INSTANCES))
             if r is not None]
     moves = sorted(r["moves"] for r in hard)
     print("\n".join(_summary(f"rebalance, hard fleets (max_moves 12; ferry used {moves[0]}-{moves[-1]} moves, "

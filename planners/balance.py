@@ -9,7 +9,8 @@ when single moves stall.
 
 A balance move must gain at least the threshold (``policy.min_gain`` x the aggressiveness factor)
 after paying its copy and downtime cost; a chain, the threshold per move. Every accepted move
-lowers the objective, so repeated runs never return to an earlier placement.
+lowers the objective, so repeated runs never return to an earlier placement. After a peak-first
+stage (:mod:`planners.peak`) the run has a ``peak_cap``: no move or chain may fill a node above it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from planners.objective import CPU_WEIGHT
 from planners.pricing import exact_price
 from planners.ranking import rank
 from planners.rebalance_run import RebalanceRun
+from planners.state import EPS
 from planners.units import Unit
 
 #: Hottest source nodes examined per balance move.
@@ -38,14 +40,27 @@ def balance(run: RebalanceRun, threshold: float) -> None:
         found = best_single_move(run, threshold, hot[:HOT_NODES])
         if top not in tried and _stuck(run, threshold, top, found):
             tried.add(top)
-            if apply_chain(run, best_chain(run, [top], cool, threshold, run.room())):
+            if apply_chain(run, _capped(run, best_chain(run, [top], cool, threshold, run.room()))):
                 continue
         if found is not None:
             unit, node, storages, gain = found
             run.move(unit, node, storages, f"rebalance (gain {gain:.3f})")
             continue
-        if not apply_chain(run, best_chain(run, hot, cool, threshold, run.room())):
+        if not apply_chain(run, _capped(run, best_chain(run, hot, cool, threshold, run.room()))):
             return
+
+
+def _capped(run: RebalanceRun, chain: Chain | None) -> Chain | None:
+    """The chain, unless it fills a node above the run's peak cap."""
+    if chain is None or run.peak_cap is None:
+        return chain
+    st = run.state
+    delta: dict[str, float] = {}
+    for unit, src, dst in chain.hops:
+        delta[src] = delta.get(src, 0.0) - unit.memory_mb
+        delta[dst] = delta.get(dst, 0.0) + unit.memory_mb
+    over = any(st.mem[n] + d > run.peak_cap * st.nodes[n].memory_mb + EPS for n, d in delta.items() if d > 0)
+    return None if over else chain
 
 
 def _stuck(run: RebalanceRun, threshold: float, top: str, found: Move | None) -> bool:
@@ -75,6 +90,7 @@ def _candidates(run: RebalanceRun, threshold: float, sources: list[str],
     the source's share once per unit, the destination's per candidate) less the estimated price.
     """
     st = run.state
+    cap = float("inf") if run.peak_cap is None else run.peak_cap
     weights = {n: (1.0 / (st.nodes[n].memory_mb * st.mean_memory),
                    CPU_WEIGHT / (st.cpu_cap(n) * st.mean_cpu_cap)) for n in sources + receivers}
     out = []
@@ -86,7 +102,7 @@ def _candidates(run: RebalanceRun, threshold: float, sources: list[str],
             relief = (2 * mem * m - m * m) * wm + (2 * cpu * c - c * c) * wc
             relief -= run.price_estimate(unit, receivers[0])
             for dst in run.landings(unit, receivers):
-                if dst == src:
+                if dst == src or st.mem[dst] + m > cap * st.nodes[dst].memory_mb + EPS:
                     continue
                 dm, dc = weights[dst]
                 gain = relief - (2 * st.mem[dst] * m + m * m) * dm - (2 * st.cpu[dst] * c + c * c) * dc

@@ -9,6 +9,10 @@
     kept only if complete, within budget and better                              |
                                                           steps (in a safe order)
 
+    up to 2,000 containers, a second plan puts the peak first: fixes, the lowest level reachable
+    within the budget (planners.peak), then the same balance and refinement capped at that level;
+    it wins when its peak is lower by MIN_PEAK_GAIN and its moves pay the threshold on average.
+
 The run's bookkeeping (state, units, what moved, budget) is :class:`planners.rebalance_run.
 RebalanceRun`; cooldown is :mod:`planners.cooldown`; move prices :mod:`planners.pricing`.
 
@@ -39,10 +43,11 @@ from fleet.policy import Policy
 from planners.assemble import build_plan
 from planners.balance import balance
 from planners.cooldown import cooling
+from planners.peak import MAX_CONTAINERS, MIN_PEAK_GAIN, fleet_peak, lowest_peak
 from planners.ranking import best
 from planners.rebalance_run import RebalanceRun
-from planners.refine import refine_exact, refine_local
-from planners.state import FleetState
+from planners.refine import plan_value, refine_exact, refine_local
+from planners.state import EPS, FleetState
 from planners.units import Unit
 from planners.violations import violations
 from planners.waves import Step
@@ -86,20 +91,69 @@ def fix_violations(run: RebalanceRun) -> None:
 
 def _refined(run: RebalanceRun, after_fixes: FleetState, fixes: list[Step], solver: str,
              time_limit_s: float) -> list[Step]:
-    """The balance moves after local search (and CP-SAT with ``solver="cp-sat"``), when better."""
+    """The balance moves after local search (and CP-SAT with ``solver="cp-sat"``), when better
+    and, after a peak-first stage, not above its peak."""
     balance_steps = run.steps[len(fixes):]
     room = run.budget - len(fixes)
     fixed = {run.unit_of[s.ct].key for s in fixes}
     moved = [run.unit_of[ct] for ct in dict.fromkeys(s.ct for s in balance_steps)]
     movable = [u for u in run.units if not u.immovable and u.key not in fixed
                and not any(ct in run.cooling for ct in u.members)]
+    cap = float("inf") if run.peak_cap is None else run.peak_cap + EPS
     better = refine_local(after_fixes, balance_steps, moved, movable, room, run.chain_reasons)
-    balance_steps = better if better is not None else balance_steps
+    if better is not None and end_peak(after_fixes, better) <= cap:
+        balance_steps = better
     if solver == "cp-sat":
         free = [u for u in movable if len({after_fixes.where[ct].node for ct in u.members}) == 1]
         exact = refine_exact(after_fixes, balance_steps, free, room, time_limit_s)
-        balance_steps = exact if exact is not None else balance_steps
+        if exact is not None and end_peak(after_fixes, exact) <= cap:
+            balance_steps = exact
     return balance_steps
+
+
+def end_peak(start: FleetState, steps: list[Step]) -> float:
+    """The fleet's memory peak after ``steps`` from ``start``."""
+    state = start.clone()
+    for s in steps:
+        state.apply(s.ct, s.dst, s.storage)
+    return fleet_peak(state)
+
+
+def _run(inv: Inventory, policy: Policy, cool: set[str], solver: str, time_limit_s: float, *,
+         peak_first: bool) -> RebalanceRun | None:
+    """One rebalance: fixes, then (``peak_first``: the lowest peak within the budget, then)
+    balance and refinement. None when the peak-first stage cannot lower the peak."""
+    run = RebalanceRun(inv, policy, cool)
+    fix_violations(run)
+    after_fixes, fixes = run.state.clone(), list(run.steps)
+    run.fix_count = len(fixes)
+    if THRESHOLD_FACTOR[policy.aggressiveness] is None:
+        return None if peak_first else run
+    if peak_first:
+        found = lowest_peak(run)
+        if found is None:
+            return None
+        for unit, dst, storages in found.moves:
+            run.move(unit, dst, storages, f"rebalance: lower the peak to {found.level:.1%}")
+        run.peak_cap = found.level
+    balance(run, threshold(policy))
+    run.steps = fixes + _refined(run, after_fixes, fixes, solver, time_limit_s)
+    return run
+
+
+def threshold(policy: Policy) -> float:
+    """The gain a balance move must bring after its price (module docstring)."""
+    return max(policy.min_gain * (THRESHOLD_FACTOR[policy.aggressiveness] or 0.0), 1e-9)
+
+
+def _peak_wins(greedy: RebalanceRun, peaked: RebalanceRun, policy: Policy) -> bool:
+    """Whether the peak-first plan lowers the peak by :data:`MIN_PEAK_GAIN` or more and still pays
+    the threshold per move on average (so repeated runs converge: peak and objective both fall)."""
+    start, fixes = peaked.start, peaked.steps[:peaked.fix_count]
+    if end_peak(start, peaked.steps) > end_peak(start, greedy.steps) - MIN_PEAK_GAIN:
+        return False
+    gain = plan_value(start, fixes) - plan_value(start, peaked.steps)
+    return gain >= threshold(policy) * (len(peaked.steps) - len(fixes))
 
 
 def plan_rebalance(inv: Inventory, policy: Policy, *, last_moved: Mapping[str, datetime] | None = None,
@@ -109,17 +163,19 @@ def plan_rebalance(inv: Inventory, policy: Policy, *, last_moved: Mapping[str, d
 
     The greedy balance moves are then refined by local search (same units, better destinations,
     re-sequenced); ``solver="cp-sat"`` also asks CP-SAT for the best placement with the same move
-    budget (deterministic time limit ``time_limit_s``; for small and medium fleets).
+    budget (deterministic time limit ``time_limit_s``; for small and medium fleets). On fleets of
+    up to :data:`planners.peak.MAX_CONTAINERS` containers a second plan puts the peak first
+    (:mod:`planners.peak`) and replaces the first when its peak is lower.
     """
     if solver not in ("greedy", "cp-sat"):
         raise InputError("solver", solver, "must be greedy or cp-sat")
-    run = RebalanceRun(inv, policy, cooling(inv, policy, last_moved, now))
-    fix_violations(run)
-    after_fixes, fixes = run.state.clone(), list(run.steps)
-    factor = THRESHOLD_FACTOR[policy.aggressiveness]
-    if factor is not None:
-        balance(run, max(policy.min_gain * factor, 1e-9))
-        run.steps = fixes + _refined(run, after_fixes, fixes, solver, time_limit_s)
+    cool = cooling(inv, policy, last_moved, now)
+    run = _run(inv, policy, cool, solver, time_limit_s, peak_first=False)
+    assert run is not None
+    if len(inv.containers) <= MAX_CONTAINERS:
+        peaked = _run(inv, policy, cool, solver, time_limit_s, peak_first=True)
+        if peaked is not None and _peak_wins(run, peaked, policy):
+            run = peaked
     movable = {c.id for c in inv.containers
                if not run.rules.immovable(c.id) and c.id not in run.cooling}
     return build_plan(run.start, Goal(kind="rebalance"), run.steps, [],

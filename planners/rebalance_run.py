@@ -42,6 +42,9 @@ class RebalanceRun:
         limit = policy.max_moves
         self.budget = len(inv.containers) if limit is None else limit
         self.targets = [n.name for n in inv.nodes]
+        #: After a peak-first stage (planners.peak): no balance move fills a node above this.
+        self.peak_cap: float | None = None
+        self.fix_count = 0  # the first steps, which fix violations
 
     def room(self) -> int:
         """Containers the move budget still allows."""

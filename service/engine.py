@@ -28,13 +28,14 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.base import Backend, BackendError
+from adapters.clock import WALL_CLOCK, Clock
 from fleet.errors import InputError
 from fleet.policy import Policy
 from service.config import EngineSection
@@ -113,6 +114,8 @@ class Engine:
         self.claimed = 0
         #: Moves of the job yielded to higher jobs, as of the last claim round.
         self._yielded_seen = 0
+        #: Waits and admission looks go through it (bench/engine.py runs on a virtual clock).
+        self.clock: Clock = WALL_CLOCK
 
     def _job_state(self, job_id: int) -> str:
         """The job's control state, re-read (and the job claim renewed) every _CONTROL_EVERY_S;
@@ -148,7 +151,7 @@ class Engine:
         self._replan(job_id)
         self._control = (JobState.RUNNING, 0.0)
         world_start = self.backend.now()
-        self.wakeups = Wakeups(self.sessions.kw["bind"])
+        self.wakeups = Wakeups(self.sessions.kw["bind"], clock=self.clock)
         self.slots = FleetSlots(self.sessions, self.policy, self.wakeups)
         workers = self.policy.max_parallel * ADMISSION_DEPTH
         try:
@@ -170,20 +173,20 @@ class Engine:
         instances hold are waited for (their leases bound the wait), then taken over if they die.
         An ended move (here, or on another instance: a wake-up) makes the engine look at once."""
         running: dict[Future[MoveOutcome], tuple[MoveRow, MoveClaim]] = {}
-        beat = look_at = time.monotonic()
+        beat, look_at = time.monotonic(), self.clock.monotonic()
         held_elsewhere, seen = False, self.wakeups.generation
         while True:
             control = self._job_state(job_id)
-            if control != JobState.PAUSED and (time.monotonic() >= look_at or self.wakeups.generation != seen):
+            if control != JobState.PAUSED and (self.clock.monotonic() >= look_at or self.wakeups.generation != seen):
                 claimed, seen = len(running), self.wakeups.generation
                 held_elsewhere = self._start_ready(job_id, running, pool)
                 if len(running) == claimed:  # nothing to take: look again a little later
-                    look_at = time.monotonic() + _IDLE_LOOK_S
+                    look_at = self.clock.monotonic() + _IDLE_LOOK_S
             if not running and (control == JobState.PAUSED or not held_elsewhere):
                 return
             if not running:  # waiting for other instances' moves, or a wake-up
                 self.wakeups.wait(seen, _TICK_S)
-            done, _ = wait(list(running), timeout=_TICK_S, return_when=FIRST_COMPLETED)
+            done, _ = self.clock.wait_futures(running, _TICK_S)
             for future in done:
                 move, _ = running.pop(future)
                 self._outcome(job_id, move, future)
@@ -252,7 +255,7 @@ class Engine:
                             claim=self.claim, progress=self.progress, slots=self.slots, policy=self.policy,
                             cancelled=lambda: self._job_state(job_id) == JobState.CANCELLING,
                             move_claim=claim)
-            running[pool.submit(saga.run)] = (move, claim)
+            running[self.clock.submit(pool, saga.run)] = (move, claim)
         return offer.held_elsewhere
 
     def _decide_replacement(self, job_id: int, move: MoveRow) -> MoveOutcome:

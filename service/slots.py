@@ -47,7 +47,8 @@ class FleetSlots:
     def __init__(self, sessions: sessionmaker[Session], policy: Policy, wakeups: Wakeups | None = None) -> None:
         self.sessions = sessions
         self.policy = policy
-        #: Slots freed by other instances wake this one's waiters (PostgreSQL NOTIFY).
+        #: Slots freed by other instances wake this one's waiters (PostgreSQL NOTIFY); its clock is
+        #: the engine's (bench/engine.py runs on a virtual one).
         self.wakeups = wakeups or Wakeups(sessions.kw["bind"], listen=False)
 
     def share(self, source: str, target: str) -> float | None:

@@ -23,6 +23,8 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import Engine as SqlEngine
 from sqlalchemy.orm import Session
 
+from adapters.clock import WALL_CLOCK, Clock
+
 log = logging.getLogger("ferry.engine")
 
 CHANNEL = "ferry_moves"
@@ -33,14 +35,16 @@ _LISTEN_S = 0.5
 class Wakeups:
     """This process's view of the store's wake-ups: a generation counter that rises on each one."""
 
-    def __init__(self, bind: SqlEngine, *, listen: bool = True) -> None:
+    def __init__(self, bind: SqlEngine, *, listen: bool = True, clock: Clock = WALL_CLOCK) -> None:
         """``listen``: also hear the other instances' wake-ups (else only send them, and wake
-        this process's waiters)."""
+        this process's waiters). Waits go through ``clock`` (the engine's: bench/engine.py runs
+        on a virtual one)."""
+        self.clock = clock
         self.shared = bind.dialect.name == "postgresql"
         self.generation = 0
         #: Prefix of this object's notifications, so that its listener skips them.
         self._sender = f"{os.getpid()}.{id(self)}:"
-        self._changed = threading.Condition()
+        self._changed = clock.condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if self.shared and listen:
@@ -72,8 +76,10 @@ class Wakeups:
 
     def wait(self, seen: int, timeout: float) -> int:
         """Block until the generation passes ``seen`` or ``timeout`` ends; the generation now."""
+        deadline = self.clock.monotonic() + timeout
         with self._changed:
-            self._changed.wait_for(lambda: self.generation != seen, timeout=timeout)
+            while self.generation == seen and (left := deadline - self.clock.monotonic()) > 0:
+                self._changed.wait(timeout=left)
             return self.generation
 
     def notify(self, session: Session, job_id: int | None = None) -> None:

@@ -28,7 +28,8 @@ from adapters.base import (
     StepContext,
     TransientError,
 )
-from adapters.sim.world import WorldFile, sim_now
+from adapters.clock import VirtualClock
+from adapters.sim.world import AcceleratedClock, WorldFile
 from fleet.model import Inventory
 from fleet.snapshot import parse_inventory
 
@@ -64,14 +65,15 @@ class SimBackend(Backend):
         info = self.world.read()
         self.speedup = float(info["speedup"])
         self.seed = int(info["seed"])
-        self._clock = dict(info["clock"])
+        #: Simulated time: accelerated wall time, or a :class:`VirtualClock` (bench/engine.py)
+        self.clock: AcceleratedClock | VirtualClock = AcceleratedClock(info["clock"], self.speedup)
         # Faults are part of the world from its creation (sim.faults / sim.fault_rate): a world
         # made without any never fires one, so its steps need not read the world to find out.
         self._faulty = bool(info.get("faults") or info.get("fault_rate"))
 
     # -- reading -----------------------------------------------------------------------------
     def now(self) -> float:
-        return sim_now({"clock": self._clock, "speedup": self.speedup})
+        return self.clock.now()
 
     def discover(self) -> Inventory:
         world = self.world.read()
@@ -299,17 +301,18 @@ class SimBackend(Backend):
         keys = (f"out:{spec.source}", f"in:{spec.target}")
         with self._active_lock:
             self._active.update(keys)
-        started = time.monotonic()
+        started, sim_started = time.monotonic(), self.clock.now()
+        slice_s = _SLICE_WALL_S * self.speedup
         try:
             world = self.world.read()
-            done, half_fired, last, link_s = 0, False, time.monotonic(), 0.0
+            done, half_fired, last, link_s = 0, False, sim_started, 0.0
             while done < nbytes:
                 if ctx.cancelled():
                     raise Cancelled(f"move of {spec.ct} cancelled during copy")
                 rate = self._rate(spec, world)  # bytes per simulated second, for this slice
-                time.sleep(max(0.0, min(_SLICE_WALL_S, (nbytes - done) / rate / self.speedup - (time.monotonic() - last))))
-                now = time.monotonic()  # all wall time since the last slice counts, busy or asleep
-                sent = min(nbytes - done, int(rate * (now - last) * self.speedup) + 1)
+                self.clock.sleep(max(0.0, min(slice_s, (nbytes - done) / rate - (self.clock.now() - last))))
+                now = self.clock.now()  # all time since the last slice counts, busy or asleep
+                sent = min(nbytes - done, int(rate * (now - last)) + 1)
                 done, last, link_s = done + sent, now, link_s + sent / rate
                 ctx.progress(done, nbytes)
                 if not half_fired and done * 2 >= nbytes:
@@ -323,10 +326,10 @@ class SimBackend(Backend):
             f"{spec.target}:/var/lib/vz/private/{spec.dest_ct}/"], 0,
             (time.monotonic() - started) * 1000, detail={"bytes": nbytes}))
         ctx.figures["transfer_s"] = ctx.figures.get("transfer_s", 0.0) + link_s
-        return (time.monotonic() - started) * self.speedup
+        return self.clock.now() - sim_started
 
     def _sleep(self, sim_seconds: float, ctx: StepContext) -> None:
-        time.sleep(sim_seconds / self.speedup)
+        self.clock.sleep(sim_seconds)
 
     def _fault(self, spec: MoveSpec, step: str, ctx: StepContext) -> None:
         """Raise the fault the world has scheduled for this step of this move, if any."""

@@ -153,3 +153,18 @@ def sim_now(world: dict[str, Any]) -> float:
     """Simulated seconds since the world began: accelerated wall time."""
     clock = world["clock"]
     return clock["sim"] + (time.time() - clock["wall"]) * world["speedup"]
+
+
+class AcceleratedClock:
+    """The simulator's default time: the world's clock, ``speedup`` simulated seconds per wall
+    second (shared by every process that opens the same world)."""
+
+    def __init__(self, world_clock: dict[str, float], speedup: float) -> None:
+        self._clock = dict(world_clock)
+        self.speedup = speedup
+
+    def now(self) -> float:
+        return sim_now({"clock": self._clock, "speedup": self.speedup})
+
+    def sleep(self, sim_seconds: float) -> None:
+        time.sleep(sim_seconds / self.speedup)

@@ -1,0 +1,119 @@
+"""Start-up time of the CLI and peak memory of the planner, each against a baseline of the same run.
+
+- Start-up: ``ferry --help`` and ``ferry jobs`` (on a simulated fleet's config, its store created
+  by a first call that is not counted) against a bare ``python -c pass``, each run
+  :data:`RUNS` times as a fresh process; the medians of wall time and of CPU time (user + system,
+  the children's rusage) are printed with their ratio to the bare interpreter. CPU time moves
+  less with the machine's load than wall time.
+- Peak memory: a fresh process builds a synthetic fleet of 20k / 50k containers (baseline: it stops
+  there) or builds it and plans (evacuate one node; rebalance with ``max_moves`` 200). Printed:
+  the process's maximum RSS (``ru_maxrss``) and the traced allocation peak of the planning call
+  alone (tracemalloc), against the same figures of building the fleet.
+
+Run: ``.venv/bin/python -m bench footprint`` (minutes: the traced 50k rebalance
+alone took 6 minutes at load average 10).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNS = 5
+SIZES = (20_000, 50_000)
+
+
+def _env() -> dict[str, str]:
+    """The worktree's code first (the editable install may point at another checkout)."""
+    return {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def _timed(argv: list[str], cwd: Path) -> tuple[float, float]:
+    """(wall s, CPU s) of one fresh process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    subprocess.run(argv, cwd=cwd, env=_env(), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   timeout=120)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def _sim_config(folder: Path) -> Path:
+    path = folder / "ferry.toml"
+    path.write_text("\n".join(["[ferry]", 'backend = "sim"', 'state_dir = "state"',
+                               "[sim]", f'fleet_file = "{ROOT / "config" / "fleets" / "demo.yaml"}"']) + "\n")
+    return path
+
+
+def startup() -> list[tuple[str, float, float]]:
+    """(what, median wall s, median CPU s) per command, the bare interpreter first."""
+    folder = Path(tempfile.mkdtemp(prefix="ferry-bench-startup-"))
+    config = _sim_config(folder)
+    # what the installed ``ferry`` script runs, with this checkout's code
+    ferry = [sys.executable, "-c", "import sys; from service.cli import main; sys.argv[0] = 'ferry'; sys.exit(main())"]
+    commands = [("python -c pass", [sys.executable, "-c", "pass"]),
+                ("ferry --help", [*ferry, "--help"]),
+                ("ferry jobs (sim config)", [*ferry, "--config", str(config), "jobs"])]
+    _timed(commands[-1][1], folder)  # creates the store and the simulated world
+    rows = []
+    for what, argv in commands:
+        runs = [_timed(argv, folder) for _ in range(RUNS)]
+        rows.append((what, statistics.median(w for w, _ in runs), statistics.median(c for _, c in runs)))
+    return rows
+
+
+_MEMORY_CHILD = """
+import json, resource, sys, tracemalloc
+from fleet import Policy
+from planners import plan_evacuate, plan_rebalance
+from planners.synthetic import Shape, synthetic_fleet
+containers, task = int(sys.argv[1]), sys.argv[2]
+tracemalloc.start()
+inv = synthetic_fleet(1, containers // 50, containers, Shape(hot_node_fill=0.95, hot_share=0.25, fill=0.4))
+built = tracemalloc.get_traced_memory()[1]
+tracemalloc.reset_peak()
+if task == "evacuate":
+    plan_evacuate(inv, [inv.nodes[0].name], Policy())
+elif task == "rebalance":
+    plan_rebalance(inv, Policy(max_moves=200))
+traced = tracemalloc.get_traced_memory()[1] if task != "fleet" else built
+print(json.dumps({"rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "traced": traced / 2**20}))
+"""
+
+
+def memory(containers: int, task: str) -> dict[str, float]:
+    """Maximum RSS (MiB) of a fresh process that builds the fleet and does ``task``, and the traced
+    allocation peak (MiB) of the task alone (``fleet``: of building the fleet)."""
+    out = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, str(containers), task], env=_env(), check=True,
+                         capture_output=True, text=True, timeout=600).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main() -> None:
+    rows = startup()
+    _, base_wall, base_cpu = rows[0]
+    print(f"CLI start-up, median of {RUNS} fresh processes (ratio: against python -c pass, same run)")
+    print(f"  {'command':<26}{'wall s':>8}{'x':>7}{'CPU s':>8}{'x':>7}")
+    for what, wall, cpu in rows:
+        print(f"  {what:<26}{wall:>8.3f}{wall / base_wall:>7.1f}{cpu:>8.3f}{cpu / base_cpu:>7.1f}")
+    print("planner peak memory, one fresh process each (ratio: against building the same fleet)")
+    print(f"  {'containers':>10} {'task':<10}{'max RSS MiB':>12}{'x':>7}{'traced MiB':>11}{'x':>7}")
+    for size in SIZES:
+        base = memory(size, "fleet")
+        for task in ("fleet", "evacuate", "rebalance"):
+            r = base if task == "fleet" else memory(size, task)
+            print(f"  {size:>10,} {task:<10}{r['rss']:>12.0f}{r['rss'] / base['rss']:>7.2f}"
+                  f"{r['traced']:>11.1f}{r['traced'] / base['traced']:>7.2f}")
+
+
+if __name__ == "__main__":
+    main()
