@@ -163,7 +163,7 @@ def _whole_move_slots(enabled: bool) -> Any:
 def run_once(count: int, outgoing: int, *, slots: bool = True, database: str | None = None) -> dict[str, float]:
     """One evacuation on a virtual clock (``database``: the store's URL; default SQLite)."""
     folder = Path(tempfile.mkdtemp(prefix="ferry-bench-engine-"))
-    policy = Policy(max_parallel=8, max_outgoing_per_node=outgoing, default_link_mb_s=NIC_MB_S / outgoing)
+    policy = Policy(max_parallel=8, max_outgoing_per_node=outgoing, default_link_mb_s=NIC_MB_S)  # a plan shares it
     config = Config(ferry=FerrySection(backend="sim", state_dir=str(folder / "state"), database=database or ""),
                     policy=policy,
                     engine=EngineSection(retry_initial_s=0.01, retry_max_s=0.05),
