@@ -70,14 +70,20 @@ def taken_over(landing: Landing, kind: str, nodes: Collection[str]) -> bool:
 
 def as_it_will_be(inv: Inventory, outlook: Outlook, *, kind: str, nodes: Collection[str] = ()) -> Inventory:
     """``inv`` with every landing applied (except the ones a plan of ``kind`` for ``nodes`` takes
-    over) and every reserved node receiving nothing."""
+    over) and every reserved node receiving nothing. A container another job moves is pinned
+    where it lands, so that no chain of the new plan picks it to make room (the store would
+    refuse the job: a running move is never interrupted), unless it lands on a node the new plan
+    empties."""
     cts = {c.id: c for c in inv.containers}
     by_name = {n.name: n for n in inv.nodes}
+    moving: set[str] = set()  # another job moves them: the new plan leaves them where they land
     for landing in outlook.landings:
         ct = cts.get(landing.ct)
         if (ct is None or landing.target not in by_name or ct.node not in by_name
                 or taken_over(landing, kind, nodes)):
             continue
+        if landing.target not in nodes:  # landing on a node being emptied: it must leave again
+            moving.add(ct.id)
         if ct.node != landing.target:  # not yet cut over: its load leaves the source now
             _shift(by_name, ct, landing.target, landing.target_storage)
         cts[ct.id] = ct.model_copy(update={"node": landing.target,
@@ -85,8 +91,9 @@ def as_it_will_be(inv: Inventory, outlook: Outlook, *, kind: str, nodes: Collect
     for name in outlook.reserved:
         if name in by_name and name not in nodes:
             by_name[name] = by_name[name].model_copy(update={"maintenance": True})
+    rules = inv.rules.model_copy(update={"pinned": sorted({*inv.rules.pinned, *moving})})
     return inv.model_copy(update={"nodes": [by_name[n.name] for n in inv.nodes],
-                                  "containers": list(cts.values())})
+                                  "containers": list(cts.values()), "rules": rules})
 
 
 def _shift(nodes: dict[str, Node], ct: Container, target: str, target_storage: str | None) -> None:
