@@ -25,6 +25,7 @@ from service.cli_node import (
 )
 from service.render import plain
 
+
 def _ops() -> ModuleType:
     """service.campaign_ops, loaded when a verb runs (it loads the store: the CLI starts without)."""
     from service import campaign_ops
