@@ -13,6 +13,7 @@ import time
 from rich.console import Console
 
 from adapters.sim.audit import audit_world
+from fleet.model import Inventory
 from planners import plan_evacuate
 from service import render
 from service.config import DEMO_FLEET, Config, EngineSection, FerrySection
@@ -29,6 +30,12 @@ def demo_config(state_dir: str, speedup: float) -> Config:
     )
 
 
+def hottest_node(inv: Inventory) -> str:
+    """The node the demo evacuates: the one with the most memory configured, as a share."""
+    loads = render.node_loads(inv)
+    return max(loads, key=lambda n: loads[n]["memory"])
+
+
 def run_demo(console: Console, *, speedup: float = 120.0, state_dir: str = ".ferry/demo") -> int:
     shutil.rmtree(state_dir, ignore_errors=True)
     render.mark_fleet(render.SIMULATED)
@@ -37,7 +44,7 @@ def run_demo(console: Console, *, speedup: float = 120.0, state_dir: str = ".fer
     inv = rt.backend.discover()
     render.render_inventory(console, inv)
     loads = render.node_loads(inv)
-    hot = max(loads, key=lambda n: loads[n]["memory"])
+    hot = hottest_node(inv)
     console.rule(f"[bold]{hot} is the hottest node ({loads[hot]['memory'] * 100:.0f} % memory): evacuate it")
     plan = plan_evacuate(inv, [hot], rt.policy())
     render.render_plan(console, plan, inv, limit=15)

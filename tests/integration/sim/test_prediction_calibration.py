@@ -1,12 +1,17 @@
-"""Predictions are calibrated: with the default policy, the plan's predicted makespan of the demo's
-evacuation is within 15 % of the simulated run's, and the demo itself plans with those defaults.
+"""Predictions are calibrated: with the default policy, the plan's predicted makespan and downtime
+of the demo's evacuation are within 15 % of the simulated run's, and the demo itself plans with
+those defaults.
 
-Measured on the 2-core test machine (speedup 120, as ``ferry demo``): makespan predicted/simulated
-0.995 (it was 0.60 before moves shared their node's NIC in the model). Downtime: 0.58-0.68; the
-model's own figure matches the simulator's cutover (280 s predicted, 264-323 s by the simulator's
-rules without host time), but the simulated clock is accelerated wall time, so the host's work in
-each cutover (world file transactions, journal writes) counts x120 as simulated downtime. The bound
-below on downtime is therefore looser, and says so.
+The run is on a :class:`adapters.clock.VirtualClock`: simulated time passes only in the
+simulator's actions (copies, stops, starts) and the engine's waits, so the figures compared are
+the two models' and not the test machine's load. (On the accelerated wall clock of ``ferry demo``
+the host's milliseconds count x the speedup in the makespan; the simulator's downtime figure
+counts its actions only, as its ``transfer_s`` counts the link's time only.)
+
+Measured on the 2-core test machine: makespan predicted/simulated 1.06, downtime 0.99. Before,
+downtime was 0.58-0.68 on the wall clock: the simulator counted the host's work in each cutover
+x120 as downtime, and it modelled a Proxmox "live" move as OpenVZ's (freeze, copy the memory)
+where Proxmox runs a restart migration (stop, copy the delta, start) as the cost model says.
 """
 
 from __future__ import annotations
@@ -15,30 +20,45 @@ from pathlib import Path
 
 import pytest
 
+from adapters.clock import VirtualClock
 from fleet.policy import Policy
 from planners import plan_evacuate
-from service import render
 from service.config import DEMO_FLEET
-from service.demo import demo_config
-from service.jobs import create_job
+from service.demo import demo_config, hottest_node
+from service.jobs import create_job, job_moves
+from service.lifecycle import MoveState
 from service.runtime import Runtime
+
+TOLERANCE = 0.15
 
 
 def test_the_demo_plans_with_the_default_policy(tmp_path: Path) -> None:
     assert demo_config(str(tmp_path), 120.0).policy == Policy()
 
 
+def within(predicted: float, simulated: float) -> bool:
+    return abs(predicted - simulated) <= TOLERANCE * max(predicted, simulated)
+
+
 @pytest.mark.slow
-def test_predicted_makespan_of_the_demo_evacuation_is_within_15_percent_of_the_simulated_one(tmp_path: Path) -> None:
+def test_predicted_makespan_and_downtime_of_the_demo_evacuation_are_within_15_percent(tmp_path: Path) -> None:
     config = demo_config(str(tmp_path / "state"), 120.0)
     rt = Runtime(config)
+    clock = VirtualClock()  # this thread runs the engine: the clock's first participant
+    rt.backend.clock = clock
     inv = rt.backend.discover()
-    loads = render.node_loads(inv)
-    hot = max(loads, key=lambda n: loads[n]["memory"])
-    plan = plan_evacuate(inv, [hot], rt.policy())
-    summary = rt.engine().run_job(create_job(rt.sessions, plan, approved=True))
+    plan = plan_evacuate(inv, [hottest_node(inv)], rt.policy())
+    job_id = create_job(rt.sessions, plan, approved=True)
+    engine = rt.engine()
+    engine.clock = clock
+    summary = engine.run_job(job_id)
     assert summary.state == "succeeded" and len(plan.moves) > 20 and config.sim.fleet_file == str(DEMO_FLEET)
-    makespan = summary.predicted_makespan_s / summary.makespan_s
-    downtime = summary.predicted_downtime_s / summary.observed_downtime_s
-    assert 0.85 <= makespan <= 1.15, (summary.predicted_makespan_s, summary.makespan_s)
-    assert 0.45 <= downtime <= 1.15, (summary.predicted_downtime_s, summary.observed_downtime_s)
+    assert clock.jumps > 0 and summary.makespan_s > 0 and summary.observed_downtime_s > 0
+    assert within(summary.predicted_makespan_s, summary.makespan_s), (summary.predicted_makespan_s, summary.makespan_s)
+    assert within(summary.predicted_downtime_s, summary.observed_downtime_s), \
+        (summary.predicted_downtime_s, summary.observed_downtime_s)
+    with rt.sessions() as session:  # the sums agree because every move's does, not by luck
+        moves = [m for m in job_moves(session, job_id) if m.state == MoveState.SUCCEEDED]
+    apart = [(m.ct, m.predicted["downtime_s"], m.figures["downtime_s"]) for m in moves
+             if not within(m.predicted["downtime_s"], m.figures.get("downtime_s", 0.0))]
+    assert len(moves) == len(plan.moves) and apart == []
