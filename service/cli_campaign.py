@@ -23,7 +23,6 @@ from service.cli_node import (
     maintenance_app,
     plan_request,
 )
-from service.render import plain
 
 
 def _ops() -> ModuleType:
@@ -49,6 +48,8 @@ def maintenance_create(ctx: typer.Context, nodes: NodesOpt, windows: WindowsOpt 
 @maintenance_app.command("list")
 def maintenance_list(ctx: typer.Context, fmt: FormatOpt = Format.table) -> None:
     """Saved campaigns, newest first."""
+    from service.render import plain
+
     rows = _ops().list_campaigns(runtime(ctx))
     if fmt is Format.json:
         emit_json(rows)
@@ -103,6 +104,8 @@ def _jobs(entries: list[dict[str, Any]]) -> str:
 
 
 def _show(detail: dict[str, Any], fmt: Format) -> None:
+    from service.render import plain
+
     if fmt is Format.json:
         emit_json(detail)
         return

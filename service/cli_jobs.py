@@ -26,7 +26,7 @@ WATCH_LIMIT_S = 24 * 3600.0
 
 @jobs_app.callback()
 def jobs_list(ctx: typer.Context, fmt: FormatOpt = Format.table, limit: Annotated[
-        int, typer.Option(metavar="JOBS", help="newest jobs to list")] = asks.DEFAULT_JOB_LIMIT,
+        int, typer.Option(metavar="JOBS", help="newest jobs to list")] = cli_options.DEFAULT_JOB_LIMIT,
         wide: WideOpt = False) -> None:
     if ctx.invoked_subcommand is not None:
         return

@@ -32,11 +32,11 @@ from service.cli import (
     review,
     runtime,
 )
-from service.operations.requests import MaintenancePlanRequest
 from service.windows import parse_duration
 
 if TYPE_CHECKING:
     from service.nodes import NodeEvent
+    from service.operations.requests import MaintenancePlanRequest
 
 node_app = typer.Typer(no_args_is_help=True, help="A node's lifecycle: cordon, drain, maintenance, restore.")
 app.add_typer(node_app, name="node")
@@ -128,10 +128,10 @@ NodesOpt = Annotated[str, typer.Option(metavar="NODE,...", help="comma-separated
 WindowsOpt = Annotated[str | None, typer.Option(
     metavar="WINDOWS",
     help="';'-separated windows, e.g. 'sat 01:00 for 2h; sun 01:00 for 2h' (default: [schedule] windows)")]
-MaxOutOpt = Annotated[int, typer.Option("--max-out", metavar="NODES", help=described(MaintenancePlanRequest, "max_out"))]
-MaintenanceOpt = Annotated[str, typer.Option(metavar="DURATION", help=described(MaintenancePlanRequest, "maintenance"))]
-StartOpt = Annotated[str | None, typer.Option(metavar="INSTANT", help=described(MaintenancePlanRequest, "start"))]
-PlanRequestT = TypeVar("PlanRequestT", bound=MaintenancePlanRequest)
+MaxOutOpt = Annotated[int, typer.Option("--max-out", metavar="NODES", help=described("max_out"))]
+MaintenanceOpt = Annotated[str, typer.Option(metavar="DURATION", help=described("maintenance"))]
+StartOpt = Annotated[str | None, typer.Option(metavar="INSTANT", help=described("start"))]
+PlanRequestT = TypeVar("PlanRequestT", bound="MaintenancePlanRequest")
 
 
 def plan_request(model: type[PlanRequestT], nodes: str, windows: str | None, **options: Any) -> PlanRequestT:
@@ -146,6 +146,7 @@ def maintenance_plan(ctx: typer.Context, nodes: NodesOpt, windows: WindowsOpt = 
     """The calendar: which window each node drains in, its moves fitted into windows, its return."""
     from service import render
     from service.campaigns import plan_maintenance
+    from service.operations.requests import MaintenancePlanRequest
 
     asked = plan_request(MaintenancePlanRequest, nodes, windows, max_out=max_out, maintenance=maintenance,
                          start=start)
@@ -161,6 +162,7 @@ def maintenance_run(ctx: typer.Context, nodes: NodesOpt, windows: WindowsOpt = N
     from service import render
     from service.campaign_run import run_campaign
     from service.campaigns import campaign_windows, plan_maintenance
+    from service.operations.requests import MaintenancePlanRequest
 
     rt = runtime(ctx)
     asked = plan_request(MaintenancePlanRequest, nodes, windows, max_out=max_out, maintenance=maintenance)

@@ -36,6 +36,7 @@ from service.cli_options import (
     snapshot_of,
 )
 from service.exits import ExitCode
+from service.operations.request_fields import Solver
 
 if TYPE_CHECKING:
     from service import operations as ops
@@ -66,7 +67,7 @@ def show_nodes_plan(ctx: typer.Context, goal: ops.NodeGoal, nodes: list[str], sn
 
 @plan_app.command("drain")
 def plan_drain(ctx: typer.Context, nodes: NodesArg, snapshot: InventoryOpt = None, out: OutOpt = None,
-               fmt: FormatOpt = Format.table, solver: SolverOpt = asks.Solver.greedy.value,
+               fmt: FormatOpt = Format.table, solver: SolverOpt = Solver.greedy.value,
                time_limit: TimeLimitOpt = DEFAULT_TIME_LIMIT_S, wide: WideOpt = False) -> None:
     """Like evacuate, for maintenance: the moves are later fitted into windows."""
     show_nodes_plan(ctx, "drain", nodes, snapshot, out, fmt, solver, time_limit, wide)
@@ -76,11 +77,11 @@ def plan_drain(ctx: typer.Context, nodes: NodesArg, snapshot: InventoryOpt = Non
 def plan_rebalance_cmd(
     ctx: typer.Context, snapshot: InventoryOpt = None, out: OutOpt = None, fmt: FormatOpt = Format.table,
     aggressiveness: Annotated[int | None, typer.Option(
-        metavar="1..5", help=described(asks.RebalanceRequest, "aggressiveness"))] = None,
+        metavar="1..5", help=described("aggressiveness"))] = None,
     max_moves: Annotated[int | None, typer.Option(metavar="MOVES", help="at most this many moves")] = None,
     min_gain: Annotated[float | None, typer.Option(
         metavar="FRACTION", help="the smallest gain in peak utilisation a move must bring (0.01 = 1 point)")] = None,
-    solver: SolverOpt = asks.Solver.greedy.value, time_limit: TimeLimitOpt = DEFAULT_TIME_LIMIT_S,
+    solver: SolverOpt = Solver.greedy.value, time_limit: TimeLimitOpt = DEFAULT_TIME_LIMIT_S,
     wide: WideOpt = False,
 ) -> None:
     """Spread load with few, cheap moves."""

@@ -35,7 +35,7 @@ from service.cli import (
     show_nodes_plan,
     snapshot_of,
 )
-from service.operations.requests import Solver
+from service.operations.request_fields import Solver
 
 FromBackupsOpt = Annotated[bool, typer.Option(
     "--from-backups", help="the node is dead: bring its containers back from their newest backups")]

@@ -7,20 +7,12 @@ same on both surfaces (``aggressiveness=9: Input should be less than or equal to
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-#: Seconds CP-SAT searches when the caller does not say.
-DEFAULT_TIME_LIMIT_S = 10.0
-#: Jobs listed when the caller does not say, and the most one listing returns.
-DEFAULT_JOB_LIMIT, MAX_JOB_LIMIT = 50, 10_000
-
-
-class Solver(StrEnum):
-    greedy = "greedy"
-    cp_sat = "cp-sat"
+from service.operations.request_fields import DEFAULT_JOB_LIMIT, DEFAULT_TIME_LIMIT_S, MAX_JOB_LIMIT, Solver
+from service.operations.request_fields import DESCRIPTIONS as SAYS
 
 
 class Request(BaseModel):
@@ -31,9 +23,8 @@ class Request(BaseModel):
 
 
 class SolverChoice(Request):
-    solver: Solver = Field(default=Solver.greedy,
-                           description="greedy: fast, near-optimal; cp-sat: OR-Tools, for small fleets")
-    time_limit: float = Field(default=DEFAULT_TIME_LIMIT_S, ge=0.1, strict=True, description="cp-sat: seconds to search")
+    solver: Solver = Field(default=Solver.greedy, description=SAYS["solver"])
+    time_limit: float = Field(default=DEFAULT_TIME_LIMIT_S, ge=0.1, strict=True, description=SAYS["time_limit"])
 
 
 class NodesPlanRequest(SolverChoice):
@@ -41,7 +32,7 @@ class NodesPlanRequest(SolverChoice):
 
 
 class RebalanceRequest(SolverChoice):
-    aggressiveness: int | None = Field(default=None, ge=1, le=5, strict=True, description="1 = fix violations only, 5 = any gain")
+    aggressiveness: int | None = Field(default=None, ge=1, le=5, strict=True, description=SAYS["aggressiveness"])
     max_moves: int | None = Field(default=None, ge=0, strict=True)
     min_gain: float | None = Field(default=None, ge=0.0, strict=True)
 
@@ -58,8 +49,8 @@ class PlaceRequest(Request):
 
 
 class JobOptions(Request):
-    approve: bool = Field(default=False, strict=True, description="the job may run at once (else it waits for approval)")
-    window: bool = Field(default=False, strict=True, description="start moves only inside the configured maintenance windows")
+    approve: bool = Field(default=False, strict=True, description=SAYS["approve"])
+    window: bool = Field(default=False, strict=True, description=SAYS["window"])
 
 
 class NodesJobRequest(JobOptions):
@@ -84,6 +75,6 @@ class MaintenancePlanRequest(Request):
     nodes: list[str] = Field(min_length=1, description="the nodes to maintain, in this order")
     windows: list[str] = Field(default_factory=list, description=(
         "maintenance windows ('sat 01:00 for 2h', 'Sat 01:00-03:00'); none: the configured [schedule] windows"))
-    max_out: int = Field(default=1, ge=1, strict=True, description="nodes out of service at once, at most")
-    maintenance: str = Field(default="1h", description="how long each node's maintenance lasts, e.g. 45min, 2h")
-    start: str | None = Field(default=None, description="ISO 8601 instant the campaign may start (default: now)")
+    max_out: int = Field(default=1, ge=1, strict=True, description=SAYS["max_out"])
+    maintenance: str = Field(default="1h", description=SAYS["maintenance"])
+    start: str | None = Field(default=None, description=SAYS["start"])
