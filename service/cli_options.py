@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
-from service import operations as asks
+from service import operations as asks  # noqa: F401 - the commands name their requests through it
 from service.operations.request_fields import DEFAULT_JOB_LIMIT, DEFAULT_TIME_LIMIT_S, DESCRIPTIONS  # noqa: F401
 
 if TYPE_CHECKING:
