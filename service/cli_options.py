@@ -21,7 +21,12 @@ import typer
 from rich.console import Console
 
 from service import operations as asks  # noqa: F401 - the commands name their requests through it
-from service.operations.request_fields import DEFAULT_JOB_LIMIT, DEFAULT_TIME_LIMIT_S, DESCRIPTIONS  # noqa: F401
+from service.operations.request_fields import (  # noqa: F401
+    DEFAULT_JOB_LIMIT,
+    DEFAULT_TIME_LIMIT_S,
+    DESCRIPTIONS,
+    MAX_JOB_LIMIT,
+)
 
 if TYPE_CHECKING:
     from pydantic import BaseModel

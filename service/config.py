@@ -30,8 +30,7 @@ from fleet.networks import Networks
 from fleet.policy import Policy
 from fleet.snapshot import validate_model
 from service.campaign_hooks import MaintenanceSection
-from service.dns import DnsSection
-from service.notify import NotifySection
+from service.config_sections import DnsSection, NotifySection
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 #: The built-in simulated fleet: in the source tree, or where an image put it (FERRY_DEMO_FLEET).
@@ -251,12 +250,12 @@ def _resolve_files(table: dict[str, Any], base: Path) -> dict[str, Any]:
 def check_database_url(config: Config) -> None:
     """Refuse a job store URL that cannot work, before anything opens it: one line naming
     ``ferry.database`` (its password masked), never a driver's traceback."""
+    raw = config.ferry.database
+    if not raw:
+        return  # the default store, in the state directory (and SQLAlchemy not imported for nothing)
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-    raw = config.ferry.database
-    if not raw:
-        return
     try:
         url = make_url(raw)
     except (ArgumentError, ValueError):

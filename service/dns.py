@@ -37,30 +37,16 @@ import dns.rdatatype
 import dns.tsig
 import dns.tsigkeyring
 import dns.update
-from pydantic import BaseModel, ConfigDict, Field
 
 from adapters.base import Backend, Journal, JournalEntry, PermanentError, TransientError
 from fleet.errors import InputError
+from service.config_sections import DnsSection  # noqa: F401 - re-exported
 
 if TYPE_CHECKING:
     from service.config import Config
 
 #: Seconds one DNS exchange may take.
 TIMEOUT_S = 5.0
-
-
-class DnsSection(BaseModel):
-    """The ``[dns]`` table; empty ``server`` means records are left to ``openvz.dns_hook``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    server: str = ""
-    port: int = Field(default=53, ge=1, le=65535)
-    zone: str = ""
-    key_name: str = ""
-    key_file: str = ""
-    algorithm: str = "hmac-sha256"
-    low_ttl_s: int = Field(default=30, ge=0, le=86400)
-    names: dict[str, str] = Field(default_factory=dict)
 
 
 def _rdtype(ip: str) -> dns.rdatatype.RdataType:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import socket
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +51,7 @@ from service.store import (
     job_moves,
     utcnow,
 )
+from service.store_basics import lease_holder
 
 log = logging.getLogger("ferry.jobs")
 
@@ -162,26 +162,6 @@ def _insert_job(session: Session, plan: Plan, approved: bool) -> int:
                             predicted=move.predicted.model_dump(mode="json")))
     record_allocations(session, job.id, plan)
     return job.id
-
-
-def _process_alive(pid: int) -> bool:
-    """A zombie counts as dead (``kill -0`` would call it alive)."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
-def lease_holder(job: JobRow) -> str | None:
-    """The instance that is running ``job`` now, or None when nobody is (lease expired, or the
-    owner was a process on this host that is gone)."""
-    if not job.owner or job.lease_until is None or job.lease_until < utcnow():
-        return None
-    host, _, pid = job.owner.rpartition(":")
-    if host == socket.gethostname() and pid.isdigit() and not _process_alive(int(pid)):
-        return None
-    return job.owner
 
 
 @dataclass(frozen=True)

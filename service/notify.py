@@ -21,12 +21,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import Boolean, DateTime, String, Text, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from fleet.errors import InputError
+from service.config_sections import NotifySection, redacted  # noqa: F401 - re-exported
 from service.lifecycle import JobState
 from service.store import Base, JobRow, JournalRow, utcnow
 
@@ -36,32 +35,6 @@ log = logging.getLogger("ferry.notify")
 SWEEP_HORIZON = dt.timedelta(hours=24)
 #: A windowed job handed back by a closed window says so in its message (service.worker).
 WINDOW_WAIT = "waiting for a maintenance window"
-
-
-def redacted(url: str) -> str:
-    """What may be shown of an Apprise URL: its scheme only (the rest may hold a secret)."""
-    scheme, sep, _rest = url.partition("://")
-    return f"{scheme}://(rest hidden)" if sep and scheme.isalnum() else "(hidden)"
-
-
-class NotifySection(BaseModel):
-    """``[notify]``: where ferry tells people what happened (Apprise URLs, https://appriseit.com)."""
-
-    model_config = ConfigDict(extra="forbid")
-    #: e.g. ["mailtos://user:pass@example.org", "slack://T/B/C", "json://hooks.example.org/ferry"]
-    urls: list[str] = Field(default_factory=list, max_length=64)
-
-    @field_validator("urls")
-    @classmethod
-    def _apprise_urls(cls, urls: list[str]) -> list[str]:
-        # An InputError (not a ValueError) so that pydantic does not quote the URL back.
-        import apprise
-
-        for i, url in enumerate(urls):
-            if not apprise.Apprise().add(url):
-                raise InputError(f"notify.urls[{i}]", redacted(url),
-                                 "not an Apprise URL ferry can send to (see https://appriseit.com for the formats)")
-        return urls
 
 
 class NotifyEvent(StrEnum):

@@ -13,17 +13,19 @@ from __future__ import annotations
 from collections import Counter
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from fleet.model import Inventory
-from fleet.plan import Plan
 from fleet.text import escape_unsafe
 from service.lifecycle import MOVE_IN_FLIGHT, MOVE_PROBLEM, MoveState
+
+if TYPE_CHECKING:  # annotations only: listing jobs needs no fleet model
+    from fleet.model import Inventory
+    from fleet.plan import Plan
 
 GIB = 1024**3
 #: Said on every table of a command that acts on the simulated fleet, so that nobody mistakes its

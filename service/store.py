@@ -18,9 +18,7 @@ import contextlib
 import datetime as dt
 import fcntl
 import os
-import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -41,10 +39,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from service.lifecycle import MoveState
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+from service.store_basics import MIGRATIONS as _MIGRATIONS
+from service.store_basics import head_revision as _head_revision
+from service.store_basics import utcnow
 
 
 class Base(DeclarativeBase):
@@ -177,27 +174,6 @@ def open_database(url: str) -> sessionmaker[Session]:
         engine = create_engine(url, pool_pre_ping=True)
     migrate(engine)
     return sessionmaker(engine, expire_on_commit=False)
-
-
-_MIGRATIONS = Path(__file__).parent / "migrations"
-_REVISION_LINE = re.compile(r"""^(down_revision|revision)\s*(?::[^=]*)?=\s*(None|['"]\w+['"])\s*$""", re.M)
-
-
-def _head_revision() -> str | None:
-    """The one revision no migration file names as its ``down_revision``, read from the files'
-    plain ``revision = '…'`` lines; None when that is not clear-cut (a merge, an unusual file),
-    and then Alembic decides."""
-    revisions, parents = set(), set()
-    for path in (_MIGRATIONS / "versions").glob("*.py"):
-        found = dict(_REVISION_LINE.findall(path.read_text(encoding="utf-8")))
-        if "revision" not in found:
-            continue
-        if "down_revision" not in found:
-            return None
-        revisions.add(found["revision"].strip("'\""))
-        parents.add(found["down_revision"].strip("'\""))
-    heads = revisions - parents
-    return heads.pop() if len(heads) == 1 else None
 
 
 def _at_head(engine: SqlEngine) -> bool:
