@@ -1,7 +1,9 @@
 """The CLI starts without the heavy parts: ``ferry --help`` and every command's option parsing must
-not pay for the web stack, the solver, data frames, the planners or the job store. Checked in a
-fresh interpreter (this test process has imported everything already), by what the import of the
-CLI's top module leaves in ``sys.modules``; start-up times themselves are measured by the bench.
+not pay for the web stack, the solver, data frames, the planners, the job store or pydantic's
+models, and ``ferry jobs`` on a SQLite store lists it without SQLAlchemy. Checked in a fresh
+interpreter (this test process has imported everything already), by what the import of the CLI's
+top module, or a command, leaves in ``sys.modules``; start-up times themselves are measured by the
+bench (bench/footprint.py).
 """
 
 from __future__ import annotations
@@ -39,6 +41,34 @@ def test_the_help_of_every_top_command_is_written_without_them() -> None:
     modules = modules_after("import contextlib, io\nfrom service import cli\n"
                             "with contextlib.redirect_stdout(io.StringIO()):\n"
                             "    cli.command_tree()(['--help'], prog_name='ferry', standalone_mode=False)")
+    assert [p for p in HEAVY if loaded(modules, p)] == []
+
+
+def test_the_help_needs_no_pydantic_model() -> None:
+    modules = modules_after("import contextlib, io\nfrom service import cli\n"
+                            "with contextlib.redirect_stdout(io.StringIO()):\n"
+                            "    cli.command_tree()(['plan', 'evacuate', '--help'], prog_name='ferry', standalone_mode=False)")
+    assert loaded(modules, "typer") and not loaded(modules, "service.operations.requests")
+    assert not loaded(modules, "fleet.model") and not loaded(modules, "service.render")
+
+
+def jobs_command(config: Path) -> str:
+    return ("import contextlib, io\nfrom service import cli\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            f"    cli.command_tree()(['--config', {str(config)!r}, 'jobs'], prog_name='ferry', standalone_mode=False)")
+
+
+def test_ferry_jobs_lists_a_sqlite_store_without_sqlalchemy(tmp_path: Path) -> None:
+    from service.store import open_database
+
+    config = tmp_path / "ferry.toml"
+    config.write_text('[ferry]\nbackend = "sim"\nstate_dir = "state"\n')
+    first = modules_after(jobs_command(config))  # no store yet: the ORM creates it
+    assert [p for p in ("sqlalchemy", "alembic", "service.store") if loaded(first, p)] == \
+        ["sqlalchemy", "alembic", "service.store"]
+    open_database(f"sqlite:///{tmp_path / 'state' / 'ferry.db'}")  # there, at the newest schema
+    modules = modules_after(jobs_command(config))
+    assert "service.operations.listing" in modules and "service.config" in modules
     assert [p for p in HEAVY if loaded(modules, p)] == []
 
 
