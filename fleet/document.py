@@ -13,12 +13,11 @@ into billions of nodes (the "billion laughs"), and no snapshot, plan or config n
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from fleet.errors import InputError
 from fleet.text import describe_unsafe
@@ -33,16 +32,21 @@ MAX_STRING_CHARS = 65_536
 MAX_INT = 2**63 - 1
 
 
-class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+@functools.cache
+def _yaml_loader() -> type:
     """The safe loader, reading an unquoted timestamp (``taken_at: 2026-11-22T03:00:00Z``) as the
     text written, as JSON would: the formats keep times as ISO 8601 strings, and people write
-    them in YAML without quotes."""
+    them in YAML without quotes. Built on the first YAML document: a TOML config or a JSON
+    snapshot does not pay for importing PyYAML."""
+    import yaml
 
+    class Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+        pass
 
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
-_YAML_LOADER = _Loader
+    Loader.yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    return Loader
 
 
 def key_path(loc: tuple[Any, ...]) -> str:
@@ -112,8 +116,10 @@ class _YamlFrame:
 
 def _scan_yaml(text: str, source: str) -> None:
     """Refuse aliases, nesting beyond MAX_DEPTH and duplicate keys before anything is built."""
+    import yaml
+
     stack: list[_YamlFrame] = []
-    for event in yaml.parse(text, Loader=_YAML_LOADER):
+    for event in yaml.parse(text, Loader=_yaml_loader()):
         line = f"line {event.start_mark.line + 1}"
         if isinstance(event, yaml.AliasEvent):
             raise InputError(line, f"*{event.anchor}", "YAML aliases are not accepted: write the value out",
@@ -137,9 +143,11 @@ def _scan_yaml(text: str, source: str) -> None:
 
 
 def _decode_yaml(text: str, source: str) -> Any:
+    import yaml
+
     try:
         _scan_yaml(text, source)
-        return yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506 - a safe loader
+        return yaml.load(text, Loader=_yaml_loader())  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "document"

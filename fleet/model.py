@@ -95,9 +95,10 @@ def _unset(value: object) -> bool:
 
 
 class _Record(BaseModel):
-    # strict: "12" or true is not a number of CPUs; a snapshot says what it means.
+    # strict: "12" or true is not a number of CPUs; a snapshot says what it means. The validators
+    # are built on first use: a command that reads no snapshot (``ferry jobs``) does not pay for them.
     model_config = ConfigDict(extra="allow", frozen=True, validate_default=True, allow_inf_nan=False,
-                              strict=True)
+                              strict=True, defer_build=True)
 
 
 class Storage(_Record):
