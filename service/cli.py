@@ -62,8 +62,10 @@ def main_options(ctx: typer.Context, config: Annotated[
 def inventory(ctx: typer.Context, fmt: FormatOpt = Format.table) -> None:
     """Show the fleet (or write a snapshot with --format json)."""
     from service import operations as ops
+    from service.operations.listing import inventory_from_sqlite
 
-    inv = ops.current_inventory(runtime(ctx))
+    rt = runtime(ctx)
+    inv = inventory_from_sqlite(rt) or ops.current_inventory(rt)  # the ORM: node states, a new store
     if fmt is Format.json:
         from fleet.snapshot import dump_inventory
 

@@ -19,10 +19,8 @@ from sqlalchemy import JSON, DateTime, String, select
 from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
 from fleet.model import Container, Inventory
+from service.recovery_facts import facts_to_remember
 from service.store import Base, utcnow
-
-#: Figures that change with every look (kept out so that remembering stays a no-op).
-_PASSING = ("cpu_usage", "memory_used_mb", "dirty_mb_per_s")
 
 
 class SeenContainerRow(Base):
@@ -35,16 +33,9 @@ class SeenContainerRow(Base):
     seen_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
-def _lasting(ct: Container) -> dict[str, Any]:
-    facts = ct.model_dump(mode="json", exclude=set(_PASSING))
-    facts["disk_gb"] = round(float(facts.get("disk_gb") or 0.0), 1)
-    return facts
-
-
 def remember(sessions: sessionmaker, inv: Inventory) -> None:
     """Record every online node's containers (what changed only); offline nodes keep theirs."""
-    online = [n.name for n in inv.nodes if n.online]
-    now = {(c.node, c.id): _lasting(c) for c in inv.containers if c.node in set(online)}
+    online, now = facts_to_remember(inv)
     with sessions() as session:
         rows = session.scalars(select(SeenContainerRow).where(SeenContainerRow.node.in_(online))).all()
         if {(r.node, r.ct): r.facts for r in rows} == now:

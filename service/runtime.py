@@ -12,23 +12,26 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from sqlalchemy.orm import Session, sessionmaker
-
 from adapters.base import Backend
 from fleet.policy import Policy
 from service.config import Config
-from service.dns import attach_records
-from service.jobs import last_moved, learned_links
-from service.store import open_database
 
-if TYPE_CHECKING:  # the engine (threads, sagas, claims) loads when a job runs, not for every command
+if TYPE_CHECKING:  # the engine (threads, sagas, claims) loads when a job runs, not for every command;
+    # the job store (SQLAlchemy) and dnspython when a command first uses them (``ferry inventory``
+    # reads an unchanged store without them: service/operations/listing.py)
+    from sqlalchemy.orm import Session, sessionmaker
+
     from service.engine import Engine
     from service.saga import Progress
 
 
 def make_backend(config: Config) -> Backend:
-    module = importlib.import_module(f"adapters.{config.backend}")
-    return attach_records(module.create_backend(config.backend_settings()), config)
+    backend = importlib.import_module(f"adapters.{config.backend}").create_backend(config.backend_settings())
+    if not config.dns.server:  # nothing to attach: dnspython is not imported for nothing
+        return backend
+    from service.dns import attach_records
+
+    return attach_records(backend, config)
 
 
 @dataclass
@@ -45,10 +48,14 @@ class Runtime:
     def sessions(self) -> sessionmaker[Session]:
         if self.config.database_url.startswith("sqlite:///"):
             self.config.make_state_dir()
+        from service.store import open_database
+
         return open_database(self.config.database_url)
 
     def policy(self) -> Policy:
         """Config policy, with link speeds learned from finished moves filling in the gaps."""
+        from service.jobs import learned_links
+
         learned = learned_links(self.sessions)
         if not learned:
             return self.config.policy
@@ -57,6 +64,8 @@ class Runtime:
 
     def cooldown_inputs(self) -> tuple[dict[str, dt.datetime], dt.datetime]:
         """Last-moved times and 'now' on the world's clock, for the rebalancer's cooldown."""
+        from service.jobs import last_moved
+
         def stamp(seconds: float) -> dt.datetime:
             return dt.datetime.fromtimestamp(seconds, dt.UTC)
         moved = {ct: stamp(t) for ct, t in last_moved(self.sessions).items()}

@@ -52,24 +52,28 @@ def test_the_help_needs_no_pydantic_model() -> None:
     assert not loaded(modules, "fleet.model") and not loaded(modules, "service.render")
 
 
-def jobs_command(config: Path) -> str:
+def jobs_command(config: Path, verb: str = "jobs") -> str:
     return ("import contextlib, io\nfrom service import cli\n"
             "with contextlib.redirect_stdout(io.StringIO()):\n"
-            f"    cli.command_tree()(['--config', {str(config)!r}, 'jobs'], prog_name='ferry', standalone_mode=False)")
+            f"    cli.command_tree()(['--config', {str(config)!r}, {verb!r}], prog_name='ferry', standalone_mode=False)")
 
 
-def test_ferry_jobs_lists_a_sqlite_store_without_sqlalchemy(tmp_path: Path) -> None:
+def test_ferry_jobs_and_inventory_read_a_sqlite_store_without_sqlalchemy(tmp_path: Path) -> None:
     from service.store import open_database
 
     config = tmp_path / "ferry.toml"
-    config.write_text('[ferry]\nbackend = "sim"\nstate_dir = "state"\n')
+    fleet = ROOT / "tests" / "doubles" / "fleets" / "small.yaml"
+    config.write_text(f'[ferry]\nbackend = "sim"\nstate_dir = "state"\n[sim]\nfleet_file = "{fleet}"\n')
     first = modules_after(jobs_command(config))  # no store yet: the ORM creates it
     assert [p for p in ("sqlalchemy", "alembic", "service.store") if loaded(first, p)] == \
         ["sqlalchemy", "alembic", "service.store"]
     open_database(f"sqlite:///{tmp_path / 'state' / 'ferry.db'}")  # there, at the newest schema
+    modules_after(jobs_command(config, "inventory"))  # the first look at the fleet remembers it
     modules = modules_after(jobs_command(config))
     assert "service.operations.listing" in modules and "service.config" in modules
     assert [p for p in HEAVY if loaded(modules, p)] == []
+    modules = modules_after(jobs_command(config, "inventory"))  # its first call remembered the fleet
+    assert loaded(modules, "adapters.sim") and [p for p in HEAVY if loaded(modules, p)] == []
 
 
 def test_a_plan_brings_the_planners_the_cli_did_not() -> None:

@@ -1,9 +1,12 @@
-"""``ferry jobs`` reads a SQLite store without SQLAlchemy (service/operations/listing.py): its
-columns are the ORM's, and its answer is service.jobs.list_jobs's, row for row, on the same store;
-a store it cannot read as is (missing, not at the newest schema, not SQLite) goes to the ORM."""
+"""``ferry jobs`` and ``ferry inventory`` read a SQLite store without SQLAlchemy
+(service/operations/listing.py): the columns are the ORM's, and the answers are the ORM path's on
+the same store (service.jobs.list_jobs, service.operations.current_inventory, with what it
+remembers); a store it cannot read as is (missing, not at the newest schema, not SQLite, a node
+state to settle or apply) goes to the ORM."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import socket
@@ -14,8 +17,13 @@ from sqlalchemy import update
 
 from fleet.plan import Goal, Move, Plan
 from service import jobs
+from service.config import Config, FerrySection
 from service.lifecycle import MoveState
+from service.nodes import NodeState, set_state
 from service.operations import listing
+from service.operations.planning import current_inventory
+from service.recovery_seen import SeenContainerRow
+from service.runtime import Runtime
 from service.store import JobRow, MoveRow, open_database, utcnow
 
 
@@ -61,3 +69,38 @@ def test_a_store_it_cannot_read_as_is_goes_to_the_orm(tmp_path: Path) -> None:
     assert listing.list_jobs_from_sqlite(url, 50) is None  # older schema: the ORM migrates it
     assert listing.list_jobs_from_sqlite("postgresql+psycopg://ferry@db/ferry", 50) is None
     assert listing.list_jobs_from_sqlite("sqlite:///:memory:", 50) is None
+
+
+def sim_runtime(state: Path) -> Runtime:
+    fleet_file = Path(__file__).resolve().parents[1] / "doubles" / "fleets" / "small.yaml"
+    return Runtime(Config(ferry=FerrySection(backend="sim", state_dir=str(state)), sim={"fleet_file": str(fleet_file)}))
+
+
+def seen_rows(state: Path) -> list[tuple[str, str, str]]:
+    with contextlib.closing(sqlite3.connect(state / "ferry.db")) as conn:
+        return conn.execute("SELECT node, ct, seen_at FROM seen_containers ORDER BY node, ct").fetchall()
+
+
+def test_the_inventory_is_the_orms_and_an_unchanged_fleet_writes_nothing(tmp_path: Path) -> None:
+    assert set(listing.SEEN_COLUMNS) <= set(SeenContainerRow.__table__.columns.keys())
+    assert {"node_states", "seen_containers"} <= set(SeenContainerRow.metadata.tables)
+    state = tmp_path / "state"
+    assert listing.inventory_from_sqlite(sim_runtime(state)) is None  # no store yet
+    expected = current_inventory(sim_runtime(state))  # the ORM path creates the store and remembers
+    remembered = seen_rows(state)
+    assert len(remembered) == len(expected.containers) > 0
+    assert listing.inventory_from_sqlite(sim_runtime(state)) == expected
+    assert seen_rows(state) == remembered  # nothing written
+    with contextlib.closing(sqlite3.connect(state / "ferry.db")) as conn, conn:
+        conn.execute("DELETE FROM seen_containers WHERE ct = ?", (remembered[0][1],))
+    assert listing.inventory_from_sqlite(sim_runtime(state)) == expected
+    assert [row[:2] for row in seen_rows(state)] == [row[:2] for row in remembered]  # written again
+
+
+def test_a_node_with_a_state_sends_the_inventory_to_the_orm(tmp_path: Path) -> None:
+    rt = sim_runtime(tmp_path / "state")
+    inv = current_inventory(rt)
+    with rt.sessions.begin() as session:
+        set_state(session, inv.nodes[0].name, NodeState.CORDONED)
+    assert listing.inventory_from_sqlite(sim_runtime(tmp_path / "state")) is None
+    assert current_inventory(rt).nodes[0].cordoned
