@@ -2,7 +2,7 @@
 
 - Start-up: ``ferry --help``, ``ferry jobs`` and ``ferry inventory`` (on a simulated fleet's
   config, its store and world created by a first call that is not counted) against a bare
-  ``python -c pass``, each run :data:`RUNS` times as a fresh process; the medians of wall time and
+  ``python -c pass`` (and, for scale, a one-command Typer app: the framework's floor), each run :data:`RUNS` times as a fresh process; the medians of wall time and
   of CPU time (user + system, the children's rusage) are printed with their ratio to the bare
   interpreter, and CPU time against the :data:`STARTUP_TARGET_S` goal. CPU time moves less with
   the machine's load than wall time.
@@ -54,6 +54,11 @@ def _timed(argv: list[str], cwd: Path) -> tuple[float, float]:
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
+#: The framework's own floor: a one-command Typer app parsing one option (Typer 0.29 coerces every
+#: option through a pydantic TypeAdapter, so pydantic is imported by any command that takes one).
+_TYPER_FLOOR = "import typer\napp = typer.Typer()\n@app.command()\ndef one(n: int = 0) -> None: pass\napp()"
+
+
 def _sim_config(folder: Path) -> Path:
     path = folder / "ferry.toml"
     path.write_text("\n".join(["[ferry]", 'backend = "sim"', 'state_dir = "state"',
@@ -68,6 +73,7 @@ def startup() -> list[tuple[str, float, float]]:
     # what the installed ``ferry`` script runs, with this checkout's code
     ferry = [sys.executable, "-c", "import sys; from service.cli import main; sys.argv[0] = 'ferry'; sys.exit(main())"]
     commands = [("python -c pass", [sys.executable, "-c", "pass"]),
+                ("Typer app, one option", [sys.executable, "-c", _TYPER_FLOOR, "--n", "1"]),
                 ("ferry --help", [*ferry, "--help"]),
                 ("ferry jobs (sim config)", [*ferry, "--config", str(config), "jobs"]),
                 ("ferry inventory (sim config)", [*ferry, "--config", str(config), "inventory"])]
