@@ -8,7 +8,8 @@ the two models' and not the test machine's load. (On the accelerated wall clock 
 the host's milliseconds count x the speedup in the makespan; the simulator's downtime figure
 counts its actions only, as its ``transfer_s`` counts the link's time only.)
 
-Measured on the 2-core test machine: makespan predicted/simulated 1.06, downtime 0.99. Before,
+Measured on the 2-core test machine: makespan predicted/simulated 1.06, downtime 0.99 (``ferry
+demo`` at x120 on the loaded machine: 0.98 and 1.03; BENCHMARKS.md, "Predictions"). Before,
 downtime was 0.58-0.68 on the wall clock: the simulator counted the host's work in each cutover
 x120 as downtime, and it modelled a Proxmox "live" move as OpenVZ's (freeze, copy the memory)
 where Proxmox runs a restart migration (stop, copy the delta, start) as the cost model says.
