@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import shlex
+import subprocess
 
 import pytest
 
-from adapters.base import BackendError
+from adapters.base import BackendError, PermanentError, TransientError
 from adapters.openvz import create_backend, inventory, retire
 from adapters.openvz.forwarding import listening_ports
 from fleet.errors import InputError
@@ -72,15 +73,45 @@ def test_untrusted_names_stay_one_argument():
 
 
 def test_cleanup_due_reads_the_source_node_clock():
-    due = retire.due(["1000", "400", "1", "1030"], retention_hours=0.25)  # retire at 1300
+    due = retire.due("state 1000 400 1 1030 end".split(), retention_hours=0.25)  # retire at 1300
     assert (due.forwarders, due.source_area, due.source_was_running) == (False, False, True)
     text = due.remains("n1", "101")
     assert "forwarders of CT 101 until 1970-01-01 00:17:10 UTC (in 30 s)" in text
     assert "source area of CT 101 until 1970-01-01 00:21:40 UTC (in 300 s)" in text
-    later = retire.due(["1300", "400", "0"], retention_hours=0.25)  # forwarders gone by now
+    later = retire.due("state 1300 400 0 0 end".split(), retention_hours=0.25)  # no forwarders
     assert (later.forwarders, later.source_area, later.source_was_running) == (True, True, False)
-    gone = retire.due([], retention_hours=24)  # no state left: nothing to wait for
+    gone = retire.due(["gone"], retention_hours=24)  # no state left: nothing to wait for
     assert gone.forwarders and gone.source_area
+
+
+@pytest.mark.parametrize("answer", ["", "state 1000 400", "state 1000 400 1 1030", "state x 400 1 0 end",
+                                    "1000 400 1 1030"])
+def test_a_cut_answer_never_retires_the_source_early(answer):
+    """Output cut short (a lost connection, output after the exit status) is asked again, never
+    read as "no state left" (which would delete the source area before its retention ended)."""
+    with pytest.raises(TransientError):
+        retire.due(answer.split(), retention_hours=24, node="n1")
+
+
+def test_a_state_without_its_prepared_mark_keeps_the_source_area():
+    with pytest.raises(PermanentError, match="keeping the source area"):
+        retire.due("state 1000 - 1 0 end".split(), retention_hours=24)
+
+
+def test_the_state_script_speaks_whole_answers(tmp_path):
+    """The script itself, run by sh as the node runs it: a missing state says "gone", a state
+    says every field between "state" and "end", an empty forward.until counts as 0."""
+    def answer(path):
+        return subprocess.run(["sh", "-c", retire.STATE_SCRIPT, "ferry", str(path)], capture_output=True,
+                              text=True, check=True).stdout.split()
+    assert answer(tmp_path / "missing") == ["gone"]
+    (tmp_path / "prepared").touch()
+    (tmp_path / "forward.until").write_text("")
+    words = answer(tmp_path)
+    assert words[0] == "state" and words[-1] == "end" and words[3:5] == ["0", "0"], words
+    assert abs(retire.due(words, retention_hours=1).retire_at - (tmp_path / "prepared").stat().st_mtime - 3600) < 1
+    (tmp_path / "prepared").unlink()
+    assert answer(tmp_path)[2] == "-"
 
 
 def test_hostile_hostname_and_tags_are_kept_escaped_not_fatal():
