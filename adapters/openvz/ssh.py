@@ -121,9 +121,20 @@ class Shell:
         client = self._clients.get(node)
         transport = client.get_transport() if client else None
         if client is None or transport is None or not transport.is_active():
+            if client is not None and self._let_go(client):  # dead: closing it takes no time
+                client.close()
             client = self._connect(node)
             self._clients[node] = client
         return client
+
+    def _let_go(self, client: paramiko.SSHClient) -> bool:
+        """Retire ``client`` (the caller holds the lock and took it out of the pool); True when
+        no command runs on it, so it may be closed now."""
+        if self._running[client] > 0:
+            self._retired.add(client)
+            return False
+        del self._running[client]
+        return True
 
     def _checkout(self, node: str) -> paramiko.SSHClient:
         """The node's connection, counted as running one more command until :meth:`_checkin`
@@ -154,12 +165,8 @@ class Shell:
             if client is not None and self._clients.get(node) is not client:
                 return
             client = self._clients.pop(node, None)
-            if client is None:
+            if client is None or not self._let_go(client):
                 return
-            if self._running[client] > 0:
-                self._retired.add(client)
-                return
-            del self._running[client]
         client.close()
 
     def run(self, node: str, argv: list[str], journal: Journal, *, timeout: float | None = None,
