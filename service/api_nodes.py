@@ -46,7 +46,7 @@ class NodeOut(BaseModel):
 class NodeChangeOut(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
     node: str
-    from_: str = Field(alias="from", description="the state before the change")
+    from_: str = Field(alias="from", description="the state before the change (equal to state: it was so already, nothing changed)")
     state: str
 
 

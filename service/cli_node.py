@@ -1,7 +1,7 @@
 """``ferry node …``: a node's lifecycle from the command line (service.operations.nodes).
 
     ferry node list                      every node, its state and the job it follows
-    ferry node cordon|uncordon N         it receives nothing | it receives again
+    ferry node cordon|uncordon N         it receives nothing | it receives again (again: a no-op)
     ferry node drain N [--window] [--yes] cordon N and move its containers away, now or in windows
     ferry node restore N [--yes]         bring back the containers that left N (checked, never forced)
     ferry maintenance plan --nodes …     the calendar of a rolling maintenance (service.campaigns)
@@ -68,6 +68,8 @@ def _change(ctx: typer.Context, node: str, event: NodeEvent, fmt: Format) -> Non
     changed = node_ops.change(runtime(ctx), node, event)
     if fmt is Format.json:
         emit_json(changed)
+    elif changed["from"] == changed["state"]:
+        console.print(f"node {node}: already {changed['state']}; nothing changed", markup=False, highlight=False)
     else:
         console.print(f"node {node}: {changed['from']} -> {changed['state']}", markup=False, highlight=False)
 

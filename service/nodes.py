@@ -7,6 +7,7 @@ inventory, and ``fleet.model.Node.receives`` tells every planner which nodes tak
         restoring --restored--> active
         active --drain--> draining (a drain cordons first); draining --drain stopped--> cordoned
         cordoned | maintenance --uncordon--> active (nobody is brought back)
+        cordon of a cordoned node, uncordon of an active one: nothing changes (no error)
 
     store: node_states (one row per node not active) and ct_origins (where each container that
         left a drained node lived, Incus' ``volatile.evacuate.origin``), both written in the same
@@ -75,6 +76,10 @@ NODE_TRANSITIONS: dict[NodeEvent, NodeTransition] = {
 }
 #: States in which a node receives containers from planners.
 NODE_RECEIVING: tuple[NodeState, ...] = (NodeState.ACTIVE,)
+#: Operator verbs that name the state they ask for: asked of a node in that state already, they
+#: change nothing and are no mistake (``kubectl cordon`` on a cordoned node). Drain and restore
+#: start jobs: repeated while one runs, they are refused naming it (service.jobs).
+IDEMPOTENT_EVENTS: frozenset[NodeEvent] = frozenset({NodeEvent.CORDON, NodeEvent.UNCORDON})
 
 
 class NodeConflict(JobConflict):
@@ -141,6 +146,21 @@ def set_state(session: Session, node: str, state: NodeState, *, job_id: int | No
         row = NodeRow(name=node)
         session.add(row)
     row.state, row.job_id, row.message, row.since = state, job_id, message, utcnow()
+
+
+def already_there(event: NodeEvent, current: NodeState) -> bool:
+    """Whether ``event`` is an idempotent verb asking for the state the node is in already."""
+    return event in IDEMPOTENT_EVENTS and NODE_TRANSITIONS[event].target is current
+
+
+def operator_change(session: Session, node: str, event: NodeEvent) -> tuple[NodeState, NodeState]:
+    """An operator's cordon or uncordon in the caller's transaction: (before, after). A node in
+    the state asked for already keeps its row as it is (its ``since`` and message too)."""
+    read_states(session)
+    old = state_of(session, node)
+    if already_there(event, old):
+        return old, old
+    return old, apply_event(session, node, event, message=f"{event} by an operator")
 
 
 def apply_event(session: Session, node: str, event: NodeEvent, *, job_id: int | None = None,
@@ -213,14 +233,25 @@ def record_drain(sessions: sessionmaker[Session], plan: Plan, inv: Inventory, jo
     maintenance at once, or cordoned when containers found no destination."""
     with sessions.begin() as session:
         for node in plan.goal.nodes:
+            if job_id is None:
+                _drained_at_once(session, node, bool(plan.unplaced))
+                continue
             apply_event(session, node, NodeEvent.DRAIN, job_id=job_id,
                         message=f"{len(plan.unplaced)} containers have no destination" if plan.unplaced else "")
-            if job_id is None:
-                event = NodeEvent.DRAIN_STOPPED if plan.unplaced else NodeEvent.DRAINED
-                apply_event(session, node, event, message="nothing to move")
         for move in plan.moves if job_id is not None else ():
             session.add(OriginRow(ct=move.ct, origin=move.from_node, moved_to=move.to, job_id=job_id,
                                   fingerprint=fingerprint(inv.container(move.ct))))
+
+
+def _drained_at_once(session: Session, node: str, unplaced: bool) -> None:
+    """A drain with nothing to move leaves the node where its job's end would (maintenance, or
+    cordoned when containers found no destination), checked step by step; a node there already
+    (a drain repeated on a drained node) keeps its row as it is: nothing happened."""
+    current = state_of(session, node)
+    draining = node_transition(NodeEvent.DRAIN, node, current)
+    final = node_transition(NodeEvent.DRAIN_STOPPED if unplaced else NodeEvent.DRAINED, node, draining)
+    if final is not current:
+        set_state(session, node, final, message="nothing to move")
 
 
 # -- restores ----------------------------------------------------------------------------------

@@ -5,6 +5,8 @@
                              |     |      |      |                     vzmigrate, vzdump, rsync,
                         checks transfer delta forwarding               socat, iptables, arping
                              |     (rounds) (final pass over what changed)
+                  teardown: cleanup | rollback      observe: discover, observe, the reads the
+                          |                                     steps share (status, config, markers)
                           retire (what cleanup may do now; CleanupPending for the rest)
                              \\--- inventory (pure parsers) ---> fleet.model.Inventory
 

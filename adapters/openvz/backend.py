@@ -5,11 +5,12 @@
              stop the source + final pass over what changed (delta.py); start, arping
     dump:    ... cutover: vzdump --compress -> copy -> vzdump --restore (instead of rsync)
     then:    verify -> cleanup (what is due; CleanupPending names the rest) | rollback
+             (teardown.py); what the steps observe with, and discover/observe: observe.py
 
 The default of vzmigrate (``-r yes``) destroys the source area; ferry always passes ``-r no``
 (source config kept as ``CTID.conf.migrated``, bin/vzmigrate.in) and ``--keep-dst``, and its
 restart path renames the stopped source's config the same way, so no one starts it by accident
-and :meth:`rollback` can bring it back. Per-move state lives on the source node under
+and rollback can bring it back. Per-move state lives on the source node under
 ``<state_dir>/<CT>/`` (see forwarding.py), never only in ferry's memory.
 """
 
@@ -18,24 +19,11 @@ from __future__ import annotations
 import shlex
 import time
 
-from adapters.base import (
-    Backend,
-    Check,
-    CleanupPending,
-    Copy,
-    MoveSpec,
-    Observation,
-    PermanentError,
-    RefusedError,
-    StepContext,
-    TransientError,
-)
-from adapters.openvz import delta, forwarding, inventory, readdress, retire, transfer
+from adapters.base import Check, MoveSpec, PermanentError, RefusedError, StepContext, TransientError
+from adapters.openvz import delta, forwarding, inventory, readdress, teardown, transfer
 from adapters.openvz.checks import VZMIGRATE_EXIT, Preflight
+from adapters.openvz.observe import ObservingBackend
 from adapters.openvz.restore import OpenVZRestore
-from adapters.openvz.settings import OpenVZSettings
-from adapters.openvz.ssh import Shell
-from fleet.model import Inventory
 
 _REFUSED = {14, 16, 17, 18, 8}  # vzmigrate: no CPT, ploop, CPT version, CPU, checkpoint failed
 
@@ -43,7 +31,7 @@ _REFUSED = {14, 16, 17, 18, 8}  # vzmigrate: no CPT, ploop, CPT version, CPU, ch
 _NO_RENUMBER = "vzmigrate --live cannot renumber or readdress a container"
 
 
-class OpenVZBackend(Backend):
+class OpenVZBackend(ObservingBackend):
     """Moves between OpenVZ nodes over SSH. Honours every request, but a node has one storage
     (``vz``: /var/lib/vz), so ``target_storage`` can only name that one, and a live move cannot
     readdress (the engine then falls back to the restart path). The bandwidth cap becomes
@@ -60,89 +48,6 @@ class OpenVZBackend(Backend):
             refused.update(dict.fromkeys(set(spec.requested()) & {"target_ct", "ips", "gateway", "hostname"},
                                          _NO_RENUMBER))
         return refused
-
-    def __init__(self, settings: OpenVZSettings, shell: Shell | None = None,
-                 records: readdress.AddressRecords | None = None) -> None:
-        self.settings = settings
-        self.shell = shell or Shell(settings)
-        #: The DNS zone whose address records follow a move that changes the address (the
-        #: service attaches it from ``[dns]``); None: only ``dns_hook`` runs.
-        self.records = records
-        self._restores: OpenVZRestore | None = None
-
-    # ---------------------------------------------------------------- helpers
-    def _run(self, node: str, argv: list[str], ctx: StepContext, **kw):
-        return self.shell.run(node, argv, ctx.journal, **kw)
-
-    def _state(self, spec: MoveSpec) -> str:
-        return f"{self.settings.state_dir}/{spec.ct}"
-
-    def _conf(self, node: str, ct: str, ctx: StepContext, suffix: str = "") -> dict[str, str] | None:
-        res = self._run(node, ["cat", f"/etc/vz/conf/{ct}.conf{suffix}"], ctx, check=False)
-        return inventory.parse_conf(res.out) if res.ok else None
-
-    def _private(self, conf: dict[str, str] | None, ct: str) -> str:
-        template = (conf or {}).get("VE_PRIVATE") or "/var/lib/vz/private/$VEID"
-        return template.replace("$VEID", ct).replace("${VEID}", ct)
-
-    def _status(self, node: str, ct: str, ctx: StepContext) -> str:
-        words = self._run(node, ["vzctl", "status", ct], ctx, check=False).out.split()
-        if words[2:3] != ["exist"]:
-            return "absent"
-        return "running" if "running" in words[4:5] else "stopped"
-
-    def _marker(self, spec: MoveSpec, name: str, ctx: StepContext) -> bool:
-        path = f"{self._state(spec)}/{name}"
-        return self._run(spec.source, ["test", "-e", path], ctx, check=False).ok
-
-    def _source_conf(self, spec: MoveSpec, ctx: StepContext) -> dict[str, str]:
-        conf = self._conf(spec.source, spec.ct, ctx) or self._conf(spec.source, spec.ct, ctx, ".migrated")
-        if conf is None:
-            raise PermanentError(f"CT {spec.ct} has no config on {spec.source}")
-        return conf
-
-    def _new_ips(self, spec: MoveSpec, conf: dict[str, str]) -> list[str]:
-        return list(spec.ips or inventory.ips_of(conf))
-
-    # ---------------------------------------------------------------- reading
-    def discover(self) -> Inventory:
-        nodes, containers = [], []
-        ctx = StepContext()
-        for name in self.settings.nodes:
-            try:
-                facts = self._run(name, ["sh", "-c", inventory.NODE_SCRIPT], ctx).out
-            except TransientError:  # unreachable: reported offline, its containers unknown
-                nodes.append(inventory.unreachable_node(name))
-                continue
-            nodes.append(inventory.parse_node(name, facts))
-            rows = inventory.parse_vzlist_json(self._run(name, inventory.VZLIST_ARGV, ctx).out)
-            confs = inventory.split_conf_dump(self._run(name, ["sh", "-c", inventory.CONF_SCRIPT],
-                                                        ctx).out)
-            containers += [inventory.container_from(name, r, confs.get(str(r["ctid"]), {}))
-                           for r in rows]
-        return inventory.build_inventory(nodes, containers)
-
-    def observe(self, spec: MoveSpec) -> Observation:
-        """Both ends as the nodes show them. A source whose config was renamed ``.migrated`` is
-        the stopped copy kept for rollback and retention; a destination that is not running
-        while the source still has its live config is a ``partial`` copy (presync, a staged
-        config), complete only once the switch renamed the source's config."""
-        ctx = StepContext()
-        source = self._status(spec.source, spec.ct, ctx)
-        conf = self._conf(spec.source, spec.ct, ctx)
-        switched = conf is None and (conf := self._conf(spec.source, spec.ct, ctx, ".migrated")) is not None
-        if source == "absent" and switched:
-            source = "stopped"
-        target = self._status(spec.target, spec.dest_ct, ctx)
-        target_conf = self._conf(spec.target, spec.dest_ct, ctx)
-        if target != "running" and not switched and (target_conf is not None or self._run(
-                spec.target, ["test", "-d", self._private(None, spec.dest_ct)], ctx, check=False).ok):
-            target = "partial"
-        owner = self._read_state(spec, "owner", ctx).strip() or None
-        return Observation(
-            source=Copy(spec.source, spec.ct, source, inventory.serving_ips(source, conf), locked_by=owner),
-            target=Copy(spec.target, spec.dest_ct, target, inventory.serving_ips(target, target_conf),
-                        locked_by=owner))
 
     # ---------------------------------------------------------------- steps
     def preflight(self, spec: MoveSpec, ctx: StepContext) -> list[Check]:
@@ -263,10 +168,6 @@ class OpenVZBackend(Backend):
             self._start_destination(spec, new_ips, ports, ctx)
         ctx.figures["downtime_s"] = time.monotonic() - stopped_at
         self._after_switch(spec, changed, old_ips, new_ips, ctx)
-
-    def _read_state(self, spec: MoveSpec, name: str, ctx: StepContext) -> str:
-        res = self._run(spec.source, ["cat", f"{self._state(spec)}/{name}"], ctx, check=False)
-        return res.out if res.ok else ""
 
     def _hold_clients(self, spec: MoveSpec, old_ips: list[str], new_ips: list[str],
                       changed: bool, ctx: StepContext) -> tuple[list[int], str, list[list[str]]]:
@@ -393,62 +294,12 @@ class OpenVZBackend(Backend):
                 raise PermanentError(f"{expected[0]}:{port} does not answer from {spec.source}")
 
     def cleanup(self, spec: MoveSpec, ctx: StepContext) -> None:
-        """Do what is due now (retire.py); raise CleanupPending naming what is left and when.
-
-        Forwarders stop when ``forward_seconds`` have passed (they also expire on their own);
-        the source area is deleted ``retention_hours`` after the move was prepared, and only
-        while the destination still stands as verified. The engine calls cleanup again later
-        (``ferry cleanup``, ``ferry serve``) until nothing is left.
-        """
-        state = self._state(spec)
-        words = self._run(spec.source, ["sh", "-c", retire.STATE_SCRIPT, "ferry", state],
-                          ctx).out.split()
-        due = retire.due(words, self.settings.retention_hours)
-        if due.forwarders:
-            forwarding.stop_forwarders(self.shell, spec.source, spec.ct, state, ctx.journal)
-            if self.records is not None and spec.ips:  # nobody uses the old address any more
-                readdress.restore(self.shell, self.records, spec.source, state, spec.ips[0],
-                                  ctx.journal)
-        if due.source_area and (conf := self._conf(spec.source, spec.ct, ctx, ".migrated")):
-            self._guard_retirement(spec, due.source_was_running, ctx)
-            self._run(spec.source, ["rm", "-rf", "--one-file-system", self._private(conf, spec.ct),
-                                    f"/etc/vz/conf/{spec.ct}.conf.migrated"], ctx)
-        if due.forwarders and due.source_area:
-            self._run(spec.source, ["rm", "-rf", state], ctx)
-            return
-        raise CleanupPending(due.remains(spec.source, spec.ct))
-
-    def _guard_retirement(self, spec: MoveSpec, was_running: bool, ctx: StepContext) -> None:
-        """The source copy is the only way back: delete it only while the destination stands
-        as verify left it (running if the source ran) and the source is not running."""
-        if self._status(spec.source, spec.ct, ctx) == "running":
-            raise PermanentError(f"CT {spec.ct} runs on {spec.source}; not retiring it")
-        want = "running" if was_running else "stopped"
-        found = self._status(spec.target, spec.dest_ct, ctx)
-        if found != want:
-            raise PermanentError(f"CT {spec.dest_ct} is {found} on {spec.target}, expected {want};"
-                                 f" keeping the source copy of CT {spec.ct} on {spec.source}")
+        """Do what is due now; CleanupPending names the rest (teardown.py)."""
+        teardown.cleanup(self, spec, ctx)
 
     def rollback(self, spec: MoveSpec, ctx: StepContext) -> None:
-        state = self._state(spec)
-        ours = self._marker(spec, "target_ours", ctx) or not self._marker(spec, "prepared", ctx)
-        if self._status(spec.target, spec.dest_ct, ctx) == "running":
-            self._run(spec.target, ["vzctl", "stop", spec.dest_ct], ctx)
-        if ours:
-            self._run(spec.target, ["rm", "-rf", "--one-file-system",
-                                    self._private(None, spec.dest_ct),
-                                    f"/etc/vz/conf/{spec.dest_ct}.conf"], ctx)
-        forwarding.remove_rules(self.shell, spec.target, spec.ct, ctx.journal)
-        forwarding.stop_forwarders(self.shell, spec.source, spec.ct, state, ctx.journal)
-        self._run(spec.source, ["sh", "-c", '[ -f "$1" ] || mv -f "$1.migrated" "$1" 2>/dev/null; true',
-                                "ferry", f"/etc/vz/conf/{spec.ct}.conf"], ctx)
-        was_running = self._marker(spec, "source_running", ctx)
-        if was_running and self._status(spec.source, spec.ct, ctx) == "stopped":
-            self._run(spec.source, ["vzctl", "start", spec.ct], ctx)
-        old_ips = inventory.ips_of(self._conf(spec.source, spec.ct, ctx) or {})
-        if self.records is not None and old_ips:  # the record names the source's address again
-            readdress.restore(self.shell, self.records, spec.source, state, old_ips[0], ctx.journal)
-        self._run(spec.source, ["rm", "-rf", state], ctx)
+        """Put everything back as it was before the move (teardown.py)."""
+        teardown.rollback(self, spec, ctx)
 
     def restores(self) -> OpenVZRestore:
         """Restores from ``[openvz.backups]`` (restore.py), one SSH pool kept for the whole job."""

@@ -3,6 +3,7 @@
     fleet file (snapshot YAML/JSON + sim keys) --world_from_inventory--> world file (JSON)
                                                                               |
     engine --steps--> SimBackend --locked transactions--> world file <--------+
+                          \\-- faults.take_fault: the fault a step raises, if any
 
 Used by ``ferry demo``, dry-runs, tests and benchmarks. Settings (the ``[sim]`` config table):
 

@@ -4,12 +4,11 @@ Every step observes the world file first and does only what is missing (see adap
 a step re-run after a crash finishes the job instead of repeating it. Time is simulated: a copy of
 B bytes over a link of R MB/s takes B/R simulated seconds, i.e. B/R/speedup wall seconds; a node's
 NIC is shared by the transfers running through it. Faults come from the world's ``faults`` list
-(each fires ``remaining`` times, across processes) and from a seeded ``fault_rate``.
+(each fires ``remaining`` times, across processes) and from a seeded ``fault_rate`` (faults.py).
 """
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from collections import Counter
@@ -24,11 +23,11 @@ from adapters.base import (
     MoveSpec,
     Observation,
     PermanentError,
-    RefusedError,
     StepContext,
     TransientError,
 )
 from adapters.clock import VirtualClock
+from adapters.sim.faults import fault_error, take_fault
 from adapters.sim.world import AcceleratedClock, WorldFile
 from fleet.model import Inventory
 from fleet.snapshot import parse_inventory
@@ -342,46 +341,16 @@ class SimBackend(Backend):
         if not self._faulty:
             return
         with self.world.transaction() as world:
-            kind = _take_fault(world, spec, step)
+            kind = take_fault(world, spec, step)
         if kind is None:
             return
         ctx.journal(JournalEntry(spec.target, ["sim-fault", step, kind], 1, 0.0, kind="event"))
-        messages = {
-            "transient": (TransientError, f"connection to {spec.target} reset during {step}"),
-            "fail": (PermanentError, f"{step} of {spec.ct} failed on {spec.target}"),
-            "refuse_live": (RefusedError, f"live move of {spec.ct} refused: checkpoint failed"),
-            "dest_full": (PermanentError, f"{spec.target}: no space left on device while copying {spec.ct}"),
-            "link_drop": (TransientError, f"link {spec.source}->{spec.target} dropped while copying"),
-            "start_fails": (PermanentError, f"{spec.ct} failed to start on {spec.target}"),
-            "unreachable": (TransientError, f"{spec.source} unreachable (no route to host)"),
-        }
-        error, message = messages.get(kind, (PermanentError, f"simulated {kind} during {step}"))
-        raise error(message)
+        raise fault_error(kind, spec, step)
 
 
 def _original_status(world: dict[str, Any], ct: str) -> str:
     """The status the container had before ferry touched it; a stopped one stays stopped."""
     return world.get("moving", {}).get(ct, {}).get("status", "running")
-
-
-def _take_fault(world: dict[str, Any], spec: MoveSpec, step: str) -> str | None:
-    for fault in world.get("faults", []):
-        if fault.get("remaining", 1) <= 0 or fault.get("step") != step:
-            continue
-        if fault.get("ct") not in (None, spec.ct):
-            continue
-        if fault.get("method") not in (None, spec.method) or fault.get("target") not in (None, spec.target):
-            continue
-        fault["remaining"] = fault.get("remaining", 1) - 1
-        return fault["kind"]
-    rate = float(world.get("fault_rate", 0.0))
-    if rate > 0 and step in ("prepare", "presync-copy", "verify", "cleanup"):
-        draws = world.setdefault("fault_draws", {})
-        key = f"{spec.ct}:{step}"
-        draws[key] = draws.get(key, 0) + 1
-        if random.Random(f"{world['seed']}:{key}:{draws[key]}").random() < rate:
-            return "transient"
-    return None
 
 
 def _copy(world: dict[str, Any], ct: str, node: str) -> Copy:

@@ -56,12 +56,11 @@ def list_nodes(rt: Runtime) -> list[dict[str, Any]]:
 
 
 def change(rt: Runtime, node: str, event: lifecycle.NodeEvent) -> dict[str, Any]:
-    """Cordon or uncordon: {node, from, state}."""
+    """Cordon or uncordon: {node, from, state}; ``from`` equals ``state`` when the node was in
+    that state already (nothing changed)."""
     _known(rt.backend.discover(), node)
     with rt.sessions.begin() as session:
-        lifecycle.read_states(session)
-        old = lifecycle.state_of(session, node)
-        new = lifecycle.apply_event(session, node, event, message=f"{event} by an operator")
+        old, new = lifecycle.operator_change(session, node, event)
     return {"node": node, "from": str(old), "state": str(new)}
 
 

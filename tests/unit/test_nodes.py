@@ -14,6 +14,7 @@ from service.nodes import (
     NodeConflict,
     NodeEvent,
     NodeState,
+    already_there,
     apply_node_states,
     node_transition,
     receiving_again,
@@ -39,6 +40,16 @@ def test_a_refused_transition_names_the_node_and_what_it_is(event: NodeEvent, st
     with pytest.raises(NodeConflict) as refused:
         node_transition(event, "n7", state)
     assert refused.value.line().startswith(f"node='n7': is {state}; only a node that is")
+
+
+def test_cordon_and_uncordon_asked_again_change_nothing_while_job_verbs_still_refuse() -> None:
+    assert already_there(NodeEvent.CORDON, NodeState.CORDONED)
+    assert already_there(NodeEvent.UNCORDON, NodeState.ACTIVE)
+    assert not already_there(NodeEvent.CORDON, NodeState.ACTIVE)
+    assert not already_there(NodeEvent.CORDON, NodeState.DRAINING)  # more than cordoned: a conflict
+    assert not already_there(NodeEvent.UNCORDON, NodeState.MAINTENANCE)  # a real change
+    assert not already_there(NodeEvent.DRAIN, NodeState.DRAINING)  # starts a job: refused naming it
+    assert not already_there(NodeEvent.RESTORE, NodeState.RESTORING)
 
 
 def test_a_node_that_is_not_active_receives_nothing_and_says_why() -> None:

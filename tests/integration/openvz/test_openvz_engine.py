@@ -1,6 +1,6 @@
 """ferry's engine and CLI driving the OpenVZ backend against the namespace lab, as an operator
 would: ``ferry inventory``, ``ferry evacuate``, ``ferry job show``, and ``kill -9`` + ``ferry jobs
-resume`` in the middle of a move.
+resume`` in the middle of a move; and the SSH pool those commands share per node.
 
 Every check reads the lab's nodes directly (the double's ``vzctl``/``vzlist``, the configs, the
 sshd logs), never ferry's own account of what it did.
@@ -14,11 +14,16 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+import paramiko
 import pytest
 
+from adapters.base import JournalEntry
+from adapters.openvz.settings import load_settings
+from adapters.openvz.ssh import CONNECTION_LOST, NOT_STARTED, CommandLost, Result, Shell
 from fleet.snapshot import parse_inventory
 from tests.doubles.lab.containers import make_container
 from tests.doubles.lab.netlab import Lab, missing_binaries
@@ -133,18 +138,103 @@ def test_evacuate_through_the_cli_journals_every_command(lab, tmp_path):
                               "json").stdout)
     commands = [e for e in detail["journal"] if e["kind"] == "command"]
     assert commands and {m["state"] for m in detail["moves"]} == {"succeeded"}
-    for entry in commands:
+    for i, entry in enumerate(commands):
         assert entry["host"] in lab.nodes or entry["host"] == "localhost", entry
         assert isinstance(entry["what"], list) and entry["what"], entry
-        assert isinstance(entry["status"], int) and entry["duration_ms"] >= 0, entry
+        assert entry["duration_ms"] >= 0, entry
+        if entry["status"] is None:  # a session lost under load: journaled as such, and retried
+            assert_lost_then_retried(entry, commands[i + 1:])
+        else:
+            assert isinstance(entry["status"], int), entry
     assert any(e["what"][:2] == ["vzmigrate", "--live"] for e in commands)
-    # every SSH session sshd saw from ferry is in the journal (discovery: 3 per node, unjournaled)
+    # every SSH session sshd saw from ferry is in the journal (discovery: 3 per node, unjournaled);
+    # a command journaled as not started never reached sshd
     opened = sessions_from_ferry(lab, offsets)
-    journaled = {n: sum(1 for e in commands if e["host"] == n) for n in lab.nodes}
+    journaled = {n: sum(1 for e in commands if e["host"] == n
+                        and e["detail"].get("outcome") != NOT_STARTED) for n in lab.nodes}
     assert opened == {n: journaled[n] + 3 for n in lab.nodes}, (opened, journaled)
     for ct in cts:
         node = next(n for n, s, _ in world(lab)[ct] if s == "running")
         lab.nodes[node].run(f"vzctl stop {ct} && vzctl destroy {ct}")
+
+
+#: Commands a step may find lost and run again: they only read, or (vzmigrate) take the
+#: container's vzctl lock, so a second run while a lost first one still runs on the node is
+#: refused (exit 20, retried) and the retry's observation then finds the move done.
+RERUNNABLE = (["vzctl", "status"], ["cat"], ["test"], ["vzmigrate"])
+
+
+def assert_lost_then_retried(entry: dict, later: list[dict]) -> None:
+    """A command journaled without an exit status says why (the node never got it, or the
+    connection was lost under it), may safely run twice, and its step ran again afterwards."""
+    assert entry["detail"].get("outcome") in (NOT_STARTED, CONNECTION_LOST), entry
+    assert any(entry["what"][:len(p)] == p for p in RERUNNABLE), entry
+    again = [e for e in later if (e["ct"], e["step"]) == (entry["ct"], entry["step"])]
+    assert again and isinstance(again[0]["status"], int), (entry, again[:1])
+
+
+MARK = "/tmp/ferry-pool-slow-started"
+#: The lab's sshd allows this many sessions on one connection (netlab.py: MaxSessions).
+MAX_SESSIONS = 100
+
+
+def wait_until(ready, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_a_refused_channel_cuts_no_other_command_on_the_connection(lab):
+    """A channel the node refuses fails that one command, journaled as never started, and cuts
+    none of the commands other moves run on the same connection (closing the shared connection
+    lost them all, and the engine then re-ran them while their first runs might still go on)."""
+    shell = Shell(load_settings(lab.settings()))
+    journal: list[JournalEntry] = []
+    node = lab.nodes["n1"]
+    node.run(f"rm -f {MARK}")
+    slow: dict[str, Result | BaseException] = {}
+
+    def run_slow() -> None:
+        try:
+            slow["result"] = shell.run("n1", ["sh", "-c", f"touch {MARK}; sleep 2; echo finished"],
+                                       journal.append)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            slow["result"] = exc
+
+    thread = threading.Thread(target=run_slow)
+    thread.start()
+    held: list[paramiko.Channel] = []
+    try:
+        wait_until(lambda: node.run(f"test -e {MARK} && echo yes", check=False).strip() == "yes")
+        shared = shell.client("n1")
+        with pytest.raises(paramiko.ChannelException):  # every session sshd allows is taken
+            for _ in range(MAX_SESSIONS + 1):
+                held.append(shared.get_transport().open_session(timeout=10))
+        with pytest.raises(CommandLost) as lost:
+            shell.run("n1", ["echo", "refused"], journal.append)
+        assert lost.value.outcome == NOT_STARTED
+        again = shell.run("n1", ["echo", "again"], journal.append)  # a fresh connection
+        assert again.out.strip() == "again" and shell.client("n1") is not shared
+        thread.join(timeout=60)
+        assert not thread.is_alive()
+        result = slow["result"]
+        assert isinstance(result, Result) and result.out.strip() == "finished", result
+        # the old connection closed once its last command ended (the held channels went with it)
+        wait_until(lambda: not shared.get_transport() or not shared.get_transport().is_active())
+    finally:
+        thread.join(timeout=60)
+        for chan in held:
+            chan.close()
+        shell.close()
+        node.run(f"rm -f {MARK}", check=False)
+    by_command = {e.what[-1]: e for e in journal}
+    refused = by_command["refused"]
+    assert refused.status is None and refused.detail["outcome"] == NOT_STARTED, refused
+    assert refused.detail["error"].startswith("n1: could not start `echo refused`: ChannelException")
+    assert by_command["again"].status == 0 and by_command["again"].detail == {}
+    slow_entry = next(e for e in journal if e.what[0] == "sh")
+    assert slow_entry.status == 0 and slow_entry.detail == {}
 
 
 def wait_for_rsync_of(lab: Lab, node: str, private: str, proc: subprocess.Popen,

@@ -126,8 +126,9 @@ def test_ip_change_with_forwarding_zero_failures(lab, tmp_path):
     assert "103" not in n1.run("ls /var/lib/vz/private/ /etc/vz/conf/")  # retired (retention 0)
     assert "ferry-ct-103" in n1.run("iptables -t nat -S")
     # the forwarders expire on their own (no ferry needed), taking rules and old address along
-    deadline = time.monotonic() + 20
-    while "ferry-ct-103" in n1.run("iptables -t nat -S") and time.monotonic() < deadline:
+    deadline = time.monotonic() + 20  # the rules go first, then the address (forwarding.TEARDOWN)
+    while ("ferry-ct-103" in n1.run("iptables -t nat -S") or "10.77.0.103" in n1.run("ip -o addr show")) \
+            and time.monotonic() < deadline:
         time.sleep(0.2)
     assert "ferry-ct-103" not in n1.run("iptables -t nat -S")
     assert "10.77.0.103" not in n1.run("ip -o addr show")

@@ -93,11 +93,17 @@ def test_node_verbs_over_the_api_answer_like_the_cli(tmp_path: Path) -> None:
     rt = Runtime(load_config(config))
     api = client_for(rt)
     assert api.post("/v1/nodes/b/cordon").json() == {"node": "b", "from": "active", "state": "cordoned"}
-    twice = api.post("/v1/nodes/b/cordon")
-    assert twice.status_code == 409
-    result = ferry("node", "cordon", "b", config=config, check=False)
-    assert_one_line_error(result, "node='b': is cordoned")
-    assert result.stderr.strip() == f"ferry: error: {twice.json()['error']}"
+    row = stored_states(rt.sessions)["b"]
+    twice = api.post("/v1/nodes/b/cordon")  # like kubectl cordon: already so, nothing changes
+    assert twice.status_code == 200 and twice.json() == {"node": "b", "from": "cordoned", "state": "cordoned"}
+    result = ferry("node", "cordon", "b", config=config)
+    assert result.stdout.strip() == "node b: already cordoned; nothing changed", result.stdout
+    again = stored_states(rt.sessions)["b"]
+    assert (again.state, again.since, again.message) == (row.state, row.since, row.message)
+    uncordoned = json.loads(ferry("node", "uncordon", "c", "--format", "json", config=config).stdout)
+    assert uncordoned == {"node": "c", "from": "active", "state": "active"}
+    assert api.post("/v1/nodes/c/uncordon").json() == {"node": "c", "from": "active", "state": "active"}
+    assert set(stored_states(rt.sessions)) == {"b"}  # no row was written for c
     unknown = api.post("/v1/nodes/zz/uncordon")
     assert unknown.status_code == 400 and "no such node" in unknown.json()["error"]
     listed = {n["node"]: n["state"] for n in api.get("/v1/nodes").json()}
@@ -109,6 +115,11 @@ def test_node_verbs_over_the_api_answer_like_the_cli(tmp_path: Path) -> None:
     assert created.status_code == 201 and created.json()["state"] == "pending" and created.json()["window"] is True
     assert api.get("/v1/nodes").json()[0]["state"] == "draining"
     assert api.post("/v1/nodes/a/restore", json={}).status_code == 409
+    # cordon asks for "receives nothing", but a draining node is not merely cordoned: a conflict
+    result = ferry("node", "cordon", "a", config=config, check=False)
+    assert_one_line_error(result, "node='a': is draining")
+    refused = api.post("/v1/nodes/a/drain", json={})  # a second drain names the job doing it
+    assert refused.status_code == 409 and "is already being drained by job" in refused.json()["error"]
 
 
 def test_node_drain_and_restore_from_the_cli(tmp_path: Path) -> None:
@@ -118,7 +129,10 @@ def test_node_drain_and_restore_from_the_cli(tmp_path: Path) -> None:
     assert [(r["node"], r["state"], r["containers"]) for r in rows][0] == ("a", "maintenance", 0)
     snapshot = json.loads(ferry("inventory", "--format", "json", config=config).stdout)
     assert snapshot["nodes"][0]["state"] == "maintenance" and snapshot["nodes"][0]["cordoned"] is True
+    drained = stored_states(Runtime(load_config(config)).sessions)["a"]
     assert "nothing to move" in ferry("drain", "a", "--yes", config=config).stdout
+    again = stored_states(Runtime(load_config(config)).sessions)["a"]  # a repeated drain changed nothing
+    assert (again.state, again.since, again.message) == (drained.state, drained.since, drained.message)
     restored = ferry("node", "restore", "a", "--yes", config=config)
     assert "5 succeeded" in restored.stdout, restored.stdout
     rows = json.loads(ferry("node", "list", "--format", "json", config=config).stdout)
