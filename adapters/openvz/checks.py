@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 
 from adapters.base import BackendError, Check, Journal, MoveSpec
+from adapters.openvz import inventory
 from adapters.openvz.settings import OpenVZSettings
 from adapters.openvz.ssh import Shell
 from adapters.openvz.transfer import ssh_command
@@ -74,8 +75,8 @@ class Preflight:
         return Check(f"rsync:{node}", ok, "" if ok else f"install rsync on {node}")
 
     def exists(self) -> Check:
-        out = self.run(self.spec.source, ["vzctl", "status", self.spec.ct]).out.split()
-        ok = out[2:3] == ["exist"]
+        res = self.run(self.spec.source, ["vzctl", "status", self.spec.ct])
+        ok = inventory.ct_status(self.spec.source, self.spec.ct, res.out, res.status) != "absent"
         return Check("container-exists", ok, "" if ok else
                      f"CT {self.spec.ct} does not exist on {self.spec.source}; refresh the inventory")
 
@@ -87,8 +88,8 @@ class Preflight:
                      f"{self.spec.source} (/vz/lock/{self.spec.ct}.lck); wait for it to finish")
 
     def target_free(self) -> Check:
-        out = self.run(self.spec.target, ["vzctl", "status", self.spec.dest_ct]).out.split()
-        ok = out[2:3] != ["exist"]
+        res = self.run(self.spec.target, ["vzctl", "status", self.spec.dest_ct])
+        ok = inventory.ct_status(self.spec.target, self.spec.dest_ct, res.out, res.status) == "absent"
         return Check("target-id-free", ok, "" if ok else
                      f"CTID {self.spec.dest_ct} is taken on {self.spec.target}; plan the move "
                      "with a new CTID (target_ct)")

@@ -56,10 +56,8 @@ class ObservingBackend(Backend):
         return template.replace("$VEID", ct).replace("${VEID}", ct)
 
     def _status(self, node: str, ct: str, ctx: StepContext) -> str:
-        words = self._run(node, ["vzctl", "status", ct], ctx, check=False).out.split()
-        if words[2:3] != ["exist"]:
-            return "absent"
-        return "running" if "running" in words[4:5] else "stopped"
+        res = self._run(node, ["vzctl", "status", ct], ctx, check=False)
+        return inventory.ct_status(node, ct, res.out, res.status)
 
     def _marker(self, spec: MoveSpec, name: str, ctx: StepContext) -> bool:
         path = f"{self._state(spec)}/{name}"

@@ -119,8 +119,8 @@ class OpenVZRestore(RestoreSteps):
         source = Copy(spec.source, spec.ct, "unknown")
         if self.store.reachable(spec.source):
             conf = self._run(spec.source, ["cat", f"/etc/vz/conf/{spec.ct}.conf"], ctx, check=False)
-            state = self._run(spec.source, ["vzctl", "status", spec.ct], ctx, check=False).out.split()
-            status = "absent" if state[2:3] != ["exist"] else "running" if "running" in state[4:5] else "stopped"
+            res = self._run(spec.source, ["vzctl", "status", spec.ct], ctx, check=False)
+            status = inventory.ct_status(spec.source, spec.ct, res.out, res.status)
             source = Copy(spec.source, spec.ct, status,
                           inventory.serving_ips(status, inventory.parse_conf(conf.out) if conf.ok else None))
         status, ours, restored = self._facts(spec, ctx)
@@ -227,8 +227,8 @@ class OpenVZRestore(RestoreSteps):
 
     def _keep_stopped(self, spec: MoveSpec, conf: dict[str, str], ctx: StepContext) -> None:
         """The returned node's copy: stopped, not started on boot, marked; its data kept."""
-        state = self._run(spec.source, ["vzctl", "status", spec.ct], ctx, check=False).out.split()
-        if "running" in state[4:5]:
+        res = self._run(spec.source, ["vzctl", "status", spec.ct], ctx, check=False)
+        if inventory.ct_status(spec.source, spec.ct, res.out, res.status) == "running":
             self._run(spec.source, ["vzctl", "stop", spec.ct], ctx, timeout=120)
         words = conf.get("DESCRIPTION", "").split()
         if conf.get("ONBOOT") != "no" or STALE_MARK not in words:

@@ -30,7 +30,7 @@ def cleanup(backend: ObservingBackend, spec: MoveSpec, ctx: StepContext) -> None
     shell, state = backend.shell, backend._state(spec)
     words = backend._run(spec.source, ["sh", "-c", retire.STATE_SCRIPT, "ferry", state],
                          ctx).out.split()
-    due = retire.due(words, backend.settings.retention_hours)
+    due = retire.due(words, backend.settings.retention_hours, spec.source)
     if due.forwarders:
         forwarding.stop_forwarders(shell, spec.source, spec.ct, state, ctx.journal)
         if backend.records is not None and spec.ips:  # nobody uses the old address any more
