@@ -43,7 +43,16 @@ import hashlib
 import socket
 import ssl
 
-from adapters.base import Check, CleanupPending, Copy, MoveSpec, Observation, PermanentError, RefusedError, StepContext
+from adapters.base import (
+    Check,
+    CleanupPending,
+    Copy,
+    MoveSpec,
+    Observation,
+    PermanentError,
+    RefusedError,
+    StepContext,
+)
 from adapters.proxmox import dump, observe
 from adapters.proxmox.backend import ProxmoxBackend
 from adapters.proxmox.client import Api, ApiFailure

@@ -20,7 +20,6 @@ from tests.doubles.pvedouble.server import start_double
 from tests.doubles.pvedouble.world import World
 from tests.integration.conformance.harness import MoveOrder, StepHooks, run_move
 
-
 SECRET_B = "0d7f5a4e-8c1b-4e2a-9b3c-7a6f5e4d3c2b"
 
 
@@ -164,3 +163,26 @@ def test_a_copy_that_cannot_land_rolls_back_to_the_running_source(clusters, tmp_
     guest = a.world.guests[101]
     assert (guest.node, guest.status, guest.lock) == ("pve1", "running", None)
     assert 101 not in b.world.guests
+
+
+@pytest.mark.parametrize("change,status,words", [
+    ({"target-storage": "1"}, 500, "remote migration requires explicit storage mapping!"),
+    ({"restart": None}, 500, "can't migrate running container without --online or --restart"),
+    ({"fingerprint": "AA:" * 31 + "AA"}, 500, "not verified, abort!"),
+    ({"vmid": 102}, 400, "cannot migrate HA-managed CT to remote cluster"),
+    ({"target-bridge": None}, 400, "property is missing and it is not optional"),
+])
+def test_the_double_refuses_remote_migrate_in_pves_words(clusters, change, status, words):
+    import requests
+
+    a, b, _ = clusters
+    endpoint = (f"apitoken=PVEAPIToken={b.token_id}={SECRET_B},host={b.host},port={b.port},"
+                f"fingerprint={change.get('fingerprint') or fingerprint_of(_der(b))}")
+    params = {"target-endpoint": endpoint, "target-storage": "local-zfs:tank", "target-bridge": "1", "restart": 1}
+    params.update({k: v for k, v in change.items() if k in params and v is not None})
+    params = {k: v for k, v in params.items() if not (k in change and change[k] is None)}
+    reply = requests.post(f"{a.url}/nodes/pve1/lxc/{change.get('vmid', 101)}/remote_migrate", data=params,
+                          headers={"Authorization": f"PVEAPIToken={a.token_id}={a.token_secret}"},
+                          verify=str(a.ca_file), timeout=10)
+    assert reply.status_code == status and words in (reply.reason + reply.text), (reply.reason, reply.text)
+    assert a.world.guests[101].lock is None and 101 not in b.world.guests  # nothing started
