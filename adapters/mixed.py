@@ -62,6 +62,7 @@ class MixedBackend(Backend):
         #: The path object of each (source cluster, target cluster) pair: kept, so what a path
         #: remembers between steps (was the CT running) lasts the move.
         self._paths: dict[tuple[str, str], Any] = {}
+        self._restores: Any = None
 
     @property
     def records(self) -> Any:
@@ -151,6 +152,14 @@ class MixedBackend(Backend):
 
     def rollback(self, spec: MoveSpec, ctx: StepContext) -> None:
         self._actor(spec).rollback(spec, ctx)
+
+    def restores(self) -> Any:
+        """Restores from backups onto whichever cluster the plan chose (adapters/mixed_restore.py)."""
+        if self._restores is None:
+            from adapters.mixed_restore import MixedRestore
+
+            self._restores = MixedRestore(self)
+        return self._restores
 
     def close(self) -> None:
         for member in self.members.values():

@@ -19,6 +19,7 @@ from fleet.plan import Move, Plan
 CLUSTER_TAG = "cluster:"
 #: How each kind of crossing runs, by the move's method (adapters/mixed.py picks the path).
 _PLATFORM_PATH = "vzdump on the source, copy, restore converted"
+_PLATFORM_RESTORE = "its backup restored converted"
 _CLUSTER_PATH = {"dump": "vzdump, restore from the shared backup storage",
                  "restart": "remote_migrate, else vzdump and restore",
                  "live": "remote_migrate, else vzdump and restore"}
@@ -35,7 +36,8 @@ def crossing(move: Move, source: Node, target: Node) -> str | None:
     across = None not in clusters and clusters[0] != clusters[1]
     if source.platform != target.platform:
         where = f", cluster {clusters[0]} -> {clusters[1]}" if across else ""
-        return f"crosses platforms: {source.platform} -> {target.platform}{where} ({_PLATFORM_PATH})"
+        how = _PLATFORM_RESTORE if move.restore is not None else _PLATFORM_PATH
+        return f"crosses platforms: {source.platform} -> {target.platform}{where} ({how})"
     if across:
         return f"crosses clusters: {clusters[0]} -> {clusters[1]} ({_CLUSTER_PATH[move.method]})"
     return None
