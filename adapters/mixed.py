@@ -21,10 +21,11 @@ names a path, so plans and execution agree. Bad configuration is one InputError 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import abc
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from adapters.base import Backend, MoveSpec, Observation, PermanentError, RefusedError, StepContext
+from adapters.base import Backend, MoveSpec, PermanentError, RefusedError, StepContext
 from fleet.crossings import CLUSTER_TAG
 from fleet.errors import InputError
 from fleet.model import Inventory
@@ -51,6 +52,24 @@ def crossing(source_platform: str, target_platform: str) -> str | None:
     return CROSSINGS.get((source_platform, target_platform))
 
 
+def by_path(*steps: str) -> Callable[[type], type]:
+    """A class decorator: each of ``steps`` runs on ``self._actor(spec)``, the object of the path
+    the move's clusters take (the cluster's own backend, or the crossing's path)."""
+    def delegate(step: str) -> Callable[..., Any]:
+        def run(self: Any, spec: MoveSpec, *ctx: StepContext) -> Any:
+            return getattr(self._actor(spec), step)(spec, *ctx)
+        run.__name__ = run.__qualname__ = step
+        run.__doc__ = f"``{step}`` on the path between the move's two clusters."
+        return run
+
+    def decorate(cls: type) -> type:
+        for step in steps:
+            setattr(cls, step, delegate(step))
+        return abc.update_abstractmethods(cls)
+    return decorate
+
+
+@by_path("observe", "preflight", "prepare", "presync", "cutover", "verify", "cleanup", "rollback")
 class MixedBackend(Backend):
     """The clusters of one config (module doc); ``members`` by cluster name."""
 
@@ -128,30 +147,6 @@ class MixedBackend(Backend):
             return self.members[src].refusals(spec)
         same = self.members[src].name == self.members[dst].name
         return {k: v for k, v in (_CLUSTER_REFUSES if same else _CROSSING_REFUSES).items() if k in spec.requested()}
-
-    def observe(self, spec: MoveSpec) -> Observation:
-        return self._actor(spec).observe(spec)
-
-    def preflight(self, spec: MoveSpec, ctx: StepContext):
-        return self._actor(spec).preflight(spec, ctx)
-
-    def prepare(self, spec: MoveSpec, ctx: StepContext) -> None:
-        self._actor(spec).prepare(spec, ctx)
-
-    def presync(self, spec: MoveSpec, ctx: StepContext) -> None:
-        self._actor(spec).presync(spec, ctx)
-
-    def cutover(self, spec: MoveSpec, ctx: StepContext) -> None:
-        self._actor(spec).cutover(spec, ctx)
-
-    def verify(self, spec: MoveSpec, ctx: StepContext) -> None:
-        self._actor(spec).verify(spec, ctx)
-
-    def cleanup(self, spec: MoveSpec, ctx: StepContext) -> None:
-        self._actor(spec).cleanup(spec, ctx)
-
-    def rollback(self, spec: MoveSpec, ctx: StepContext) -> None:
-        self._actor(spec).rollback(spec, ctx)
 
     def restores(self) -> Any:
         """Restores from backups onto whichever cluster the plan chose (adapters/mixed_restore.py)."""

@@ -42,6 +42,7 @@ from adapters.base import (
     RefusedError,
     StepContext,
 )
+from adapters.mixed import by_path
 from adapters.openvz import inventory as ovz
 from adapters.openvz.backups import BACKUP_HOST
 from adapters.openvz.transfer import bwlimit, ssh_command
@@ -156,6 +157,7 @@ class OpenVZBackupOntoProxmox(OpenVZToProxmox):
             self._pve(spec, ["rm", "-f", self._fetched(spec)], ctx, check=False)
 
 
+@by_path("observe", "preflight", "restore", "start", "verify", "cleanup", "rollback")
 class MixedRestore(RestoreSteps):
     """Restore steps over the clusters of a MixedBackend (module doc)."""
 
@@ -192,28 +194,7 @@ class MixedRestore(RestoreSteps):
     def lost_containers(self, node: str, known: set[str]) -> list[Container]:
         return self._steps(node).lost_containers(node, known)
 
-    def observe(self, spec: MoveSpec) -> Observation:
-        return self._actor(spec).observe(spec)
-
-    def preflight(self, spec: MoveSpec, ctx: StepContext) -> list[Check]:
-        return self._actor(spec).preflight(spec, ctx)
-
     def fence(self, spec: MoveSpec, ctx: StepContext) -> None:
         """The cluster's own fence where it has one, else adapters/restore.py's (the same rule)."""
         own = getattr(self._actor(spec), "fence", None)
         (own or super().fence)(spec, ctx)
-
-    def restore(self, spec: MoveSpec, ctx: StepContext) -> None:
-        self._actor(spec).restore(spec, ctx)
-
-    def start(self, spec: MoveSpec, ctx: StepContext) -> None:
-        self._actor(spec).start(spec, ctx)
-
-    def verify(self, spec: MoveSpec, ctx: StepContext) -> None:
-        self._actor(spec).verify(spec, ctx)
-
-    def cleanup(self, spec: MoveSpec, ctx: StepContext) -> None:
-        self._actor(spec).cleanup(spec, ctx)
-
-    def rollback(self, spec: MoveSpec, ctx: StepContext) -> None:
-        self._actor(spec).rollback(spec, ctx)
