@@ -186,3 +186,18 @@ def test_the_double_refuses_remote_migrate_in_pves_words(clusters, change, statu
                           verify=str(a.ca_file), timeout=10)
     assert reply.status_code == status and words in (reply.reason + reply.text), (reply.reason, reply.text)
     assert a.world.guests[101].lock is None and 101 not in b.world.guests  # nothing started
+
+
+@pytest.mark.parametrize("crash_after", ["cutover", "verify"])
+def test_each_step_repeated_or_resumed_after_a_crash_moves_the_container_once(clusters, tmp_path, crash_after):
+    from tests.integration.conformance.harness import SagaStore
+
+    a, b, backend = clusters
+    store = SagaStore(tmp_path)
+    first = store.run(backend, MoveOrder("104", "pve1", "pveb1", method="restart"),
+                      StepHooks(repeat=True, crash_after=crash_after))
+    assert first.state == "running"  # the engine died after the step acted, before it recorded so
+    run = store.resume(backend, first.job_id, first.move_id, StepHooks(repeat=True))
+    assert run.state == "succeeded", run.message
+    assert 104 not in a.world.guests and (b.world.guests[104].node, b.world.guests[104].status) == ("pveb1", "running")
+    assert len([c for c in a.world.calls if c["path"].endswith("/remote_migrate")]) == 1  # moved once
