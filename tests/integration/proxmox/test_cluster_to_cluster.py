@@ -201,3 +201,35 @@ def test_each_step_repeated_or_resumed_after_a_crash_moves_the_container_once(cl
     assert run.state == "succeeded", run.message
     assert 104 not in a.world.guests and (b.world.guests[104].node, b.world.guests[104].status) == ("pveb1", "running")
     assert len([c for c in a.world.calls if c["path"].endswith("/remote_migrate")]) == 1  # moved once
+
+
+def test_recovery_planned_onto_another_proxmox_cluster_is_one_line_exit_2(make_double, tmp_path):  # noqa: F811
+    """A dead node whose cluster's other node is in maintenance: its backup would land in
+    cluster B, where ferry cannot restore a Proxmox archive of cluster A; refused by name."""
+    from tests.doubles.pvedouble.backups import add_archive
+    from tests.integration.proxmox.test_proxmox_cli import write_config
+    from tests.integration.sim.test_cli import assert_one_line_error, ferry
+
+    nodes = small_fleet().nodes
+    alone = small_fleet().model_copy(update={"nodes": [nodes[0], nodes[1].model_copy(update={"maintenance": True})],
+                                             "containers": [
+        c for c in small_fleet().containers if c.id == "104"]})
+    a = make_double(alone)
+    b = start_double(World.from_inventory(fleet_b()), tmp_path / "pki-b", token_secret=SECRET_B)
+    try:
+        with a.world.lock:
+            add_archive(a.world, a.world.guests[104], "nfs-backup", "nfs-backup:backup/vzdump-lxc-104-1.tar.zst", 1)
+            a.world.nodes["pve1"].online = False
+        tables = []
+        for name, double, secret in (("a", a, a.token_secret), ("b", b, SECRET_B)):
+            sub = tmp_path / name
+            sub.mkdir()
+            body = write_config(sub, double, secret=secret).read_text().split("[proxmox]\n", 1)[1]
+            body = body.replace('token_secret_file = "pve-token"', f'token_secret_file = "{sub}/pve-token"')
+            tables.append(f'[mixed.clusters.{name}]\nplatform = "proxmox"\n{body}')
+        config = tmp_path / "ferry.toml"
+        config.write_text('[ferry]\nbackend = "mixed"\nstate_dir = "state"\n' + "".join(tables))
+        done = ferry("plan", "evacuate", "pve1", "--from-backups", "--format", "json", config=config, check=False)
+        assert_one_line_error(done, "node='pve1'", "proxmox cluster a onto proxmox cluster b", "no such path")
+    finally:
+        b.stop()
