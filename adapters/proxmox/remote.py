@@ -120,6 +120,15 @@ class ClusterToCluster:
     def dest(spec: MoveSpec) -> int:
         return int(spec.target_ct or spec.ct)
 
+    def _shared_backups(self, spec: MoveSpec, mb: MoveContext) -> Check:
+        """The dump path's archive must be readable in both clusters: one storage, one id."""
+        ours = self.a.settings.backup_storage
+        rows = [r for r in mb.api.get("/cluster/resources", type="storage")
+                if r.get("storage") == ours and r.get("node") == spec.target and "backup" in str(r.get("content"))]
+        return Check("backup storage in both clusters", bool(ours) and bool(rows) and ours == mb.settings.backup_storage,
+                     f"give clusters {self.names[0]} and {self.names[1]} one shared backup storage under one id "
+                     f"(mixed.clusters.<name>.backup_storage; now {ours!r} and {mb.settings.backup_storage!r})")
+
     def _storage_pair(self, spec: MoveSpec, conf: dict) -> tuple[str, str]:
         src = observe.rootfs_storage(conf) or "local"
         return src, spec.target_storage or self.b.settings.storage_map.get(src, src)
@@ -176,7 +185,9 @@ class ClusterToCluster:
         except ApiFailure:  # taken: by this move's own copy (a resumed move), or by a stranger
             free = self._is_copy(ma, mb, place, self._copy(spec, mb.api))
         checks.append(Check("target VMID free", free, f"VMID {self.dest(spec)} is taken in cluster {self.names[1]}"))
-        if spec.method == "restart" and all(c.ok for c in checks):
+        if spec.method == "dump":
+            checks.append(self._shared_backups(spec, mb))
+        elif all(c.ok for c in checks):
             self._check_landing(spec, mb)
         return checks
 
@@ -259,8 +270,9 @@ class ClusterToCluster:
     def verify(self, spec: MoveSpec, ctx: StepContext) -> None:
         ma, mb = self._mcs(spec, ctx)
         copy, source = self._copy(spec, mb.api), observe.locate(ma.api, ma.vmid)
-        want = "running" if self._was_running(spec) else "stopped"
-        if copy is None or copy.node != spec.target or copy.status != want or copy.lock:
+        known = self.memo.get(f"running:{spec.ct}")  # None: ferry restarted since (either will do)
+        want = "running or stopped" if known is None else "running" if known else "stopped"
+        if copy is None or copy.node != spec.target or copy.status not in want.split(" or ") or copy.lock:
             found = f"{copy.status} on {copy.node} (lock {copy.lock})" if copy else "absent"
             raise PermanentError(f"copy {self.dest(spec)} in cluster {self.names[1]} is {found}, expected {want} "
                                  f"on {spec.target}")

@@ -233,3 +233,16 @@ def test_recovery_planned_onto_another_proxmox_cluster_is_one_line_exit_2(make_d
         assert_one_line_error(done, "node='pve1'", "proxmox cluster a onto proxmox cluster b", "no such path")
     finally:
         b.stop()
+
+
+def test_a_dump_between_clusters_without_a_shared_backup_storage_stops_before_any_change(clusters, tmp_path):
+    from dataclasses import replace
+
+    a, b, backend = clusters
+    target = backend.members["b"]
+    target.settings = replace(target.settings, backup_storage="b-only")
+    run = run_move(backend, MoveOrder("104", "pve1", "pveb1", method="dump"), tmp_path)
+    assert run.state != "succeeded" and "backup storage in both clusters" in run.message, run.message
+    assert "mixed.clusters.<name>.backup_storage" in run.message
+    assert not [c for d in (a, b) for c in d.world.calls if c["method"] != "GET"]
+    assert (a.world.guests[104].node, a.world.guests[104].status) == ("pve1", "running")
