@@ -8,8 +8,11 @@ together, each move run by the path between its two nodes' clusters.
     discover: every cluster's inventory, merged (node and container names must not repeat)
     a move:   both nodes in one cluster --> that cluster's backend
               an OpenVZ node -> a Proxmox node --> openvz_to_proxmox.OpenVZToProxmox (dump path)
-              any other pair --> refused by name (no path: Proxmox -> OpenVZ, two Proxmox
-                                  clusters: ferry has no cluster-to-cluster path yet)
+              two Proxmox clusters --> proxmox/remote.ClusterToCluster (remote_migrate, else
+                                       vzdump -> shared backup storage -> restore)
+              any other pair --> refused by name (no path: Proxmox -> OpenVZ)
+    nodes:    each carries the tag ``cluster:<name>`` of its [mixed.clusters] table, so a plan
+              made from the inventory names the clusters a move crosses (fleet/crossings.py)
 
 The planner's platform filter lets a container cross platforms only where :func:`crossing`
 names a path, so plans and execution agree. Bad configuration is one InputError naming the key
@@ -18,10 +21,12 @@ names a path, so plans and execution agree. Bad configuration is one InputError 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import abc
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from adapters.base import Backend, MoveSpec, Observation, PermanentError, RefusedError, StepContext
+from adapters.base import Backend, MoveSpec, PermanentError, RefusedError, StepContext
+from fleet.crossings import CLUSTER_TAG
 from fleet.errors import InputError
 from fleet.model import Inventory
 
@@ -32,6 +37,12 @@ _CROSSING_REFUSES = {"ports": "an OpenVZ -> Proxmox move stops the source before
                               "exists: there is nothing to hold clients on",
                      "backup": "an OpenVZ -> Proxmox move makes its own archive",
                      "hostname": "an OpenVZ -> Proxmox move keeps the hostname"}
+#: What a move between two Proxmox clusters cannot honour: the copy keeps the source's config.
+_CLUSTER_REFUSES = {"ports": "a move between clusters stops the source; nothing holds clients",
+                    "backup": "a move between clusters makes its own copy",
+                    "hostname": "a move between clusters keeps the hostname",
+                    "ips": "a move between clusters keeps the addresses",
+                    "gateway": "a move between clusters keeps the gateway"}
 
 
 def crossing(source_platform: str, target_platform: str) -> str | None:
@@ -41,6 +52,24 @@ def crossing(source_platform: str, target_platform: str) -> str | None:
     return CROSSINGS.get((source_platform, target_platform))
 
 
+def by_path(*steps: str) -> Callable[[type], type]:
+    """A class decorator: each of ``steps`` runs on ``self._actor(spec)``, the object of the path
+    the move's clusters take (the cluster's own backend, or the crossing's path)."""
+    def delegate(step: str) -> Callable[..., Any]:
+        def run(self: Any, spec: MoveSpec, *ctx: StepContext) -> Any:
+            return getattr(self._actor(spec), step)(spec, *ctx)
+        run.__name__ = run.__qualname__ = step
+        run.__doc__ = f"``{step}`` on the path between the move's two clusters."
+        return run
+
+    def decorate(cls: type) -> type:
+        for step in steps:
+            setattr(cls, step, delegate(step))
+        return abc.update_abstractmethods(cls)
+    return decorate
+
+
+@by_path("observe", "preflight", "prepare", "presync", "cutover", "verify", "cleanup", "rollback")
 class MixedBackend(Backend):
     """The clusters of one config (module doc); ``members`` by cluster name."""
 
@@ -49,6 +78,10 @@ class MixedBackend(Backend):
     def __init__(self, members: Mapping[str, Backend]) -> None:
         self.members = dict(members)
         self._home: dict[str, str] = {}
+        #: The path object of each (source cluster, target cluster) pair: kept, so what a path
+        #: remembers between steps (was the CT running) lasts the move.
+        self._paths: dict[tuple[str, str], Any] = {}
+        self._restores: Any = None
 
     @property
     def records(self) -> Any:
@@ -69,7 +102,8 @@ class MixedBackend(Backend):
                     raise PermanentError(f"node {node.name} is in clusters {seen[node.name]} and {name}; "
                                          f"node names must be unique across [mixed.clusters]")
                 seen[node.name] = name
-                nodes.append(node)
+                tags = [t for t in node.tags if not t.startswith(CLUSTER_TAG)] + [f"{CLUSTER_TAG}{name}"]
+                nodes.append(node.model_copy(update={"tags": tags}))
             cts.extend(inv.containers)
         ids = [ct.id for ct in cts]
         twice = sorted({i for i in ids if ids.count(i) > 1})
@@ -91,42 +125,36 @@ class MixedBackend(Backend):
         src, dst = self._cluster(spec.source), self._cluster(spec.target)
         if src == dst:
             return self.members[src]
+        if (src, dst) not in self._paths:
+            self._paths[(src, dst)] = self._path(src, dst)
+        return self._paths[(src, dst)]
+
+    def _path(self, src: str, dst: str) -> Any:
         kinds = (self.members[src].name, self.members[dst].name)
         if kinds == ("openvz", "proxmox"):
             from adapters.openvz_to_proxmox import OpenVZToProxmox
 
             return OpenVZToProxmox(self.members[src], self.members[dst])  # type: ignore[arg-type]
+        if kinds == ("proxmox", "proxmox"):
+            from adapters.proxmox.remote import ClusterToCluster
+
+            return ClusterToCluster(self.members[src], self.members[dst], (src, dst))  # type: ignore[arg-type]
         raise RefusedError(f"no path from {kinds[0]} cluster {src} to {kinds[1]} cluster {dst}")
 
     def refusals(self, spec: MoveSpec) -> dict[str, str]:
         src, dst = self._cluster(spec.source), self._cluster(spec.target)
         if src == dst:
             return self.members[src].refusals(spec)
-        return {k: v for k, v in _CROSSING_REFUSES.items() if k in spec.requested()}
+        same = self.members[src].name == self.members[dst].name
+        return {k: v for k, v in (_CLUSTER_REFUSES if same else _CROSSING_REFUSES).items() if k in spec.requested()}
 
-    def observe(self, spec: MoveSpec) -> Observation:
-        return self._actor(spec).observe(spec)
+    def restores(self) -> Any:
+        """Restores from backups onto whichever cluster the plan chose (adapters/mixed_restore.py)."""
+        if self._restores is None:
+            from adapters.mixed_restore import MixedRestore
 
-    def preflight(self, spec: MoveSpec, ctx: StepContext):
-        return self._actor(spec).preflight(spec, ctx)
-
-    def prepare(self, spec: MoveSpec, ctx: StepContext) -> None:
-        self._actor(spec).prepare(spec, ctx)
-
-    def presync(self, spec: MoveSpec, ctx: StepContext) -> None:
-        self._actor(spec).presync(spec, ctx)
-
-    def cutover(self, spec: MoveSpec, ctx: StepContext) -> None:
-        self._actor(spec).cutover(spec, ctx)
-
-    def verify(self, spec: MoveSpec, ctx: StepContext) -> None:
-        self._actor(spec).verify(spec, ctx)
-
-    def cleanup(self, spec: MoveSpec, ctx: StepContext) -> None:
-        self._actor(spec).cleanup(spec, ctx)
-
-    def rollback(self, spec: MoveSpec, ctx: StepContext) -> None:
-        self._actor(spec).rollback(spec, ctx)
+            self._restores = MixedRestore(self)
+        return self._restores
 
     def close(self) -> None:
         for member in self.members.values():

@@ -82,6 +82,11 @@ class RestoreSteps(abc.ABC):
         reads them from the node's archives."""
         return []
 
+    def path_refusal(self, source: str, target: str) -> str | None:
+        """Why a backup of dead ``source``'s containers cannot be restored on ``target`` (a
+        mixed fleet's clusters without a path between them); None: it can."""
+        return None
+
     @abc.abstractmethod
     def observe(self, spec: MoveSpec) -> Observation:
         """The dead node's copy (``unknown`` while it is down) and the restored copy."""

@@ -24,6 +24,7 @@ from sqlalchemy import select
 
 from adapters.base import Step
 from adapters.restore import STALE_MARK, newest_backups
+from fleet.crossings import name_crossings
 from fleet.errors import InputError
 from fleet.model import Inventory
 from fleet.plan import Plan
@@ -81,7 +82,11 @@ def plan_recovery(rt: Runtime, node: str, snapshot: Inventory | None = None) -> 
         inv = with_lost_containers(rt, inv, node)
     plan = plan_from_backups(inv, node, archives_of(rt, inv, node), planning_policy(rt, snapshot),
                              now=rt.backend.now())
-    return Planned(plan, inv)
+    for move in plan.moves:  # a mixed fleet: a restore between clusters without a path
+        why = rt.backend.restores().path_refusal(move.from_node, move.to)
+        if why:
+            raise InputError("node", node, why)
+    return Planned(name_crossings(plan, inv), inv)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@
                                      --> dump.py    ("dump": vzdump -> restore -> net -> start)
                                            identity.py (the source's identity, recorded on the copy,
                                                         checked before any retire or purge)
+        (mixed fleets) another cluster -> remote.py ("remote_migrate", else vzdump -> restore)
         every call ------------------> client.py (journal entry, redaction, retry policy)
                                          tasks.py (follow UPIDs, judge exit status)
 
@@ -38,7 +39,14 @@ get_retries          attempts for an idempotent GET on transient failures, defau
 ssh                  SSH to the nodes, a table with the keys of [openvz] (nodes, identity_file,
                      known_hosts_file, forward_seconds, forward_quiet_s, hold_seconds, state_dir,
                      dump_dir): the old node of a move to a new address forwards it while DNS
-                     moves (readdress.py); an OpenVZ archive lands in dump_dir (mixed fleets)
+                     moves (readdress.py); an OpenVZ archive lands in dump_dir (mixed fleets);
+                     ``pct unlock`` of a source remote_migrate left locked (remote.py)
+node_hosts           {node = API address}: where a move from another cluster's remote_migrate
+                     lands (its endpoint's host); default ``host`` (remote.py)
+fingerprint          SHA-256 fingerprint of this cluster's API certificate, sent in the endpoint;
+                     default: read over ferry's own verified TLS connection
+bridge_map           {source_bridge = bridge_here} for containers arriving from another cluster
+                     (``target-bridge``); default: each bridge to itself
 ==================== ======================================================================
 
 Every endpoint and parameter the adapter sends is listed in :mod:`adapters.proxmox.endpoints`

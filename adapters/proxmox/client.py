@@ -19,6 +19,7 @@ Failure policy (one rule, documented here):
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -32,6 +33,9 @@ from adapters.base import Journal, JournalEntry, PermanentError, TransientError
 from adapters.proxmox.settings import ProxmoxSettings
 from fleet.errors import InputError
 
+#: The secret of an API token inside a value (a remote migration's ``target-endpoint`` carries
+#: ``apitoken=PVEAPIToken=USER@REALM!ID=SECRET``): masked in journals.
+_TOKEN_IN_VALUE = re.compile(r"(PVEAPIToken=[^=,\s]+=)[^,\s]+")
 TRANSIENT_STATUSES = frozenset({408, 429, 502, 503, 504, 595, 596, 599})
 _SECRET_KEYS = ("password", "secret", "token", "ticket", "key", "csrf")
 
@@ -92,6 +96,8 @@ def redact(params: Mapping[str, Any], secret: str) -> dict[str, Any]:
     for key, value in params.items():
         if any(word in key.lower() for word in _SECRET_KEYS) or (secret and secret in str(value)):
             out[key] = "***"
+        elif isinstance(value, str) and "PVEAPIToken=" in value:
+            out[key] = _TOKEN_IN_VALUE.sub(r"\1***", value)
         else:
             out[key] = value
     return out

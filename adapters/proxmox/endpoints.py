@@ -50,6 +50,11 @@ ENDPOINTS: dict[tuple[str, str], tuple[frozenset[str], str]] = {
                                                "searchdomain"} | {f"net{i}" for i in range(32)}),
                                     "pve-container src/PVE/API2/LXC.pm create_vm (restore; the other keys: "
                                     "src/PVE/LXC/Config.pm confdesc, as pct restore passes them)"),
+    ("POST", "/nodes/{node}/lxc/{vmid}/remote_migrate"): (
+        frozenset({"target-endpoint", "target-storage", "target-bridge", "target-vmid", "restart", "delete",
+                   "bwlimit", "timeout"}),
+        "pve-container src/PVE/API2/LXC.pm remote_migrate_vm (EXPERIMENTAL; CLI pct remote-migrate)"),
+    ("GET", "/cluster/status"): (frozenset(), "pve-manager PVE/API2/Cluster.pm get_status"),
     ("DELETE", "/nodes/{node}/lxc/{vmid}"): (frozenset({"purge"}), "pve-container src/PVE/API2/LXC.pm destroy_vm"),
     ("POST", "/nodes/{node}/vzdump"): (frozenset({"vmid", "mode", "storage", "compress", "bwlimit"}),
                                        "pve-manager PVE/API2/VZDump.pm vzdump"),

@@ -21,8 +21,10 @@ _KNOWN = {
     "host", "port", "token_id", "token_secret_file", "token_secret_env", "verify_ssl", "ca_file",
     "timeout_s", "bwlimit_kib", "shutdown_timeout_s", "storage_map", "retention_hours", "backup_storage",
     "poll_interval_s", "task_timeout_s", "lock_wait_s", "get_retries", "presync", "ha_timeout_s",
-    "ssh",
+    "ssh", "node_hosts", "fingerprint", "bridge_map",
 }
+_FINGERPRINT_RE = re.compile(r"^([0-9A-Fa-f]{2}:){31}[0-9A-Fa-f]{2}$")
+_BRIDGE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]{0,14}$")
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,13 @@ class ProxmoxSettings:
     #: known_hosts_file, forward_seconds, forward_quiet_s, hold_seconds, state_dir): the old node
     #: of a move that changes address forwards to the new one (readdress.py). None: it cannot.
     ssh: Any = None
+    #: A container coming from another cluster (remote.py): the address each node answers the
+    #: API on (``remote_migrate`` lands on the node its endpoint names; default: ``host``), the
+    #: SHA-256 fingerprint of this cluster's API certificate (default: read from ferry's own
+    #: verified connection), and ``{source_bridge = bridge_here}`` (default: each to itself).
+    node_hosts: Mapping[str, str] = field(default_factory=dict)
+    fingerprint: str | None = None
+    bridge_map: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def token_id(self) -> str:
@@ -105,6 +114,24 @@ def _storage_map(raw: Mapping[str, Any]) -> dict[str, str]:
     return dict(value)
 
 
+def _map(raw: Mapping[str, Any], key: str, pattern: re.Pattern[str], what: str) -> dict[str, str]:
+    """A ``{name = value}`` table whose values match ``pattern``."""
+    value = raw.get(key, {}) or {}
+    if not isinstance(value, Mapping):
+        raise _bad(key, value, f"must be a table {{name = {what}}}")
+    for name, item in value.items():
+        if not isinstance(item, str) or not pattern.match(item):
+            raise _bad(f"{key}.{name}", item, f"not a {what}")
+    return dict(value)
+
+
+def _fingerprint(raw: Mapping[str, Any]) -> str | None:
+    value = raw.get("fingerprint")
+    if value is not None and (not isinstance(value, str) or not _FINGERPRINT_RE.match(value)):
+        raise _bad("fingerprint", value, "must be a SHA-256 fingerprint, 32 hex pairs separated by ':'")
+    return value.upper() if value else None
+
+
 def _ssh(table: Any) -> Any:
     """``[proxmox.ssh]`` validated as an ``[openvz]`` table (the same SSH and forwarding keys)."""
     if table is None:
@@ -155,4 +182,6 @@ def parse_settings(raw: Mapping[str, Any]) -> ProxmoxSettings:
         task_timeout_s=_number(raw, "task_timeout_s", 6 * 3600.0, minimum=0.1),
         lock_wait_s=_number(raw, "lock_wait_s", 600.0), get_retries=_number(raw, "get_retries", 4, minimum=1, integer=True),
         presync=presync, ha_timeout_s=_number(raw, "ha_timeout_s", 600.0, minimum=0.1),
+        node_hosts=_map(raw, "node_hosts", re.compile(r"^[A-Za-z0-9.\-:\[\]]{1,253}$"), "host name or IP address"),
+        fingerprint=_fingerprint(raw), bridge_map=_map(raw, "bridge_map", _BRIDGE_RE, "bridge name"),
     )

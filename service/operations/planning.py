@@ -17,6 +17,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from fleet.crossings import name_crossings
 from fleet.model import Inventory
 from fleet.plan import Plan
 from fleet.policy import Policy
@@ -78,7 +79,7 @@ def plan_nodes(rt: Runtime, goal: NodeGoal, request: NodesPlanRequest,
     plan = address_plan(lambda i: node_planner(goal)(
         i, request.nodes, planning_policy(rt, snapshot), solver=request.solver.value,
         time_limit_s=request.time_limit), inv, rt, offline=snapshot is not None)
-    return Planned(plan, inv)
+    return Planned(name_crossings(plan, inv), inv)
 
 
 def plan_rebalancing(rt: Runtime, request: RebalanceRequest, snapshot: Inventory | None = None) -> Planned:
@@ -93,7 +94,7 @@ def plan_rebalancing(rt: Runtime, request: RebalanceRequest, snapshot: Inventory
     plan = address_plan(lambda i: plan_rebalance(
         i, policy, last_moved=moved, now=now, solver=request.solver.value,
         time_limit_s=request.time_limit), inv, rt, offline=snapshot is not None)
-    return Planned(plan, inv)
+    return Planned(name_crossings(plan, inv), inv)
 
 
 def place_container(rt: Runtime, request: PlaceRequest, snapshot: Inventory | None = None) -> dict[str, Any]:

@@ -138,3 +138,37 @@ def test_the_cli_plans_a_mixed_fleet_across_platforms(tmp_path):
     moves = json.loads(done.stdout)["moves"]
     assert {(m["ct"], m["method"]) for m in moves} == {("101", "dump"), ("102", "dump"), ("103", "dump")}
     assert {m["to"] for m in moves} <= {"p1", "p2"}
+    assert all(m["reason"].endswith("crosses platforms: openvz -> proxmox (vzdump on the source, copy, "
+                                    "restore converted)") for m in moves)
+
+
+def test_a_move_between_two_proxmox_clusters_says_so_in_its_reason():
+    from fleet.crossings import name_crossings
+
+    inv = _fleet()
+    tags = {"o1": "ovz", "o2": "ovz", "p1": "pve-a", "p2": "pve-b"}
+    inv = inv.model_copy(update={"nodes": [n.model_copy(update={"tags": [f"cluster:{tags[n.name]}"]})
+                                           for n in inv.nodes]})
+    plan = name_crossings(plan_evacuate(inv, ["p1"], Policy()), inv)
+    assert {m.to for m in plan.moves} == {"p2"}
+    assert plan.moves and all(m.reason.endswith("; crosses clusters: pve-a -> pve-b (remote_migrate, else vzdump "
+                                                 "and restore)") for m in plan.moves), [m.reason for m in plan.moves]
+    within = name_crossings(plan_evacuate(_fleet(), ["p1"], Policy()), _fleet())  # no cluster tags: one cluster
+    assert not any("crosses" in m.reason for m in within.moves)
+    again = name_crossings(plan, inv)
+    assert again == plan  # said once, however often it is asked
+
+
+@pytest.mark.parametrize("line,key", [
+    ('fingerprint = "zz"', "mixed.clusters.pve.fingerprint"),
+    ('node_hosts = { p1 = 5 }', "mixed.clusters.pve.node_hosts.p1"),
+    ('bridge_map = { vmbr0 = "no such bridge" }', "mixed.clusters.pve.bridge_map.vmbr0"),
+    ('cluster_hosts = {}', "mixed.clusters.pve.cluster_hosts"),
+])
+def test_a_bad_cluster_crossing_key_is_one_line_naming_it(tmp_path, monkeypatch, line, key):
+    monkeypatch.setenv("FERRY_TEST_PVE_SECRET", "s")
+    path = _config(tmp_path)
+    path.write_text(path.read_text() + line + "\n")
+    with pytest.raises(InputError) as bad:
+        make_backend(load_config(path))
+    assert bad.value.key == key and "\n" not in str(bad.value), str(bad.value)

@@ -4,7 +4,9 @@
                                                             ^ tick(): tasks end in scaled time
     proxmoxer --HTTPS, PVEAPIToken--> server.py --routes.py (real paths, params.py validation)-->
         guests.py (LXC: migrate, status, config, destroy) / backups.py (vzdump, restore) /
-        cluster.py (HA, replication, nextid) --> World --snapshot()--> Inventory (for comparisons)
+        cluster.py (HA, replication, nextid) / remote.py (remote_migrate to another double,
+        /cluster/status) --> World --snapshot()--> Inventory (for comparisons)
+    nodeshell.py: ``pct unlock`` on a node, for what ferry runs over SSH (no API has it)
 
 What a test or bench reads back: ``world.requests`` / ``world.calls`` (every request served, with
 its raw parameters and UPID), ``world.timeline`` (each container's node/status changes in

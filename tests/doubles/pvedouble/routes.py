@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tests.doubles.pvedouble import backups, cluster, guests
+from tests.doubles.pvedouble import backups, cluster, guests, remote
 from tests.doubles.pvedouble.model import MIB, ApiError
 from tests.doubles.pvedouble.params import Spec
 from tests.doubles.pvedouble.world import World
@@ -81,6 +81,11 @@ def resources(w: World, pp, p, user):
 @route("GET", "/cluster/tasks")
 def cluster_tasks(w: World, pp, p, user):
     return [t.listing() for t in sorted(w.tasks.values(), key=lambda t: t.starttime, reverse=True)]
+
+
+@route("GET", "/cluster/status")
+def cluster_status(w: World, pp, p, user):
+    return remote.cluster_status(w)
 
 
 @route("GET", "/cluster/nextid", {"vmid": ("vmid", False)})
@@ -221,6 +226,14 @@ def ct_migrate_check(w: World, pp, p, user):
                                                     "timeout": ("integer", False), "bwlimit": ("number>=0", False)})
 def ct_migrate(w: World, pp, p, user):
     return guests.migrate(w, pp["node"], _vmid(pp), p, user)
+
+
+@route("POST", "/nodes/{node}/lxc/{vmid}/remote_migrate", {
+    "target-endpoint": ("string", True), "target-storage": ("string", True), "target-bridge": ("string", True),
+    "target-vmid": ("vmid", False), "online": ("boolean", False), "restart": ("boolean", False),
+    "timeout": ("integer", False), "delete": ("boolean", False), "bwlimit": ("number>=0", False)})
+def ct_remote_migrate(w: World, pp, p, user):
+    return remote.remote_migrate(w, pp["node"], _vmid(pp), p, user)
 
 
 @route("DELETE", "/nodes/{node}/lxc/{vmid}", {"purge": ("boolean", False), "force": ("boolean", False),

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from tests.doubles.pvedouble import routes
+from tests.doubles.pvedouble import remote, routes
 from tests.doubles.pvedouble.certs import make_certs
 from tests.doubles.pvedouble.model import ApiError
 from tests.doubles.pvedouble.params import validate
@@ -114,6 +114,7 @@ class PveDouble:
         return f"https://{self.host}:{self.port}{PREFIX}"
 
     def stop(self) -> None:
+        remote.SERVED.pop((self.host, self.port), None)
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
@@ -132,4 +133,5 @@ def start_double(world: World, workdir: Path, *, token_id: str = "ferry@pve!migr
     server.socket = context.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
+    remote.SERVED[("127.0.0.1", server.server_address[1])] = world
     return PveDouble(world, "127.0.0.1", server.server_address[1], ca, token_id, token_secret, server, thread)

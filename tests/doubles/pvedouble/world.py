@@ -69,6 +69,10 @@ class World:
         self.archive_dirs: dict[str, Path] = {}
         self.tasks: dict[str, Task] = {}
         self.faults = Faults()
+        #: The cluster's name and the node whose API this double stands for (``/cluster/status``
+        #: marks it ``local``; a remote migration to this cluster lands there). None: the first.
+        self.cluster_name = "pve"
+        self.local_node: str | None = None
         self.requests: list[tuple[str, str, int]] = []
         #: The same requests with their raw parameters and the UPID a task-starting call returned.
         self.calls: list[dict] = []

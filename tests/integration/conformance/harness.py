@@ -135,6 +135,9 @@ class WatchedBackend(Backend):
     def rollback(self, spec: MoveSpec, ctx: StepContext) -> None:
         self._step("rollback", spec, ctx)
 
+    def restores(self) -> Any:
+        return self.inner.restores()
+
     def now(self) -> float:
         return self.inner.now()
 
