@@ -130,3 +130,18 @@ def test_unusable_address_stops_discovery_naming_the_container_and_key():
         inventory.container_from("n2", row, {"IP_ADDRESS": "10.0.0.300"})
     assert str(err.value).startswith("the cluster reported an unusable value: container 103 on n2: ips[0]=")
     assert "not an IP address" in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(("answer", "status"), [
+    ("CTID 101 exist mounted running\n", "running"),
+    ("CTID 101 exist unmounted down suspended\n", "stopped"),
+    ("CTID 101 deleted unmounted down\n", "absent"),
+])
+def test_vzctl_status_lines_as_vzctl_prints_them(answer, status):
+    assert inventory.ct_status("n1", "101", answer) == status
+
+
+@pytest.mark.parametrize("answer", ["", "CTID 101 exi", "CTID 101 exist mounted", "Unable to open /dev/vzctl"])
+def test_a_cut_vzctl_status_is_asked_again_never_read_as_absent(answer):
+    with pytest.raises(TransientError, match="vzctl status 101"):
+        inventory.ct_status("n1", "101", answer, 0)
