@@ -17,7 +17,7 @@ from planners.objective import move_cost, swap_delta
 from planners.ranking import rank
 from planners.rulebook import Ctx
 from planners.state import FleetState, Placement
-from planners.swaps import cost_matrix, relocation_deltas, swap_pairs
+from planners.swaps import cost_matrix, relocation_table, swap_pairs
 from planners.units import Unit
 
 #: Upper bound on improvement passes over all units.
@@ -81,20 +81,35 @@ def _try(ctx: Ctx, assigned: Assignment, unit: Unit, node: str) -> bool:
 
 
 def _relocate_pass(ctx: Ctx, assigned: Assignment, targets: list[str]) -> bool:
+    """Each unit, largest first, to the best of the :data:`NEAREST` coolest nodes that lowers the
+    objective net of move costs. The balance deltas of all the units still to visit are one
+    array (:func:`planners.swaps.relocation_table`), computed again after any move was tried
+    (a try changes the loads); the cost terms are priced only for the improving few."""
     st = assigned.state
     improved = False
     coolest = sorted(targets, key=lambda n: (st.mem_util(n), n))[:NEAREST + 1]
-    for unit in sorted(assigned.units(), key=lambda u: (-u.memory_mb, u.key)):
+    units = sorted(assigned.units(), key=lambda u: (-u.memory_mb, u.key))
+    table, first = None, 0
+    for k, unit in enumerate(units):
+        if table is None:
+            first = k
+            heres = [assigned.node_of[u.key] for u in units[k:]]
+            table = relocation_table(st, units[k:], heres, coolest)
+            rows = table < -TINY
+        if not rows[k - first].any():
+            continue
         here = assigned.node_of[unit.key]
-        nearest = [n for n in coolest if n != here][:NEAREST]
+        nearest = [(c, n) for c, n in enumerate(coolest) if n != here][:NEAREST]
         base = assigned.cost(unit, here)
         deltas = []
-        for node, delta in zip(nearest, relocation_deltas(st, unit, here, nearest), strict=True):
+        for c, node in nearest:
+            delta = float(table[k - first, c])
             if delta < -TINY:
                 delta += assigned.cost(unit, node) - base
                 if delta < -TINY:
                     deltas.append((delta, node))
         for _, node in sorted(deltas)[:4]:
+            table = None
             if _try(ctx, assigned, unit, node):
                 improved = True
                 break

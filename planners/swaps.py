@@ -52,9 +52,10 @@ def cost_matrix(st: FleetState, units: list[Unit], origin: dict[str, Placement],
     current storages), by pricing one node per destination class. ``rows`` keeps each unit's row
     by its members' storages, so a pass recomputes only the units that moved."""
     out = np.zeros((len(units), len(nodes)))
-    groups = node_classes(st, tuple(nodes))
+    columns = tuple(nodes)
+    groups = node_classes(st, columns)
     for u, unit in enumerate(units):
-        key = (tuple(nodes), unit.key, tuple(st.where[ct].storage for ct in unit.members))
+        key = (columns, unit.key, tuple(st.where[ct].storage for ct in unit.members))
         if key in rows:
             out[u] = rows[key]
             continue
@@ -115,6 +116,27 @@ def swap_pairs(st: FleetState, units: list[Unit], node_of: Callable[[Unit], str]
     d, i, j = np.concatenate(found_d), np.concatenate(found_i), np.concatenate(found_j)
     order = np.lexsort((j, i, d))
     return list(zip(i[order].tolist(), j[order].tolist(), strict=True))
+
+
+def relocation_table(st: FleetState, units: list[Unit], heres: list[str], nodes: list[str]) -> np.ndarray:
+    """``[u, k]``: :func:`planners.objective.relocation_delta` of ``units[u]`` from ``heres[u]`` to
+    ``nodes[k]`` at the current loads, for many units at once (the same floats: a unit's row is
+    what :func:`relocation_deltas` gives it)."""
+    mem = np.array([u.memory_mb for u in units], dtype=float)[:, None]
+    cpu = np.array([u.cpus for u in units], dtype=float)[:, None]
+    src_m = np.array([st.mem[n] for n in heres], dtype=float)[:, None]
+    src_c = np.array([st.cpu[n] for n in heres], dtype=float)[:, None]
+    src_dm = np.array([st.mem_den[n] for n in heres], dtype=float)[:, None]
+    src_dc = np.array([st.cpu_den[n] for n in heres], dtype=float)[:, None]
+    load_m = np.array([st.mem[n] for n in nodes], dtype=float)[None, :]
+    load_c = np.array([st.cpu[n] for n in nodes], dtype=float)[None, :]
+    den_m = np.array([st.mem_den[n] for n in nodes], dtype=float)[None, :]
+    den_c = np.array([st.cpu_den[n] for n in nodes], dtype=float)[None, :]
+    stay = _term(src_m, src_c, src_dm, src_dc)
+    leave = _term(src_m - mem, src_c - cpu, src_dm, src_dc)
+    before = stay + _term(load_m, load_c, den_m, den_c)
+    after = leave + _term(load_m + mem, load_c + cpu, den_m, den_c)
+    return after - before
 
 
 def relocation_deltas(st: FleetState, unit: Unit, src: str, nodes: list[str]) -> list[float]:
