@@ -17,7 +17,7 @@ from planners.objective import move_cost, swap_delta
 from planners.ranking import rank
 from planners.rulebook import Ctx
 from planners.state import FleetState, Placement
-from planners.swaps import cost_matrix, relocation_table, swap_pairs
+from planners.swaps import PairRanking, cost_matrix, relocation_table, swap_pairs
 from planners.units import Unit
 
 #: Upper bound on improvement passes over all units.
@@ -38,6 +38,8 @@ class Assignment:
         self._units: dict[str, Unit] = {}
         #: cost rows of the swap pass (planners.swaps.cost_matrix), by unit and its storages
         self.cost_rows: dict[tuple[object, ...], object] = {}
+        #: the swap pass's pairs of the last pass (planners.swaps.PairRanking)
+        self.pair_ranking = PairRanking()
 
     def units(self) -> list[Unit]:
         return [self._units[k] for k in sorted(self._units)]
@@ -139,7 +141,8 @@ def _swap_pass(ctx: Ctx, assigned: Assignment) -> bool:
     units = assigned.units()
     nodes = sorted({assigned.node_of[u.key] for u in units})
     costs = cost_matrix(st, units, assigned.origin, nodes, assigned.cost_rows)  # type: ignore[arg-type]
-    pairs = swap_pairs(st, units, lambda u: assigned.node_of[u.key], costs, nodes, TINY)
+    pairs = swap_pairs(st, units, lambda u: assigned.node_of[u.key], costs, nodes, TINY,
+                       assigned.pair_ranking)
     improved = False
     touched: set[str] = set()
     for i, j in pairs:
