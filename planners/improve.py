@@ -13,6 +13,8 @@ filters see exactly the world without it.
 
 from __future__ import annotations
 
+import numpy as np
+
 from planners.objective import move_cost, swap_delta
 from planners.ranking import rank
 from planners.rulebook import Ctx
@@ -37,7 +39,7 @@ class Assignment:
         self.node_of: dict[str, str] = {}
         self._units: dict[str, Unit] = {}
         #: cost rows of the swap pass (planners.swaps.cost_matrix), by unit and its storages
-        self.cost_rows: dict[tuple[object, ...], object] = {}
+        self.cost_rows: dict[tuple[str, ...], dict[tuple[str | None, ...], np.ndarray]] = {}
         #: the swap pass's pairs of the last pass (planners.swaps.PairRanking)
         self.pair_ranking = PairRanking()
 
@@ -140,7 +142,7 @@ def _swap_pass(ctx: Ctx, assigned: Assignment) -> bool:
     st = assigned.state
     units = assigned.units()
     nodes = sorted({assigned.node_of[u.key] for u in units})
-    costs = cost_matrix(st, units, assigned.origin, nodes, assigned.cost_rows)  # type: ignore[arg-type]
+    costs = cost_matrix(st, units, assigned.origin, nodes, assigned.cost_rows)
     pairs = swap_pairs(st, units, lambda u: assigned.node_of[u.key], costs, nodes, TINY,
                        assigned.pair_ranking)
     improved = False

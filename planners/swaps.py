@@ -1,4 +1,4 @@
-"""The local search's arithmetic in arrays: every swap pair at once, a unit's relocations at once.
+"""The local search's arithmetic in arrays: every swap pair at once, every unit's relocations at once.
 
 A swap pass (:mod:`planners.improve`) ranks every pair of placed units on different nodes by the
 objective change of exchanging them (:func:`planners.objective.swap_delta`) plus the change in
@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from planners.objective import CPU_WEIGHT, node_term, price_of_class
+from planners.objective import CPU_WEIGHT, price_of_class
 from planners.state import FleetState, Placement
 from planners.units import Unit
 
@@ -47,17 +47,18 @@ def node_classes(st: FleetState, nodes: tuple[str, ...]) -> list[tuple[np.ndarra
 
 
 def cost_matrix(st: FleetState, units: list[Unit], origin: dict[str, Placement], nodes: list[str],
-                rows: dict[tuple[object, ...], np.ndarray]) -> np.ndarray:
+                rows: dict[tuple[str, ...], dict[tuple[str | None, ...], np.ndarray]]) -> np.ndarray:
     """``[u, k]``: :meth:`planners.improve.Assignment.cost` of unit ``u`` on ``nodes[k]`` (members'
     current storages), by pricing one node per destination class. ``rows`` keeps each unit's row
-    by its members' storages, so a pass recomputes only the units that moved."""
+    by the node list, then by the unit and its members' storages, so a pass recomputes only the units that moved."""
     out = np.zeros((len(units), len(nodes)))
     columns = tuple(nodes)
     groups = node_classes(st, columns)
+    known = rows.setdefault(columns, {})
     for u, unit in enumerate(units):
-        key = (columns, unit.key, tuple(st.where[ct].storage for ct in unit.members))
-        if key in rows:
-            out[u] = rows[key]
+        key = (unit.key, *[st.where[ct].storage for ct in unit.members])
+        if key in known:
+            out[u] = known[key]
             continue
         row = out[u]
         for ct in unit.members:
@@ -71,7 +72,7 @@ def cost_matrix(st: FleetState, units: list[Unit], origin: dict[str, Placement],
             if home.node in nodes:
                 price[nodes.index(home.node)] = 0.0
             row += price
-        rows[key] = row.copy()
+        known[key] = row.copy()
     return out
 
 
@@ -97,9 +98,10 @@ class PairRanking:
     """The improving swap pairs of the last pass and what each unit's deltas depended on.
 
     A pair's delta depends only on its two units' nodes, those nodes' loads and the units' cost
-    rows (which depend on the members' storages); the next pass evaluates again only the pairs with a unit whose node, load or storages
-    changed (a few swaps change a few nodes), keeps the others' verdicts, and sorts the union:
-    the same pairs in the same order as evaluating all of them."""
+    rows (which depend on the members' storages); the next pass evaluates again only the pairs
+    with a unit whose node, load or storages changed (a few swaps change a few nodes), keeps the
+    others' verdicts, and sorts the union: the same pairs in the same order as evaluating all of
+    them."""
 
     def __init__(self) -> None:
         self.keys: tuple[str, ...] = ()
@@ -191,7 +193,7 @@ def _row_pairs(rows: np.ndarray, first: int, changed: np.ndarray | None, mem: np
 def relocation_table(st: FleetState, units: list[Unit], heres: list[str], nodes: list[str]) -> np.ndarray:
     """``[u, k]``: :func:`planners.objective.relocation_delta` of ``units[u]`` from ``heres[u]`` to
     ``nodes[k]`` at the current loads, for many units at once (the same floats: a unit's row is
-    what :func:`relocation_deltas` gives it)."""
+    the scalar function's floats)."""
     mem = np.array([u.memory_mb for u in units], dtype=float)[:, None]
     cpu = np.array([u.cpus for u in units], dtype=float)[:, None]
     src_m = np.array([st.mem[n] for n in heres], dtype=float)[:, None]
@@ -207,18 +209,3 @@ def relocation_table(st: FleetState, units: list[Unit], heres: list[str], nodes:
     before = stay + _term(load_m, load_c, den_m, den_c)
     after = leave + _term(load_m + mem, load_c + cpu, den_m, den_c)
     return after - before
-
-
-def relocation_deltas(st: FleetState, unit: Unit, src: str, nodes: list[str]) -> list[float]:
-    """:func:`planners.objective.relocation_delta` of ``unit`` from ``src`` to each of ``nodes``
-    (the same floats, in one pass of array operations)."""
-    mem, cpu = unit.memory_mb, unit.cpus
-    stay = node_term(st, src, st.mem[src], st.cpu[src])
-    leave = node_term(st, src, st.mem[src] - mem, st.cpu[src] - cpu)
-    load_m = np.array([st.mem[n] for n in nodes], dtype=float)
-    load_c = np.array([st.cpu[n] for n in nodes], dtype=float)
-    den_m = np.array([st.mem_den[n] for n in nodes], dtype=float)
-    den_c = np.array([st.cpu_den[n] for n in nodes], dtype=float)
-    before = stay + _term(load_m, load_c, den_m, den_c)
-    after = leave + _term(load_m + mem, load_c + cpu, den_m, den_c)
-    return (after - before).tolist()
