@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from planners.peak_search import PeakMove, search_level
 from planners.ranking import rank
 from planners.rebalance_run import RebalanceRun
 from planners.rulebook import Ctx
@@ -32,6 +33,8 @@ from planners.units import Unit
 #: reachable one.
 GRID = 16
 STEPS = 6
+#: Bisection steps of the bounded search below the greedy's lowest level.
+SEARCH_STEPS = 6
 #: The peak must fall by at least this much utilisation for the stage to move anything.
 MIN_PEAK_GAIN = 0.005
 #: Units examined per excess to shed, and destinations run through the filters per unit.
@@ -39,8 +42,6 @@ UNITS_TRIED = 8
 CHECKED = 4
 #: Fleets larger than this keep the balance search alone (its peak-first moves, bounded lists).
 MAX_CONTAINERS = 2000
-
-PeakMove = tuple[Unit, str, dict[str, str | None]]  # unit, destination, storages
 
 
 @dataclass(frozen=True)
@@ -82,18 +83,35 @@ def lowest_peak(run: RebalanceRun) -> PeakPlan | None:
         if best is not None:
             below = levels[i - 1] if i else level
             break
-    if best is None:
-        return None
-    lo, hi = below, best.level
-    for _ in range(STEPS):
+    if best is not None:
+        lo, hi = below, best.level
+        for _ in range(STEPS):
+            if hi - lo < 1e-4:
+                break
+            mid = (lo + hi) / 2
+            found = _reach(run, mid)
+            if found is None:
+                lo = mid
+            else:
+                best, hi = found, found.level
+    return _searched(run, water, best, top)
+
+
+def _searched(run: RebalanceRun, water: float, best: PeakPlan | None, top: float) -> PeakPlan | None:
+    """Below the greedy's lowest level (or the peak), levels bisected with the bounded search of
+    :mod:`planners.peak_search` (packing the units into the holes jointly)."""
+    lo, hi = water, top if best is None else best.level
+    receivers = _receivers(run)
+    for _ in range(SEARCH_STEPS):
         if hi - lo < 1e-4:
             break
         mid = (lo + hi) / 2
-        found = _reach(run, mid)
+        found = search_level(run, mid, receivers)
         if found is None:
             lo = mid
         else:
-            best, hi = found, found.level
+            best = PeakPlan(found[0], fleet_peak(found[1]))
+            hi = best.level
     return best
 
 
