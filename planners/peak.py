@@ -10,12 +10,16 @@ then spread" order of lexicographic balancing:
         the smallest unit that covers the excess alone, else the largest that fits somewhere,
         onto the coolest nodes that stay at or below T (static rules first, then every filter)
       --> feasible within the budget? lower T : raise T
+    below the lowest feasible T (or the peak): bisection with the bounded search of
+      planners.peak_search, which packs the hot nodes' units into the holes jointly
     --> the moves of the lowest feasible T, in the order found (each checked on the state the
         previous ones left, so every prefix keeps the rules)
 
 Every loop is bounded (:data:`GRID` + :data:`STEPS` levels, :data:`UNITS_TRIED` units per excess,
-:data:`CHECKED` destinations per unit), so the cost is a few thousand arithmetic checks and at
-most a few hundred filter runs on the fleets this is for (see :data:`MAX_CONTAINERS`).
+:data:`CHECKED` destinations per unit; :data:`SEARCH_STEPS` levels of at most
+:data:`planners.peak_search.EXPANSIONS` filter runs each), so the cost is a few thousand
+arithmetic checks and a few thousand filter runs on the fleets this is for (see
+:data:`MAX_CONTAINERS`).
 """
 
 from __future__ import annotations
