@@ -138,23 +138,29 @@ def _try_swap(ctx: Ctx, assigned: Assignment, a: Unit, b: Unit) -> bool:
 
 def _swap_pass(ctx: Ctx, assigned: Assignment) -> bool:
     """Every improving pair (:func:`planners.swaps.swap_pairs`, ranked at the pass start), best
-    first; a pair whose units already swapped, or whose gain an earlier swap took, is skipped."""
+    first; a pair whose units already swapped, or whose gain an earlier swap took, is skipped.
+    The gain is checked again only when a swap tried this pass touched one of the pair's nodes
+    (else the loads, and so the delta, are still those it was ranked with)."""
     st = assigned.state
     units = assigned.units()
-    nodes = sorted({assigned.node_of[u.key] for u in units})
+    where = [assigned.node_of[u.key] for u in units]
+    nodes = sorted(set(where))
     costs = cost_matrix(st, units, assigned.origin, nodes, assigned.cost_rows)
     pairs = swap_pairs(st, units, lambda u: assigned.node_of[u.key], costs, nodes, TINY,
                        assigned.pair_ranking)
     improved = False
-    touched: set[str] = set()
+    touched: set[int] = set()
+    dirty: set[str] = set()  # nodes whose load a swap tried this pass may have changed
     for i, j in pairs:
-        a, b = units[i], units[j]
-        if a.key in touched or b.key in touched:
+        if i in touched or j in touched:
             continue
-        if swap_delta(st, a, assigned.node_of[a.key], b, assigned.node_of[b.key]) >= -TINY:
+        a, b = units[i], units[j]
+        na, nb = where[i], where[j]
+        if (na in dirty or nb in dirty) and swap_delta(st, a, na, b, nb) >= -TINY:
             continue  # an earlier swap this pass changed the loads
+        dirty.update((na, nb), (assigned.origin[ct].node for ct in a.members + b.members))
         if _try_swap(ctx, assigned, a, b):
-            touched.update((a.key, b.key))
+            touched.update((i, j))
             improved = True
     return improved
 
