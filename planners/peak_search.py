@@ -43,6 +43,8 @@ def _excess(st: FleetState, node: str, level: float) -> float:
 
 
 class _Search:
+    """One level's search: a scratch state the branches apply and undo, and the moves so far."""
+
     def __init__(self, run: RebalanceRun, level: float, receivers: list[str]) -> None:
         self.run, self.level, self.receivers = run, level, receivers
         self.state = run.state.clone()
@@ -60,8 +62,9 @@ class _Search:
                       key=lambda n: (-_excess(st, n, self.level), n))
 
     def fewest_needed(self, over: list[str]) -> int:
-        """A lower bound on the moves still needed: per node over the level, its largest units
-        until the excess is covered."""
+        """The moves still needed at least (exactly a lower bound for single-container units; an
+        affinity group counts all its members): per node over the level, its largest units until
+        the excess is covered."""
         st, need = self.state, 0
         for node in over:
             excess = _excess(st, node, self.level)
