@@ -23,7 +23,9 @@ sum-of-squares optimum against the peak optimum: how far the objective itself tr
 for balance elsewhere (on mixed node sizes a full small node can weigh less than a big one
 at 85 %).
 
-Run: ``.venv/bin/python -m bench.planner_quality`` (about 5 minutes on 2 cores).
+Run: ``.venv/bin/python -m bench.planner_quality`` (about 5 minutes on 2 cores; 25 minutes on a
+loaded machine). ``--peak [SECONDS]``: only the mixed and hard rebalance tables, CP-SAT limited to
+SECONDS (default 2) per objective, without ferry's solver="cp-sat" mode (a few minutes).
 """
 
 from __future__ import annotations
@@ -187,7 +189,8 @@ def run_evacuate(seed: int, policy: Policy) -> dict | None:
     return _row(inv, plan, policy, ours, base, opt)
 
 
-def run_rebalance(seed: int, policy: Policy, family: str = "equal") -> dict | None:
+def run_rebalance(seed: int, policy: Policy, family: str = "equal", limit: float = REBALANCE_LIMIT_S,
+                  quick: bool = False) -> dict | None:
     inv = {"hard": hard_instance, "mixed": mixed_instance}.get(family, lambda s: instance(s, hot=True))(seed)
     cpu = time.process_time()
     plan = plan_rebalance(inv, policy)
@@ -195,19 +198,21 @@ def run_rebalance(seed: int, policy: Policy, family: str = "equal") -> dict | No
     k = len(plan.moves)
     state = FleetState(inv, policy)
     units = [u for u in all_units(state) if not u.immovable]
-    opt = optimum(inv, policy, units, frozenset(), k, REBALANCE_LIMIT_S)
+    opt = optimum(inv, policy, units, frozenset(), k, limit)
     if opt is None:
         return None
     ours = metrics(after_moves(inv, policy, [(m.ct, m.to) for m in plan.moves]))
     base = metrics(baseline_rebalance(inv, policy, k))
+    row = _row(inv, plan, policy, ours, base, opt) | {
+        "moves": k, "chain": any("chain" in m.reason for m in plan.moves), "cpu_s": cpu,
+        "peak_first": any("lower the peak" in m.reason for m in plan.moves)}
+    if quick:
+        return row
     exact = plan_rebalance(inv, policy, solver="cp-sat", time_limit_s=CPSAT_MODE_LIMIT)
     exact_metrics = metrics(after_moves(inv, policy, [(m.ct, m.to) for m in exact.moves]))
     (opt_peak, opt_sq), _, _ = opt
-    return _row(inv, plan, policy, ours, base, opt) | {
-        "moves": k, "exact_moves": len(exact.moves), "chain": any("chain" in m.reason for m in plan.moves),
-        "cpu_s": cpu, "peak_first": any("lower the peak" in m.reason for m in plan.moves),
-        "exact_valid": check_plan(inv, exact, policy) == [],
-        "exact_peak": exact_metrics[0] / opt_peak, "exact_sq": exact_metrics[1] / opt_sq}
+    return row | {"exact_moves": len(exact.moves), "exact_valid": check_plan(inv, exact, policy) == [],
+                  "exact_peak": exact_metrics[0] / opt_peak, "exact_sq": exact_metrics[1] / opt_sq}
 
 
 def _row(inv, plan, policy, ours, base, opt) -> dict:
@@ -246,6 +251,22 @@ def _summary(name: str, rows: list[dict]) -> list[str]:
     return out
 
 
+def main_peak(limit: float) -> None:
+    """Only the mixed and hard rebalance tables, CP-SAT limited to ``limit`` s per objective and
+    without ferry's own solver="cp-sat" mode: the peak-first figures in a few minutes."""
+    started = time.perf_counter()
+    policy = Policy(aggressiveness=5, max_moves=12)
+    for family, base in (("mixed", 3000), ("hard", 2000)):
+        rows = [r for r in (run_rebalance(base + s, policy, family, limit, quick=True) for s in range(INSTANCES))
+                if r is not None]
+        moves = sorted(r["moves"] for r in rows)
+        print("\n".join(_summary(f"rebalance, {family} fleets (max_moves 12; ferry used {moves[0]}-{moves[-1]} "
+                                 f"moves; CP-SAT {limit:g} s per objective)", rows)))
+        worst = sorted(rows, key=lambda r: -r["peak"])[:3]
+        print("  worst peaks: " + ", ".join(f"{r['peak']:.3f}" for r in worst))
+    print(f"total {time.perf_counter() - started:.0f} s")
+
+
 def main() -> None:
     started = time.perf_counter()
     evac_policy = Policy()
@@ -271,4 +292,10 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    if "--peak" in sys.argv:  # python -m bench.planner_quality --peak [CP-SAT seconds]
+        rest = sys.argv[sys.argv.index("--peak") + 1:]
+        main_peak(float(rest[0]) if rest else 2.0)
+    else:
+        main()

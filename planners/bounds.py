@@ -17,7 +17,6 @@ moves only the ``movable`` containers; the bound is their maximum:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Collection
 
 from planners.rulebook import Ctx
@@ -81,14 +80,15 @@ def _water_level(ctx: Ctx, fixed: dict[str, float], total: float, low: float) ->
 
 
 def _unit_term(ctx: Ctx, fixed: dict[str, float], unit: Unit) -> float:
-    """The best utilisation of any node every plan may end ``unit`` on (``RULES.bound_allows``)."""
+    """The best utilisation of any node every plan may end ``unit`` on (``RULES.bound_allows``):
+    nodes are visited lowest utilisation first, so the first allowed one is the minimum."""
     state = ctx.state
-    best = math.inf
-    for name, node in state.nodes.items():
-        holds_now = all(state.where[ct].node == name for ct in unit.members)
-        if RULES.bound_allows(ctx, unit, name, holds_now):
-            best = min(best, (fixed[name] + unit.memory_mb) / node.memory_mb)
-    return 0.0 if best == math.inf else best
+    holder = {state.where[ct].node for ct in unit.members}
+    for util, name in sorted(((fixed[name] + unit.memory_mb) / node.memory_mb, name)
+                             for name, node in state.nodes.items()):
+        if RULES.bound_allows(ctx, unit, name, holder == {name}):
+            return util
+    return 0.0
 
 
 def lower_bound_peak(state: FleetState, movable: Collection[str], units: list[Unit],

@@ -10,14 +10,11 @@ placement and its callers use.
 
 from __future__ import annotations
 
+from planners.room_rules import GIB, cpu, disk, memory
 from planners.rulebook import Ctx, FilterFn
 from planners.rules import (
-    GIB,
     RULES,
     anti_affinity,
-    cpu,
-    disk,
-    memory,
     node_receives,
     not_emptying,
     not_excluded,

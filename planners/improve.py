@@ -13,11 +13,13 @@ filters see exactly the world without it.
 
 from __future__ import annotations
 
+import numpy as np
+
 from planners.objective import move_cost, swap_delta
 from planners.ranking import rank
 from planners.rulebook import Ctx
 from planners.state import FleetState, Placement
-from planners.swaps import cost_matrix, relocation_deltas, swap_pairs
+from planners.swaps import PairRanking, cost_matrix, relocation_table, swap_pairs
 from planners.units import Unit
 
 #: Upper bound on improvement passes over all units.
@@ -37,7 +39,9 @@ class Assignment:
         self.node_of: dict[str, str] = {}
         self._units: dict[str, Unit] = {}
         #: cost rows of the swap pass (planners.swaps.cost_matrix), by unit and its storages
-        self.cost_rows: dict[tuple[object, ...], object] = {}
+        self.cost_rows: dict[tuple[str, ...], dict[tuple[str | None, ...], np.ndarray]] = {}
+        #: the swap pass's pairs of the last pass (planners.swaps.PairRanking)
+        self.pair_ranking = PairRanking()
 
     def units(self) -> list[Unit]:
         return [self._units[k] for k in sorted(self._units)]
@@ -81,20 +85,35 @@ def _try(ctx: Ctx, assigned: Assignment, unit: Unit, node: str) -> bool:
 
 
 def _relocate_pass(ctx: Ctx, assigned: Assignment, targets: list[str]) -> bool:
+    """Each unit, largest first, to the best of the :data:`NEAREST` coolest nodes that lowers the
+    objective net of move costs. The balance deltas of all the units still to visit are one
+    array (:func:`planners.swaps.relocation_table`), computed again after any move was tried
+    (a try changes the loads); the cost terms are priced only for the improving few."""
     st = assigned.state
     improved = False
     coolest = sorted(targets, key=lambda n: (st.mem_util(n), n))[:NEAREST + 1]
-    for unit in sorted(assigned.units(), key=lambda u: (-u.memory_mb, u.key)):
+    units = sorted(assigned.units(), key=lambda u: (-u.memory_mb, u.key))
+    table, first = None, 0
+    for k, unit in enumerate(units):
+        if table is None:
+            first = k
+            heres = [assigned.node_of[u.key] for u in units[k:]]
+            table = relocation_table(st, units[k:], heres, coolest)
+            rows = table < -TINY
+        if not rows[k - first].any():
+            continue
         here = assigned.node_of[unit.key]
-        nearest = [n for n in coolest if n != here][:NEAREST]
+        nearest = [(c, n) for c, n in enumerate(coolest) if n != here][:NEAREST]
         base = assigned.cost(unit, here)
         deltas = []
-        for node, delta in zip(nearest, relocation_deltas(st, unit, here, nearest), strict=True):
+        for c, node in nearest:
+            delta = float(table[k - first, c])
             if delta < -TINY:
                 delta += assigned.cost(unit, node) - base
                 if delta < -TINY:
                     deltas.append((delta, node))
         for _, node in sorted(deltas)[:4]:
+            table = None
             if _try(ctx, assigned, unit, node):
                 improved = True
                 break
@@ -119,22 +138,29 @@ def _try_swap(ctx: Ctx, assigned: Assignment, a: Unit, b: Unit) -> bool:
 
 def _swap_pass(ctx: Ctx, assigned: Assignment) -> bool:
     """Every improving pair (:func:`planners.swaps.swap_pairs`, ranked at the pass start), best
-    first; a pair whose units already swapped, or whose gain an earlier swap took, is skipped."""
+    first; a pair whose units already swapped, or whose gain an earlier swap took, is skipped.
+    The gain is checked again only when a swap tried this pass touched one of the pair's nodes
+    (else the loads, and so the delta, are still those it was ranked with)."""
     st = assigned.state
     units = assigned.units()
-    nodes = sorted({assigned.node_of[u.key] for u in units})
-    costs = cost_matrix(st, units, assigned.origin, nodes, assigned.cost_rows)  # type: ignore[arg-type]
-    pairs = swap_pairs(st, units, lambda u: assigned.node_of[u.key], costs, nodes, TINY)
+    where = [assigned.node_of[u.key] for u in units]
+    nodes = sorted(set(where))
+    costs = cost_matrix(st, units, assigned.origin, nodes, assigned.cost_rows)
+    pairs = swap_pairs(st, units, lambda u: assigned.node_of[u.key], costs, nodes, TINY,
+                       assigned.pair_ranking)
     improved = False
-    touched: set[str] = set()
+    touched: set[int] = set()
+    dirty: set[str] = set()  # nodes whose load a swap tried this pass may have changed
     for i, j in pairs:
-        a, b = units[i], units[j]
-        if a.key in touched or b.key in touched:
+        if i in touched or j in touched:
             continue
-        if swap_delta(st, a, assigned.node_of[a.key], b, assigned.node_of[b.key]) >= -TINY:
+        a, b = units[i], units[j]
+        na, nb = where[i], where[j]
+        if (na in dirty or nb in dirty) and swap_delta(st, a, na, b, nb) >= -TINY:
             continue  # an earlier swap this pass changed the loads
+        dirty.update((na, nb), (assigned.origin[ct].node for ct in a.members + b.members))
         if _try_swap(ctx, assigned, a, b):
-            touched.update((a.key, b.key))
+            touched.update((i, j))
             improved = True
     return improved
 

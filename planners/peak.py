@@ -10,18 +10,23 @@ then spread" order of lexicographic balancing:
         the smallest unit that covers the excess alone, else the largest that fits somewhere,
         onto the coolest nodes that stay at or below T (static rules first, then every filter)
       --> feasible within the budget? lower T : raise T
+    below the lowest feasible T (or the peak): bisection with the bounded search of
+      planners.peak_search, which packs the hot nodes' units into the holes jointly
     --> the moves of the lowest feasible T, in the order found (each checked on the state the
         previous ones left, so every prefix keeps the rules)
 
 Every loop is bounded (:data:`GRID` + :data:`STEPS` levels, :data:`UNITS_TRIED` units per excess,
-:data:`CHECKED` destinations per unit), so the cost is a few thousand arithmetic checks and at
-most a few hundred filter runs on the fleets this is for (see :data:`MAX_CONTAINERS`).
+:data:`CHECKED` destinations per unit; :data:`SEARCH_STEPS` levels of at most
+:data:`planners.peak_search.EXPANSIONS` filter runs each), so the cost is a few thousand
+arithmetic checks and a few thousand filter runs on the fleets this is for (see
+:data:`MAX_CONTAINERS`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from planners.peak_search import PeakMove, search_level
 from planners.ranking import rank
 from planners.rebalance_run import RebalanceRun
 from planners.rulebook import Ctx
@@ -32,6 +37,8 @@ from planners.units import Unit
 #: reachable one.
 GRID = 16
 STEPS = 6
+#: Bisection steps of the bounded search below the greedy's lowest level.
+SEARCH_STEPS = 6
 #: The peak must fall by at least this much utilisation for the stage to move anything.
 MIN_PEAK_GAIN = 0.005
 #: Units examined per excess to shed, and destinations run through the filters per unit.
@@ -39,8 +46,6 @@ UNITS_TRIED = 8
 CHECKED = 4
 #: Fleets larger than this keep the balance search alone (its peak-first moves, bounded lists).
 MAX_CONTAINERS = 2000
-
-PeakMove = tuple[Unit, str, dict[str, str | None]]  # unit, destination, storages
 
 
 @dataclass(frozen=True)
@@ -82,18 +87,35 @@ def lowest_peak(run: RebalanceRun) -> PeakPlan | None:
         if best is not None:
             below = levels[i - 1] if i else level
             break
-    if best is None:
-        return None
-    lo, hi = below, best.level
-    for _ in range(STEPS):
+    if best is not None:
+        lo, hi = below, best.level
+        for _ in range(STEPS):
+            if hi - lo < 1e-4:
+                break
+            mid = (lo + hi) / 2
+            found = _reach(run, mid)
+            if found is None:
+                lo = mid
+            else:
+                best, hi = found, found.level
+    return _searched(run, water, best, top)
+
+
+def _searched(run: RebalanceRun, water: float, best: PeakPlan | None, top: float) -> PeakPlan | None:
+    """Below the greedy's lowest level (or the peak), levels bisected with the bounded search of
+    :mod:`planners.peak_search` (packing the units into the holes jointly)."""
+    lo, hi = water, top if best is None else best.level
+    receivers = _receivers(run)
+    for _ in range(SEARCH_STEPS):
         if hi - lo < 1e-4:
             break
         mid = (lo + hi) / 2
-        found = _reach(run, mid)
+        found = search_level(run, mid, receivers)
         if found is None:
             lo = mid
         else:
-            best, hi = found, found.level
+            best = PeakPlan(found[0], fleet_peak(found[1]))
+            hi = best.level
     return best
 
 

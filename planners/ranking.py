@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from planners.room_rules import GIB
 from planners.rulebook import Ctx
-from planners.rules import GIB, RULES
+from planners.rules import RULES
 from planners.score_many import order
 from planners.scorers import score
 from planners.state import FleetState

@@ -14,6 +14,7 @@ per class.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterator
 
 import numpy as np
@@ -39,6 +40,8 @@ class _Nodes:
         self.cpu_den = np.array([st.cpu_den[n] for n in nodes], dtype=float)
         self.name_rank = np.argsort(np.argsort(np.array(nodes)))
         self.classes = node_classes(st, nodes)
+        #: the nodes' current loads in one C call: ``self.loads(st.mem)``
+        self.loads = operator.itemgetter(*nodes) if len(nodes) > 1 else lambda d: tuple(d[n] for n in nodes)
 
 
 def _facts(st: FleetState, nodes: tuple[str, ...]) -> _Nodes:
@@ -60,8 +63,8 @@ def scores(ctx: Ctx, unit: Unit, nodes: list[str]) -> np.ndarray | None:
         return None
     st = ctx.state
     facts = _facts(st, tuple(nodes))
-    mem_load = np.array([st.mem[n] for n in nodes], dtype=float)
-    cpu_load = np.array([st.cpu[n] for n in nodes], dtype=float)
+    mem_load = np.array(facts.loads(st.mem), dtype=float)
+    cpu_load = np.array(facts.loads(st.cpu), dtype=float)
     add_m: float = 0
     add_c: float = 0
     for ct in unit.members:

@@ -77,8 +77,9 @@ def assign_waves(start: FleetState, steps: list[Step]) -> list[Step]:
     last_arrival: dict[str, int] = {}
     last_move: dict[str, int] = {}
     wave_of: list[int] = []
+    room = _FirstRoom(start.policy, load)
     for i, s in enumerate(steps):
-        w = max(last_move.get(s.ct, -1) + 1, last_arrival.get(s.dst, 0))
+        w = max(last_move.get(s.ct, -1) + 1, last_arrival.get(s.dst, 0), room.first(s))
         while w < len(waves) and not (load[w].admits(start.policy, s) and counts.fits(i, w, wave_of)):
             w += 1
         if w == len(waves):
@@ -86,6 +87,7 @@ def assign_waves(start: FleetState, steps: list[Step]) -> list[Step]:
             load.append(_WaveLoad())
         waves[w].append(i)
         load[w].add(s)
+        room.filled(s)
         wave_of.append(w)
         s.wave = w
         last_arrival[s.dst] = max(last_arrival.get(s.dst, 0), w)
@@ -159,6 +161,37 @@ class _WaveLoad:
         self.cts.add(s.ct)
         self.out[s.src] = self.out.get(s.src, 0) + 1
         self.into[s.dst] = self.into.get(s.dst, 0) + 1
+
+
+class _FirstRoom:
+    """The first wave that is not yet full in all, out of each node and into each node.
+
+    Waves only fill, so each first wave only moves on; a step's search starts at the latest of
+    its three (every wave before it would refuse the step: :meth:`_WaveLoad.admits`), so an
+    evacuation of a thousand moves from one node does not walk past hundreds of full waves per
+    move."""
+
+    def __init__(self, policy: Policy, load: list[_WaveLoad]) -> None:
+        self.policy, self.load = policy, load
+        self.all = 0
+        self.out: dict[str, int] = {}
+        self.into: dict[str, int] = {}
+
+    def first(self, s: Step) -> int:
+        return max(self.all, self.out.get(s.src, 0), self.into.get(s.dst, 0))
+
+    def filled(self, s: Step) -> None:
+        p, load = self.policy, self.load
+        while self.all < len(load) and load[self.all].moves >= p.max_parallel:
+            self.all += 1
+        w = self.out.get(s.src, 0)
+        while w < len(load) and load[w].out.get(s.src, 0) >= p.max_outgoing_per_node:
+            w += 1
+        self.out[s.src] = w
+        w = self.into.get(s.dst, 0)
+        while w < len(load) and load[w].into.get(s.dst, 0) >= p.max_incoming_per_node:
+            w += 1
+        self.into[s.dst] = w
 
 
 def _attach_after(start: FleetState, ordered: list[Step]) -> None:

@@ -2,7 +2,7 @@
 evacuation keeps every rule.
 
 ``planners.score_many`` (one unit's score on every node) and ``planners.swaps`` (swap pairs,
-relocation deltas, move-cost rows) replace per-candidate Python calls; plans stay byte-identical
+relocation deltas (many units at once), move-cost rows) replace per-candidate Python calls; plans stay byte-identical
 only if every float and every tie-break is the same, so these tests compare them exactly.
 """
 
@@ -13,13 +13,13 @@ import pytest
 from fleet import Policy
 from planners import check_plan, plan_evacuate
 from planners.evacuate import _place_all
-from planners.improve import TINY, Assignment
+from planners.improve import TINY, Assignment, _try_swap
 from planners.objective import relocation_delta, swap_delta
 from planners.rulebook import Ctx
 from planners.score_many import order, scores
 from planners.scorers import score
 from planners.state import FleetState
-from planners.swaps import cost_matrix, relocation_deltas, swap_pairs
+from planners.swaps import PairRanking, cost_matrix, relocation_table, swap_pairs
 from planners.synthetic import Shape, synthetic_fleet, with_big_node
 from planners.units import units_of
 
@@ -79,10 +79,33 @@ def test_swap_pairs_and_relocations_equal_the_pairwise_loop(seed, shape):
     assert costs.tolist() == [[assigned.cost(u, n) for n in nodes] for u in units]
     got = swap_pairs(st, units, lambda u: assigned.node_of[u.key], costs, nodes, TINY)
     assert expected and got == [(i, j) for *_, i, j in expected]
-    for unit in units[:50]:
-        here = assigned.node_of[unit.key]
-        others = [n for n in nodes if n != here]
-        assert relocation_deltas(st, unit, here, others) == [relocation_delta(st, unit, here, n) for n in others]
+    heres = [assigned.node_of[u.key] for u in units[:50]]
+    assert relocation_table(st, units[:50], heres, nodes).tolist() == [
+        [relocation_delta(st, u, here, n) for n in nodes] for u, here in zip(units[:50], heres, strict=True)]
+
+
+@pytest.mark.parametrize("seed,shape", [(5, Shape()), (6, MIXED)])
+def test_pairs_ranked_again_after_a_few_swaps_equal_a_full_ranking(seed, shape):
+    """The next pass evaluates only the pairs whose units' nodes, loads or storages changed."""
+    ctx, assigned = _placed(seed, shape)
+    st, units = ctx.state, assigned.units()
+    memo = PairRanking()
+
+    def ranked(with_memo: bool) -> list[tuple[int, int]]:
+        nodes = sorted({assigned.node_of[u.key] for u in units})
+        costs = cost_matrix(st, units, assigned.origin, nodes, {})
+        return swap_pairs(st, units, lambda u: assigned.node_of[u.key], costs, nodes, TINY,
+                          memo if with_memo else None)
+
+    first = ranked(True)
+    assert first == ranked(False)
+    swapped = 0
+    for i, j in first:
+        if swapped < 3 and _try_swap(ctx, assigned, units[i], units[j]):
+            swapped += 1
+    assert swapped == 3
+    again = ranked(True)
+    assert memo.found is not None and again == ranked(False) and again != first
 
 
 def test_a_big_node_evacuates_within_the_rules_at_its_lower_bound():

@@ -9,7 +9,8 @@ import pytest
 
 from fleet import Policy
 from planners import check_plan, plan_rebalance
-from planners.peak import MIN_PEAK_GAIN, fleet_peak, lowest_peak
+from planners.peak import MIN_PEAK_GAIN, STRATEGIES, _reach_with, fleet_peak, lowest_peak
+from planners.peak_search import search_level
 from planners.rebalance import _run, end_peak, fix_violations
 from planners.rebalance_run import RebalanceRun
 from planners.state import EPS
@@ -112,3 +113,34 @@ def test_a_balanced_fleet_plans_nothing_after_a_peak_first_plan():
     plan = plan_rebalance(inv, AGGRESSIVE)
     assert plan.moves
     assert plan_rebalance(apply_plan(inv, plan), AGGRESSIVE).moves == []
+
+
+def _two_hot_nodes_one_big_hole():
+    # At 50 %: h1 (32 GiB, 75 %) and h2 (64 GiB, 62.5 %) must each shed 8 GiB; the holes are 16 GiB
+    # on a and 8 GiB on b. h2's only movable unit, u (16 GiB, pinned to h2, a or b), needs a; h1
+    # must shed its two 4 GiB units onto b, not its 16 GiB one (which also fits a, and is what a
+    # greedy takes first).
+    return fleet([node("h1", 32), node("h2", 64), node("a", 64), node("b", 64)],
+                 [ct("x", "h1", 16), ct("y", "h1", 4), ct("z", "h1", 4),
+                  ct("u", "h2", 16), ct("p", "h2", 24), ct("q", "a", 16), ct("r", "b", 24)],
+                 pinned=["p", "q", "r"], pin_to={"u": ["h2", "a", "b"]})
+
+
+def test_the_bounded_search_packs_units_into_holes_where_the_greedy_cannot():
+    inv = _two_hot_nodes_one_big_hole()
+    run = RebalanceRun(inv, AGGRESSIVE, set())
+    assert all(_reach_with(run, 0.5, how) is None for how in STRATEGIES)
+    found = search_level(run, 0.5, [n.name for n in inv.nodes])
+    assert found is not None
+    moves, after = found
+    assert sorted((u.key, dst) for u, dst, _ in moves) == [("u", "a"), ("y", "b"), ("z", "b")]
+    assert fleet_peak(after) <= 0.5 + EPS and fleet_peak(run.state) == 0.75  # the run's state is kept
+    plan = _planned(inv)
+    assert plan.score.peak_memory <= 0.5
+    assert _planned(inv).model_dump_json() == plan.model_dump_json()
+
+
+def test_the_bounded_search_respects_the_budget():
+    inv = _two_hot_nodes_one_big_hole()
+    run = RebalanceRun(inv, Policy(aggressiveness=5, max_moves=2), set())
+    assert search_level(run, 0.5, [n.name for n in inv.nodes]) is None
