@@ -7,9 +7,12 @@ themselves.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+#: "SOURCE->TARGET" (two cluster names of ``[mixed.clusters]``) or "*".
+ClusterCrossing = Annotated[str, StringConstraints(pattern=r"^(\*|[A-Za-z0-9_.-]+->[A-Za-z0-9_.-]+)$", max_length=130)]
 
 
 class Policy(BaseModel):
@@ -40,6 +43,10 @@ class Policy(BaseModel):
     # node, restore on Proxmox, adapters/mixed.py). Only crossings ferry has a path for are
     # accepted; none by default: a container stays on its platform.
     platform_crossings: list[Literal["openvz->proxmox"]] = Field(default_factory=list)
+    # Cluster crossings a plan may use between two clusters of one platform in a mixed fleet,
+    # "SOURCE->TARGET" by the [mixed.clusters] names, or "*" for any (remote_migrate, else dump
+    # and restore). None by default: a container stays in its cluster.
+    cluster_crossings: list[ClusterCrossing] = Field(default_factory=list)
     stop_s: float = Field(default=5.0, ge=0)
     start_s: float = Field(default=3.0, ge=0)
     live_switch_s: float = Field(default=1.0, ge=0)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from fleet.crossings import cluster_of
 from planners.exact_model import ExactModel
 from planners.room_rules import (
     Key,
@@ -86,6 +87,35 @@ def platform(ctx: Ctx, unit: Unit, node: str) -> str | None:
     if unit.platform not in (have, ANY) and f"{unit.platform}->{have}" not in ctx.state.policy.platform_crossings:
         return f"needs a {unit.platform} node; {node} is {have}"
     return None
+
+
+def _clusters(st: FleetState) -> dict[str, str]:
+    """Each node's cluster in a mixed fleet (``cluster:<name>`` tag); empty outside one."""
+    found = st.memo.get("cluster")
+    if found is None:
+        found = st.memo["cluster"] = {n: c for n, node in st.nodes.items() if (c := cluster_of(node))}
+    return found
+
+
+def cluster(ctx: Ctx, unit: Unit, node: str) -> str | None:
+    """A unit stays in its cluster unless the policy allows the crossing (``SOURCE->TARGET`` or
+    ``*`` in ``policy.cluster_crossings``): between two clusters of one platform a move runs by
+    remote_migrate or dump and restore, slower than a migration inside one, and the container
+    leaves its cluster's HA groups, backup jobs and firewall. A platform crossing (OpenVZ ->
+    Proxmox) is the platform rule's to decide."""
+    st = ctx.state
+    of = _clusters(st)
+    to = of.get(node)
+    if to is None or "*" in st.policy.cluster_crossings:
+        return None
+    placed = st.where.get(unit.members[0])  # None: the bounds' stand-in unit, on no node
+    home = placed.node if placed is not None else ""
+    frm = of.get(home)
+    if frm is None or frm == to or st.nodes[home].platform != st.nodes[node].platform:
+        return None
+    if f"{frm}->{to}" in st.policy.cluster_crossings:
+        return None
+    return f"{node} is in cluster {to}, {unit.key} in {frm} (policy.cluster_crossings allows none)"
 
 
 # -- anti-affinity: members of a group on different nodes ---------------------------------------
@@ -248,6 +278,7 @@ RULES = Registry((
     Rule("not_emptying", (("not_emptying", not_emptying),), bound="always"),
     Rule("pin_to", (("pin_to", pin_to),), static=True, violations=outside_pins, fix_order=20, bound="always"),
     Rule("platform", (("platform", platform),), static=True, bound="always"),
+    Rule("cluster", (("cluster", cluster),), static=True, bound="always"),
     Rule("anti_affinity", (("anti_affinity", anti_affinity),), violations=anti_affinity_breaches,
          fix_order=10, constrain=anti_affinity_exact, model_order=20,
          tally=anti_affinity_tally, limit=anti_affinity_limit),

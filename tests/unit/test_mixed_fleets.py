@@ -149,8 +149,14 @@ def test_a_move_between_two_proxmox_clusters_says_so_in_its_reason():
     tags = {"o1": "ovz", "o2": "ovz", "p1": "pve-a", "p2": "pve-b"}
     inv = inv.model_copy(update={"nodes": [n.model_copy(update={"tags": [f"cluster:{tags[n.name]}"]})
                                            for n in inv.nodes]})
-    plan = name_crossings(plan_evacuate(inv, ["p1"], Policy()), inv)
+    kept = plan_evacuate(inv, ["p1"], Policy())  # by default a container stays in its cluster
+    assert not kept.moves and {u.ct for u in kept.unplaced} == {c.id for c in inv.containers if c.node == "p1"}
+    back = plan_evacuate(inv, ["p1"], Policy(cluster_crossings=["pve-b->pve-a"]))  # the other way only
+    assert not back.moves
+    plan = name_crossings(plan_evacuate(inv, ["p1"], Policy(cluster_crossings=["pve-a->pve-b"])), inv)
     assert {m.to for m in plan.moves} == {"p2"}
+    assert plan_evacuate(inv, ["p1"], Policy(cluster_crossings=["*"])).moves == plan_evacuate(
+        inv, ["p1"], Policy(cluster_crossings=["pve-a->pve-b"])).moves
     assert plan.moves and all(m.reason.endswith("; crosses clusters: pve-a -> pve-b (remote_migrate, else vzdump "
                                                  "and restore)") for m in plan.moves), [m.reason for m in plan.moves]
     within = name_crossings(plan_evacuate(_fleet(), ["p1"], Policy()), _fleet())  # no cluster tags: one cluster

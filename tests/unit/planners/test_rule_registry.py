@@ -57,7 +57,7 @@ def test_registered_rule_is_a_rule_filter_before_capacity(zone_rule):
     names = [name for name, _ in RULES.filters]
     assert names.index("zone_spread") < names.index("memory")
     assert names[:names.index("zone_spread")] == ["receives", "not_excluded", "not_emptying", "pin_to",
-                                                  "platform", "anti_affinity"]
+                                                  "platform", "cluster", "anti_affinity"]
 
 
 def test_evacuation_honours_the_rule_only_when_registered(zone_rule):
