@@ -20,7 +20,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -228,7 +228,8 @@ def renew_claim(session: Session, claim: Claim) -> None:
     held = session.execute(
         update(JobRow).where(JobRow.id == claim.job_id, JobRow.owner == claim.owner,
                              JobRow.claim_token == claim.token, JobRow.lease_until >= now)
-        .values(lease_until=now + dt.timedelta(seconds=claim.lease_s))).rowcount
+        .values(lease_until=now + dt.timedelta(seconds=claim.lease_s))
+        .execution_options(synchronize_session=False)).rowcount  # callers read the job after it
     if held != 1:
         raise LeaseLost("job", claim.job_id, f"{claim.owner} no longer holds it (claim {claim.token}): "
                         "its lease ran out or another instance took it over; stopping without acting")
@@ -322,12 +323,18 @@ def job_detail(sessions: sessionmaker[Session], job_id: int) -> dict[str, Any]:
                 "moves": moves, "journal": journal}
 
 
+def journal_values(job_id: int, ct: str | None, step: str | None, entry: JournalEntry) -> dict[str, Any]:
+    """One journal row's columns, for a Core insert (``JournalRow.__table__``)."""
+    return {"job_id": job_id, "ct": ct, "step": step, "kind": entry.kind, "host": entry.host, "what": entry.what,
+            "status": entry.status, "duration_ms": entry.duration_ms, "detail": dict(entry.detail)}
+
+
 def add_journal(sessions: sessionmaker[Session], job_id: int, ct: str | None, step: str | None,
                 entry: JournalEntry) -> None:
+    """Append one entry in its own transaction: a Core insert, as no ORM object is needed (the
+    unit of work would cost a saga step more than the write itself)."""
     with sessions.begin() as session:
-        session.add(JournalRow(job_id=job_id, ct=ct, step=step, kind=entry.kind, host=entry.host,
-                               what=entry.what, status=entry.status, duration_ms=entry.duration_ms,
-                               detail=dict(entry.detail)))
+        session.execute(insert(JournalRow.__table__), journal_values(job_id, ct, step, entry))
 
 
 def learn_link(sessions: sessionmaker[Session], source: str, target: str, mb_s: float, weight: float) -> None:

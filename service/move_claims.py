@@ -252,14 +252,18 @@ def _take(session: Session, move: MoveRow, owner: str, lease_s: float) -> MoveCl
     return MoveClaim(move.id, move.ct, owner, seen + 1, lease_s, renewed_at=started)
 
 
-def renew_move(session: Session, claim: MoveClaim) -> None:
+def renew_move(session: Session, claim: MoveClaim, **changes: Any) -> None:
     """In the caller's transaction: renew the move's lease if the claim still holds (same owner,
-    same token, lease not run out), else MoveLost, so the caller's writes are never committed."""
+    same token, lease not run out), else MoveLost, so the caller's writes are never committed.
+    ``changes``: more of the move's columns, written by the same conditional statement (a saga's
+    step), so the check costs no statement of its own. Objects the session holds are not updated:
+    callers read the move after this, if at all."""
     started, now = time.monotonic(), utcnow()
     held = session.execute(
         update(MoveRow).where(MoveRow.id == claim.move_id, MoveRow.claimed_by == claim.owner,
                               MoveRow.claim_token == claim.token, MoveRow.lease_until >= now)
-        .values(lease_until=now + dt.timedelta(seconds=claim.lease_s))).rowcount
+        .values({"lease_until": now + dt.timedelta(seconds=claim.lease_s), **changes})
+        .execution_options(synchronize_session=False)).rowcount
     if held != 1:
         claim.lost = True
         raise MoveLost("ct", claim.ct, f"{claim.owner} no longer holds its move (claim {claim.token}): "
