@@ -20,7 +20,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, insert, select, text, update
+from sqlalchemy import bindparam, delete, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -221,15 +221,21 @@ def claim_job(sessions: sessionmaker[Session], job_id: int, owner: str, lease_s:
                           "unless it renews it")
 
 
+_JOBS = JobRow.__table__.c
+#: The job claim's fenced renewal, built once (a saga step runs it on every write): a Core
+#: statement, so objects the session holds are not updated: callers read the job after it.
+_RENEW_JOB = update(JobRow.__table__).where(
+    _JOBS.id == bindparam("fence_id"), _JOBS.owner == bindparam("fence_owner"),
+    _JOBS.claim_token == bindparam("fence_token"), _JOBS.lease_until >= bindparam("fence_now"))
+
+
 def renew_claim(session: Session, claim: Claim) -> None:
     """In the caller's transaction: renew ``claim``'s lease if it is still ours (same owner, same
     token, lease not run out), else raise LeaseLost, so the caller's writes are never committed."""
     now = utcnow()
-    held = session.execute(
-        update(JobRow).where(JobRow.id == claim.job_id, JobRow.owner == claim.owner,
-                             JobRow.claim_token == claim.token, JobRow.lease_until >= now)
-        .values(lease_until=now + dt.timedelta(seconds=claim.lease_s))
-        .execution_options(synchronize_session=False)).rowcount  # callers read the job after it
+    held = session.execute(_RENEW_JOB, {
+        "fence_id": claim.job_id, "fence_owner": claim.owner, "fence_token": claim.token, "fence_now": now,
+        "lease_until": now + dt.timedelta(seconds=claim.lease_s)}).rowcount
     if held != 1:
         raise LeaseLost("job", claim.job_id, f"{claim.owner} no longer holds it (claim {claim.token}): "
                         "its lease ran out or another instance took it over; stopping without acting")
@@ -323,6 +329,10 @@ def job_detail(sessions: sessionmaker[Session], job_id: int) -> dict[str, Any]:
                 "moves": moves, "journal": journal}
 
 
+#: Appends journal rows (Core: no ORM object is needed), built once.
+JOURNAL_INSERT = insert(JournalRow.__table__)
+
+
 def journal_values(job_id: int, ct: str | None, step: str | None, entry: JournalEntry) -> dict[str, Any]:
     """One journal row's columns, for a Core insert (``JournalRow.__table__``)."""
     return {"job_id": job_id, "ct": ct, "step": step, "kind": entry.kind, "host": entry.host, "what": entry.what,
@@ -334,7 +344,7 @@ def add_journal(sessions: sessionmaker[Session], job_id: int, ct: str | None, st
     """Append one entry in its own transaction: a Core insert, as no ORM object is needed (the
     unit of work would cost a saga step more than the write itself)."""
     with sessions.begin() as session:
-        session.execute(insert(JournalRow.__table__), journal_values(job_id, ct, step, entry))
+        session.execute(JOURNAL_INSERT, journal_values(job_id, ct, step, entry))
 
 
 def learn_link(sessions: sessionmaker[Session], source: str, target: str, mb_s: float, weight: float) -> None:

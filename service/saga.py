@@ -28,7 +28,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import tenacity
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.base import (
@@ -48,14 +48,22 @@ from adapters.base import (
 from fleet.policy import Policy
 from service import lifecycle
 from service.config import EngineSection
-from service.jobs import Claim, add_journal, journal_values, learn_link, release_locks, renew_claim
+from service.jobs import (
+    JOURNAL_INSERT,
+    Claim,
+    add_journal,
+    journal_values,
+    learn_link,
+    release_locks,
+    renew_claim,
+)
 from service.lifecycle import Cause, MoveOutcome, MoveState, OnFailure, Phase
 from service.logs import log_transition
 from service.move_claims import MoveClaim, MoveLost, renew_move
 from service.movespec import build_spec
 from service.replacement import awaits_replacement
 from service.slots import FleetSlots
-from service.store import JournalRow, MoveRow, utcnow
+from service.store import MoveRow, utcnow
 
 log = logging.getLogger("ferry.saga")
 
@@ -121,7 +129,7 @@ class MoveSaga:
         the move is to start but ended already (yielded to a higher job, service.preemption)."""
         move = self._move()
         old, now = move.state, utcnow()
-        changes = dict(fields, **({"attempts": MoveRow.attempts + 1} if tried else {}))
+        changes = dict(fields, **({"attempts": move.attempts + 1} if tried else {}))
         if hold and self.move_claim is None:  # a claimed move's lease goes with renew_move
             changes["claimed_by"], changes["lease_until"] = self.owner, now + dt.timedelta(seconds=self.settings.lease_s)
         if release and (self.move_claim is None or not awaits_replacement(_ended(move, fields), cancelling=False)):
@@ -142,13 +150,11 @@ class MoveSaga:
             if release:
                 release_locks(session, self.job_id, move.ct)
             if events:
-                session.execute(insert(JournalRow.__table__), [journal_values(
+                session.execute(JOURNAL_INSERT, [journal_values(
                     self.job_id, move.ct, step, JournalEntry("ferry", text, None, 0.0, kind="event"))
                     for step, text in events])
         for key, value in changes.items():
-            if key != "attempts":  # a count the statement adds to
-                setattr(move, key, value)
-        move.attempts += int(tried)
+            setattr(move, key, value)
         if "state" in fields and fields["state"] != old:
             self._log_state(move.ct, old, str(fields["state"]), str(fields.get("message") or "") or None)
         return True
