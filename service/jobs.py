@@ -347,17 +347,26 @@ def add_journal(sessions: sessionmaker[Session], job_id: int, ct: str | None, st
         session.execute(JOURNAL_INSERT, journal_values(job_id, ct, step, entry))
 
 
-def learn_link(sessions: sessionmaker[Session], source: str, target: str, mb_s: float, weight: float) -> None:
-    """Fold one observed throughput into the exponentially weighted figure for the link."""
-    for _ in range(3):  # two moves on one link may insert its first figure at once: then update
+_LINKS = LinkRow.__table__.c
+#: Folds one observation into a link's figure: mb_s * keep + add (keep = 1 - weight, add =
+#: weight * observed), so the figure is computed where it is stored, under the row's lock.
+_FOLD_LINK = update(LinkRow.__table__).where(_LINKS.source == bindparam("link_source"),
+                                             _LINKS.target == bindparam("link_target")).values(
+    mb_s=_LINKS.mb_s * bindparam("keep") + bindparam("add"), samples=_LINKS.samples + 1)
+
+
+def learn_link(session: Session, source: str, target: str, mb_s: float, weight: float) -> None:
+    """In the caller's transaction (a move's end): fold one observed throughput into the
+    exponentially weighted figure for the link. Two moves on one link may insert its first figure
+    at once: the insert runs under a savepoint, and the one that loses updates instead."""
+    fold = {"link_source": source, "link_target": target, "keep": 1 - weight, "add": weight * mb_s}
+    for _ in range(3):
+        if session.execute(_FOLD_LINK, fold).rowcount == 1:
+            return
         try:
-            with sessions.begin() as session:
-                row = session.get(LinkRow, (source, target))
-                if row is None:
-                    session.add(LinkRow(source=source, target=target, mb_s=mb_s, samples=1))
-                else:
-                    row.mb_s = (1 - weight) * row.mb_s + weight * mb_s
-                    row.samples += 1
+            with session.begin_nested():
+                session.execute(insert(LinkRow.__table__), {"source": source, "target": target, "mb_s": mb_s,
+                                                           "samples": 1})
             return
         except IntegrityError:
             continue

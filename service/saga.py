@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -119,11 +120,12 @@ class MoveSaga:
         return self._row
 
     def _update(self, *, hold: bool = False, tried: bool = False, events: Sequence[tuple[str | None, str]] = (),
-                release: bool = False, **fields: Any) -> bool:
+                release: bool = False, also: Callable[[Session], None] | None = None, **fields: Any) -> bool:
         """Write ``fields`` and journal ``events`` ((step, text) each) in one transaction; True if
         written. ``hold`` (re)news this saga's claim on the move for ``engine.lease_s``, ``tried``
         counts one more try of the move (its first, a retry of a step, a fallback), ``release``
-        lets the move's claim go and its container's lock (the move's end). Refused (LeaseLost)
+        lets the move's claim go and its container's lock (the move's end), ``also`` writes more in
+        the same transaction (the link figure the move measured). Refused (LeaseLost)
         when the saga's job or move claim is no longer ours: the claims are checked by the same
         conditional statements that write the job's lease and the move's row. Not written when
         the move is to start but ended already (yielded to a higher job, service.preemption)."""
@@ -149,6 +151,8 @@ class MoveSaga:
                 session.execute(update(MoveRow.__table__).where(MoveRow.id == self.move_id).values(changes))
             if release:
                 release_locks(session, self.job_id, move.ct)
+            if also is not None:
+                also(session)
             if events:
                 session.execute(JOURNAL_INSERT, [journal_values(
                     self.job_id, move.ct, step, JournalEntry("ferry", text, None, 0.0, kind="event"))
@@ -323,16 +327,20 @@ class MoveSaga:
         now = self.backend.now()
         elapsed = max(1e-6, now - (move.started_at or now))
         figures["duration_s"] = round(elapsed, 3)
+        link = None
         if figures.get("bytes") and figures.get("transfer_s"):
-            learn_link(self.sessions, move.source, move.target,
-                       figures["bytes"] / 1048576 / figures["transfer_s"], self.settings.learn_weight)
-        return self._end(move, MoveState.SUCCEEDED, note or f"moved to {move.target}", figures=figures,
-                         finished_at=now)
+            link = functools.partial(learn_link, source=move.source, target=move.target,
+                                     mb_s=figures["bytes"] / 1048576 / figures["transfer_s"],
+                                     weight=self.settings.learn_weight)
+        return self._end(move, MoveState.SUCCEEDED, note or f"moved to {move.target}", also=link,
+                         figures=figures, finished_at=now)
 
     def _end(self, move: MoveRow, state: MoveState, message: str, cause: Cause | None = None,
-             **fields: Any) -> MoveOutcome:
-        """Record the move's final state (with ``fields``) and its journal entry in one transaction."""
-        self._update(release=True, state=state, message=message, events=[(None, f"{state}: {message}")], **fields)
+             also: Callable[[Session], None] | None = None, **fields: Any) -> MoveOutcome:
+        """Record the move's final state (with ``fields`` and ``also``, see _update) and its
+        journal entry in one transaction."""
+        self._update(release=True, state=state, message=message, events=[(None, f"{state}: {message}")],
+                     also=also, **fields)
         if self.progress:
             self.progress(move.ct, lifecycle.PROGRESS_END, 1, 1)
         return MoveOutcome(move.ct, state, message, cause)
