@@ -11,7 +11,11 @@ journals what it saw, then calls the step again, which completes what is missing
 step observes before it acts: adapters/base.py). Given the engine's claims (the job's when one
 instance runs it alone, the move's always: service.move_claims), every write checks (and renews)
 them in the same transaction, so a saga whose claim was taken over raises LeaseLost (MoveLost)
-before its next step instead of acting. A claim not renewed for a whole lease counts as lost even
+before its next step instead of acting. A write is one transaction: the move claim's conditional
+UPDATE carries the row's new columns, and the journal entries that belong to it (a pre-flight's
+checks, a rollback's reason, the move's end) go in with it, so a refused write records nothing.
+The saga reads its row once and keeps its own copy in step with what it writes (while it holds the
+move nobody else writes more than the lease). A claim not renewed for a whole lease counts as lost even
 before the store says so: a copy in progress stops, and nothing is rolled back by a saga that may
 no longer own the move.
 """
