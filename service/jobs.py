@@ -50,6 +50,7 @@ from service.store import (
     MoveRow,
     job_journal,
     job_moves,
+    lone_statement,
     utcnow,
 )
 
@@ -343,8 +344,8 @@ def add_journal(sessions: sessionmaker[Session], job_id: int, ct: str | None, st
                 entry: JournalEntry) -> None:
     """Append one entry in its own transaction: a Core insert, as no ORM object is needed (the
     unit of work would cost a saga step more than the write itself)."""
-    with sessions.begin() as session:
-        session.execute(JOURNAL_INSERT, journal_values(job_id, ct, step, entry))
+    with lone_statement(sessions) as connection:
+        connection.execute(JOURNAL_INSERT, journal_values(job_id, ct, step, entry))
 
 
 _LINKS = LinkRow.__table__.c

@@ -1,6 +1,7 @@
 """The saga's store writes, on SQLite and PostgreSQL: one fenced statement per row write, the
 row's journal entries and the move's link figure in the same transaction, and the saga's own
-copy of the row (it reads it once) in step with what is stored.
+copy of the row (it reads it once) in step with what is stored; on PostgreSQL, pooled
+connections pinged only when they sat idle.
 
 A takeover is made for real: the move's lease is let run out in the store and a second owner
 claims it, while the first saga is inside a step and still believes its claim good (its lease
@@ -14,16 +15,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import create_engine, select, text, update
+from sqlalchemy.exc import OperationalError
 
 from adapters.base import Backend, MoveSpec, StepContext
 from fleet.plan import Plan
+from service import store
 from service.jobs import create_job, job_detail, learn_link
 from service.lifecycle import MoveState, Phase
 from service.move_claims import MoveLost, claim_ready_moves
 from service.runtime import Runtime
 from service.saga import MoveSaga
-from service.store import LinkRow, LockRow, MoveRow, utcnow
+from service.store import LinkRow, LockRow, MoveRow, open_database, utcnow
 from tests.conftest import sim_config
 from tests.integration.concurrency.databases import fresh_database
 from tests.integration.sim.test_api import hand_plan
@@ -138,3 +141,30 @@ def test_a_write_after_a_takeover_is_refused_with_its_journal_entries(rt: Runtim
     assert (row.state, row.step, row.phase, row.claimed_by) == (MoveState.RUNNING, "preflight", Phase.STARTED, "two")
     journal = job_detail(rt.sessions, job_id)["journal"]
     assert not [e for e in journal if str(e["what"]).startswith("check ")]  # written with the refused row write
+
+
+def test_a_pooled_connection_the_server_dropped_while_idle_is_replaced(
+        postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Connections are pinged only after PING_IDLE_S in the pool (a saga's writes follow each
+    other closely); one the server dropped meanwhile is replaced, not handed out."""
+    sessions = open_database(fresh_database(postgres_url, "saga_idle_ping"))
+    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+
+    def drop_the_pooled_connection() -> None:
+        with sessions() as session:
+            pid = session.scalar(text("SELECT pg_backend_pid()"))
+        with admin.connect() as conn:
+            assert conn.scalar(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+
+    try:
+        drop_the_pooled_connection()
+        monkeypatch.setattr(store, "PING_IDLE_S", 0.0)  # it sat in the pool long enough: pinged
+        with sessions() as session:
+            assert session.scalar(text("SELECT 1")) == 1
+        drop_the_pooled_connection()
+        monkeypatch.setattr(store, "PING_IDLE_S", 3600.0)  # used a moment ago: handed out unpinged
+        with pytest.raises(OperationalError), sessions() as session:
+            session.scalar(text("SELECT 1"))
+    finally:
+        admin.dispose()
+        sessions.kw["bind"].dispose()
