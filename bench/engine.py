@@ -9,13 +9,15 @@ Figures:
   bandwidth (the source sends at most ``max_outgoing_per_node`` moves at once, and they share its
   NIC, so no schedule can beat that figure). The bar is 1.05x;
 - the engine's own store work per step (ms): reading and writing the move's row before and after
-  each step and writing its journal entries, divided by the steps run; wall time and the calling
+  each step, its journal entries, ending the move (its final row, its container's lock, its link
+  figure), divided by the steps run; the pool's pings count too; wall time and the calling
   thread's CPU time (on PostgreSQL the server's work shows in the wall figure only). The clock
   runs one thread at a time, so the figure holds no waiting for another thread's transaction.
   On SQLite, and on PostgreSQL when its server binaries are installed (a throwaway cluster,
   ``tests/doubles/postgres_cluster.py``). Its baseline, measured on the same database in the same
-  run: one bare write transaction (begin, a one-row UPDATE, commit); "x bare" is the step's
-  store CPU time in such transactions, a figure the machine's load moves much less than the ms.
+  run: one bare write transaction (begin, a one-row UPDATE, commit; the median of 15 batches);
+  "x bare" is the step's store CPU time in such transactions, which the machine's load moves
+  less than the ms. ``python -m bench.engine quick`` runs every row on 40 moves.
 
 Baseline in the same run: the engine without transfer slots (a move holds its node's slot from
 preflight to cleanup, as a plain "N moves per node" limit does), on 300 containers: its ratio to
@@ -27,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import random
+import statistics
 import tempfile
 import threading
 import time
@@ -175,15 +178,20 @@ def _whole_move_slots(enabled: bool) -> Any:
         STEP_POLICY.update(saved)
 
 
-def bare_write_ms(rt: Runtime, job_id: int, count: int = 300) -> tuple[float, float]:
+def bare_write_ms(rt: Runtime, job_id: int, batches: int = 15, count: int = 100) -> tuple[float, float]:
     """The store figures' baseline: wall and CPU ms of one bare write transaction on the store
-    the run used (begin, a one-row UPDATE of the job, commit), the mean of ``count``."""
+    the run used (begin, a one-row UPDATE of the job, commit), the median over ``batches`` of
+    ``count`` (a median, as other processes' bursts land in some batches)."""
     statement = update(JobRow.__table__).where(JobRow.__table__.c.id == job_id)
-    wall, cpu = time.perf_counter(), time.thread_time()
-    for _ in range(count):
-        with rt.sessions.begin() as session:
-            session.execute(statement, {"updated_at": utcnow()})
-    return (time.perf_counter() - wall) / count * 1000, (time.thread_time() - cpu) / count * 1000
+    walls, cpus = [], []
+    for _ in range(batches):
+        wall, cpu = time.perf_counter(), time.thread_time()
+        for _ in range(count):
+            with rt.sessions.begin() as session:
+                session.execute(statement, {"updated_at": utcnow()})
+        walls.append((time.perf_counter() - wall) / count * 1000)
+        cpus.append((time.thread_time() - cpu) / count * 1000)
+    return statistics.median(walls), statistics.median(cpus)
 
 
 def run_once(count: int, outgoing: int, *, slots: bool = True, database: str | None = None) -> dict[str, float]:
