@@ -19,7 +19,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import bindparam, delete, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -49,6 +49,7 @@ from service.store import (
     MoveRow,
     job_journal,
     job_moves,
+    lone_statement,
     utcnow,
 )
 from service.store_basics import lease_holder
@@ -201,14 +202,21 @@ def claim_job(sessions: sessionmaker[Session], job_id: int, owner: str, lease_s:
                           "unless it renews it")
 
 
+_JOBS = JobRow.__table__.c
+#: The job claim's fenced renewal, built once (a saga step runs it on every write): a Core
+#: statement, so objects the session holds are not updated: callers read the job after it.
+_RENEW_JOB = update(JobRow.__table__).where(
+    _JOBS.id == bindparam("fence_id"), _JOBS.owner == bindparam("fence_owner"),
+    _JOBS.claim_token == bindparam("fence_token"), _JOBS.lease_until >= bindparam("fence_now"))
+
+
 def renew_claim(session: Session, claim: Claim) -> None:
     """In the caller's transaction: renew ``claim``'s lease if it is still ours (same owner, same
     token, lease not run out), else raise LeaseLost, so the caller's writes are never committed."""
     now = utcnow()
-    held = session.execute(
-        update(JobRow).where(JobRow.id == claim.job_id, JobRow.owner == claim.owner,
-                             JobRow.claim_token == claim.token, JobRow.lease_until >= now)
-        .values(lease_until=now + dt.timedelta(seconds=claim.lease_s))).rowcount
+    held = session.execute(_RENEW_JOB, {
+        "fence_id": claim.job_id, "fence_owner": claim.owner, "fence_token": claim.token, "fence_now": now,
+        "lease_until": now + dt.timedelta(seconds=claim.lease_s)}).rowcount
     if held != 1:
         raise LeaseLost("job", claim.job_id, f"{claim.owner} no longer holds it (claim {claim.token}): "
                         "its lease ran out or another instance took it over; stopping without acting")
@@ -302,25 +310,44 @@ def job_detail(sessions: sessionmaker[Session], job_id: int) -> dict[str, Any]:
                 "moves": moves, "journal": journal}
 
 
+#: Appends journal rows (Core: no ORM object is needed), built once.
+JOURNAL_INSERT = insert(JournalRow.__table__)
+
+
+def journal_values(job_id: int, ct: str | None, step: str | None, entry: JournalEntry) -> dict[str, Any]:
+    """One journal row's columns, for a Core insert (``JournalRow.__table__``)."""
+    return {"job_id": job_id, "ct": ct, "step": step, "kind": entry.kind, "host": entry.host, "what": entry.what,
+            "status": entry.status, "duration_ms": entry.duration_ms, "detail": dict(entry.detail)}
+
+
 def add_journal(sessions: sessionmaker[Session], job_id: int, ct: str | None, step: str | None,
                 entry: JournalEntry) -> None:
-    with sessions.begin() as session:
-        session.add(JournalRow(job_id=job_id, ct=ct, step=step, kind=entry.kind, host=entry.host,
-                               what=entry.what, status=entry.status, duration_ms=entry.duration_ms,
-                               detail=dict(entry.detail)))
+    """Append one entry in its own transaction: a Core insert, as no ORM object is needed (the
+    unit of work would cost a saga step more than the write itself)."""
+    with lone_statement(sessions) as connection:
+        connection.execute(JOURNAL_INSERT, journal_values(job_id, ct, step, entry))
 
 
-def learn_link(sessions: sessionmaker[Session], source: str, target: str, mb_s: float, weight: float) -> None:
-    """Fold one observed throughput into the exponentially weighted figure for the link."""
-    for _ in range(3):  # two moves on one link may insert its first figure at once: then update
+_LINKS = LinkRow.__table__.c
+#: Folds one observation into a link's figure: mb_s * keep + add (keep = 1 - weight, add =
+#: weight * observed), so the figure is computed where it is stored, under the row's lock.
+_FOLD_LINK = update(LinkRow.__table__).where(_LINKS.source == bindparam("link_source"),
+                                             _LINKS.target == bindparam("link_target")).values(
+    mb_s=_LINKS.mb_s * bindparam("keep") + bindparam("add"), samples=_LINKS.samples + 1)
+
+
+def learn_link(session: Session, source: str, target: str, mb_s: float, weight: float) -> None:
+    """In the caller's transaction (a move's end): fold one observed throughput into the
+    exponentially weighted figure for the link. Two moves on one link may insert its first figure
+    at once: the insert runs under a savepoint, and the one that loses updates instead."""
+    fold = {"link_source": source, "link_target": target, "keep": 1 - weight, "add": weight * mb_s}
+    for _ in range(3):
+        if session.execute(_FOLD_LINK, fold).rowcount == 1:
+            return
         try:
-            with sessions.begin() as session:
-                row = session.get(LinkRow, (source, target))
-                if row is None:
-                    session.add(LinkRow(source=source, target=target, mb_s=mb_s, samples=1))
-                else:
-                    row.mb_s = (1 - weight) * row.mb_s + weight * mb_s
-                    row.samples += 1
+            with session.begin_nested():
+                session.execute(insert(LinkRow.__table__), {"source": source, "target": target, "mb_s": mb_s,
+                                                           "samples": 1})
             return
         except IntegrityError:
             continue

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.jobs import Claim, JobConflict, LeaseLost, get_job, lease_holder, release_locks, renew_claim
@@ -252,14 +252,24 @@ def _take(session: Session, move: MoveRow, owner: str, lease_s: float) -> MoveCl
     return MoveClaim(move.id, move.ct, owner, seen + 1, lease_s, renewed_at=started)
 
 
-def renew_move(session: Session, claim: MoveClaim) -> None:
+_MOVES = MoveRow.__table__.c
+#: The move claim's fenced renewal, built once (a saga runs it on every write); the columns set
+#: are the parameters' other keys.
+_RENEW_MOVE = update(MoveRow.__table__).where(
+    _MOVES.id == bindparam("fence_id"), _MOVES.claimed_by == bindparam("fence_owner"),
+    _MOVES.claim_token == bindparam("fence_token"), _MOVES.lease_until >= bindparam("fence_now"))
+
+
+def renew_move(session: Session, claim: MoveClaim, **changes: Any) -> None:
     """In the caller's transaction: renew the move's lease if the claim still holds (same owner,
-    same token, lease not run out), else MoveLost, so the caller's writes are never committed."""
+    same token, lease not run out), else MoveLost, so the caller's writes are never committed.
+    ``changes``: more of the move's columns, written by the same conditional statement (a saga's
+    step), so the check costs no statement of its own. Objects the session holds are not updated:
+    callers read the move after this, if at all."""
     started, now = time.monotonic(), utcnow()
-    held = session.execute(
-        update(MoveRow).where(MoveRow.id == claim.move_id, MoveRow.claimed_by == claim.owner,
-                              MoveRow.claim_token == claim.token, MoveRow.lease_until >= now)
-        .values(lease_until=now + dt.timedelta(seconds=claim.lease_s))).rowcount
+    held = session.execute(_RENEW_MOVE, {
+        "fence_id": claim.move_id, "fence_owner": claim.owner, "fence_token": claim.token, "fence_now": now,
+        "lease_until": now + dt.timedelta(seconds=claim.lease_s), **changes}).rowcount
     if held != 1:
         claim.lost = True
         raise MoveLost("ct", claim.ct, f"{claim.owner} no longer holds its move (claim {claim.token}): "

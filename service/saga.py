@@ -11,7 +11,11 @@ journals what it saw, then calls the step again, which completes what is missing
 step observes before it acts: adapters/base.py). Given the engine's claims (the job's when one
 instance runs it alone, the move's always: service.move_claims), every write checks (and renews)
 them in the same transaction, so a saga whose claim was taken over raises LeaseLost (MoveLost)
-before its next step instead of acting. A claim not renewed for a whole lease counts as lost even
+before its next step instead of acting. A write is one transaction: the move claim's conditional
+UPDATE carries the row's new columns, and the journal entries that belong to it (a pre-flight's
+checks, a rollback's reason, the move's end) go in with it, so a refused write records nothing.
+The saga reads its row once and keeps its own copy in step with what it writes (while it holds the
+move nobody else writes more than the lease). A claim not renewed for a whole lease counts as lost even
 before the store says so: a copy in progress stops, and nothing is rolled back by a saga that may
 no longer own the move.
 """
@@ -21,12 +25,15 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import tenacity
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.base import (
@@ -46,7 +53,15 @@ from adapters.base import (
 from fleet.policy import Policy
 from service import lifecycle
 from service.config import EngineSection
-from service.jobs import Claim, add_journal, learn_link, release_locks, renew_claim
+from service.jobs import (
+    JOURNAL_INSERT,
+    Claim,
+    add_journal,
+    journal_values,
+    learn_link,
+    release_locks,
+    renew_claim,
+)
 from service.lifecycle import Cause, MoveOutcome, MoveState, OnFailure, Phase
 from service.logs import log_transition
 from service.move_claims import MoveClaim, MoveLost, renew_move
@@ -84,6 +99,8 @@ class MoveSaga:
         self._asked_to_cancel = cancelled
         #: The move's share of its nodes' bandwidth budgets while it holds a transfer slot.
         self._share: float | None = None
+        #: The saga's copy of its move's row (_move).
+        self._row: MoveRow | None = None
 
     def cancelled(self) -> bool:
         """Stop what runs now: the operator cancelled, or the move's claim may be lost (then
@@ -97,39 +114,58 @@ class MoveSaga:
                            "was not renewed within its lease; stopping without acting")
 
     def _move(self) -> MoveRow:
-        with self.sessions() as session:
-            move = session.get(MoveRow, self.move_id)
-            assert move is not None
-            return move
+        """The move as stored. Read once; after that the saga's own copy, which every write of
+        _update changes as it changes the row: while the saga holds the move, nobody else writes
+        more than its lease (service.move_claims), and a write after a takeover is refused."""
+        if self._row is None:
+            with self.sessions() as session:
+                self._row = session.get(MoveRow, self.move_id)
+                assert self._row is not None
+        return self._row
 
-    def _update(self, *, hold: bool = False, tried: bool = False, **fields: object) -> None:
-        """Write ``fields``; ``hold`` (re)news this saga's claim on the move for ``engine.lease_s``,
-        ``tried`` counts one more try of the move (its first, a retry of a step, a fallback).
-        Refused (LeaseLost) when the saga's job or move claim is no longer ours."""
+    def _update(self, *, hold: bool = False, tried: bool = False, events: Sequence[tuple[str | None, str]] = (),
+                release: bool = False, also: Callable[[Session], None] | None = None, **fields: Any) -> bool:
+        """Write ``fields`` and journal ``events`` ((step, text) each) in one transaction; True if
+        written. ``hold`` (re)news this saga's claim on the move for ``engine.lease_s``, ``tried``
+        counts one more try of the move (its first, a retry of a step, a fallback), ``release``
+        lets the move's claim go and its container's lock (the move's end), ``also`` writes more in
+        the same transaction (the link figure the move measured). Refused (LeaseLost)
+        when the saga's job or move claim is no longer ours: the claims are checked by the same
+        conditional statements that write the job's lease and the move's row. Not written when
+        the move is to start but ended already (yielded to a higher job, service.preemption)."""
+        move = self._move()
+        old, now = move.state, utcnow()
+        changes = dict(fields, **({"attempts": move.attempts + 1} if tried else {}))
+        if hold and self.move_claim is None:  # a claimed move's lease goes with renew_move
+            changes["claimed_by"], changes["lease_until"] = self.owner, now + dt.timedelta(seconds=self.settings.lease_s)
+        if release and (self.move_claim is None or not awaits_replacement(_ended(move, fields), cancelling=False)):
+            changes["claimed_by"] = changes["lease_until"] = None  # else kept until it is re-placed
         with self.sessions.begin() as session:
-            self._renew(session)
-            move = session.get(MoveRow, self.move_id, with_for_update=True)
-            assert move is not None
-            old = move.state
-            if fields.get("state") == MoveState.RUNNING and old in lifecycle.MOVE_FINAL:
-                return  # yielded to a higher-priority job before it started (service.preemption)
-            for key, value in fields.items():
-                setattr(move, key, value)
-            move.attempts += int(tried)
-            if hold and self.move_claim is None:  # a claimed move's lease is renewed by _renew
-                move.claimed_by = self.owner
-                move.lease_until = utcnow() + dt.timedelta(seconds=self.settings.lease_s)
-            ct = move.ct
+            self._fenced()
+            if self.claim is not None:
+                renew_claim(session, self.claim)
+            if fields.get("state") == MoveState.RUNNING and _stored_state(session, self.move_id) in lifecycle.MOVE_FINAL:
+                if self.move_claim is not None:
+                    renew_move(session, self.move_claim)  # a lost claim says so first, as for any write
+                self._row = None  # read again: it ended elsewhere
+                return False
+            if self.move_claim is not None:
+                renew_move(session, self.move_claim, **changes)
+            elif changes:
+                session.execute(update(MoveRow.__table__).where(MoveRow.id == self.move_id).values(changes))
+            if release:
+                release_locks(session, self.job_id, move.ct)
+            if also is not None:
+                also(session)
+            if events:
+                session.execute(JOURNAL_INSERT, [journal_values(
+                    self.job_id, move.ct, step, JournalEntry("ferry", text, None, 0.0, kind="event"))
+                    for step, text in events])
+        for key, value in changes.items():
+            setattr(move, key, value)
         if "state" in fields and fields["state"] != old:
-            self._log_state(ct, old, str(fields["state"]), str(fields.get("message") or "") or None)
-
-    def _renew(self, session: Session) -> None:
-        """In ``session``'s transaction: check and renew the claims this saga acts under."""
-        self._fenced()
-        if self.claim is not None:
-            renew_claim(session, self.claim)
-        if self.move_claim is not None:
-            renew_move(session, self.move_claim)
+            self._log_state(move.ct, old, str(fields["state"]), str(fields.get("message") or "") or None)
+        return True
 
     def _log_state(self, ct: str, old: str | None, new: str, reason: str | None = None) -> None:
         log_transition(log, f"job {self.job_id} move {ct}", old, new, reason, job=self.job_id,
@@ -158,15 +194,16 @@ class MoveSaga:
             wait=tenacity.wait_exponential_jitter(multiplier=initial, jitter=initial, max=most))
 
     def run(self) -> MoveOutcome:
+        self._row = None  # the row as stored now
         move = self._move()
         if move.state in lifecycle.MOVE_FINAL:
             return MoveOutcome(move.ct, MoveState(move.state), move.message)
         if move.state == MoveState.ROLLING_BACK:
             cause = Cause.CANCEL if self.cancelled() else Cause.FAILURE
             return self._compensate(move, cause, "resumed an interrupted rollback")
-        self._update(hold=True, tried=move.state == MoveState.PENDING, state=MoveState.RUNNING,
-                     started_at=move.started_at or self.backend.now())
-        if (move := self._move()).state != MoveState.RUNNING:  # taken over: it never started
+        if not self._update(hold=True, tried=move.state == MoveState.PENDING, state=MoveState.RUNNING,
+                            started_at=move.started_at or self.backend.now()):
+            move = self._move()  # taken over: it never started
             return MoveOutcome(move.ct, MoveState(move.state), move.message)
         figures: dict[str, float] = dict(move.figures or {})
         while True:  # one pass per method, while the backend refuses them (live -> restart -> dump)
@@ -223,8 +260,7 @@ class MoveSaga:
                     f"destination {seen.target.node} {seen.target.status}")
         except BackendError as exc:
             what = f"could not observe ({exc}); the step observes for itself"
-        self._event(move.ct, move.step, f"resuming: outcome of {move.step} unknown; observed {what}")
-        self._update(tried=True)
+        self._update(tried=True, events=[(move.step, f"resuming: outcome of {move.step} unknown; observed {what}")])
 
     def _attempt(self, move: MoveRow, step: Step, figures: dict[str, float]) -> BackendError | None:
         """Run one step (transient errors retried); the error that ended it, if any."""
@@ -234,8 +270,7 @@ class MoveSaga:
         spec = self._spec(move)
 
         def retried(rs: tenacity.RetryCallState) -> None:
-            self._event(move.ct, step.value, f"retrying {step}: {rs.outcome.exception()}")
-            self._update(tried=True)
+            self._update(tried=True, events=[(step.value, f"retrying {step}: {rs.outcome.exception()}")])
 
         try:
             for attempt in self._retrying(retried):
@@ -245,31 +280,32 @@ class MoveSaga:
                 lifecycle.raise_for_checks(result, move.method)
         except BackendError as exc:
             return exc
-        for check in result if step == Step.PREFLIGHT else []:
-            self._event(move.ct, step.value, f"check {check.name}: {'ok' if check.ok else check.detail}")
+        checks = [(step.value, f"check {check.name}: {'ok' if check.ok else check.detail}")
+                  for check in (result if step == Step.PREFLIGHT else [])]
         for key, value in ctx.figures.items():
             figures[key] = figures.get(key, 0.0) + value
-        self._update(phase=Phase.DONE, figures=dict(figures))
+        self._update(phase=Phase.DONE, figures=dict(figures), events=checks)
         return None
 
     def retry_cleanup(self) -> MoveOutcome:
         """Call cleanup again for a succeeded move whose cleanup was left for later."""
+        self._row = None
         move = self._move()
         try:
             run_step(self.backend, Step.CLEANUP, self._spec(move), self._context(move, Step.CLEANUP))
         except BackendError as exc:
             self._update(message=f"moved; cleanup left for later: {exc}")
             return MoveOutcome(move.ct, MoveState.SUCCEEDED, str(exc))
-        self._update(phase=Phase.DONE, message=f"moved to {move.target}; cleanup done")
-        self._event(move.ct, "cleanup", "deferred cleanup done")
+        self._update(phase=Phase.DONE, message=f"moved to {move.target}; cleanup done",
+                     events=[("cleanup", "deferred cleanup done")])
         return MoveOutcome(move.ct, MoveState.SUCCEEDED, "cleanup done")
 
     def _fall_back(self, move: MoveRow, why: str) -> MoveOutcome | None:
         """Undo what the refused method did and set the move up for the next one; the outcome only
         if the undo failed (then the move is rolled back)."""
         method = lifecycle.FALLBACK[move.method]
-        self._update()  # the claims still hold before the undo acts
-        self._event(move.ct, move.step, f"{move.method} move refused ({why}); falling back to {method}")
+        # the claims still hold before the undo acts
+        self._update(events=[(move.step, f"{move.method} move refused ({why}); falling back to {method}")])
         try:
             self.backend.rollback(self._spec(move), self._context(move, "rollback"))
         except BackendError as exc:
@@ -278,8 +314,7 @@ class MoveSaga:
         return None
 
     def _compensate(self, move: MoveRow, cause: Cause, why: str) -> MoveOutcome:
-        self._update(hold=True, state=MoveState.ROLLING_BACK, message=why)
-        self._event(move.ct, move.step, f"rolling back: {why}")
+        self._update(hold=True, state=MoveState.ROLLING_BACK, message=why, events=[(move.step, f"rolling back: {why}")])
         spec = self._spec(move)
         ctx = self._context(move, "rollback")
         for attempt in self._retrying(lambda rs: self._event(move.ct, "rollback", "retrying rollback")):
@@ -296,24 +331,31 @@ class MoveSaga:
         now = self.backend.now()
         elapsed = max(1e-6, now - (move.started_at or now))
         figures["duration_s"] = round(elapsed, 3)
+        link = None
         if figures.get("bytes") and figures.get("transfer_s"):
-            learn_link(self.sessions, move.source, move.target,
-                       figures["bytes"] / 1048576 / figures["transfer_s"], self.settings.learn_weight)
-        self._update(figures=figures, finished_at=now)
-        return self._end(move, MoveState.SUCCEEDED, note or f"moved to {move.target}")
+            link = functools.partial(learn_link, source=move.source, target=move.target,
+                                     mb_s=figures["bytes"] / 1048576 / figures["transfer_s"],
+                                     weight=self.settings.learn_weight)
+        return self._end(move, MoveState.SUCCEEDED, note or f"moved to {move.target}", also=link,
+                         figures=figures, finished_at=now)
 
-    def _end(self, move: MoveRow, state: MoveState, message: str, cause: Cause | None = None) -> MoveOutcome:
-        with self.sessions.begin() as session:
-            self._renew(session)
-            row = session.get(MoveRow, self.move_id)
-            assert row is not None
-            old = row.state
-            row.state, row.message = state, message
-            if self.move_claim is None or not awaits_replacement(row, cancelling=False):
-                row.claimed_by, row.lease_until = None, None  # else kept until it is re-placed
-            release_locks(session, self.job_id, move.ct)
-        self._log_state(move.ct, old, state, message)
-        self._event(move.ct, None, f"{state}: {message}")
+    def _end(self, move: MoveRow, state: MoveState, message: str, cause: Cause | None = None,
+             also: Callable[[Session], None] | None = None, **fields: Any) -> MoveOutcome:
+        """Record the move's final state (with ``fields`` and ``also``, see _update) and its
+        journal entry in one transaction."""
+        self._update(release=True, state=state, message=message, events=[(None, f"{state}: {message}")],
+                     also=also, **fields)
         if self.progress:
             self.progress(move.ct, lifecycle.PROGRESS_END, 1, 1)
         return MoveOutcome(move.ct, state, message, cause)
+
+
+def _stored_state(session: Session, move_id: int) -> str | None:
+    """The move's state as stored, its row locked for the rest of the transaction (PostgreSQL; on
+    SQLite the transaction holds the write lock already)."""
+    return session.scalar(select(MoveRow.state).where(MoveRow.id == move_id).with_for_update())
+
+
+def _ended(move: MoveRow, fields: dict[str, Any]) -> Any:
+    """The columns service.replacement looks at, as ``move`` will be once ``fields`` are written."""
+    return SimpleNamespace(**{key: fields.get(key, getattr(move, key)) for key in ("state", "step", "message")})

@@ -18,6 +18,7 @@ import contextlib
 import datetime as dt
 import fcntl
 import os
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -34,8 +35,9 @@ from sqlalchemy import (
     select,
     text,
 )
+from sqlalchemy.engine import Connection
 from sqlalchemy.engine import Engine as SqlEngine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from service.lifecycle import MoveState
@@ -146,6 +148,31 @@ def _begin_immediate(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+#: A pooled PostgreSQL connection idle this long is pinged before it is used (a connection a
+#: firewall or the server dropped while it sat in the pool is replaced, not handed out). One used
+#: a moment ago is not: a saga step writes several times a second, and a ping on every check-out
+#: (``pool_pre_ping``) was a round trip to the server for each of those writes.
+PING_IDLE_S = 2.0
+
+
+def _note_idle(_dbapi_conn: Any, record: Any) -> None:
+    record.info["idle_since"] = time.monotonic()
+
+
+def _ping_when_idle(dialect: Any) -> Any:
+    """A check-out listener that pings (as ``pool_pre_ping`` does) only a connection idle for
+    PING_IDLE_S or more, or never used; one that fails is dropped and the pool takes another."""
+    def listener(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is not None and time.monotonic() - idle_since < PING_IDLE_S:
+            return
+        try:
+            dialect.do_ping(dbapi_conn)
+        except dialect.loaded_dbapi.Error as exc:
+            raise DisconnectionError(f"a pooled connection failed its ping: {exc}") from exc
+    return listener
+
+
 def _create_owner_only(database: str) -> None:
     """Create a new SQLite file owner-only (SQLite gives -wal/-shm the database's mode).
 
@@ -171,7 +198,9 @@ def open_database(url: str) -> sessionmaker[Session]:
         if engine.url.database not in (None, "", ":memory:"):
             _create_owner_only(engine.url.database)
     else:
-        engine = create_engine(url, pool_pre_ping=True)
+        engine = create_engine(url)
+        event.listen(engine, "checkin", _note_idle)
+        event.listen(engine, "checkout", _ping_when_idle(engine.dialect))
     migrate(engine)
     return sessionmaker(engine, expire_on_commit=False)
 
@@ -224,6 +253,22 @@ def _migration_lock(engine: SqlEngine) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def lone_statement(sessions: sessionmaker[Session]) -> Iterator[Connection]:
+    """A connection for one statement that is a transaction of its own (a journal entry). On
+    PostgreSQL it runs in autocommit: a lone statement is atomic by itself, and BEGIN and COMMIT
+    would be two more round trips to the server. On SQLite it is the usual ``BEGIN IMMEDIATE``
+    transaction (an autocommit connection would be handed back to the pool with pysqlite's own
+    transaction handling, which the store switches off)."""
+    engine: SqlEngine = sessions.kw["bind"]
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            yield connection
+    else:
+        with engine.begin() as connection:
+            yield connection
 
 
 def job_moves(session: Session, job_id: int) -> list[MoveRow]:
