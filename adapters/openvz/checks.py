@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 
-from adapters.base import BackendError, Check, Journal, MoveSpec
+from adapters.base import BackendError, Check, Journal, MoveSpec, PermanentError
 from adapters.openvz import inventory
 from adapters.openvz.settings import OpenVZSettings
 from adapters.openvz.ssh import Shell
@@ -76,7 +76,10 @@ class Preflight:
 
     def exists(self) -> Check:
         res = self.run(self.spec.source, ["vzctl", "status", self.spec.ct])
-        ok = inventory.ct_status(self.spec.source, self.spec.ct, res.out, res.status) != "absent"
+        try:
+            ok = inventory.ct_status(self.spec.source, self.spec.ct, res.out, res.status, res.err) != "absent"
+        except PermanentError as refused:
+            return Check("container-exists", False, str(refused))
         return Check("container-exists", ok, "" if ok else
                      f"CT {self.spec.ct} does not exist on {self.spec.source}; refresh the inventory")
 
@@ -89,7 +92,10 @@ class Preflight:
 
     def target_free(self) -> Check:
         res = self.run(self.spec.target, ["vzctl", "status", self.spec.dest_ct])
-        ok = inventory.ct_status(self.spec.target, self.spec.dest_ct, res.out, res.status) == "absent"
+        try:
+            ok = inventory.ct_status(self.spec.target, self.spec.dest_ct, res.out, res.status, res.err) == "absent"
+        except PermanentError as refused:
+            return Check("target-id-free", False, str(refused))
         return Check("target-id-free", ok, "" if ok else
                      f"CTID {self.spec.dest_ct} is taken on {self.spec.target}; plan the move "
                      "with a new CTID (target_ct)")

@@ -19,7 +19,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from adapters.base import TransientError
+from adapters.base import PermanentError, TransientError
 from adapters.reported import reported, shown_text, shown_texts
 from fleet.model import Container, Inventory, Node
 
@@ -33,16 +33,17 @@ VZLIST_ARGV = ["vzlist", "-a", "-j", "-o", "ctid,status,physpages,diskspace,cpus
 _LINE = re.compile(r'^\s*([A-Z][A-Z0-9_]*)\s*=\s*(?:"([^"]*)"|\'([^\']*)\'|(\S*))\s*(?:#.*)?$')
 
 
-def ct_status(node: str, ct: str, answer: str, exit_status: int | None = 0) -> str:
+def ct_status(node: str, ct: str, answer: str, exit_status: int | None = 0, err: str = "") -> str:
     """"absent", "stopped" or "running" from ``vzctl status``'s one line (vzctl's src/vzctl.c:
-    ``CTID <id> exist|deleted mounted|unmounted running|down [suspended]``). Any other answer
-    (cut short, an error) raises TransientError: read as "absent" or "stopped" it would let a
-    rollback delete a container, a cleanup retire a running source, or a returned node keep a
-    running copy."""
+    ``CTID <id> exist|deleted mounted|unmounted running|down [suspended]``). vzctl refusing (a
+    non-zero exit, e.g. 21 "Invalid CTID") raises PermanentError with its words; any other answer
+    (cut short) raises TransientError: read as "absent" or "stopped" it would let a rollback
+    delete a container, a cleanup retire a running source, or a returned node keep a running copy."""
+    if exit_status:
+        raise PermanentError(f"{node}: `vzctl status {ct}` exited {exit_status}: {err.strip()[-200:]}")
     words = answer.split()
     if len(words) < 5 or words[2] not in ("exist", "deleted") or words[4] not in ("running", "down"):
-        raise TransientError(f"{node}: unreadable answer of `vzctl status {ct}` (exit {exit_status}): "
-                             f"{answer.strip()[-120:]!r}")
+        raise TransientError(f"{node}: unreadable answer of `vzctl status {ct}`: {answer.strip()[-120:]!r}")
     if words[2] == "deleted":
         return "absent"
     return "running" if words[4] == "running" else "stopped"

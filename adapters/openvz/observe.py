@@ -57,7 +57,7 @@ class ObservingBackend(Backend):
 
     def _status(self, node: str, ct: str, ctx: StepContext) -> str:
         res = self._run(node, ["vzctl", "status", ct], ctx, check=False)
-        return inventory.ct_status(node, ct, res.out, res.status)
+        return inventory.ct_status(node, ct, res.out, res.status, res.err)
 
     def _marker(self, spec: MoveSpec, name: str, ctx: StepContext) -> bool:
         path = f"{self._state(spec)}/{name}"

@@ -120,7 +120,7 @@ class OpenVZRestore(RestoreSteps):
         if self.store.reachable(spec.source):
             conf = self._run(spec.source, ["cat", f"/etc/vz/conf/{spec.ct}.conf"], ctx, check=False)
             res = self._run(spec.source, ["vzctl", "status", spec.ct], ctx, check=False)
-            status = inventory.ct_status(spec.source, spec.ct, res.out, res.status)
+            status = inventory.ct_status(spec.source, spec.ct, res.out, res.status, res.err)
             source = Copy(spec.source, spec.ct, status,
                           inventory.serving_ips(status, inventory.parse_conf(conf.out) if conf.ok else None))
         status, ours, restored = self._facts(spec, ctx)
@@ -228,7 +228,7 @@ class OpenVZRestore(RestoreSteps):
     def _keep_stopped(self, spec: MoveSpec, conf: dict[str, str], ctx: StepContext) -> None:
         """The returned node's copy: stopped, not started on boot, marked; its data kept."""
         res = self._run(spec.source, ["vzctl", "status", spec.ct], ctx, check=False)
-        if inventory.ct_status(spec.source, spec.ct, res.out, res.status) == "running":
+        if inventory.ct_status(spec.source, spec.ct, res.out, res.status, res.err) == "running":
             self._run(spec.source, ["vzctl", "stop", spec.ct], ctx, timeout=120)
         words = conf.get("DESCRIPTION", "").split()
         if conf.get("ONBOOT") != "no" or STALE_MARK not in words:

@@ -145,3 +145,8 @@ def test_vzctl_status_lines_as_vzctl_prints_them(answer, status):
 def test_a_cut_vzctl_status_is_asked_again_never_read_as_absent(answer):
     with pytest.raises(TransientError, match="vzctl status 101"):
         inventory.ct_status("n1", "101", answer, 0)
+
+
+def test_vzctl_refusing_a_status_is_said_in_its_words():
+    with pytest.raises(PermanentError, match="exited 21: Invalid CTID: x"):
+        inventory.ct_status("n1", "x", "", 21, "Invalid CTID: x\n")

@@ -10,6 +10,7 @@ import pytest
 
 from adapters.base import MoveSpec, StepContext
 from adapters.openvz import create_backend
+from fleet.policy import Policy
 from tests.doubles.lab.containers import Prober, make_container
 from tests.doubles.lab.netlab import Lab, missing_binaries
 from tests.integration.conformance.harness import MoveOrder, SagaStore, StepHooks, run_move
@@ -159,7 +160,7 @@ def test_ssh_drop_mid_rsync_retries_and_finishes(lab, backend, tmp_path):
     n1 = lab.nodes["n1"]
 
     def cut_when_rsync_runs():
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if "rsync" in n1.run("ps -eo comm", check=False):
                 # kill ferry's SSH session processes (children of this node's sshd), by pid
@@ -171,7 +172,9 @@ def test_ssh_drop_mid_rsync_retries_and_finishes(lab, backend, tmp_path):
 
     cutter = threading.Thread(target=cut_when_rsync_runs)
     cutter.start()
-    out = run_move(backend, MoveOrder("105", "n1", "n2"), tmp_path)
+    # 32 MB at 8 MB/s: the first copy runs for ~4 s, however fast the machine, so the cutter sees
+    # it (at full speed it could end between two looks, and nothing would be cut).
+    out = run_move(backend, MoveOrder("105", "n1", "n2"), tmp_path, policy=Policy(bandwidth_budget_mb_s=8))
     cutter.join()
     assert out.state == "succeeded", out.message
     assert out.retries >= 1
