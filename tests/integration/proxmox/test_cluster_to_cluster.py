@@ -7,6 +7,8 @@ copy verified, and every call is in the move's journal."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from adapters import proxmox
@@ -229,6 +231,11 @@ def test_recovery_planned_onto_another_proxmox_cluster_is_one_line_exit_2(make_d
             tables.append(f'[mixed.clusters.{name}]\nplatform = "proxmox"\n{body}')
         config = tmp_path / "ferry.toml"
         config.write_text('[ferry]\nbackend = "mixed"\nstate_dir = "state"\n' + "".join(tables))
+        kept = ferry("plan", "evacuate", "pve1", "--from-backups", "--format", "json", config=config, check=False)
+        plan = json.loads(kept.stdout)  # by default a container stays in its cluster: not planned
+        assert not plan["moves"] and [u["ct"] for u in plan["unplaced"]] == ["104"], kept.stdout
+        config.write_text('[ferry]\nbackend = "mixed"\nstate_dir = "state"\n[policy]\ncluster_crossings = ["*"]\n'
+                          + "".join(tables))
         done = ferry("plan", "evacuate", "pve1", "--from-backups", "--format", "json", config=config, check=False)
         assert_one_line_error(done, "node='pve1'", "proxmox cluster a onto proxmox cluster b", "no such path")
     finally:
