@@ -162,7 +162,10 @@ def test_ssh_drop_mid_rsync_retries_and_finishes(lab, backend, tmp_path):
     def cut_when_rsync_runs():
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            if "rsync" in n1.run("ps -eo comm", check=False):
+            # the copy's rsync (it names the bandwidth cap), not pre-flight's `rsync --version`:
+            # cutting the connection between two commands would cut nothing in flight
+            if any(line.startswith("rsync ") and "--bwlimit" in line
+                   for line in n1.run("ps -eo args", check=False).splitlines()):
                 # kill ferry's SSH session processes (children of this node's sshd), by pid
                 pids = n1.run(f"ps -o pid= --ppid {n1.proc.pid}", check=False).split()
                 for pid in pids:
