@@ -33,8 +33,13 @@ system-packages:
 	    else echo "missing system packages (tests that need them will skip): $$missing"; fi; \
 	fi
 
+# The suite runs on TEST_WORKERS pytest-xdist workers: it waits on processes, sockets and the
+# network lab far more than it computes, so more workers than cores still shorten it. The lab's
+# tests stay together on one worker (tests/parallel.py). TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 4
+
 test: $(STAMP) system-packages
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # The whole suite while stress-ng keeps LOAD_CPUS cores busy beside it: no test may depend on how
 # fast the machine is. stress-ng (Debian package stress-ng) is installed here when missing, since
@@ -48,7 +53,7 @@ test-under-load: $(STAMP) system-packages
 	@stress-ng --cpu $(LOAD_CPUS) --timeout 2h --quiet & load=$$!; \
 	trap 'kill $$load 2>/dev/null; wait $$load 2>/dev/null; exit 130' INT TERM; \
 	echo "stress-ng --cpu $(LOAD_CPUS) running (pid $$load)"; started=$$(date +%s); \
-	status=0; $(BIN)/python -m pytest $(PYTEST_ARGS) || status=$$?; \
+	status=0; $(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS) || status=$$?; \
 	kill $$load 2>/dev/null; wait $$load 2>/dev/null; \
 	echo "suite under load: exit $$status in $$(( $$(date +%s) - started )) s"; exit $$status
 

@@ -12,6 +12,9 @@ import pytest
 from service.config import Config, EngineSection, FerrySection
 from service.runtime import Runtime
 
+#: Running the suite on several workers (``make test``): the lab's tests stay on one.
+pytest_plugins = ["tests.parallel"]
+
 HERE = Path(__file__).parent
 SMALL_FLEET = HERE / "doubles" / "fleets" / "small.yaml"
 REPO = HERE.parent
@@ -48,3 +51,4 @@ def postgres_url() -> Iterator[str]:
         pytest.skip(f"no PostgreSQL server here: {exc}")
     yield url
     cluster.__exit__(None, None, None)
+

@@ -99,7 +99,10 @@ class Lab:
         # beside the suite) would fight over its routes. The second waits for the first.
         self._lock = open(LAB_LOCK, "w")  # noqa: SIM115 - held until down()
         fcntl.flock(self._lock, fcntl.LOCK_EX)
-        remove_leftovers()
+        # Under the lock no other lab of this process is up (a second one would wait for the
+        # lock forever), so this process's own names are leftovers too: a tear-down cut short
+        # under load must not make every later lab of the run fail with "File exists".
+        remove_leftovers(also_pid=os.getpid())
         try:
             self._keys()
             sh("ip", "link", "add", self.bridge, "type", "bridge")
@@ -194,7 +197,7 @@ class Lab:
         kill_namespace(node.ns)
         sh("ip", "link", "del", f"{node.ns}v", check=False)
         if node.proc:
-            node.proc.wait(timeout=5)
+            _reap(node.proc)
 
     def revive_node(self, name: str) -> None:
         """The node comes back as a fenced node is powered on: network and sshd, no container
@@ -217,17 +220,24 @@ class Lab:
                            f"{(node.root / 'sshd.log').read_text()[-500:]}")
 
     def down(self) -> None:
-        for ns in [n.ns for n in self.nodes.values()] + [self.client_ns]:
-            if ns:
-                kill_namespace(ns)
-        for node in self.nodes.values():
-            if node.proc:
-                node.proc.wait(timeout=5)
-        sh("ip", "link", "del", self.bridge, check=False)
-        shutil.rmtree(self.base, ignore_errors=True)
-        if self._lock is not None:
-            self._lock.close()  # releases the flock
-            self._lock = None
+        """Tear everything down; each step runs even when an earlier one failed (a slow machine
+        can make a wait time out), and the lock is released last, whatever happened."""
+        try:
+            for ns in [n.ns for n in self.nodes.values()] + [self.client_ns]:
+                if ns:
+                    _quietly(kill_namespace, ns)
+            for node in self.nodes.values():
+                if node.proc:
+                    _quietly(_reap, node.proc)
+            for ns in [n.ns for n in self.nodes.values()] + [self.client_ns]:
+                if ns:
+                    sh("ip", "link", "del", f"{ns}v", check=False)
+            sh("ip", "link", "del", self.bridge, check=False)
+            shutil.rmtree(self.base, ignore_errors=True)
+        finally:
+            if self._lock is not None:
+                self._lock.close()  # releases the flock
+                self._lock = None
 
     def __enter__(self) -> Lab:
         return self
@@ -251,14 +261,35 @@ def kill_namespace(ns: str) -> None:
     sh("ip", "netns", "del", ns, check=False)
 
 
-def remove_leftovers() -> None:
-    """Remove namespaces and bridges of earlier labs whose creating process is gone."""
+def _reap(proc: subprocess.Popen) -> None:
+    """Wait for a node's sshd launcher; kill it if it outlives its namespace's processes."""
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=30)
+
+
+def _quietly(step, *args) -> None:
+    try:
+        step(*args)
+    except (OSError, subprocess.SubprocessError):
+        pass  # tear-down goes on; remove_leftovers() cleans what this left
+
+
+def _stale(pid: str, also_pid: int | None) -> bool:
+    return int(pid) == also_pid or not Path(f"/proc/{pid}").exists()
+
+
+def remove_leftovers(also_pid: int | None = None) -> None:
+    """Remove namespaces, veths and bridges of earlier labs whose creating process is gone (and
+    those of ``also_pid``, the calling process, when it holds the lab lock)."""
     names = sh("ip", "netns", "list", check=False).stdout.split("\n")
     for line in names:
         m = re.match(r"^(fzl(\d+)\w*)", line)
-        if m and not Path(f"/proc/{m.group(2)}").exists():
+        if m and _stale(m.group(2), also_pid):
             kill_namespace(m.group(1))
-    for line in sh("ip", "-o", "link", "show", "type", "bridge", check=False).stdout.splitlines():
-        m = re.search(r": (fzl(\d+)br)[:@]", line)
-        if m and not Path(f"/proc/{m.group(2)}").exists():
+    for line in sh("ip", "-o", "link", "show", check=False).stdout.splitlines():
+        m = re.search(r": (fzl(\d+)\w+)[:@]", line)
+        if m and _stale(m.group(2), also_pid):
             sh("ip", "link", "del", m.group(1), check=False)

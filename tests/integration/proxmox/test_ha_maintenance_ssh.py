@@ -18,6 +18,8 @@ from tests.doubles.lab.netlab import Lab, missing_binaries
 if missing_binaries():
     pytest.skip(f"the lab needs: {', '.join(missing_binaries())}", allow_module_level=True)
 
+pytestmark = [pytest.mark.lab]
+
 FAKE_HA_MANAGER = """#!/bin/sh
 # Records what ferry asked of the HA stack, as the CRM would queue it.
 echo "$(hostname) $*" >> /var/lib/ferry/ha-manager.log
