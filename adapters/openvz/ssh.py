@@ -36,7 +36,9 @@ import paramiko
 from adapters.base import Journal, JournalEntry, PermanentError, TransientError
 from adapters.openvz.settings import OpenVZSettings
 
-#: How long to wait for the end of a command's output after its exit status arrived.
+#: After a command's exit status, how long its output may stay silent before ferry stops
+#: waiting for the output's end (EOF): a command that leaves a background process holding its
+#: stdout never sends one.
 _OUTPUT_GRACE_S = 2.0
 
 
@@ -228,20 +230,24 @@ class Shell:
         before the channel's close), so the end is the EOF; a command that leaves a background
         process holding its stdout never sends one, hence a short grace after the status."""
         out, err = bytearray(), bytearray()
-        deadline, grace_until = time.monotonic() + timeout, None
+        deadline, quiet_since = time.monotonic() + timeout, None
         while True:
             if chan.recv_ready():
                 out += chan.recv(65536)
+                quiet_since = None
                 continue
             if chan.recv_stderr_ready():
                 err += chan.recv_stderr(65536)
+                quiet_since = None
                 continue
             if chan.closed or (chan.eof_received and chan.exit_status_ready()):
                 return out, err
             now = time.monotonic()
             if chan.exit_status_ready():
-                grace_until = grace_until or now + _OUTPUT_GRACE_S
-                if now > grace_until:
+                # The grace counts silence, not time since the status: output still flowing
+                # (a slow node, a loaded sshd) is read to its end.
+                quiet_since = quiet_since or now
+                if now - quiet_since > _OUTPUT_GRACE_S:
                     return out, err
             if now > deadline:
                 chan.close()
