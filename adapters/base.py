@@ -139,6 +139,10 @@ class MoveSpec:
     fence_command: tuple[str, ...] = ()
     #: Proxmox HA recovers this container itself (shared storage): ferry follows, never acts.
     ha: bool = False
+    #: Whether the source ran before the move changed anything, as a step saw it and the engine
+    #: stored it (:attr:`StepContext.facts`); ``None``: not seen yet. A fact, not a request: it
+    #: lets a restarted ferry bring the container back (or leave it) in its own power state.
+    source_running: bool | None = None
 
     @property
     def dest_ct(self) -> str:
@@ -160,6 +164,8 @@ class MoveSpec:
 REQUESTS: tuple[str, ...] = ("target_ct", "ips", "gateway", "hostname", "target_storage", "bwlimit_mb_s",
                              "ports", "backup")
 _DEFAULTS = {f.name: f.default for f in fields(MoveSpec)}
+#: What a step may learn for the steps after it (:attr:`StepContext.facts`), each a MoveSpec field.
+FACTS: tuple[str, ...] = ("source_running",)
 
 
 @dataclass(frozen=True)
@@ -229,6 +235,10 @@ class StepContext:
     cancelled: Callable[[], bool] = _never_cancelled
     #: Figures the step measured (bytes copied, downtime_s, ...), read by the engine afterwards.
     figures: dict[str, float] = field(default_factory=dict)
+    #: What the step learned that later steps need even after ferry restarts (:data:`FACTS`):
+    #: the engine stores it with the move when the step succeeds, and every later step gets it
+    #: back as the MoveSpec field of the same name. The first value stored stands.
+    facts: dict[str, bool] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

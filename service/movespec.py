@@ -1,9 +1,11 @@
 """From a stored move to the typed request a backend receives (adapters/base.py ``MoveSpec``).
 
-    plan Move --move_options--> MoveRow.options (JSON, written once when the job is created)
+    plan Move --move_options--> MoveRow.options (JSON, written when the job is created)
+    step's StepContext.facts --saga--> MoveRow.options (added once, the first value stands)
     MoveRow + job id + Policy --build_spec--> MoveSpec (built again before every step)
 
-The stored options hold only what the plan asked for (``target_storage``, readdressing); what the
+The stored options hold what the plan asked for (``target_storage``, readdressing) and the facts
+a step learned for the steps after it (``source_running``, adapters/base.py FACTS); what the
 engine decides at run time (the lock owner, the move's share of the node's bandwidth budget) is
 added here, so a policy change applies to a resumed move too. An unknown stored key is an error,
 never dropped: a backend must see every request to honour or refuse it.
@@ -21,7 +23,8 @@ from service.store import MoveRow
 #: Stored option keys and how each becomes its MoveSpec field.
 _STORED = {"target_ct": str, "target_storage": str, "hostname": str, "gateway": str, "backup": bool,
            "archive": str, "fenced": bool, "ha": bool, "fence_command": lambda v: tuple(str(a) for a in v),
-           "ips": lambda v: tuple(str(ip) for ip in v), "ports": lambda v: tuple(int(p) for p in v)}
+           "ips": lambda v: tuple(str(ip) for ip in v), "ports": lambda v: tuple(int(p) for p in v),
+           "source_running": bool}
 
 
 def move_options(move: Move) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.base import (
+    FACTS,
     Backend,
     BackendError,
     Cancelled,
@@ -284,8 +285,19 @@ class MoveSaga:
                   for check in (result if step == Step.PREFLIGHT else [])]
         for key, value in ctx.figures.items():
             figures[key] = figures.get(key, 0.0) + value
-        self._update(phase=Phase.DONE, figures=dict(figures), events=checks)
+        self._update(phase=Phase.DONE, figures=dict(figures), events=checks, **self._learned(move, ctx))
         return None
+
+    @staticmethod
+    def _learned(move: MoveRow, ctx: StepContext) -> dict[str, Any]:
+        """The move's options with the facts the step learned added (the first value stands), to
+        be written with the step's end; nothing if it learned nothing new."""
+        unknown = sorted(set(ctx.facts) - set(FACTS))
+        if unknown:
+            raise ValueError(f"move of {move.ct}: a step reported unknown facts {unknown}")
+        stored = dict(move.options or {})
+        new = {key: bool(value) for key, value in ctx.facts.items() if key not in stored}
+        return {"options": {**stored, **new}} if new else {}
 
     def retry_cleanup(self) -> MoveOutcome:
         """Call cleanup again for a succeeded move whose cleanup was left for later."""

@@ -4,8 +4,9 @@
     spec.method "dump"             --> dump.py    (vzdump -> restore -> net -> start; keep source)
 
 Each step builds a MoveContext (the API bound to the step's journal) and calls the path's
-function of the same name. Nothing a step needs is kept only in memory except ``memo`` (was the
-CT running before the move?), which steps re-observe when it is missing after a restart.
+function of the same name. Nothing a step needs is kept only in memory: whether the CT ran before
+the move is seen by preflight and stored by the engine with the move (``StepContext.facts``), and
+comes back as ``spec.source_running`` after a restart; ``memo`` only repeats it within a process.
 """
 
 from __future__ import annotations

@@ -58,7 +58,7 @@ def preflight(mc: MoveContext) -> list[Check]:
     if place is None:
         return [Check("container exists", False, f"CT {mc.vmid} is not in the cluster")]
     checks = [Check("container exists", place.node == mc.spec.source, f"CT {mc.vmid} is on {place.node}")]
-    mc.memo[f"running:{mc.vmid}"] = place.status == "running"
+    mc.saw_source(place.status == "running")
     checks.append(Check("not HA-managed", f"ct:{mc.vmid}" not in observe.ha_sids(mc.api),
                         "an HA-managed CT moves by migration; the dump fallback would fight the HA stack"))
     bs = mc.settings.backup_storage
@@ -146,7 +146,8 @@ def cutover(mc: MoveContext) -> None:
             mc.run(creating)
     wait_unlocked(mc, mc.spec.target, dest)
     _rewrite_nets(mc, mc.spec.target, dest)
-    ensure_power(mc, mc.spec.target, dest, "running")
+    if mc.source_ran(unknown=True):  # a stopped container arrives stopped
+        ensure_power(mc, mc.spec.target, dest, "running")
 
 
 def expected_ips(mc: MoveContext) -> list[str] | None:
@@ -161,7 +162,7 @@ def verify(mc: MoveContext) -> None:
     if copy is None or copy.node != mc.spec.target:
         raise PermanentError(f"no restored copy of CT {mc.vmid} on {mc.spec.target}")
     current = mc.api.get(f"/nodes/{copy.node}/lxc/{copy.vmid}/status/current")
-    if current.get("status") != "running" or current.get("lock"):
+    if (mc.source_ran(unknown=True) and current.get("status") != "running") or current.get("lock"):
         raise PermanentError(f"copy {copy.vmid} of CT {mc.vmid} is {current.get('status')} "
                              f"(lock {current.get('lock')}) on {copy.node}")
     conf = observe.config(mc.api, copy.node, copy.vmid)
@@ -291,5 +292,5 @@ def destroy_copy(mc: MoveContext, copy: Placement | None) -> None:
 def rollback(mc: MoveContext) -> None:
     destroy_copy(mc, restored(mc))
     source = observe.locate(mc.api, mc.vmid)
-    if source is not None and mc.memo.get(f"running:{mc.vmid}", True):
+    if source is not None and mc.source_ran(unknown=True):
         ensure_power(mc, source.node, mc.vmid, "running")

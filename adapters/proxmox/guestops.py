@@ -46,6 +46,20 @@ class MoveContext:
         caps = [cap for cap in (self.settings.bwlimit_kib, self.spec.bwlimit_kib) if cap]
         return min(caps) if caps else None
 
+    def saw_source(self, running: bool) -> None:
+        """Note whether the source runs, as seen before the move changed anything (preflight):
+        in this process's memo, and as a fact the engine stores with the move, so that a ferry
+        restarted mid-move still knows (``spec.source_running``)."""
+        self.memo[f"running:{self.vmid}"] = running
+        self.ctx.facts["source_running"] = running
+
+    def source_ran(self, unknown: bool) -> bool:
+        """Whether the source ran before the move: the stored fact, else what this process saw,
+        else ``unknown`` (a move stored before facts were kept, resumed by a new process)."""
+        if self.spec.source_running is not None:
+            return self.spec.source_running
+        return self.memo.get(f"running:{self.vmid}", unknown)
+
     def event(self, what: str, **detail: object) -> None:
         self.ctx.journal(JournalEntry(host=self.settings.host, what=what, status=None, duration_ms=0.0,
                                       kind="event", detail={"ct": self.spec.ct, **detail}))

@@ -67,7 +67,7 @@ def preflight(mc: MoveContext) -> list[Check]:
         return [Check("container exists", True, f"CT {vmid} already runs on {spec.target}")]
     checks = [Check("container exists", place.node == spec.source,
                     f"CT {vmid} is on {place.node}, the plan says {spec.source}")]
-    mc.memo[f"running:{vmid}"] = place.status == "running"
+    mc.saw_source(place.status == "running")
     try:
         pre = mc.api.get(f"/nodes/{place.node}/lxc/{vmid}/migrate", target=spec.target)
         allowed = spec.target in (pre.get("allowed-nodes") or [])
@@ -230,8 +230,9 @@ def verify(mc: MoveContext) -> None:
     if place is None or place.node != mc.spec.target:
         raise PermanentError(f"CT {mc.vmid} is not on {mc.spec.target} (found on {place.node if place else 'no node'})")
     current = mc.api.get(f"/nodes/{mc.spec.target}/lxc/{mc.vmid}/status/current")
-    expect_running = mc.memo.get(f"running:{mc.vmid}", True)
-    if expect_running and current.get("status") != "running":
+    # A source that ran must run on the target; one that was stopped may have been started by
+    # its owner since (ferry itself never starts it).
+    if mc.source_ran(unknown=True) and current.get("status") != "running":
         raise PermanentError(f"CT {mc.vmid} is {current.get('status')} on {mc.spec.target}, expected running")
     if current.get("lock"):
         raise PermanentError(f"CT {mc.vmid} on {mc.spec.target} is still locked ({current['lock']})")
@@ -257,6 +258,6 @@ def rollback(mc: MoveContext) -> None:
                                                         method="restart", target_storage=None),
                            mc.ctx, mc.memo)
         cutover(back)
-    elif place is not None and mc.memo.get(f"running:{mc.vmid}", False):
+    elif place is not None and mc.source_ran(unknown=False):
         ensure_power(mc, place.node, mc.vmid, "running")
     cleanup(mc)

@@ -72,7 +72,11 @@ class InvariantMonitor:
         for ip, count in holders.items():
             if count > 1:
                 self.violations.append(f"{when}: {ip} held by {count} running containers")
-        if not self.verified and not self.world.source_data(self.order):
+        # The world first, then the flag: verify passing sets it before cleanup may remove the
+        # source, so a look that began before verify ended but read the world after cleanup
+        # started sees the flag set, not a false "gone before verify".
+        gone = not self.world.source_data(self.order)
+        if gone and not self.verified:
             self.violations.append(f"{when}: source data of {self.order.ct} gone before verify passed")
 
     def _before(self, step: str, spec: MoveSpec) -> None:

@@ -13,7 +13,7 @@ import itertools
 import os
 from dataclasses import dataclass, field
 
-from adapters.base import JournalEntry
+from adapters.base import Backend, JournalEntry
 from adapters.openvz import create_backend
 from tests.doubles.lab.containers import make_container
 from tests.doubles.lab.netlab import Lab, LabNode
@@ -86,6 +86,14 @@ class LabRig:
     def __post_init__(self) -> None:
         self.backend = create_backend(self.lab.settings(retention_hours=0))
         self.world = LabWorldView(self.lab)
+
+    def restarted(self) -> Backend:
+        crashed, self.backend = self.backend, create_backend(self.lab.settings(retention_hours=0))
+        crashed.close()  # its SSH connections: a dead process's sockets close too
+        return self.backend
+
+    def stop(self, order: MoveOrder) -> None:
+        self.lab.nodes[order.source].run(f"vzctl stop {order.ct}")
 
     def order(self) -> MoveOrder:
         ct = str(next(self._ids))

@@ -42,6 +42,13 @@ class Rig(Protocol):
     def arm(self, step: str, order: MoveOrder) -> None:
         """Make the next call of ``step`` for ``order`` fail permanently (``cleanup``: fail)."""
 
+    def restarted(self) -> Backend:
+        """A new backend on the same world, as a restarted ferry builds it: nothing the crashed
+        one kept in memory survives. It replaces :attr:`backend`."""
+
+    def stop(self, order: MoveOrder) -> None:
+        """Stop the order's container before its move (a customer's stopped VPS)."""
+
     def heal(self, order: MoveOrder) -> None:
         """Undo whatever :meth:`arm` left in the world, so a later retry can succeed."""
 
@@ -89,10 +96,18 @@ class SimRig:
 
         # A placeholder fault (spent) makes the world consult its fault list on every step.
         spent = [{"kind": "fail", "step": "never", "remaining": 0}]
-        self.backend = sim.create_backend({"world_file": str(self.directory / "world.json"),
-                                           "fleet_file": str(SMALL_FLEET), "speedup": 20000.0,
-                                           "faults": spent})
+        self.settings = {"world_file": str(self.directory / "world.json"), "fleet_file": str(SMALL_FLEET),
+                         "speedup": 20000.0, "faults": spent}
+        self.backend = sim.create_backend(self.settings)
         self.world = SimWorldView(self.backend)
+
+    def restarted(self) -> Backend:
+        self.backend = sim.create_backend(self.settings)  # the world file already exists: kept
+        return self.backend
+
+    def stop(self, order: MoveOrder) -> None:
+        with self.backend.world.transaction() as world:
+            world["copies"][order.ct][order.source]["status"] = "stopped"
 
     def order(self) -> MoveOrder:
         return MoveOrder(next(self._cts), "a", "b")
@@ -147,6 +162,14 @@ class PveRig:
     def __post_init__(self) -> None:
         self.backend = proxmox_backend(settings_for(self.double))
         self.world = PveWorldView(self.double.world)
+
+    def restarted(self) -> Backend:
+        self.backend = proxmox_backend(settings_for(self.double))
+        return self.backend
+
+    def stop(self, order: MoveOrder) -> None:
+        with self.double.world.lock:
+            self.double.world.guests[int(order.ct)].status = "stopped"
 
     def order(self) -> MoveOrder:
         ct, target = next(self._cts)
