@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ from service.config import ApiSection, ScheduleSection, load_config
 from service.runtime import Runtime
 from service.worker import Worker
 from tests.conftest import SMALL_FLEET, sim_config
+from tests.doubles.ports import free_port
 from tests.integration.sim.test_cli import FERRY, ferry, write_config
 from tests.integration.sim.test_sim_engine import make_plan
 
@@ -252,10 +252,6 @@ def test_a_held_lease_and_a_succeeded_job_show_in_metrics(rt: Runtime, api: Test
 
 
 # -- ferry serve, as a process ---------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def serve_answers(proc: subprocess.Popen[Any], base: str, log: Path) -> bool:

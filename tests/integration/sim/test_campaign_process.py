@@ -20,18 +20,28 @@ from tests.integration.sim.test_cli import FERRY, ferry, write_config
 from tests.integration.sim.test_notify import receiver  # noqa: F401 - fixture
 from tests.integration.sim.test_serve_logs import listening
 
+#: Every wait ends: a step not reached in this time fails the test (a bound, not a speed: the
+#: simulated drains take seconds on a quiet machine).
+WAIT_S = 240.0
+
 
 class Server:
     """``ferry serve`` in its own process, stopped with SIGTERM as an init system would."""
 
     def __init__(self, config: Path) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        argv = [FERRY, "--config", str(config), "serve", "--port", str(self.port)]
-        self.proc = subprocess.Popen(argv, env={**os.environ, "FERRY_API_TOKEN": TOKEN, "PYTHONPATH": str(REPO)},
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     text=True)
-        wait_for(lambda: listening(self.port) or self.proc.poll() is not None, timeout=30)
+        for _ in range(3):  # a free port can be taken by another process before the server binds it
+            self.port = free_port()
+            self.base = f"http://127.0.0.1:{self.port}"
+            argv = [FERRY, "--config", str(config), "serve", "--port", str(self.port)]
+            self.proc = subprocess.Popen(argv, env={**os.environ, "FERRY_API_TOKEN": TOKEN, "PYTHONPATH": str(REPO)},
+                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.PIPE, text=True)
+            wait_for(lambda: listening(self.port) or self.proc.poll() is not None, timeout=120)
+            if self.proc.poll() is None:
+                return
+            err = self.proc.communicate(timeout=10)[1]
+            assert "address already in use" in err.lower(), err
+        raise AssertionError("no free loopback port in 3 tries")
 
     def get(self, path: str) -> dict:
         return httpx.get(self.base + path, headers=AUTH, timeout=10).json()
@@ -68,16 +78,16 @@ def test_ferry_serve_runs_a_saved_campaign_across_a_restart(tmp_path: Path, rece
     server = Server(config)
     started.append(server)
     assert server.post(campaign + "/approve").json()["state"] == "approved"
-    wait_for(lambda: server.get(campaign)["steps"][0]["phase"] == "maintenance", timeout=60)
+    wait_for(lambda: server.get(campaign)["steps"][0]["phase"] == "maintenance", timeout=WAIT_S)
     server.stop()  # the operator patches a while ferry is restarted
     server = Server(config)
     started.append(server)
     assert server.get(campaign)["state"] == "running"
     assert server.post("/v1/nodes/a/restore", {"approve": True}).status_code == 200  # the "done" for a
-    wait_for(lambda: server.get(campaign)["steps"][1]["phase"] == "maintenance", timeout=60)
+    wait_for(lambda: server.get(campaign)["steps"][1]["phase"] == "maintenance", timeout=WAIT_S)
     assert server.get(campaign)["steps"][0]["phase"] == "done"
     assert server.post("/v1/nodes/b/restore", {"approve": True}).status_code == 200
-    wait_for(lambda: server.get(campaign)["state"] == "succeeded", timeout=60)
+    wait_for(lambda: server.get(campaign)["state"] == "succeeded", timeout=WAIT_S)
     shown = server.get(campaign)
     server.stop()
     assert all(j["state"] == "succeeded" for s in shown["steps"] for j in s["drain"] + s["restore"])

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import email
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from service.runtime import Runtime
 from service.schedule import MaintenanceWindows, parse_windows
 from service.worker import Worker
 from tests.conftest import sim_config
+from tests.doubles.ports import free_port
 from tests.integration.sim.test_cli import assert_one_line_error, ferry, write_config
 
 
@@ -58,12 +58,6 @@ class Mailbox:
     async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
         self.messages.append(email.message_from_bytes(envelope.content))
         return "250 OK"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
