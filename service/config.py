@@ -122,7 +122,7 @@ class ScheduleSection(BaseModel):
         return value
 
 
-SimStep = Literal["preflight", "prepare", "presync-copy", "cutover-copy", "start", "verify", "cleanup"]
+SimStep = Literal["preflight", "prepare", "presync-copy", "cutover-copy", "start", "verify", "cleanup", "rollback"]
 SimFaultKind = Literal["transient", "fail", "refuse_live", "dest_full", "link_drop", "start_fails", "unreachable"]
 
 

@@ -318,8 +318,12 @@ class MoveSaga:
         method = lifecycle.FALLBACK[move.method]
         # the claims still hold before the undo acts
         self._update(events=[(move.step, f"{move.method} move refused ({why}); falling back to {method}")])
-        try:
-            self.backend.rollback(self._spec(move), self._context(move, "rollback"))
+        spec, ctx = self._spec(move), self._context(move, "rollback")
+        try:  # transient failures (a refused SSH channel, an HTTP 503) are retried, as in any step
+            for attempt in self._retrying(lambda rs: self._event(move.ct, "rollback", "retrying the undo of "
+                                                                 f"{move.method}: {rs.outcome.exception()}")):
+                with attempt:
+                    self.backend.rollback(spec, ctx)
         except BackendError as exc:
             return self._compensate(move, Cause.FAILURE, f"{move.method} refused and its undo failed: {exc}")
         self._update(hold=True, method=method, step=None, phase=None, tried=True)

@@ -241,6 +241,7 @@ class SimBackend(Backend):
             ctx.journal(JournalEntry(spec.source, ["sim-destroy", spec.ct], 0, 0.0))
 
     def rollback(self, spec: MoveSpec, ctx: StepContext) -> None:
+        self._fault(spec, "rollback", ctx)
         with self.world.transaction() as world:
             copies = world["copies"][spec.ct]
             source = copies.get(spec.source)

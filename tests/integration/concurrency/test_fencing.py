@@ -67,9 +67,10 @@ for _step in STEPS:
     setattr(FreezingBackend, _step.value, _step_method(_step))
 
 
-def engine(rt: Runtime, backend: Any, owner: str, hold: Callable[[int], bool] | None = None) -> Engine:
+def engine(rt: Runtime, backend: Any, owner: str, hold: Callable[[int], bool] | None = None,
+           lease_s: float = LEASE_S) -> Engine:
     """An instance: its own store connection, the shared sim world."""
-    settings = rt.config.engine.model_copy(update={"lease_s": LEASE_S})
+    settings = rt.config.engine.model_copy(update={"lease_s": lease_s})
     return Engine(open_database(rt.config.database_url), backend, rt.policy(), settings, owner=owner,
                   hold=hold)
 
@@ -113,7 +114,9 @@ def test_an_instance_that_lost_its_lease_does_not_act_after_the_takeover(rt: Run
     thread.start()
     try:
         assert stale.frozen.wait(WAIT_S), "instance A never reached its presync"
-        b = engine(rt, FreezingBackend(rt.backend, "B", calls), "instance-b")
+        # B's lease is long: only A's must run out, and on a loaded machine a 1 s lease of the
+        # healthy instance could lapse between two heartbeats too.
+        b = engine(rt, FreezingBackend(rt.backend, "B", calls), "instance-b", lease_s=WAIT_S)
         summary = take_over(b, job_id)
         takeover = next(i for i, call in enumerate(calls) if call[0] == "B")
     finally:

@@ -181,3 +181,17 @@ def test_refusals_fall_back_live_to_restart_to_dump(tmp_path: Path) -> None:
     assert any("restart move refused" in e and "falling back to dump" in e for e in events)
     assert audit_world(world_file(rt)) == []
     assert rt.backend.discover().container("101").node == "b"
+
+
+def test_a_transient_failure_of_a_fallbacks_undo_is_retried_not_the_end_of_the_move(tmp_path: Path) -> None:
+    """Live refused, and undoing it meets a dropped connection once: the undo is tried again and
+    the move goes on by restart, as any step's transient failure is retried."""
+    rt = Runtime(sim_config(tmp_path, faults=[
+        {"kind": "refuse_live", "step": "prepare", "ct": "101", "method": "live", "remaining": 1},
+        {"kind": "unreachable", "step": "rollback", "ct": "101", "remaining": 1}]))
+    _, result = run(rt, make_plan([("101", "b", "live")]))
+    move = moves_by_ct(result["detail"])["101"]
+    assert move["state"] == "succeeded" and move["method"] == "restart", move
+    events = [str(j["what"]) for j in result["detail"]["journal"] if j["ct"] == "101" and j["kind"] == "event"]
+    assert any(e.startswith("retrying the undo of live: a unreachable") for e in events), events
+    assert audit_world(world_file(rt)) == []
