@@ -8,7 +8,8 @@ longer reads), so ferry brings its scheduler: xdist's ``loadscope`` scheduling, 
 is its own unit except the lab's, which are one. The controller never collects, so the workers
 tell it which tests carry the ``lab`` mark through a file it names in their ``workerinput``.
 
-It replaces ``--dist load`` (``-n``'s default) and ``loadgroup``. Without ``-n`` none of this runs: ``pytest`` alone runs the suite in one process, as before.
+It replaces ``--dist load`` (``-n``'s default) and ``loadgroup``. Without ``-n`` none of this
+runs: ``pytest`` alone runs the suite in one process, as before.
 """
 
 from __future__ import annotations

@@ -53,7 +53,7 @@ class MoveContext:
         self.memo[f"running:{self.vmid}"] = running
         self.ctx.facts["source_running"] = running
 
-    def source_ran(self, unknown: bool) -> bool:
+    def source_ran(self, unknown: bool | None) -> bool | None:
         """Whether the source ran before the move: the stored fact, else what this process saw,
         else ``unknown`` (a move stored before facts were kept, resumed by a new process)."""
         if self.spec.source_running is not None:

@@ -133,13 +133,6 @@ class ClusterToCluster:
         src = observe.rootfs_storage(conf) or "local"
         return src, spec.target_storage or self.b.settings.storage_map.get(src, src)
 
-    def _was_running(self, spec: MoveSpec) -> bool | None:
-        """Whether the source ran before the move (the stored fact, else this process's sighting);
-        None when neither is known (a move stored before facts were kept, after a restart)."""
-        if spec.source_running is not None:
-            return spec.source_running
-        return self.memo.get(f"running:{spec.ct}")
-
     def _copy(self, spec: MoveSpec, api: Api) -> observe.Placement | None:
         return observe.locate(api, self.dest(spec))
 
@@ -230,7 +223,7 @@ class ClusterToCluster:
             if copy is None or copy.node != spec.target:
                 raise PermanentError(f"CT {spec.ct} did not arrive on {spec.target} in cluster {self.names[1]}")
         wait_unlocked(mb, copy.node, copy.vmid)
-        if self._was_running(spec) is not False:
+        if mb.source_ran(unknown=True):
             ensure_power(mb, copy.node, copy.vmid, "running")
 
     def _remote_migrate(self, ma: MoveContext, source: observe.Placement, conf: dict) -> None:
@@ -274,7 +267,7 @@ class ClusterToCluster:
     def verify(self, spec: MoveSpec, ctx: StepContext) -> None:
         ma, mb = self._mcs(spec, ctx)
         copy, source = self._copy(spec, mb.api), observe.locate(ma.api, ma.vmid)
-        known = self._was_running(spec)  # None: not known (either will do)
+        known = ma.source_ran(unknown=None)  # None: not known (either will do)
         want = "running or stopped" if known is None else "running" if known else "stopped"
         if copy is None or copy.node != spec.target or copy.status not in want.split(" or ") or copy.lock:
             found = f"{copy.status} on {copy.node} (lock {copy.lock})" if copy else "absent"
@@ -333,5 +326,5 @@ class ClusterToCluster:
             self._unlock(ma, source)
         except CleanupPending as exc:
             raise PermanentError(str(exc)) from None
-        if self._was_running(spec) is not False:
+        if ma.source_ran(unknown=True):
             ensure_power(ma, source.node, ma.vmid, "running")

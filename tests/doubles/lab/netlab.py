@@ -222,16 +222,15 @@ class Lab:
     def down(self) -> None:
         """Tear everything down; each step runs even when an earlier one failed (a slow machine
         can make a wait time out), and the lock is released last, whatever happened."""
+        namespaces = [ns for ns in [n.ns for n in self.nodes.values()] + [self.client_ns] if ns]
         try:
-            for ns in [n.ns for n in self.nodes.values()] + [self.client_ns]:
-                if ns:
-                    _quietly(kill_namespace, ns)
+            for ns in namespaces:
+                _quietly(kill_namespace, ns)
             for node in self.nodes.values():
                 if node.proc:
                     _quietly(_reap, node.proc)
-            for ns in [n.ns for n in self.nodes.values()] + [self.client_ns]:
-                if ns:
-                    sh("ip", "link", "del", f"{ns}v", check=False)
+            for ns in namespaces:
+                sh("ip", "link", "del", f"{ns}v", check=False)
             sh("ip", "link", "del", self.bridge, check=False)
             shutil.rmtree(self.base, ignore_errors=True)
         finally:
